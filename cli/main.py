@@ -1,0 +1,61 @@
+"""The ``simrl`` Typer app: one sub-app per file, combined here.
+
+Only Typer is imported at start-up so ``simrl --help`` answers instantly; every command imports
+what it needs inside its body. A :class:`~simrl.errors.SimrlError` raised anywhere becomes one line
+on stderr and its exit code (2 for bad input), never a traceback.
+"""
+
+from __future__ import annotations
+
+import typer
+from typer.core import TyperGroup
+
+from simrl import __version__
+from simrl.cli import world
+from simrl.errors import SimrlError
+
+
+class _Group(TyperGroup):
+    """Root group: turns user errors into ``error: ...`` and the error's exit code."""
+
+    def invoke(self, ctx):  # noqa: D102
+        try:
+            return super().invoke(ctx)
+        except SimrlError as err:
+            typer.secho(f"error: {err}", err=True, fg="red")
+            raise typer.Exit(err.exit_code) from None
+
+
+app = typer.Typer(
+    cls=_Group,
+    name="simrl",
+    help="Simulated-environment RL for LLM agents: fictional worlds, real and world-model environments, "
+         "perturbation schedules, training recipes and ablations.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(world.app, name="world")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"simrl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the simrl version and exit."),
+) -> None:
+    """Simulated-environment RL for LLM agents."""
+
+
+def main() -> None:
+    """Console-script entry point (``simrl``)."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -11,7 +11,7 @@ import typer
 from typer.core import TyperGroup
 
 from simrl import __version__
-from simrl.cli import world
+from simrl.cli import env, serve, world
 from simrl.errors import SimrlError
 
 
@@ -36,6 +36,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(world.app, name="world")
+app.add_typer(env.app, name="env")
+app.add_typer(serve.app, name="serve")
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,13 @@
+"""``simrl serve``: run simrl's real tool servers (search over a world, the world record MCP server)."""
+
+from __future__ import annotations
+
+import typer
+
+from simrl.cli.serve_mcp import mcp
+from simrl.cli.serve_search import search
+
+app = typer.Typer(help="Serve a world's real tools: search engine (HTTP) and record server (MCP).",
+                  no_args_is_help=True)
+app.command("search")(search)
+app.command("mcp")(mcp)

@@ -121,11 +121,15 @@ class _Builder:
             attrs.append({"born": born.isoformat(), "died": died,
                           "occupation": self.rng.choice(_OCCUPATIONS)})
         ids = self.add_nodes(EntityType.person, self.names.people(n), attrs)
-        for pid, city in zip(ids, self.rng.choices(self.ids[EntityType.city], k=n)):
+        for pid, city in zip(ids, self.rng.choices(self.ids[EntityType.city], self._city_weights(), k=n)):
             self.add_edge(pid, city, "born_in")
         order = sorted(ids, key=lambda p: self.g.nodes[p]["born"])
         self._by_birth = order
         self._births = [self.date_of(p, "born") for p in order]
+
+    def _city_weights(self) -> list[int]:
+        """City populations: people are born, and companies settle, mostly in big cities."""
+        return [self.g.nodes[c]["population"] for c in self.ids[EntityType.city]]
 
     def alive_adult(self, start: dt.date, end: dt.date, min_age: int, max_age: int = 90) -> str | None:
         """A random person aged ``min_age..max_age`` at ``start`` and alive until ``end``, or None."""
@@ -167,7 +171,7 @@ class _Builder:
             attrs.append({"founded": founded.isoformat(), "industry": self.rng.choice(_INDUSTRIES),
                           "employees": int(self.rng.paretovariate(1.1) * 12)})
         self.add_nodes(EntityType.organization, names, attrs)
-        cities = self.rng.choices(self.ids[EntityType.city], k=n)
+        cities = self.rng.choices(self.ids[EntityType.city], self._city_weights(), k=n)
         for oid, chosen, city in zip(ids, founders, cities):
             for pid in chosen:
                 self.add_edge(oid, pid, "founded_by")
@@ -209,11 +213,12 @@ class _Builder:
         rng_m = self.spec.relations.memberships_per_person
         today = self.spec.reference_date
         orgs = self.ids[EntityType.organization]
+        weights = [self.g.nodes[o]["employees"] for o in orgs]  # big organizations have many members
         for pid in self.ids[EntityType.person]:
             born = self.date_of(pid, "born")
             died = self.g.nodes[pid]["died"]
             last = dt.date.fromisoformat(died) if died else today
-            for oid in set(self.rng.choices(orgs, k=self.rng.randint(rng_m.min, rng_m.max))):
+            for oid in sorted(set(self.rng.choices(orgs, weights, k=self.rng.randint(rng_m.min, rng_m.max)))):
                 lo = max(self.date_of(oid, "founded"), born + years(18))
                 if lo >= last:
                     continue
@@ -237,7 +242,7 @@ class _Builder:
         today = self.spec.reference_date
         cities = self.rng.choices(self.ids[EntityType.city], k=n)
         dates = [self.date_between(dt.date(self.spec.start_year + 30, 1, 1), today) for _ in range(n)]
-        names = self.names.events([self.g.nodes[c]["name"] for c in cities], [d.year for d in dates])
+        names = self.names.events([d.year for d in dates])
         attrs = [{"date": d.isoformat(), "category": self.rng.choice(_EVENT_CATEGORIES)} for d in dates]
         ids = self.add_nodes(EntityType.event, names, attrs)
         orgs = self.ids[EntityType.organization]

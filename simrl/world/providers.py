@@ -142,13 +142,16 @@ class WorldNames:
             return f"{word} {self.rng.choice(_PRODUCT_NOUNS)} {self.rng.randrange(1, 20)}"
         return [self._unique(draw, lambda i: f"{draw()}{chr(64 + i % 26)}") for _ in range(n)]
 
-    def events(self, cities: list[str], years: list[int]) -> list[str]:
-        """One unique event name per (city, year) pair (``Port Ellen Film Festival 1998``)."""
+    def events(self, years: list[int]) -> list[str]:
+        """One unique event name per year given (``Harbor Film Festival 1998``).
+
+        Names never contain a city's name, so asking where an event was held does not give the answer away.
+        """
         out = []
-        for city, year in zip(cities, years):
-            def draw(c=city, y=year) -> str:
-                return f"{c} {self.rng.choice(self._words)} {self.rng.choice(_EVENT_KINDS)} {y}"
-            out.append(self._unique(draw, lambda i, c=city, y=year: f"{c} {_ordinal(i)} Forum {y}"))
+        for year in years:
+            def draw(y=year) -> str:
+                return f"{self.rng.choice(self._words)} {self.rng.choice(_EVENT_KINDS)} {y}"
+            out.append(self._unique(draw, lambda i, y=year: f"{draw()} {_roman(i)}"))
         return out
 
     def titles(self, n: int) -> list[str]:

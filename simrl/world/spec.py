@@ -193,7 +193,7 @@ class WorldSpec(BaseModel):
 
 
 def _field_path(loc: tuple) -> str:
-    return ".".join(str(p) for p in loc if p not in ("function-after",)) or "(top level)"
+    return ".".join(str(p) for p in loc if p not in ("function-after", "[key]")) or "(top level)"
 
 
 def parse_spec(data: object, source: str = "spec") -> WorldSpec:

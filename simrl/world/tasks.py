@@ -57,6 +57,9 @@ class Template:
     start: EntityType
     hops: int
     make: Callable[[TaskContext, str], Draft | None]
+    size: Callable[[TaskContext, str], int] | None = None
+    """Optional answer-set size of a start entity: half the quota then goes to the largest sets
+    (so that record answers span several result pages)."""
 
 
 @dataclass
@@ -130,6 +133,10 @@ def _sample(ctx: TaskContext, templates: list[Template], n: int) -> list[tuple[T
         pool = ctx.ix.by_type[tpl.start]
         got = 0
         order = ctx.rng.sample(pool, k=min(len(pool), max(4 * want, 64)))
+        if tpl.size is not None:
+            biggest = sorted(pool, key=lambda nid: (-tpl.size(ctx, nid), nid))[: (want + 1) // 2]
+            taken = set(biggest)
+            order = biggest + [nid for nid in order if nid not in taken]
         for nid in order:
             if got >= want:
                 break

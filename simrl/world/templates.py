@@ -278,9 +278,12 @@ def _add_member(ctx: TaskContext, person: str) -> Draft | None:
 
 
 RECORDS_TEMPLATES = [
-    Template("count_members", E.organization, 1, _count_members),
-    Template("total_employees_in_city", E.city, 1, _total_employees),
-    Template("first_product", E.organization, 1, _first_product),
+    Template("count_members", E.organization, 1, _count_members,
+             size=lambda ctx, n: len(ctx.ix.inn(n, "member_of"))),
+    Template("total_employees_in_city", E.city, 1, _total_employees,
+             size=lambda ctx, n: len(ctx.ix.inn(n, "headquartered_in"))),
+    Template("first_product", E.organization, 1, _first_product,
+             size=lambda ctx, n: len(ctx.ix.inn(n, "produced_by"))),
     Template("move_headquarters", E.organization, 1, _move_headquarters),
     Template("set_employees", E.organization, 1, _set_employees),
     Template("add_member", E.person, 1, _add_member),

@@ -8,10 +8,10 @@ on stderr and its exit code (2 for bad input), never a traceback.
 from __future__ import annotations
 
 import typer
+from simrl.cli import env, serve, world
 from typer.core import TyperGroup
 
 from simrl import __version__
-from simrl.cli import env, serve, world
 from simrl.errors import SimrlError
 
 

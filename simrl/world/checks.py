@@ -105,7 +105,7 @@ def check_one_ceo_at_a_time(ix: WorldIndex) -> CheckResult:
 
     def bad(org):
         ts = sorted(terms[org])
-        for (s1, e1, _, k1), (s2, _, _, k2) in zip(ts, ts[1:]):
+        for (_, e1, _, k1), (s2, _, _, k2) in zip(ts, ts[1:]):
             if s2 <= e1:
                 return f"{org}: terms {k1} and {k2} overlap"
         for start, end, pid, key in ts:

@@ -6,9 +6,9 @@ import json
 import subprocess
 import sys
 
+from simrl.cli.main import app
 from typer.testing import CliRunner
 
-from simrl.cli.main import app
 from tests.conftest import TINY
 
 runner = CliRunner()

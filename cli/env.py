@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -19,9 +20,60 @@ def list_envs() -> None:
         typer.echo(f"{env_id:12s} {description}")
 
 
+def env_options(env_id: str, world: Path | None, server_command: str | None, server_url: str | None) -> dict:
+    """Keyword options for ``make(env_id, ...)`` from the shared CLI options (raises SimrlError if missing)."""
+    from simrl.errors import SimrlError
+
+    if env_id == "mcp":
+        if not (server_command or server_url):
+            raise SimrlError("env 'mcp' needs --server-command \"CMD ARGS\" or --server-url URL")
+        return {"server_command": server_command, "server_url": server_url}
+    if env_id in ("search", "mcp-world"):
+        if world is None:
+            raise SimrlError(f"env {env_id!r} needs --world DIR (make one with `simrl world generate`)")
+        return {"world": world}
+    return {}
+
+
+def probe_task(env_id: str, world: Path | None):
+    """A task to check ``env_id`` with: a dev task of a type the environment serves, or a synthetic one."""
+    from simrl.world.io import load_tasks
+    from simrl.world.schema import Evidence, QAGold, Task
+
+    if world is not None and env_id in ("search", "mcp-world"):
+        kind = "records" if env_id == "mcp-world" else "qa"
+        tasks = load_tasks(world, type=kind)
+        return next((t for t in tasks if t.split == "dev"), tasks[0])
+    return Task(task_id="probe", type="qa", split="dev", prompt="List the tools you can use and call one.",
+                gold=QAGold(answer="n/a"), evidence=Evidence(), hops=1, difficulty="easy", template="probe")
+
+
 @app.command()
 def check(
     env_ids: Annotated[list[str], typer.Argument(help="Environment ids to check (see `simrl env list`).")],
+    world: Annotated[Path | None, typer.Option(help="World folder, for `search` and `mcp-world`.")] = None,
+    server_command: Annotated[str | None, typer.Option(
+        help="For `mcp`: the command that starts any MCP server over stdio, e.g. "
+             "\"npx -y @modelcontextprotocol/server-filesystem /tmp\".")] = None,
+    server_url: Annotated[str | None, typer.Option(help="For `mcp`: a streamable-HTTP MCP server URL.")] = None,
 ) -> None:
-    """Run the environment checker (determinism, types, close twice, errors as observations)."""
-    raise typer.Exit(1)
+    """Run the environment checker: types, determinism under a seed, errors as observations, close twice.
+
+    Exits 1 if any check fails.
+    """
+    import asyncio
+
+    from simrl.envs.base import make
+    from simrl.envs.checker import check_env
+
+    failed = False
+    for env_id in env_ids:
+        options = env_options(env_id, world, server_command, server_url)
+        task = probe_task(env_id, world)
+        make(env_id, **options)  # fail fast on an unknown id / bad options, before the checks run
+        outcomes = asyncio.run(check_env(lambda env_id=env_id, o=options: make(env_id, **o), task))
+        for o in outcomes:
+            mark = typer.style("ok", fg="green") if o.passed else typer.style("FAIL", fg="red")
+            typer.echo(f"{env_id:10s} {o.name:26s} {mark} {o.detail}")
+            failed |= not o.passed
+    raise typer.Exit(1 if failed else 0)

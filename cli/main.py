@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import typer
 from simrl.cli import env, serve, world
+from simrl.cli.rollout import rollout
 from typer.core import TyperGroup
 
 from simrl import __version__
@@ -38,6 +39,7 @@ app = typer.Typer(
 app.add_typer(world.app, name="world")
 app.add_typer(env.app, name="env")
 app.add_typer(serve.app, name="serve")
+app.command("rollout")(rollout)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,75 @@
+"""``simrl rollout``: run a policy on a world's tasks in an environment and record trajectories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def rollout(
+    env: Annotated[str, typer.Option("--env", help="Environment id: search, mcp-world (see `simrl env list`).")],
+    world: Annotated[Path, typer.Option(help="World folder (from `simrl world generate`).")],
+    out: Annotated[Path, typer.Option(help="Trajectories JSONL (appended, one line per finished episode).")],
+    policy: Annotated[str, typer.Option(help="Policy: `expert` (scripted, solves tasks through the real tools).")] = "expert",
+    split: Annotated[str, typer.Option(help="Task split: train, dev or test.")] = "dev",
+    n: Annotated[int | None, typer.Option("-n", help="At most this many tasks (default: all of the split).")] = None,
+    max_turns: Annotated[int, typer.Option(help="Turn limit per episode.", min=1)] = 60,
+    concurrency: Annotated[int, typer.Option(help="Episodes in flight at once.", min=1)] = 4,
+    seed: Annotated[int, typer.Option(help="Base episode seed (episode i gets seed + i).")] = 0,
+) -> None:
+    """Run episodes and write trajectories, with a progress bar and a summary table."""
+    import asyncio
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from simrl.envs.base import make
+    from simrl.errors import SimrlError
+    from simrl.rollout import TrajectoryWriter
+    from simrl.rollout import rollout as run_rollout
+    from simrl.world import WorldIndex, load_graph, load_tasks
+
+    if split not in ("train", "dev", "test"):
+        raise SimrlError(f"--split must be train, dev or test (got {split!r})")
+    kinds = {"search": ("qa", "table"), "mcp-world": ("records",)}.get(env)
+    if kinds is None:
+        raise SimrlError(f"rollout supports --env search or mcp-world (got {env!r})")
+    tasks = [t for t in load_tasks(world, split=split) if t.type in kinds][:n]
+    if not tasks:
+        raise SimrlError(f"no {'/'.join(kinds)} tasks in split {split!r} of {world}")
+    if policy != "expert":
+        raise SimrlError(f"unknown --policy {policy!r}; available: expert")
+    if env == "search":
+        from simrl.policies.expert import SearchExpert
+        pol = SearchExpert(WorldIndex(load_graph(world)), tasks)
+    else:
+        from simrl.policies.records_expert import RecordsExpert
+        pol = RecordsExpert(world, tasks)
+    writer = TrajectoryWriter(out)
+    console = Console(stderr=True)
+    stats = {"success": 0, "failure": 0, "env_failure": 0, "truncated": 0}
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as bar:
+        job = bar.add_task(f"{env} / {policy}", total=len(tasks))
+
+        def done(traj) -> None:
+            stats[traj.status] += 1
+            bar.update(job, advance=1, description=f"{env} / {policy}  success {stats['success']}")
+
+        trajs = asyncio.run(run_rollout(lambda: make(env, world=world), pol, tasks, max_turns=max_turns,
+                                        concurrency=concurrency, seed=seed, writer=writer, on_done=done))
+    writer.close()
+    table = Table(title=f"{len(trajs)} episodes -> {out}")
+    for col in ("task type", "episodes", "success", "mean turns", "env failures", "truncated"):
+        table.add_column(col)
+    for kind in kinds:
+        group = [t for t, task in zip(trajs, tasks) if task.type == kind]
+        if group:
+            table.add_row(kind, str(len(group)), f"{sum(t.status == 'success' for t in group) / len(group):.1%}",
+                          f"{sum(len(t.turns) for t in group) / len(group):.1f}",
+                          str(sum(t.status == 'env_failure' for t in group)),
+                          str(sum(t.status == 'truncated' for t in group)))
+    Console().print(table)

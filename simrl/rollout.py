@@ -1,0 +1,124 @@
+"""Rollouts: one readable episode loop, a batched async runner, and a trajectory writer.
+
+``run_episode`` is an explicit loop with named stop conditions (STYLE.md §6): the policy gave a final
+answer (``terminated``), the environment cut the episode (``truncated``, e.g. an environment failure),
+or the turn limit was reached. ``rollout`` runs many episodes with bounded concurrency and appends
+each finished trajectory to a JSONL file as soon as it ends (flushed), so a crash or a kill never loses
+finished trajectories.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Protocol
+
+from simrl.envs.base import Environment
+from simrl.types import Action, Observation, Step, Trajectory, Turn
+from simrl.world.schema import Task
+
+
+class Policy(Protocol):
+    """A policy: given the task prompt's observation and the turns so far, choose the next action.
+
+    ``task_view`` is ``Task.policy_view()`` (id, type, prompt): never the gold or the simulation facts.
+    """
+
+    async def act(self, task_view: dict[str, str], initial: Observation, turns: list[Turn]) -> Action: ...
+
+
+async def run_episode(env: Environment, policy: Policy, task: Task, *, max_turns: int = 20,
+                      seed: int = 0, env_id: str = "", backend: str = "real") -> Trajectory:
+    """Run one episode of ``policy`` on ``task`` in ``env`` and return its trajectory.
+
+    Stop conditions: a terminating step (final answer), a truncating step (the environment failed or
+    cut the episode), or ``max_turns`` actions. An exception from the environment (in ``reset`` or
+    ``step``) is recorded as an ``env_failure`` trajectory instead of propagating, so it never ends a
+    batch; an exception from the policy propagates (it is a bug of the policy).
+    """
+    env_id = env_id or env.env_id
+    try:
+        initial = await env.reset(task, seed=seed)
+    except Exception as err:  # noqa: BLE001 - environment failures are data, not crashes
+        return Trajectory(task_id=task.task_id, env_id=env_id, backend=backend, seed=seed,
+                          initial=Observation(text=""), status="env_failure",
+                          info={"stop": "env_failure", "error": f"{type(err).__name__}: {err}", "env_failures": 1})
+    traj = Trajectory(task_id=task.task_id, env_id=env_id, backend=backend, seed=seed, initial=initial)
+    view = task.policy_view()
+    while len(traj.turns) < max_turns:
+        action = await policy.act(view, initial, traj.turns)
+        try:
+            step = await env.step(action)
+        except Exception as err:  # noqa: BLE001 - environment failures are data, not crashes
+            step = Step(observation=Observation(text=f"environment failure: {err}"), truncated=True,
+                        info={"env_failure": True, "error": f"{type(err).__name__}: {err}"})
+        traj.turns.append(Turn(action=action, step=step))
+        traj.reward += step.reward
+        if step.terminated or step.truncated:
+            break
+    return _finish(traj)
+
+
+def _finish(traj: Trajectory) -> Trajectory:
+    last = traj.turns[-1].step if traj.turns else None
+    if last is None or not (last.terminated or last.truncated):
+        traj.status = "truncated"
+        traj.info["stop"] = "max_turns"
+    elif any(t.step.info.get("env_failure") for t in traj.turns) and not last.terminated:
+        traj.status = "env_failure"
+        traj.info["stop"] = "env_failure"
+    else:
+        traj.status = "success" if last.info.get("success") else "failure"
+        traj.info["stop"] = "final_answer" if last.terminated else "truncated"
+    if last is not None:
+        traj.info.update({k: v for k, v in last.info.items() if k in ("success", "metrics", "error")})
+    traj.info["env_failures"] = sum(bool(t.step.info.get("env_failure")) for t in traj.turns)
+    return traj
+
+
+class TrajectoryWriter:
+    """Appends trajectories to a JSONL file, one line each, flushed as each one finishes."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._f = self.path.open("a", encoding="utf-8")
+
+    def write(self, traj: Trajectory) -> None:
+        """Append one trajectory and flush it to disk."""
+        self._f.write(traj.model_dump_json() + "\n")
+        self._f.flush()
+
+    def close(self) -> None:
+        """Close the file (idempotent)."""
+        if not self._f.closed:
+            self._f.close()
+
+
+async def rollout(make_env: Callable[[], Environment], policy: Policy, tasks: Iterable[Task], *,
+                  max_turns: int = 20, concurrency: int = 8, seed: int = 0,
+                  writer: TrajectoryWriter | None = None,
+                  on_done: Callable[[Trajectory], None] | None = None) -> list[Trajectory]:
+    """Run one episode per task with at most ``concurrency`` in flight; returns trajectories in task order.
+
+    Each episode gets a fresh environment from ``make_env`` (closed after the episode) and seed
+    ``seed + index``. Finished trajectories go to ``writer`` (if given) and ``on_done`` as they end.
+    """
+    gate = asyncio.Semaphore(max(1, concurrency))
+    tasks = list(tasks)
+
+    async def one(i: int, task: Task) -> Trajectory:
+        async with gate:
+            env = make_env()
+            try:
+                traj = await run_episode(env, policy, task, max_turns=max_turns, seed=seed + i)
+            finally:
+                await env.close()
+            if writer:
+                writer.write(traj)
+            if on_done:
+                on_done(traj)
+            return traj
+
+    return list(await asyncio.gather(*(one(i, t) for i, t in enumerate(tasks))))

@@ -1,0 +1,9 @@
+"""A world's records: the SQLite record store and the MCP record server over it.
+
+:mod:`simrl.records.store` builds and queries the database; :mod:`simrl.records.server` serves it
+as a real MCP server (``simrl serve mcp``), which :class:`simrl.envs.mcp_env.WorldMCPEnv` talks to.
+"""
+
+from simrl.records.store import MAX_PAGE_SIZE, RecordError, RecordStore
+
+__all__ = ["MAX_PAGE_SIZE", "RecordError", "RecordStore"]

@@ -37,9 +37,9 @@ class Action(BaseModel):
     text: str = ""
 
     @classmethod
-    def call(cls, name: str, **arguments: Any) -> Action:
+    def call(cls, tool: str, /, **arguments: Any) -> Action:
         """An action with one tool call: ``Action.call("web_search", query="...")``."""
-        return cls(tool_calls=[ToolCall(name=name, arguments=arguments)])
+        return cls(tool_calls=[ToolCall(name=tool, arguments=arguments)])
 
     @classmethod
     def final(cls, answer: str) -> Action:

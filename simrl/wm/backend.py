@@ -1,0 +1,62 @@
+"""The world-model backend interface: chat messages in, raw completion text out.
+
+A backend only generates text; the world-model environment (:mod:`simrl.wm.env`) builds the
+Qwen-AgentWorld-layout messages, parses the ``<predicted_observation>`` block, caches responses and
+retries. Backends: ``openai`` (any OpenAI-compatible endpoint), ``transformers`` (local HF model),
+``llamacpp`` (local GGUF); the ``oracle`` is not an LLM and is handled by the environment itself.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Sampling(BaseModel):
+    """Sampling parameters of one world-model call (part of the response-cache key)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    temperature: float = Field(default=0.0, ge=0, description="0 = greedy.")
+    top_p: float = Field(default=1.0, gt=0, le=1, description="Nucleus sampling mass.")
+    max_tokens: int = Field(default=1024, ge=1, description="Most tokens to generate.")
+    seed: int | None = Field(default=None, description="Sampling seed, where the backend supports one.")
+
+
+class BackendError(Exception):
+    """A backend call failed.
+
+    Attributes:
+        retryable: True for transient failures (timeouts, 5xx, 429, refused connections) that a
+            bounded retry with backoff may fix; False for errors a retry cannot fix (bad request,
+            unknown model).
+    """
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class WorldModelBackend(abc.ABC):
+    """Generates the world model's completion for a chat.
+
+    Attributes:
+        name: backend name (``openai``, ``transformers``, ``llamacpp``), part of the cache key.
+        model: model id or path, part of the cache key.
+    """
+
+    name: str = ""
+    model: str = ""
+
+    @abc.abstractmethod
+    async def generate(self, messages: list[dict[str, Any]], sampling: Sampling) -> str:
+        """Return the assistant completion text for ``messages`` (OpenAI chat format).
+
+        Raises:
+            BackendError: the call failed (``retryable`` says whether to try again).
+        """
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (idempotent)."""

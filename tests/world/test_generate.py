@@ -178,3 +178,16 @@ def test_graphml_and_refusals(tmp_path, tiny_world):
     assert (busy / "notes.txt").read_text() == "mine"
     with pytest.raises(SimrlError, match="--entities"):
         generate_world(load_spec(TINY), 3, tmp_path / "x", entities=5)
+
+
+def test_identical_bytes_across_processes_and_hash_seeds(tmp_path, tiny_world):
+    """A separate `simrl world generate` process with another PYTHONHASHSEED writes the same bytes."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "proc"
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    subprocess.run([sys.executable, "-m", "simrl.cli.main", "world", "generate", str(TINY), "--seed", "3",
+                    "--out", str(out)], check=True, env=env, capture_output=True)
+    assert _files(out) == _files(tiny_world)

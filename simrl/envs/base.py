@@ -64,12 +64,24 @@ def registered() -> dict[str, str]:
 def make(env_id: str, **kwargs: Any) -> Environment:
     """Make the environment registered as ``env_id``.
 
+    With ``world_model=`` a backend name other than ``real`` (``oracle``, ``openai``,
+    ``transformers``, ``llamacpp``) or a backend object, the world-model version of the same id is
+    made instead (:func:`simrl.wm.factory.make_wm_env`; its ``wm_*`` options configure the backend).
+
     Raises:
-        SimrlError: unknown id (the message lists the known ones).
+        SimrlError: unknown id (the message lists the known ones); ``wm_*`` options without a world model.
     """
     _load_builtin()
     if env_id not in _REGISTRY:
         raise SimrlError(f"unknown environment {env_id!r}; known: {', '.join(sorted(_REGISTRY))}")
+    world_model = kwargs.pop("world_model", None)
+    if world_model is not None and world_model != "real":
+        from simrl.wm.factory import make_wm_env
+
+        return make_wm_env(env_id, world_model, **kwargs)
+    stray = sorted(k for k in kwargs if k.startswith("wm_"))
+    if stray:
+        raise SimrlError(f"{', '.join(stray)}: world-model options need world_model= (not 'real')")
     return _REGISTRY[env_id][0](**kwargs)
 
 
@@ -77,7 +89,7 @@ def _load_builtin() -> None:
     """Import the built-in environment modules so they register themselves (lazily, on first use)."""
     import importlib
 
-    for module in ("simrl.envs.search", "simrl.envs.mcp_env"):
+    for module in ("simrl.envs.search", "simrl.envs.mcp_env", "simrl.envs.bfcl"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as err:  # a module not written yet must not hide the others

@@ -20,7 +20,7 @@ Files of a world folder (written by :func:`simrl.world.io.write_world`):
 from __future__ import annotations
 
 from enum import Enum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -213,6 +213,35 @@ class RecordsGold(BaseModel):
     min_pages: int = 1
 
 
+class BFCLGold(BaseModel):
+    """Gold of a ``bfcl`` task: one BFCL v4 multi-turn entry (bfcl-eval's ``data/BFCL_v4_<category>.json``
+    and ``data/possible_answer/``), read by the ``bfcl`` environment and never shown to a policy.
+
+    Attributes:
+        entry_id: the BFCL id (``multi_turn_base_0``); BFCL's checker derives the category from it.
+        category: the BFCL category (``multi_turn_base``, ``multi_turn_miss_func``, ...).
+        ground_truth: per user turn, the ground-truth call strings (``"cd(folder='document')"``).
+        turns: per user turn, the user's message (turn 0 is the task prompt).
+        involved_classes: the BFCL tool classes of the entry (``GorillaFileSystem``, ``TwitterAPI``, ...).
+        initial_config: class name -> the scenario passed to the class's ``_load_scenario``.
+        missed_function: ``miss_func`` only: turn index (as a string) -> function names held out until then.
+        path: BFCL's ``path`` field (the ``Class.method`` names the ground truth uses).
+        source: where the entry came from: ``BFCL_v4_<category>.json#<id>``.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    entry_id: str
+    category: str
+    ground_truth: list[list[str]]
+    turns: list[str]
+    involved_classes: list[str]
+    initial_config: dict[str, Any]
+    missed_function: dict[str, list[str]] = Field(default_factory=dict)
+    path: list[str] = Field(default_factory=list)
+    source: str
+
+
 class Task(BaseModel):
     """A verifiable task of a world (a line of ``tasks.jsonl``).
 
@@ -221,10 +250,11 @@ class Task(BaseModel):
 
     Attributes:
         task_id: ``"{world}-{seed}-{type}-{n:05d}"``.
-        type: ``qa``, ``table`` or ``records``.
+        type: ``qa``, ``table``, ``records`` or ``bfcl`` (a BFCL v4 multi-turn entry).
         split: ``train``, ``dev`` or ``test`` (held-out worlds put every task in ``test``).
         prompt: the request the policy sees.
-        gold: a :class:`QAGold`, :class:`TableGold` or :class:`RecordsGold` (matching ``type``).
+        gold: a :class:`QAGold`, :class:`TableGold`, :class:`RecordsGold` or :class:`BFCLGold` (matching
+            ``type``).
         evidence: graph ids that support the gold.
         hops: number of relation hops from the prompt's entity to the answer (qa: 1-4).
         difficulty: ``easy``, ``medium`` or ``hard``.
@@ -234,10 +264,10 @@ class Task(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     task_id: str
-    type: Literal["qa", "table", "records"]
+    type: Literal["qa", "table", "records", "bfcl"]
     split: Literal["train", "dev", "test"]
     prompt: str
-    gold: QAGold | TableGold | RecordsGold
+    gold: QAGold | TableGold | RecordsGold | BFCLGold
     evidence: Evidence
     hops: int
     difficulty: Literal["easy", "medium", "hard"]

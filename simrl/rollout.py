@@ -74,6 +74,9 @@ def _finish(traj: Trajectory) -> Trajectory:
     if last is not None:
         traj.info.update({k: v for k, v in last.info.items() if k in ("success", "metrics", "error")})
     traj.info["env_failures"] = sum(bool(t.step.info.get("env_failure")) for t in traj.turns)
+    met = [p for t in traj.turns for p in t.step.info.get("perturbations", [])]  # from simrl.perturb.PerturbedEnv
+    traj.info["perturbations"] = met
+    traj.info["perturbation_types"] = sorted({p["type"] for p in met})
     return traj
 
 
@@ -112,7 +115,8 @@ async def rollout(make_env: Callable[[], Environment], policy: Policy, tasks: It
         async with gate:
             env = make_env()
             try:
-                traj = await run_episode(env, policy, task, max_turns=max_turns, seed=seed + i)
+                traj = await run_episode(env, policy, task, max_turns=max_turns, seed=seed + i,
+                                         backend=getattr(env, "backend_name", "real"))
             finally:
                 await env.close()
             if writer:

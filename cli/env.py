@@ -79,6 +79,10 @@ def probe_task(env_id: str, world: Path | None):
     from simrl.world.io import load_tasks
     from simrl.world.schema import Evidence, QAGold, Task
 
+    if env_id == "bfcl":
+        from simrl.envs.bfcl import probe_task as bfcl_probe
+
+        return bfcl_probe()
     if world is not None and env_id in ("search", "mcp-world"):
         kind = "records" if env_id == "mcp-world" else "qa"
         tasks = load_tasks(world, type=kind)

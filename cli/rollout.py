@@ -10,10 +10,12 @@ from simrl.cli.env import WM_HELP, wm_options
 
 
 def rollout(
-    env: Annotated[str, typer.Option("--env", help="Environment id: search, mcp-world (see `simrl env list`).")],
-    world: Annotated[Path, typer.Option(help="World folder (from `simrl world generate`).")],
+    env: Annotated[str, typer.Option("--env", help="Environment id: search, mcp-world or bfcl (see `simrl env list`).")],
     out: Annotated[Path, typer.Option(help="Trajectories JSONL (appended, one line per finished episode).")],
-    policy: Annotated[str, typer.Option(help="Policy: `expert` (scripted, solves tasks through the real tools).")] = "expert",
+    world: Annotated[Path | None, typer.Option(help="World folder (from `simrl world generate`); not for bfcl.")] = None,
+    policy: Annotated[str, typer.Option(
+        help="`expert` (scripted: solves tasks through the real tools) or `openai:URL[#MODEL]` (any "
+             "OpenAI-compatible endpoint with tool calling, e.g. openai:http://127.0.0.1:8000/v1).")] = "expert",
     split: Annotated[str, typer.Option(help="Task split: train, dev or test.")] = "dev",
     n: Annotated[int | None, typer.Option("-n", help="At most this many tasks (default: all of the split).")] = None,
     max_turns: Annotated[int, typer.Option(help="Turn limit per episode.", min=1)] = 60,
@@ -37,28 +39,14 @@ def rollout(
     from rich.table import Table
 
     from simrl.envs.base import make
-    from simrl.errors import SimrlError
+    from simrl.policies import ENV_TASK_TYPES, episode_tasks, make_policy
     from simrl.rollout import TrajectoryWriter
     from simrl.rollout import rollout as run_rollout
-    from simrl.world import WorldIndex, load_graph, load_tasks
 
-    if split not in ("train", "dev", "test"):
-        raise SimrlError(f"--split must be train, dev or test (got {split!r})")
-    kinds = {"search": ("qa", "table"), "mcp-world": ("records",)}.get(env)
-    if kinds is None:
-        raise SimrlError(f"rollout supports --env search or mcp-world (got {env!r})")
-    tasks = [t for t in load_tasks(world, split=split) if t.type in kinds][:n]
-    if not tasks:
-        raise SimrlError(f"no {'/'.join(kinds)} tasks in split {split!r} of {world}")
-    if policy != "expert":
-        raise SimrlError(f"unknown --policy {policy!r}; available: expert")
-    if env == "search":
-        from simrl.policies.expert import SearchExpert
-        pol = SearchExpert(WorldIndex(load_graph(world)), tasks)
-    else:
-        from simrl.policies.records_expert import RecordsExpert
-        pol = RecordsExpert(world, tasks)
-    options = {"world": world} | wm_options(world_model, wm_model, wm_base_url, wm_api_key, wm_cache, wm_replay,
+    tasks = episode_tasks(env, world, split, n)
+    kinds = ENV_TASK_TYPES[env]
+    pol = make_policy(policy, env, world, tasks)
+    options = ({"world": world} if world is not None else {}) | wm_options(world_model, wm_model, wm_base_url, wm_api_key, wm_cache, wm_replay,
                                             wm_prompt, wm_temperature)
     if world_model != "real":
         make(env, **options)  # fail fast on bad world-model options, before any episode

@@ -31,7 +31,8 @@ def score_answer(task: Task, answer: str) -> TaskScore:
     its aliases (SQuAD normalisation); table: reward = WideSearch item F1 of the last markdown table.
 
     Raises:
-        ValueError: for a ``records`` write task (use :func:`score_state`).
+        ValueError: for a ``records`` write task (use :func:`score_state`) or a ``bfcl`` task (scored by
+            the bfcl environment with BFCL's own checker).
 
     >>> from simrl.world.schema import Evidence
     >>> t = Task(task_id="t", type="qa", split="dev", prompt="?", gold=QAGold(answer="Port Ellen"),
@@ -40,6 +41,8 @@ def score_answer(task: Task, answer: str) -> TaskScore:
     1.0
     """
     gold = task.gold
+    if task.type == "bfcl":
+        raise ValueError(f"task {task.task_id} is a BFCL task: the bfcl environment scores it with BFCL's checker")
     if isinstance(gold, TableGold):
         s = score_table(answer, gold)
         return TaskScore(reward=s.item_f1, success=s.success, metrics={

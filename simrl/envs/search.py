@@ -425,7 +425,8 @@ class SearchEnv(Environment):
 
     Args:
         world: the world folder whose corpus is searched.
-        max_turns: steps allowed per episode (tool-call turns plus the answer).
+        max_turns: steps allowed per episode (tool-call turns plus the answer); None (default): no
+            limit of its own (the rollout loop's ``max_turns`` applies).
         index: a shared, already opened :class:`SearchIndex` (else opened on first reset, cached).
 
     Raises:
@@ -434,10 +435,10 @@ class SearchEnv(Environment):
 
     env_id = "search"
 
-    def __init__(self, world: str | Path, max_turns: int = 20, index: SearchIndex | None = None) -> None:
+    def __init__(self, world: str | Path, max_turns: int | None = None, index: SearchIndex | None = None) -> None:
         self.world = Path(world)
         load_manifest(self.world)
-        if max_turns < 1:
+        if max_turns is not None and max_turns < 1:
             raise SimrlError(f"max_turns must be >= 1, got {max_turns}")
         self.max_turns = max_turns
         self._index, self._own_index = index, index is None
@@ -479,7 +480,7 @@ class SearchEnv(Environment):
             text = "\n\n".join(r.content for r in results)
         else:
             results, text = [], "Error: the action has neither tool calls nor an answer"
-        truncated = self._turns >= self.max_turns
+        truncated = self.max_turns is not None and self._turns >= self.max_turns
         self._done = truncated
         info = {"turns": self._turns} | ({"truncated_reason": "max_turns"} if truncated else {})
         return Step(observation=Observation(text=text, results=results), truncated=truncated, info=info)

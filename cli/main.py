@@ -8,7 +8,7 @@ on stderr and its exit code (2 for bad input), never a traceback.
 from __future__ import annotations
 
 import typer
-from simrl.cli import env, serve, world
+from simrl.cli import env, perturb, serve, world
 from simrl.cli.rollout import rollout
 from typer.core import TyperGroup
 
@@ -40,6 +40,7 @@ app.add_typer(world.app, name="world")
 app.add_typer(env.app, name="env")
 app.add_typer(serve.app, name="serve")
 app.command("rollout")(rollout)
+app.add_typer(perturb.app, name="perturb")
 
 
 def _version(value: bool) -> None:

@@ -2,27 +2,46 @@
 
 Each task template has a short script written as a generator: it yields tool calls, receives each
 observation's text, and returns the final answer. Read answers are computed from what the tools
-returned (paging through every result page); writes use the record tools. Operational errors
-(429, 503, 504) are retried, as an agent should. Like :class:`~simrl.policies.expert.SearchExpert`,
-the expert knows which entities a task is about (from the world) but not the answer.
+returned (paging through every result page, continuation cursors included); writes use the record
+tools. Disturbed results are recovered from as an agent should (:class:`~simrl.policies.expert.ToolRecovery`:
+retries of 429 / 5xx / timeouts, arguments a 422 asks for, a smaller ``limit`` after a truncated
+response, a re-query after an empty one), and pages are read tolerantly (``items`` / ``nextCursor``
+for ``records`` / ``next_cursor``, extra fields ignored). Like
+:class:`~simrl.policies.expert.SearchExpert`, the expert knows which entities a task is about (from
+the world) but not the answer.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Generator
 from pathlib import Path
+from typing import Any
 
-from simrl.types import Action, Observation, Turn
+from simrl.policies.expert import Script, ScriptedExpert
+from simrl.types import Action
 from simrl.world import WorldIndex, load_graph
 from simrl.world.schema import Task
 
-Script = Generator[Action, str, str]
-_RETRYABLE = ("429", "503", "504", "timed out", "Timeout")
+
+def read_page(text: str) -> tuple[list[dict[str, Any]], str | None]:
+    """``(records, next cursor)`` of a record tool's JSON page, tolerant of renamed fields.
+
+    >>> read_page('{"items": [{"id": "city:000001"}], "nextCursor": null, "_meta": {}}')
+    ([{'id': 'city:000001'}], None)
+
+    Raises:
+        ValueError: not JSON, or no list of records.
+    """
+    page = json.loads(text)
+    records = next((page[k] for k in ("records", "items", "results", "data") if isinstance(page.get(k), list)), None)
+    if records is None:
+        raise ValueError(f"no records in the result: {text[:80]!r}")
+    cursor = next((page[k] for k in ("next_cursor", "nextCursor", "cursor") if k in page), None)
+    return records, cursor
 
 
-class RecordsExpert:
+class RecordsExpert(ScriptedExpert):
     """The scripted expert policy for the ``mcp-world`` environment.
 
     Args:
@@ -31,45 +50,25 @@ class RecordsExpert:
     """
 
     def __init__(self, world: str | Path, tasks: list[Task]) -> None:
+        super().__init__(tasks)
         self.ix = WorldIndex(load_graph(world))
-        self.tasks = {t.task_id: t for t in tasks}
-        self._scripts: dict[str, Script] = {}
-
-    async def act(self, task_view: dict[str, str], initial: Observation, turns: list[Turn]) -> Action:
-        """Next tool call of the task's script, or the final answer when the script ends."""
-        task_id = task_view["task_id"]
-        try:
-            if not turns or task_id not in self._scripts:
-                self._scripts[task_id] = self._script(self.tasks[task_id])
-                return next(self._scripts[task_id])
-            last = turns[-1].step.observation
-            if last.results and last.results[0].is_error and any(m in last.results[0].content for m in _RETRYABLE):
-                return turns[-1].action  # an operational fault: retry the same call
-            return self._scripts[task_id].send(last.results[0].content if last.results else last.text)
-        except StopIteration as done:
-            self._scripts.pop(task_id, None)
-            return Action.final(f"<answer>{done.value}</answer>")
-        except (ValueError, KeyError, StopIteration, IndexError) as err:  # an unexpected tool result
-            self._scripts.pop(task_id, None)
-            return Action.final(f"<answer>failed: {type(err).__name__}</answer>")
 
     def _script(self, task: Task) -> Script:
-        return getattr(self, f"_{task.template}")(task)
+        """The template's script, its value wrapped as ``<answer>...</answer>``."""
+        value = yield from getattr(self, f"_{task.template}")(task)
+        return f"<answer>{value}</answer>"
 
     # -- building blocks -------------------------------------------------------------------------
     def _find(self, nid: str) -> Script:
         name, kind = self.ix.name(nid), self.ix.node(nid)["type"]
-        text = yield Action.call("find_by_name", name=name, type=kind)
-        records = json.loads(text)["records"]
-        return next(r["id"] for r in records if r["name"] == name)
+        records, _ = read_page((yield Action.call("find_by_name", name=name, type=kind)))
+        return next(r["id"] for r in records if r["name"] == name and r.get("type", kind) == kind)
 
     def _all_pages(self, tool: str, **args) -> Script:
         records, cursor = [], None
         while True:
-            text = yield Action.call(tool, **args, **({"cursor": cursor} if cursor else {}))
-            page = json.loads(text)
-            records += page["records"]
-            cursor = page.get("next_cursor")
+            page, cursor = read_page((yield Action.call(tool, **args, **({"cursor": cursor} if cursor else {}))))
+            records += page
             if not cursor:
                 return records
 

@@ -30,6 +30,15 @@ def rollout(
     wm_replay: Annotated[bool, typer.Option(help=WM_HELP["wm_replay"])] = False,
     wm_prompt: Annotated[Path | None, typer.Option(help=WM_HELP["wm_prompt"])] = None,
     wm_temperature: Annotated[float, typer.Option(help=WM_HELP["wm_temperature"], min=0)] = 0.0,
+    schedule: Annotated[str | None, typer.Option(
+        help="Perturbation schedule: a YAML path or a shipped name (gentle, mcpmark, fault-heavy); "
+             "see `simrl perturb preview`.")] = None,
+    mode: Annotated[str, typer.Option(
+        help="How perturbations are applied: `inject` (in code, on any environment: guaranteed) or "
+             "`control` (a control instruction to the world model, verified; needs --world-model).")] = "inject",
+    progress: Annotated[float, typer.Option(help="Training progress in [0, 1] at which the schedule's "
+                                                 "curriculum is read (1.0: its final rates).")] = 1.0,
+    perturb_seed: Annotated[int, typer.Option(help="Seed of the perturbation draws.")] = 0,
 ) -> None:
     """Run episodes and write trajectories, with a progress bar and a summary table."""
     import asyncio
@@ -39,6 +48,7 @@ def rollout(
     from rich.table import Table
 
     from simrl.envs.base import make
+    from simrl.perturb import perturbed_factory, split_table
     from simrl.policies import ENV_TASK_TYPES, episode_tasks, make_policy
     from simrl.rollout import TrajectoryWriter
     from simrl.rollout import rollout as run_rollout
@@ -61,7 +71,9 @@ def rollout(
             stats[traj.status] += 1
             bar.update(job, advance=1, description=f"{env} / {policy}  success {stats['success']}")
 
-        trajs = asyncio.run(run_rollout(lambda: make(env, **options), pol, tasks, max_turns=max_turns,
+        make_env = perturbed_factory(lambda: make(env, **options), schedule, progress=progress, mode=mode,
+                                     seed=perturb_seed)
+        trajs = asyncio.run(run_rollout(make_env, pol, tasks, max_turns=max_turns,
                                         concurrency=concurrency, seed=seed, writer=writer, on_done=done))
     writer.close()
     table = Table(title=f"{len(trajs)} episodes -> {out}")
@@ -75,6 +87,8 @@ def rollout(
                           str(sum(t.status == 'env_failure' for t in group)),
                           str(sum(t.status == 'truncated' for t in group)))
     Console().print(table)
+    if schedule:
+        Console().print(split_table(trajs))
     if world_model != "real":
         from simrl.wm.factory import shared_cache
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import typer
-
 from simrl.cli.serve_mcp import mcp
 from simrl.cli.serve_search import search
 

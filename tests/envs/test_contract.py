@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 
 import pytest
 
@@ -22,17 +23,29 @@ def _dev(world, kinds):
     return [t for t in load_tasks(world, split="dev") if t.type in kinds]
 
 
-@pytest.mark.parametrize("env_id", ["search", "mcp-world"])
-def test_checker_passes(env_id, tiny_world):
+def _checker_setup(env_id, world):
+    """A factory and a task for each registered environment id."""
+    if env_id == "bfcl":
+        from simrl.envs.bfcl import probe_task
+
+        return (lambda: make("bfcl")), probe_task()
+    if env_id == "mcp":  # any MCP server: here the world record server, started by its command
+        command = [sys.executable, "-m", "simrl.cli.main", "serve", "mcp", "--world", str(world)]
+        return (lambda: make("mcp", server_command=command)), load_tasks(world, type="qa")[0]
     kind = "records" if env_id == "mcp-world" else "qa"
-    task = load_tasks(tiny_world, type=kind)[0]
-    outcomes = asyncio.run(check_env(lambda: make(env_id, world=tiny_world), task))
+    return (lambda: make(env_id, world=world)), load_tasks(world, type=kind)[0]
+
+
+@pytest.mark.parametrize("env_id", sorted(registered()))
+def test_checker_passes_on_every_registered_environment(env_id, tiny_world):
+    factory, task = _checker_setup(env_id, tiny_world)
+    outcomes = asyncio.run(check_env(factory, task))
     assert [(o.name, o.detail) for o in outcomes if not o.passed] == []
     assert {o.name for o in outcomes} == {"types", "determinism", "errors_are_observations", "close_twice"}
 
 
 def test_registry_lists_the_environments():
-    assert {"search", "mcp", "mcp-world"} <= set(registered())
+    assert {"search", "mcp", "mcp-world", "bfcl"} <= set(registered())
 
 
 class _Recorder:
@@ -120,3 +133,26 @@ def test_environment_failure_is_recorded_not_raised(tiny_world, tmp_path):
     writer.close()
     assert [t.status for t in trajs] == ["env_failure", "failure"]
     assert len((tmp_path / "t.jsonl").read_text().splitlines()) == 2
+
+
+def test_bfcl_policy_inputs_hold_no_gold():
+    """BFCL: a policy never sees the ground-truth calls of a turn before it acts, nor a later user turn."""
+    from simrl.envs.bfcl import load_bfcl_tasks
+    from simrl.policies.bfcl_expert import BFCLExpert
+
+    tasks = load_bfcl_tasks(limit=5)
+    policy = _Recorder(BFCLExpert(tasks))
+    trajs = asyncio.run(rollout(lambda: make("bfcl"), policy, tasks, max_turns=80, concurrency=1))
+    assert all(t.status == "success" for t in trajs)
+    for text in policy.inputs:
+        view, initial, turns = json.loads(text)
+        gold = next(t for t in tasks if t.task_id == view["task_id"]).gold
+        seen = json.dumps([initial, [t["step"]["observation"] for t in turns]])
+        done_turns = 1 + sum(bool(t["step"]["info"].get("user_turn")) for t in turns)
+        for later in gold.turns[done_turns:]:
+            assert json.dumps(later)[1:-1] not in seen, "a later user turn reached the policy early"
+        current = gold.ground_truth[done_turns - 1] if done_turns - 1 < len(gold.ground_truth) else []
+        issued = json.dumps([t["action"] for t in turns])
+        for call in current:
+            name = call.split("(")[0]
+            assert call not in seen or name in issued

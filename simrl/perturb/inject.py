@@ -16,6 +16,13 @@ Modes:
         instruction through ``env.set_control({call index: text})`` before the step, never through
         the policy's input; a predicted result that fails :meth:`~simrl.perturb.taxonomy.Perturbation.complies`
         is perturbed in code instead (recorded with ``mode: "inject"`` and ``fallback: true``).
+        With ``control_retries`` N > 0 and an environment whose ``set_control`` takes ``checks``
+        (:meth:`simrl.wm.env.WorldModelEnv.set_control`), the world model is re-asked up to N times
+        (a new sampling seed) before the fallback. Controlled records also carry ``complied`` and
+        ``retries``; :attr:`PerturbedEnv.compliance` counts outcomes per type, and
+        :func:`compliance_rates` aggregates them over trajectories for reports. Perturbations that
+        replace the call (``phase = "before"``, errors) are passed as ``no_effect``, so the world
+        model's ground truth never applies a write the policy is told failed.
 
 Held-back content (partial responses, forced pagination) is answered by the wrapper: a call whose
 ``cursor`` is a continuation token, or the same call with ``"page": N``, gets the stored content and
@@ -26,7 +33,9 @@ the wrapper only (the wrapped environment's own step count does not advance).
 from __future__ import annotations
 
 import hashlib
+import inspect
 import random
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -35,10 +44,13 @@ from simrl.errors import SimrlError
 from simrl.perturb import formats as fmt
 from simrl.perturb.schedule import Schedule
 from simrl.perturb.taxonomy import EpisodeState, Perturbation, PerturbationType, PerturbContext
-from simrl.types import Action, Observation, Step, ToolCall, ToolResult
+from simrl.types import Action, Observation, Step, ToolCall, ToolResult, Trajectory
 from simrl.world.schema import Task
 
 Mode = Literal["inject", "control"]
+OUTCOMES = ("attempts", "complied_first_try", "complied_after_retry", "fell_back", "not_applied")
+"""Compliance counters per perturbation type (control mode): ``attempts`` = controlled calls that ran
+= the sum of the other four (``not_applied``: neither complied nor could be injected)."""
 
 
 def render(env_id: str, results: list[ToolResult]) -> str:
@@ -62,6 +74,9 @@ class _CallPlan:
     result: ToolResult | None = None
     record: dict[str, Any] | None = None
     fallback: bool = False
+    controlled: bool = False
+    complied: bool = False
+    retries: int = 0
 
 
 def _splice(text: str, old: list[ToolResult], new: list[ToolResult]) -> str | None:
@@ -94,18 +109,31 @@ class PerturbedEnv(Environment):
         progress: training progress in [0, 1] at which the curricula are read (:meth:`set_progress`).
         seed: wrapper seed, mixed with the schedule's and the episode's seeds.
         mode: ``inject`` or ``control`` (the environment must have ``set_control``).
+        control_retries: control mode: re-asks of the world model when a prediction does not comply,
+            before falling back to inject (needs ``set_control(..., checks=, retries=)``; an
+            environment whose ``set_control`` takes only the instructions is never re-asked).
+
+    Attributes:
+        compliance: control mode: perturbation type -> :data:`OUTCOMES` counters, over every
+            episode of this wrapper (a wrapper made per episode: use :func:`compliance_rates`).
 
     Raises:
-        SimrlError: progress outside [0, 1], an unknown mode, or ``control`` on an environment
-            without ``set_control``.
+        SimrlError: progress outside [0, 1], an unknown mode, ``control_retries`` below 0, or
+            ``control`` on an environment without ``set_control``.
     """
 
     def __init__(self, env: Environment, schedule: Schedule, *, progress: float = 0.0, seed: int = 0,
-                 mode: Mode = "inject") -> None:
+                 mode: Mode = "inject", control_retries: int = 0) -> None:
         self.check_options(progress, mode)
-        if mode == "control" and not callable(getattr(env, "set_control", None)):
+        if control_retries < 0:
+            raise SimrlError(f"control_retries must be >= 0, got {control_retries}")
+        setter = getattr(env, "set_control", None)
+        if mode == "control" and not callable(setter):
             raise SimrlError(f"environment {env.env_id!r} takes no control instructions (no set_control); "
                              "use mode inject, or a world-model environment")
+        self._rich_control = mode == "control" and "checks" in inspect.signature(setter).parameters
+        self.control_retries = control_retries
+        self.compliance: dict[str, dict[str, int]] = {}
         self.env, self.schedule, self.seed, self.mode = env, schedule, seed, mode
         self.env_id = env.env_id
         self.set_progress(progress)
@@ -128,6 +156,11 @@ class PerturbedEnv(Environment):
         if not 0.0 <= progress <= 1.0:
             raise SimrlError(f"training progress must be in [0, 1], got {progress}")
         self.progress = progress
+
+    @property
+    def backend_name(self) -> str:
+        """The wrapped environment's world-model backend (``real`` for a real one), for trajectories."""
+        return getattr(self.env, "backend_name", "real")
 
     @property
     def tools(self) -> list[dict[str, Any]]:
@@ -153,15 +186,17 @@ class PerturbedEnv(Environment):
         turn, self._turn = self._turn, self._turn + 1
         plans = [self._plan(call, i, turn) for i, call in enumerate(action.tool_calls)]
         run = [i for i, plan in enumerate(plans) if plan.result is None]
-        inner = None
+        inner, attempts = None, {}
         if run:
             if self.mode == "control":
-                self.env.set_control({n: plans[i].p.control_instruction(plans[i].ctx)  # type: ignore[attr-defined]
-                                      for n, i in enumerate(run) if plans[i].p is not None})
+                self._send_control([plans[i] for i in run])
             inner = await self.env.step(action.model_copy(update={"tool_calls": [action.tool_calls[i] for i in run]}))
             if len(inner.observation.results) != len(run):  # the step did not run the calls (episode over, ...)
                 return inner
-            for i, res in zip(run, inner.observation.results):
+            attempts = {c.get("call"): c.get("attempts", 1) for c in inner.info.get("control", [])
+                        if isinstance(c, dict)}
+            for n, (i, res) in enumerate(zip(run, inner.observation.results)):
+                plans[i].retries = max(int(attempts.get(n, 1)) - 1, 0)
                 plans[i].result = self._after(plans[i], res)
         results = [plan.result for plan in plans]
         records = [plan.record for plan in plans if plan.record]
@@ -170,6 +205,7 @@ class PerturbedEnv(Environment):
             text = _splice(inner.observation.text, inner.observation.results, results)
         text = text if text is not None else render(self.env_id, results)
         info = dict(inner.info) if inner is not None else {}
+        info.pop("control", None)  # the environment's per-call attempts, now in the records
         if records:
             info["perturbations"] = list(info.get("perturbations", [])) + records
         if inner is None:
@@ -177,6 +213,29 @@ class PerturbedEnv(Environment):
         return inner.model_copy(update={"observation": inner.observation.model_copy(update={"text": text,
                                                                                              "results": results}),
                                         "info": info})
+
+    def _send_control(self, run: list[_CallPlan]) -> None:
+        """Give the environment the control of the calls it runs this step (``{}`` when none is perturbed)."""
+        instructions, checks, no_effect = {}, {}, []
+        for n, plan in enumerate(run):
+            p, ctx = plan.p, plan.ctx
+            if p is None or ctx is None:
+                continue
+            plan.controlled = True
+            instructions[n] = p.control_instruction(ctx)
+            checks[n] = lambda text, p=p, ctx=ctx: p.complies(text, ctx)
+            if p.phase == "before":
+                no_effect.append(n)
+        if self._rich_control:
+            self.env.set_control(instructions, checks=checks, retries=self.control_retries,  # type: ignore[attr-defined]
+                                 no_effect=no_effect)
+        else:
+            self.env.set_control(instructions)  # type: ignore[attr-defined]
+
+    def _count(self, kind: str, outcome: str) -> None:
+        counts = self.compliance.setdefault(kind, dict.fromkeys(OUTCOMES, 0))
+        counts["attempts"] += 1
+        counts[outcome] += 1
 
     # -- per call ---------------------------------------------------------------------------------
     def _plan(self, call: ToolCall, index: int, turn: int) -> _CallPlan:
@@ -202,10 +261,14 @@ class PerturbedEnv(Environment):
         p, ctx = plan.p, plan.ctx
         if p is None or ctx is None:
             return result
-        if self.mode == "control" and p.complies(result.content, ctx):
+        if plan.controlled and p.complies(result.content, ctx):
+            plan.complied = True
+            self._count(p.kind.value, "complied_after_retry" if plan.retries else "complied_first_try")
             return self._applied(plan, result, "control") or result
         out = p.apply(plan.call, result, ctx)
-        plan.fallback = out is not None and self.mode == "control"
+        plan.fallback = out is not None and plan.controlled
+        if plan.controlled:
+            self._count(p.kind.value, "fell_back" if out is not None else "not_applied")
         return (self._applied(plan, out, "inject") or result) if out is not None else result
 
     def _applied(self, plan: _CallPlan, result: ToolResult | None, mode: str) -> ToolResult | None:
@@ -220,6 +283,8 @@ class PerturbedEnv(Environment):
             self._state.sticky[call.name] = p
         plan.record = {"type": p.kind.value, "turn": plan.ctx.turn, "tool": call.name, "mode": mode,
                        "recovery": p.recovery.value} | ({"fallback": True} if plan.fallback else {})
+        if plan.controlled:
+            plan.record |= {"complied": plan.complied, "retries": plan.retries}
         return result
 
     def _serve(self, call: ToolCall) -> ToolResult | None:
@@ -273,3 +338,31 @@ class PerturbedEnv(Environment):
             return False
         return p.fits(call, PerturbContext(call=call, turn=turn, tool_schema=self._schemas.get(call.name),
                                            env_id=self.env_id, state=self._state))
+
+
+def compliance_rates(trajs: Iterable[Trajectory | Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """Control-mode compliance per perturbation type, from trajectories' ``info["perturbations"]``.
+
+    Args:
+        trajs: :class:`~simrl.types.Trajectory` objects or their JSON dicts (a JSONL line each).
+
+    Returns:
+        type -> ``{"attempts", "complied_first_try", "complied_after_retry", "fell_back", "rate"}``
+        (counts, and ``rate`` = complied / attempts), types in alphabetical order. Only controlled
+        perturbations that were applied count (records with ``complied``); inject-mode records and
+        controlled calls that could be neither complied with nor injected are not in trajectories.
+    """
+    counts: dict[str, dict[str, float]] = {}
+    for traj in trajs:
+        info = traj.info if isinstance(traj, Trajectory) else traj.get("info") or {}
+        for rec in info.get("perturbations") or []:
+            if "complied" not in rec:
+                continue
+            row = counts.setdefault(rec["type"], dict.fromkeys(OUTCOMES[:4], 0))
+            row["attempts"] += 1
+            outcome = ("complied_after_retry" if rec.get("retries") else "complied_first_try") \
+                if rec["complied"] else "fell_back"
+            row[outcome] += 1
+    for row in counts.values():
+        row["rate"] = (row["complied_first_try"] + row["complied_after_retry"]) / row["attempts"]
+    return dict(sorted(counts.items()))

@@ -20,6 +20,16 @@ not the model; a records write is applied to a per-episode shadow copy of the re
 server's own semantics, and write tasks are scored on that copy. Leakage guard: the policy sees only
 ``task.policy_view()`` and parsed predictions; prediction lines that echo the instruction blocks
 (facts header, target query, reference answer, control instruction) are removed.
+
+Control (controllable simulation, DESIGN.md §1): :meth:`WorldModelEnv.set_control` gives the calls
+of the NEXT step a control instruction each (a perturbation request), appended to that call's last
+user message only (so it is part of the response-cache key); with a compliance check and
+``retries``, a prediction that fails the check is re-sampled (temperature at least 0.6, a new seed)
+up to ``retries`` times. The step's ``info["control"]`` lists ``{"call", "attempts", "complied"}``
+per controlled call. Calls marked ``no_effect`` (a perturbation that replaces the call, e.g. an
+error) never reach the records ground truth, so a failed write changes nothing. The ``oracle``
+cannot follow instructions: it returns the clean ground truth, the check fails, and a caller such
+as :class:`~simrl.perturb.inject.PerturbedEnv` falls back to injecting the perturbation in code.
 """
 
 from __future__ import annotations
@@ -29,6 +39,8 @@ import random
 import shutil
 import tempfile
 import weakref
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +54,36 @@ from simrl.wm.oracle import WRITE_TOOLS
 from simrl.world.schema import RecordsGold, Task
 
 SUPPORTED = ("search", "mcp-world", "mcp")
+RETRY_SEED_STRIDE = 7919
+"""Seed offset between compliance re-samples (parse re-samples add 1, 2, ... on top)."""
+
+
+@dataclass
+class _Control:
+    """Control of the calls of one step (from :meth:`WorldModelEnv.set_control`), by call index."""
+
+    instructions: dict[int, str] = field(default_factory=dict)
+    checks: dict[int, Callable[[str], bool]] = field(default_factory=dict)
+    retries: int = 0
+    no_effect: frozenset[int] = frozenset()
+
+
+@dataclass
+class _CallControl:
+    """What applies to one call: instruction text (None: none), compliance check, re-samples, effect."""
+
+    text: str | None = None
+    check: Callable[[str], bool] | None = None
+    retries: int = 0
+    effect: bool = True
+
+
+def _passes(check: Callable[[str], bool], text: str) -> bool:
+    """``check(text)`` as a bool; a check that raises counts as not complied (``step`` never raises)."""
+    try:
+        return bool(check(text))
+    except Exception:  # noqa: BLE001 - a buggy check must not end the episode
+        return False
 
 
 class WorldModelEnv(Environment):
@@ -62,13 +104,14 @@ class WorldModelEnv(Environment):
         tools: tool schemas for ``mcp`` (else listed from ``server_command`` / ``server_url``).
         server_command, server_url: for ``mcp``: the real server whose tool list is used.
         control: a control instruction added to every world-model call (``self.control`` may be set
-            between steps; the oracle ignores it). Never shown to the policy.
+            between steps; the oracle ignores it). Never shown to the policy. Per-call, per-step
+            instructions: :meth:`set_control`.
         own_backend: close ``backend`` when the environment closes.
 
     Attributes:
         backend_name: ``oracle`` or the backend's name (for the trajectory's ``backend`` field).
         stats: counters: ``calls`` (world-model requests sent), ``retries``, ``parse_retries``,
-            ``unparsed``, ``failures``.
+            ``unparsed``, ``failures``, ``control_retries`` (compliance re-samples).
 
     Raises:
         SimrlError: unknown ``env_id``; no world where one is needed; ``oracle`` for ``mcp``.
@@ -105,7 +148,8 @@ class WorldModelEnv(Environment):
         self.max_turns, self.control = max_turns, control
         self.tools: list[dict[str, Any]] = list(tools) if tools is not None else []
         self._server = (server_command, server_url)
-        self.stats = {"calls": 0, "retries": 0, "parse_retries": 0, "unparsed": 0, "failures": 0}
+        self.stats = {"calls": 0, "retries": 0, "parse_retries": 0, "unparsed": 0, "failures": 0,
+                      "control_retries": 0}
         self._validators: dict[str, Any] = {}
         self._task: Task | None = None
         self._truth: Any = None
@@ -113,6 +157,36 @@ class WorldModelEnv(Environment):
         self._turns, self._done, self._closed, self._episodes = 0, False, False, 0
         self._workdir: Path | None = None
         self._cleanup: Any = None
+        self._pending = _Control()
+
+    def set_control(self, instructions: dict[int, str], *, checks: dict[int, Callable[[str], bool]] | None = None,
+                    retries: int = 0, no_effect: Iterable[int] = ()) -> None:
+        """Control the calls of the NEXT step only (then cleared; ``{}`` clears it now).
+
+        Args:
+            instructions: call index in the next action -> control instruction text, appended to that
+                call's world-model input as a ``**Control Instruction:**`` block (after ``self.control``,
+                if set); never part of anything the policy sees.
+            checks: call index -> ``check(predicted text) -> bool`` (e.g. a perturbation's ``complies``);
+                a prediction that fails is re-sampled up to ``retries`` times.
+            retries: compliance re-samples per call (temperature at least 0.6, seed
+                ``seed + RETRY_SEED_STRIDE * k``); the oracle is never re-asked.
+            no_effect: call indices whose effect on the records ground truth is not applied (the
+                perturbation replaces the call: an error means the write did not happen).
+
+        Raises:
+            SimrlError: ``retries`` below 0.
+        """
+        if retries < 0:
+            raise SimrlError(f"control retries must be >= 0, got {retries}")
+        self._pending = _Control({int(k): str(v) for k, v in instructions.items()}, dict(checks or {}), retries,
+                                 frozenset(int(i) for i in no_effect))
+
+    def _call_control(self, control: _Control, index: int) -> _CallControl:
+        """The control of call ``index`` of this step: ``self.control`` and the step's instruction, joined."""
+        texts = [t.strip() for t in (self.control, control.instructions.get(index)) if t and t.strip()]
+        return _CallControl("\n\n".join(texts) or None, control.checks.get(index), control.retries,
+                            index not in control.no_effect)
 
     # -- episode --------------------------------------------------------------------------------
     async def reset(self, task: Task, seed: int = 0) -> Observation:
@@ -129,6 +203,7 @@ class WorldModelEnv(Environment):
         self._close_truth()
         self.tools = await self._tool_list()
         self._task, self._history, self._turns, self._done = task, [], 0, False
+        self._pending = _Control()  # control set for a step that never came does not carry over
         self._sampling = self.sampling  # sampled (temperature > 0) without a seed: the episode's seed
         if self.sampling.temperature > 0 and self.sampling.seed is None:
             self._sampling = self.sampling.model_copy(update={"seed": seed})
@@ -146,6 +221,7 @@ class WorldModelEnv(Environment):
             return Step(observation=Observation(text=f"Error: {why}"), truncated=True,
                         info={"error": why, "episode_over": True})
         self._turns += 1
+        control, self._pending = self._pending, _Control()  # applies to this step only
         if action.is_final:
             self._done = True
             reward, info = self._score(action.answer or "")
@@ -153,10 +229,11 @@ class WorldModelEnv(Environment):
                         info=info | {"turns": self._turns, "backend": self.backend_name})
         if not action.tool_calls:
             return self._after([], "Error: the action has neither tool calls nor an answer", {})
-        results, info = [], {}
-        for call in action.tool_calls:
+        results, info, controlled = [], {}, []
+        for index, call in enumerate(action.tool_calls):
+            ctl = self._call_control(control, index)
             try:
-                result, notes = await self._observe(call)
+                result, notes = await self._observe(call, ctl)
             except BackendError as err:
                 self.stats["failures"] += 1
                 reason = f"world model {self.backend_name} failed: {err}"
@@ -166,8 +243,13 @@ class WorldModelEnv(Environment):
                             truncated=True, info=info | {"env_failure": True, "error": reason,
                                                          "backend": self.backend_name})
             results.append(result)
+            attempts, complied = notes.pop("control_attempts", 0), notes.pop("complied", None)
+            if index in control.instructions:
+                controlled.append({"call": index, "attempts": attempts, "complied": complied})
             for k, v in notes.items():
                 info[k] = info.get(k, 0) + v if isinstance(v, int) and not isinstance(v, bool) else v
+        if controlled:
+            info["control"] = controlled
         return self._after(results, self._render(results), info)
 
     def _after(self, results: list[ToolResult], text: str, info: dict[str, Any]) -> Step:
@@ -198,18 +280,29 @@ class WorldModelEnv(Environment):
         return score.reward, {"success": score.success, "metrics": score.metrics}
 
     # -- one tool call ------------------------------------------------------------------------------
-    async def _observe(self, call: ToolCall) -> tuple[ToolResult, dict[str, Any]]:
-        """One call's result and step-info notes; raises BackendError when the world model fails."""
-        notes: dict[str, Any] = {}
+    async def _observe(self, call: ToolCall, ctl: _CallControl) -> tuple[ToolResult, dict[str, Any]]:
+        """One call's result and step-info notes; raises BackendError when the world model fails.
+
+        Notes ``control_attempts`` (answers produced: 0 for a call the environment rejected) and
+        ``complied`` (the check's verdict, when there is a check) are for :meth:`step`.
+        """
+        notes: dict[str, Any] = {"control_attempts": 0}
         rejected = self._reject(call)
         if rejected is not None:
             result = ToolResult(name=call.name, content=rejected, is_error=True, call_id=call.call_id)
-        elif self.backend == "oracle":
-            result = await self._truth.call(call)
+        elif self.backend == "oracle":  # cannot follow a control instruction: the clean ground truth
+            if not ctl.effect and call.name in WRITE_TOOLS:
+                result = ToolResult(name=call.name, content=f"Error executing tool {call.name}: not applied",
+                                    is_error=True, call_id=call.call_id)
+            else:
+                result = await self._truth.call(call)
+            notes["control_attempts"] = 1
+            if ctl.check is not None:
+                notes["complied"] = _passes(ctl.check, result.content)
         else:
-            text, notes = await self._predict(call)
+            text, notes = await self._predict(call, ctl)
             result = ToolResult(name=call.name, content=text, is_error=prompts.looks_like_error(text), call_id=call.call_id)
-            if self._truth is not None and call.name in WRITE_TOOLS:
+            if self._truth is not None and call.name in WRITE_TOOLS and ctl.effect:
                 truth = await self._truth.call(call)  # the ground truth of the write, kept in the world
                 notes["shadow_error" if truth.is_error else "shadow_ok"] = 1
         self._history.append((call.name, dict(call.arguments), result.content))
@@ -237,14 +330,38 @@ class WorldModelEnv(Environment):
         reason = f"invalid arguments{f' at {where}' if where else ''}: {error.message}"
         return f"Error: {reason}" if self.env_id == "search" else f"Error executing tool {call.name}: {reason}"
 
-    async def _predict(self, call: ToolCall) -> tuple[str, dict[str, Any]]:
-        messages = prompts.build_messages(self._system, self._history, call.name, dict(call.arguments), self.control)
-        sampling, notes = self._sampling, {}
+    async def _predict(self, call: ToolCall, ctl: _CallControl) -> tuple[str, dict[str, Any]]:
+        """The guarded prediction of one call, re-sampled while it fails the control check (if any).
+
+        Returns ``(text, notes)``; notes add ``control_attempts`` (samples taken, >= 1) and, with a
+        check, ``complied``. Raises BackendError when the world model fails.
+        """
+        messages = prompts.build_messages(self._system, self._history, call.name, dict(call.arguments), ctl.text)
+        text, notes = await self._sample(messages, self._sampling, ctl.text)
+        attempts = 1
+        while ctl.check is not None and not _passes(ctl.check, text) and attempts <= ctl.retries:
+            self.stats["control_retries"] += 1
+            sampling = self._sampling.model_copy(update={
+                "temperature": max(self._sampling.temperature, 0.6),
+                "seed": (self._sampling.seed or 0) + RETRY_SEED_STRIDE * attempts})
+            text, more = await self._sample(messages, sampling, ctl.text)
+            attempts += 1
+            for k, v in more.items():
+                notes[k] = notes.get(k, 0) + v if isinstance(v, int) and not isinstance(v, bool) else v
+        notes["control_attempts"] = attempts
+        if ctl.check is not None:
+            notes["complied"] = _passes(ctl.check, text)
+        return text, notes
+
+    async def _sample(self, messages: list[dict[str, Any]], sampling: Sampling,
+                      control: str | None) -> tuple[str, dict[str, Any]]:
+        """One guarded prediction: re-sampled ``max_parse_retries`` times without a prediction block, then marked."""
+        notes: dict[str, Any] = {}
         for attempt in range(self.max_parse_retries + 1):
             raw = await self._generate(messages, sampling)
             predicted = prompts.parse_prediction(raw)
             if predicted is not None:
-                return self._guard(predicted, notes)
+                return self._guard(predicted, notes, control)
             if attempt < self.max_parse_retries:
                 self.stats["parse_retries"] += 1
                 notes["parse_retries"] = notes.get("parse_retries", 0) + 1
@@ -252,14 +369,19 @@ class WorldModelEnv(Environment):
                                                        "seed": (sampling.seed or 0) + attempt + 1})
         self.stats["unparsed"] += 1
         notes["unparsed"] = True
-        return self._guard(prompts.strip_think(raw), notes)
+        return self._guard(prompts.strip_think(raw), notes, control)
 
-    def _guard(self, text: str, notes: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        """Remove prediction lines that echo the world model's instruction blocks (leakage guard)."""
+    @staticmethod
+    def _guard(text: str, notes: dict[str, Any], control: str | None) -> tuple[str, dict[str, Any]]:
+        """Remove prediction lines that echo the world model's instruction blocks (leakage guard).
+
+        A line goes when it holds a block header (facts, control), ``Reference answer:`` /
+        ``Target query:``, or one whole line (8+ characters) of the call's control instruction.
+        """
         markers = [prompts.FACTS_HEADER, prompts.CONTROL_HEADER, "Reference answer:", "Target query:"]
-        control = (self.control or "").strip()
+        markers += [ln.strip() for ln in (control or "").splitlines() if len(ln.strip()) >= 8]
         lines = text.splitlines()
-        kept = [ln for ln in lines if not any(m in ln for m in markers) and not (control and control in ln)]
+        kept = [ln for ln in lines if not any(m in ln for m in markers)]
         if len(kept) != len(lines):
             notes["redacted_lines"] = len(lines) - len(kept)
         return "\n".join(kept), notes

@@ -39,6 +39,9 @@ def rollout(
     progress: Annotated[float, typer.Option(help="Training progress in [0, 1] at which the schedule's "
                                                  "curriculum is read (1.0: its final rates).")] = 1.0,
     perturb_seed: Annotated[int, typer.Option(help="Seed of the perturbation draws.")] = 0,
+    control_retries: Annotated[int, typer.Option(
+        help="--mode control: re-ask the world model this many times when its prediction does not comply, "
+             "before injecting the perturbation in code.", min=0)] = 0,
 ) -> None:
     """Run episodes and write trajectories, with a progress bar and a summary table."""
     import asyncio
@@ -48,7 +51,7 @@ def rollout(
     from rich.table import Table
 
     from simrl.envs.base import make
-    from simrl.perturb import perturbed_factory, split_table
+    from simrl.perturb import compliance_rates, perturbed_factory, split_table
     from simrl.policies import ENV_TASK_TYPES, episode_tasks, make_policy
     from simrl.rollout import TrajectoryWriter
     from simrl.rollout import rollout as run_rollout
@@ -72,7 +75,7 @@ def rollout(
             bar.update(job, advance=1, description=f"{env} / {policy}  success {stats['success']}")
 
         make_env = perturbed_factory(lambda: make(env, **options), schedule, progress=progress, mode=mode,
-                                     seed=perturb_seed)
+                                     seed=perturb_seed, control_retries=control_retries)
         trajs = asyncio.run(run_rollout(make_env, pol, tasks, max_turns=max_turns,
                                         concurrency=concurrency, seed=seed, writer=writer, on_done=done))
     writer.close()
@@ -89,6 +92,11 @@ def rollout(
     Console().print(table)
     if schedule:
         Console().print(split_table(trajs))
+    if schedule and mode == "control":
+        for kind, c in compliance_rates(trajs).items():
+            console.print(f"compliance {kind}: {c['rate']:.0%} of {int(c['attempts'])} "
+                          f"(first try {int(c['complied_first_try'])}, after retry {int(c['complied_after_retry'])}, "
+                          f"injected {int(c['fell_back'])})")
     if world_model != "real":
         from simrl.wm.factory import shared_cache
 

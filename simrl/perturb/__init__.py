@@ -11,7 +11,7 @@
 - :mod:`simrl.perturb.summary`: :func:`perturbed_factory` for rollouts, results split by perturbation met.
 """
 
-from simrl.perturb.inject import PerturbedEnv, render
+from simrl.perturb.inject import OUTCOMES, PerturbedEnv, compliance_rates, render
 from simrl.perturb.schedule import Entry, Schedule, load_schedule, parse_schedule, rate
 from simrl.perturb.summary import Split, perturbed_factory, split_by_perturbation, split_table
 from simrl.perturb.taxonomy import (
@@ -24,6 +24,6 @@ from simrl.perturb.taxonomy import (
     perturbation_class,
 )
 
-__all__ = ["Entry", "EpisodeState", "Perturbation", "PerturbationType", "PerturbContext", "PerturbedEnv",
+__all__ = ["OUTCOMES", "compliance_rates", "Entry", "EpisodeState", "Perturbation", "PerturbationType", "PerturbContext", "PerturbedEnv",
            "Recovery", "Schedule", "all_classes", "load_schedule", "parse_schedule", "perturbation_class",
            "Split", "rate", "render", "perturbed_factory", "split_by_perturbation", "split_table"]

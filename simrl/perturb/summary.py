@@ -15,9 +15,12 @@ from simrl.types import Trajectory
 
 
 def perturbed_factory(make_env: Callable[[], Environment], schedule: Schedule | str | Path | None, *,
-                      progress: float = 0.0, mode: Mode = "inject", seed: int = 0) -> Callable[[], Environment]:
+                      progress: float = 0.0, mode: Mode = "inject", seed: int = 0,
+                      control_retries: int = 0) -> Callable[[], Environment]:
     """``make_env`` wrapped in :class:`PerturbedEnv` (``schedule`` a Schedule, a YAML path or a shipped
-    name); ``make_env`` itself when ``schedule`` is None. Validates everything before returning.
+    name); ``make_env`` itself when ``schedule`` is None. ``control_retries``: in control mode, how many
+    times a non-compliant world-model prediction is re-sampled before the perturbation is injected.
+    Validates everything before returning.
 
     Raises:
         SpecError: the schedule is missing or invalid.
@@ -27,7 +30,8 @@ def perturbed_factory(make_env: Callable[[], Environment], schedule: Schedule | 
         return make_env
     sched = schedule if isinstance(schedule, Schedule) else load_schedule(schedule)
     PerturbedEnv.check_options(progress, mode)
-    return lambda: PerturbedEnv(make_env(), sched, progress=progress, mode=mode, seed=seed)
+    return lambda: PerturbedEnv(make_env(), sched, progress=progress, mode=mode, seed=seed,
+                                control_retries=control_retries)
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,7 @@ class LlamaCppBackend(WorldModelBackend):
                                retryable=False) from err
         try:
             self._llm = llama_cpp.Llama(model_path=str(self.model_path), n_ctx=self.n_ctx,
-                                        n_threads=self.n_threads, chat_format=self.chat_format,
+                                        n_threads=self.n_threads, n_threads_batch=self.n_threads, chat_format=self.chat_format,
                                         n_gpu_layers=self.n_gpu_layers, verbose=False)
         except Exception as err:  # noqa: BLE001 - llama-cpp-python raises ValueError / RuntimeError
             raise BackendError(f"llama.cpp could not load {self.model_path}: {err}", retryable=False) from err

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import typer
 from simrl.cli import env, perturb, serve, world
+from simrl.cli.ablate import ablate
+from simrl.cli.eval import eval_
+from simrl.cli.report import report
 from simrl.cli.rollout import rollout
+from simrl.cli.train import train
 from typer.core import TyperGroup
 
 from simrl import __version__
@@ -41,6 +45,10 @@ app.add_typer(env.app, name="env")
 app.add_typer(serve.app, name="serve")
 app.command("rollout")(rollout)
 app.add_typer(perturb.app, name="perturb")
+app.command("train")(train)
+app.command("eval")(eval_)
+app.command("ablate")(ablate)
+app.command("report")(report)
 
 
 def _version(value: bool) -> None:

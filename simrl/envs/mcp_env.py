@@ -347,5 +347,21 @@ class WorldMCPEnv(MCPEnv):
 
 register("mcp", MCPEnv, "any MCP server as tools: stdio command (server_command=...) or streamable HTTP URL "
                         "(server_url=...)")
-register("mcp-world", WorldMCPEnv, "a world's record server (simrl serve mcp) over stdio: paged search, "
-                                   "validated writes, fresh records per episode (world=...)")
+def make_world_env(transport: str = "stdio", **options: Any) -> Environment:
+    """The ``mcp-world`` factory: :class:`WorldMCPEnv` (``transport="stdio"``, the real MCP transport) or
+    :class:`~simrl.envs.records_local.LocalRecordsEnv` (``"inprocess"``: the same server called in process).
+
+    Raises:
+        SimrlError: another transport.
+    """
+    if transport == "inprocess":
+        from simrl.envs.records_local import LocalRecordsEnv
+
+        return LocalRecordsEnv(**options)
+    if transport != "stdio":
+        raise SimrlError(f"mcp-world transport must be 'stdio' or 'inprocess', got {transport!r}")
+    return WorldMCPEnv(**options)
+
+
+register("mcp-world", make_world_env, "a world's record server (simrl serve mcp): paged search, validated writes, "
+                                      "fresh records per episode (world=...; transport=stdio | inprocess)")

@@ -1,0 +1,120 @@
+"""``simrl eval``: evaluate a policy on held-out REAL tasks (success, pass@k, F1, success by edge case)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def eval_(
+    checkpoint: Annotated[Path | None, typer.Option(help="A trained policy file (final.pt, warmstart.pt or a "
+                                                         "checkpoint of `simrl train`); acts greedily.")] = None,
+    policy: Annotated[str | None, typer.Option(help="Instead of --checkpoint: `expert` (scripted) or "
+                                                    "`openai:URL[#MODEL]` (an OpenAI-compatible endpoint).")] = None,
+    recipe: Annotated[Path | None, typer.Option(help="Take the environment, world, real options, split, trials, "
+                                                     "task limit and turn limit from a recipe (flags override).")] = None,
+    env: Annotated[str | None, typer.Option("--env", help="Environment id: search, mcp-world or bfcl.")] = None,
+    world: Annotated[Path | None, typer.Option(help="World folder (with --recipe: default the recipe's training "
+                                                    "world under runs/<recipe>/worlds).")] = None,
+    split: Annotated[str | None, typer.Option(help="Task split: train, dev or test (default test).")] = None,
+    trials: Annotated[int | None, typer.Option(help="Episodes per task: k of pass@k / avg@k (default 1).",
+                                               min=1)] = None,
+    n: Annotated[int | None, typer.Option("-n", help="At most this many tasks (default: all of the split).",
+                                          min=1)] = None,
+    max_turns: Annotated[int | None, typer.Option(help="Turn limit per episode (default 30).", min=1)] = None,
+    transport: Annotated[str | None, typer.Option(help="mcp-world: stdio (a server subprocess per episode) or "
+                                                       "inprocess (fast).")] = None,
+    fault_rate: Annotated[float | None, typer.Option(help="mcp-world: the record server's own fault rate per "
+                                                          "call (errors, timeouts).", min=0, max=1)] = None,
+    seed: Annotated[int, typer.Option(help="Base episode seed.")] = 0,
+    concurrency: Annotated[int, typer.Option(help="Episodes in flight at once.", min=1)] = 4,
+    out: Annotated[Path | None, typer.Option(help="Folder for eval.json and eval_trajectories.jsonl.")] = None,
+) -> None:
+    """Run a policy on held-out tasks of the real environment and print its scores and success by edge case."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from simrl.envs.base import make
+    from simrl.errors import SimrlError
+    from simrl.train.evaluate import evaluate_policy
+
+    if (checkpoint is None) == (policy is None):
+        raise SimrlError("give exactly one of --checkpoint PATH or --policy expert|openai:URL")
+    setup = _setup(recipe, env, world, split, trials, n, max_turns, transport, fault_rate)
+    pol = _policy(checkpoint, policy, setup)
+    make(setup["env"], **setup["options"])  # fail fast on bad environment options, before any episode
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True)) as bar:
+        job = bar.add_task(f"eval {setup['env']}", total=len(setup["tasks"]) * setup["trials"])
+        result = evaluate_policy(pol, lambda: make(setup["env"], **setup["options"]), setup["tasks"],
+                                 trials=setup["trials"], max_turns=setup["max_turns"], seed=seed, out=out,
+                                 concurrency=concurrency, label=str(checkpoint or policy),
+                                 on_done=lambda _: bar.advance(job))
+    _print(result, out)
+
+
+def _setup(recipe, env, world, split, trials, n, max_turns, transport, fault_rate) -> dict:
+    """Environment id, options, tasks, trials and turn limit from the flags and the recipe (flags first)."""
+    from simrl.errors import SimrlError
+    from simrl.policies import episode_tasks
+
+    options: dict = {}
+    if recipe is not None:
+        from simrl.train import runs
+        from simrl.train.recipe import load_recipe
+
+        rec = load_recipe(recipe)
+        if env is not None and env != rec.env.id:
+            raise SimrlError(f"--env {env} differs from the recipe's environment {rec.env.id}")
+        env, options = rec.env.id, rec.real.make_options()
+        world = world or runs.training_world(rec, Path("runs") / rec.name / "worlds")
+        split, trials = split or rec.evaluation.split, trials or rec.evaluation.trials
+        n, max_turns = n or rec.evaluation.max_tasks, max_turns or rec.budget.max_turns
+        tasks = runs.world_tasks(rec, world, split)[:n]
+    else:
+        if env is None:
+            raise SimrlError("give --env ID (search, mcp-world, bfcl) or --recipe RECIPE")
+        tasks = episode_tasks(env, world, split or "test", n)
+    if (transport is not None or fault_rate is not None) and env != "mcp-world":
+        raise SimrlError(f"--transport and --fault-rate are options of mcp-world, not {env}")
+    options |= {k: v for k, v in (("transport", transport), ("fault_rate", fault_rate)) if v is not None}
+    if world is not None:
+        options["world"] = world
+    return {"env": env, "world": world, "options": options, "tasks": tasks, "trials": trials or 1,
+            "max_turns": max_turns or 30}
+
+
+def _policy(checkpoint: Path | None, spec: str | None, setup: dict):
+    """The policy to evaluate: a ScorerPolicy file (greedy) or a make_policy spec."""
+    from simrl.errors import SimrlError
+
+    if checkpoint is not None:
+        if not checkpoint.is_file():
+            raise SimrlError(f"--checkpoint {checkpoint}: no such file")
+        from simrl.train.policy import ScorerPolicy
+
+        pol = ScorerPolicy.load(checkpoint)
+        pol.greedy = True
+        return pol
+    from simrl.policies import make_policy
+
+    return make_policy(spec, setup["env"], setup["world"], setup["tasks"])
+
+
+def _print(result, out: Path | None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{result.label}: {result.tasks} tasks x {result.trials} trial(s)" + (f" -> {out}" if out else ""))
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in result.metrics.items():
+        table.add_row(k, f"{v:.1f}" if k in ("mean_turns", "env_failures") else f"{v:.3f}")
+    cases = Table(title="success by edge case met")
+    for col in ("edge case", "episodes", "success", "mean turns"):
+        cases.add_column(col, justify="left" if col == "edge case" else "right")
+    for name, s in result.edge_cases.items():
+        cases.add_row(name, str(s.episodes), f"{s.success:.1%}", f"{s.mean_turns:.1f}")
+    Console().print(table, cases)

@@ -1,0 +1,95 @@
+"""``simrl train``: train a recipe's arms with the embedded GRPO trainer (or print the plan with --dry-run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def train(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML (e.g. recipes/quickstart.yaml).")],
+    arm: Annotated[str | None, typer.Option(help="Train only this arm (default: every arm of the recipe, "
+                                                 "grid arms included).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Training seed (default: the recipe's first seed).", min=0)] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: runs/<recipe name>); each run goes to "
+                                                  "OUT/<arm>/seed-<seed>, worlds to OUT/worlds.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue runs from their newest checkpoint (finished runs are "
+                                              "left as they are).")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Print the resolved recipe and the plan; train nothing.")] = False,
+    evaluate: Annotated[bool, typer.Option(help="Evaluate each trained policy on held-out real tasks.")] = True,
+) -> None:
+    """Train arm x seed runs of a recipe one after another, with a progress bar and a summary table."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from simrl.train import runs
+    from simrl.train.embedded import train_arm
+    from simrl.train.recipe import load_recipe, recipe_yaml
+
+    rec = load_recipe(recipe)
+    arms = [arm] if arm is not None else list(rec.all_arms())
+    for name in arms:
+        rec.arm(name)  # fail fast on an unknown arm
+    seeds = [seed if seed is not None else rec.seeds[0]]
+    out = out if out is not None else Path("runs") / rec.name
+    console = Console(stderr=True)
+    if dry_run:
+        typer.echo(recipe_yaml(rec))
+        _plan(rec, arms, seeds, out)
+        return
+    summaries = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.fields[line]}"), console=console) as bar:
+        for name in arms:
+            for s in seeds:
+                job = bar.add_task(f"{name} seed {s}", total=rec.budget.steps, line="")
+
+                def report(done: int, total: int, message: str, job=job) -> None:
+                    bar.update(job, completed=done, total=total, line=message)
+
+                summaries.append(train_arm(rec, name, s, runs.run_dir(out, name, s), resume=resume, progress=report,
+                                           worlds=runs.worlds_dir(out), run_eval=evaluate))
+    table = Table(title=f"{rec.name}: {len(summaries)} run(s) -> {out}")
+    for col in ("arm", "seed", "steps", "first reward", "final reward", "final success", "env failures",
+                "eval success", "time"):
+        table.add_column(col, justify="left" if col == "arm" else "right")
+    for s in summaries:
+        ev = s.evaluation or {}
+        success = "  ".join(f"{k} {v.get('success', 0):.0%}" for k, v in ev.items()) or "-"
+        table.add_row(s.arm, str(s.seed), str(s.steps), f"{s.first_reward:.3f}", f"{s.final_reward:.3f}",
+                      f"{s.final_success:.0%}", str(s.env_failures), success, f"{s.wall_s:.0f} s")
+    Console().print(table)
+
+
+def _plan(rec, arms: list[str], seeds: list[int], out: Path) -> None:
+    """Print what a run would do: each arm x seed, its environment, its folder and its state."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from simrl.train import runs
+
+    b = rec.budget
+    table = Table(title=f"plan: {b.steps} steps x {b.batch} tasks x {b.group_size} episodes = "
+                        f"{b.steps * b.batch * b.group_size} episodes per run; trainer {rec.trainer.kind}")
+    for col in ("arm", "seed", "environment", "schedule", "run folder", "state"):
+        table.add_column(col)
+    for name in arms:
+        a = rec.arm(name)
+        options = ", ".join(f"{k}={v}" for k, v in rec.real.make_options().items())
+        env = f"{rec.env.id} real" + (f" ({options})" if options else "") if a.environment == "real" else \
+            f"{rec.env.id} world model {a.world_model()}"
+        for s in seeds:
+            files = runs.RunFiles(runs.run_dir(out, name, s))
+            ckpt = runs.latest_checkpoint(files) if files.started() else None
+            state = "finished" if files.summary.exists() else f"resumable at step {ckpt[0]}" if ckpt else \
+                "started, no checkpoint" if files.started() else "new"
+            table.add_row(name, str(s), env, f"{a.schedule or '-'} ({a.mode})" if a.schedule else "-",
+                          str(files.root), state)
+    Console().print(table)
+    spec = Path(rec.world.spec)
+    size = f", {rec.world.entities} entities" if rec.world.entities else ""
+    Console().print(f"world: {spec} seed {rec.world.seed}{size}" + ("" if spec.is_dir() else f" -> {runs.worlds_dir(out)}/")
+                    + (f"; held-out worlds: seeds {rec.world.eval_worlds}" if rec.world.eval_worlds else ""))

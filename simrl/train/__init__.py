@@ -1,0 +1,21 @@
+"""Training: recipes, the embedded CPU trainer (GRPO), the trainable policy, evaluation and ablations.
+
+How the pieces fit (each module's docstring has the details):
+
+* :mod:`simrl.train.candidates` — ``candidate_actions(task_view, initial, turns) -> list[Action]``:
+  the actions a small policy chooses among at a turn, derived from the observation text only (names
+  in the prompt, URLs and ids in results, cursors to follow, a retry of a failed call, answers read off
+  the observations). Deterministic: the same history gives the same list in the same order.
+* :mod:`simrl.train.policy` — ``ScorerPolicy``: a DRRN-style scorer (He et al., 2016) that embeds the
+  state text and each candidate's text (hashed n-gram bags), scores them by a dot product and samples
+  from the softmax. It is a :class:`~simrl.rollout.Policy` (``async act``) and gives
+  ``log_probs(trajectory, task_view)`` of a finished trajectory's actions for policy-gradient updates.
+  ``behaviour_cloning`` is the supervised warm start from scripted-expert demonstrations.
+* :mod:`simrl.train.recipe` — ``Recipe`` (pydantic): world, arms (real | world model | world model +
+  schedule and mode), policy, trainer, budget, evaluation, seeds, ablation grid.
+* :mod:`simrl.train.embedded` — the embedded GRPO trainer, one file: group-relative advantages over
+  ``group_size`` episodes of the same task, environment failures excluded from the signal, checkpoints
+  and resume.
+* :mod:`simrl.train.evaluate`, :mod:`simrl.train.ablate`, :mod:`simrl.train.report` — held-out real
+  evaluation, arms x seeds orchestration, ``report.md`` / ``report.json`` / plots.
+"""

@@ -1,0 +1,331 @@
+"""Ablations: every arm x seed of a recipe trained in parallel subprocesses, then evaluated and reported.
+
+:func:`run_ablation` (``simrl ablate RECIPE``) does, in order:
+
+1. writes the resolved recipe to ``OUT/recipe.yaml`` and runs ``simrl train OUT/recipe.yaml --arm A
+   --seed S --out OUT [--resume]`` for every arm (grid arms included) x seed, at most ``jobs`` at once,
+   each a subprocess logging to ``OUT/logs/<arm>-seed-<S>.log`` (a failed run is reported with the
+   end of its log and the others go on); a rich display shows each run's steps (its ``metrics.jsonl``);
+2. collects each finished run's held-out evaluation (``simrl train`` writes it; a run without one is
+   evaluated here) and evaluates the baselines of every seed on the same tasks with the same episode
+   seeds: ``untrained`` (the initial policy) and ``warmstart`` (a run's ``warmstart.pt``), under
+   ``OUT/baselines/<name>/seed-<S>/``;
+3. writes ``report.json``, ``report.md`` and the plots (:mod:`simrl.train.report`).
+
+Layout: ``OUT/<arm>/seed-<S>/`` runs and ``OUT/worlds/`` (:mod:`simrl.train.runs`), plus ``OUT/logs/``,
+``OUT/baselines/``, ``OUT/plots/``, ``OUT/report.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from simrl.errors import SimrlError
+from simrl.train import runs
+from simrl.train.evaluate import EvalResult, evaluate_baseline, evaluate_run, load_run_eval
+from simrl.train.recipe import Arm, Recipe, recipe_yaml
+from simrl.train.report import build_report, write_report
+
+RESERVED = ("logs", "baselines", "plots")
+"""Folder names of OUT that arms may not use (beside ``worlds`` and ``cache``)."""
+BASELINES = ("untrained", "warmstart")
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """One arm x seed training run: its folder (``OUT/<arm>/seed-<S>``) and log file."""
+
+    arm: str
+    seed: int
+    folder: Path
+    log: Path
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a run ended: ``ok`` (``summary.json`` written), else ``reason`` (exit code and end of the log)."""
+
+    job: RunJob
+    ok: bool
+    reason: str = ""
+    seconds: float = 0.0
+
+
+def plan_runs(recipe: Recipe, out_dir: Path) -> list[RunJob]:
+    """Every arm (grid arms included) x seed, arm-major."""
+    return [RunJob(arm, s, runs.run_dir(out_dir, arm, s), out_dir / "logs" / f"{arm}-seed-{s}.log")
+            for arm in recipe.all_arms() for s in recipe.seeds]
+
+
+def train_command(recipe_file: Path, job: RunJob, out_dir: Path, resume: bool) -> list[str]:
+    """The ``simrl train`` command line of one run (a subprocess of this interpreter)."""
+    return [sys.executable, "-m", "simrl.cli.main", "train", str(recipe_file), "--arm", job.arm, "--seed",
+            str(job.seed), "--out", str(out_dir), *(["--resume"] if resume else [])]
+
+
+def _finished(job: RunJob, steps: int) -> bool:
+    """True when the run wrote its summary for the full budget."""
+    import json
+
+    summary = runs.RunFiles(job.folder).summary
+    try:
+        return json.loads(summary.read_text(encoding="utf-8")).get("steps") == steps
+    except (OSError, ValueError):
+        return False
+
+
+def _steps_done(job: RunJob) -> int:
+    path = runs.RunFiles(job.folder).metrics
+    try:
+        return sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    except OSError:
+        return 0
+
+
+def _failure(job: RunJob, code: int) -> str:
+    """``exit code N: <the error line of the log, or its last lines>`` (rich boxes stripped)."""
+    try:
+        text = job.log.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        text = ""
+    lines = [c for ln in text.splitlines() if (c := ln.strip(" \t│╭╮╰╯─")) and c != "Error"]
+    errors = [c for c in lines if c.startswith("error:") or re.match(r"^[\w.]*(Error|Exception)\b|^No such ", c)]
+    tail = errors[-1] if errors else " | ".join(lines[-3:]) or "no output"
+    return f"exit code {code}: {tail[:300]}"
+
+
+def run_jobs(todo: Sequence[RunJob], command: Callable[[RunJob], list[str]], *, jobs: int, steps: int,
+             console: Any = None, poll: float = 0.3) -> list[Outcome]:
+    """Run ``command(job)`` for every job, at most ``jobs`` at once, with a rich progress display.
+
+    Each subprocess's stdout and stderr go to ``job.log``; its torch threads are capped at
+    ``cpu_count / jobs`` (``OMP_NUM_THREADS``, unless set). Ctrl-C or SIGTERM stops the running
+    subprocesses (and raises).
+
+    Returns:
+        one :class:`Outcome` per job, in ``todo`` order.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():  # a SIGTERM also stops the runs (via finally)
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return _run_jobs(todo, command, jobs=jobs, steps=steps, console=console, poll=poll)
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _run_jobs(todo: Sequence[RunJob], command: Callable[[RunJob], list[str]], *, jobs: int, steps: int,
+              console: Any, poll: float) -> list[Outcome]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, jobs))))
+    queue, running, done = list(todo), {}, {}
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.fields[state]}"), console=console) as bar:
+        rows = {j: bar.add_task(f"{j.arm} seed {j.seed}", total=steps, state="queued") for j in todo}
+        try:
+            while queue or running:
+                while queue and len(running) < max(1, jobs):
+                    job = queue.pop(0)
+                    job.log.parent.mkdir(parents=True, exist_ok=True)
+                    with job.log.open("w", encoding="utf-8") as log:
+                        proc = subprocess.Popen(command(job), stdout=log, stderr=subprocess.STDOUT, env=env,
+                                                stdin=subprocess.DEVNULL)
+                    running[job] = (proc, time.monotonic())
+                    bar.update(rows[job], state="running")
+                for job, (proc, t0) in list(running.items()):
+                    bar.update(rows[job], completed=min(steps, _steps_done(job)))
+                    code = proc.poll()
+                    if code is None:
+                        continue
+                    del running[job]
+                    ok = code == 0
+                    done[job] = Outcome(job, ok, "" if ok else _failure(job, code), time.monotonic() - t0)
+                    bar.update(rows[job], completed=min(steps, _steps_done(job)),
+                               state="done" if ok else f"[red]failed ({code})[/red]")
+                time.sleep(poll if running else 0)
+        finally:
+            for proc, _ in running.values():  # interrupted: stop the runs this function started
+                proc.terminate()
+            for proc, _ in running.values():
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+    return [done[j] for j in todo]
+
+
+def arm_kind(arm: Arm) -> str:
+    """A short description: ``real``, ``world model (oracle)``, ``world model (oracle) + mcpmark (inject)``."""
+    if arm.environment == "real":
+        return "real"
+    kind = f"world model ({arm.world_model()})"
+    return kind + (f" + {Path(arm.schedule).stem} ({arm.mode})" if arm.schedule else "")
+
+
+def comparisons(recipe: Recipe, baselines: Sequence[str]) -> list[tuple[str, str]]:
+    """Pairs reported as ``a - b``: controlled minus uncontrolled first (the headline), then each world-model
+    arm minus the real arm, then each arm minus the warm start (else the untrained policy)."""
+    arms = recipe.all_arms()
+    controlled = [n for n, a in arms.items() if a.environment == "world_model" and a.schedule]
+    uncontrolled = [n for n, a in arms.items() if a.environment == "world_model" and not a.schedule]
+    real = [n for n, a in arms.items() if a.environment == "real"]
+    pairs = [(c, u) for c in controlled for u in uncontrolled]
+    pairs += [(s, r) for s in controlled + uncontrolled for r in real]
+    base = next((b for b in ("warmstart", "untrained") if b in baselines), None)
+    return pairs + ([(a, base) for a in arms] if base else [])
+
+
+def _eval_job(kind: str, recipe: Recipe, folder: str, seed: int, worlds: str, warmstart: str | None) -> EvalResult:
+    """One evaluation: ``run`` (a run folder's ``final.pt``) or a baseline name."""
+    if kind == "run":
+        return evaluate_run(folder, recipe, worlds=worlds)
+    return evaluate_baseline(recipe, kind, seed, folder, worlds=worlds, warmstart=warmstart)
+
+
+def _run_evals(todo: list[tuple[tuple, tuple]], jobs: int, console: Any) -> dict[tuple, EvalResult | Exception]:
+    """Run :func:`_eval_job` for each ``(key, args)`` in this process, ``jobs`` threads at once (each
+    evaluation runs its own event loop; environments and policies are per job)."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    from rich.progress import Progress
+
+    out: dict[tuple, EvalResult | Exception] = {}
+    if not todo:
+        return out
+    with Progress(console=console) as bar, ThreadPoolExecutor(max_workers=max(1, min(jobs, len(todo)))) as pool:
+        task = bar.add_task("held-out evaluations (baselines, runs without one)", total=len(todo))
+        futures = {pool.submit(_eval_job, *args): key for key, args in todo}
+        for fut in as_completed(futures):
+            try:
+                out[futures[fut]] = fut.result()
+            except Exception as err:  # noqa: BLE001 - reported, the others go on
+                out[futures[fut]] = err
+            bar.advance(task)
+    return out
+
+
+def _evaluations(recipe: Recipe, out: Path, outcomes: Sequence[Outcome], *, jobs: int, resume: bool,
+                 console: Any) -> tuple[dict, dict, dict]:
+    """(arm -> seed -> eval, baseline -> seed -> eval, arm -> seed -> failure reason)."""
+    arms: dict[str, dict[int, EvalResult]] = {}
+    failed: dict[str, dict[int, str]] = {}
+    todo: list[tuple[tuple, tuple]] = []
+    worlds = str(runs.worlds_dir(out))
+    for o in outcomes:
+        if not o.ok:
+            failed.setdefault(o.job.arm, {})[o.job.seed] = o.reason
+        elif (ev := load_run_eval(o.job.folder)) is not None:
+            arms.setdefault(o.job.arm, {})[o.job.seed] = ev
+        else:
+            todo.append((("run", o.job.arm, o.job.seed), ("run", recipe, str(o.job.folder), o.job.seed, worlds, None)))
+    base: dict[str, dict[int, EvalResult]] = {}
+    for seed in recipe.seeds:
+        ok = [o.job.folder for o in outcomes if o.ok and o.job.seed == seed]
+        warm = next((str(f / "warmstart.pt") for f in ok if (f / "warmstart.pt").is_file()), None)
+        for name in BASELINES if ok else ():
+            folder = out / "baselines" / name / f"seed-{seed}"
+            if name == "warmstart" and warm is None:
+                continue
+            if resume and (ev := load_run_eval(folder)) is not None:
+                base.setdefault(name, {})[seed] = ev
+            else:
+                todo.append(((name, name, seed), (name, recipe, str(folder), seed, worlds, warm)))
+    for (kind, name, seed), result in _run_evals(todo, jobs, console).items():
+        if isinstance(result, Exception):
+            reason = f"evaluation failed: {type(result).__name__}: {result}"
+            if kind == "run":
+                failed.setdefault(name, {})[seed] = reason
+            elif console is not None:
+                console.print(f"[yellow]baseline {name} seed {seed}: {reason}[/yellow]")
+        else:
+            (arms if kind == "run" else base).setdefault(name, {})[seed] = result
+    order = {a: i for i, a in enumerate(recipe.all_arms())}
+    arms = {a: dict(sorted(arms[a].items())) for a in sorted(arms, key=order.__getitem__)}
+    base = {b: dict(sorted(base[b].items())) for b in BASELINES if b in base}
+    return arms, base, failed
+
+
+def _check(recipe: Recipe, out: Path, resume: bool, jobs: int) -> str:
+    """Validate before starting anything; returns the recipe YAML to write to ``OUT/recipe.yaml``."""
+    if recipe.trainer.kind != "embedded":
+        raise SimrlError(f"trainer.kind {recipe.trainer.kind!r}: ablations run the embedded trainer only")
+    clash = [a for a in recipe.all_arms() if a in RESERVED]
+    if clash:
+        raise SimrlError(f"arm name(s) {clash} are folder names of an ablation ({', '.join(RESERVED)}); rename them")
+    if jobs < 1:
+        raise SimrlError(f"--jobs must be at least 1, got {jobs}")
+    text = recipe_yaml(recipe)
+    old = out / "recipe.yaml"
+    if old.is_file() and old.read_text(encoding="utf-8") != text:
+        raise SimrlError(f"{out} holds an ablation of another recipe (its recipe.yaml differs); choose another --out")
+    started = [str(j.folder) for j in plan_runs(recipe, out) if runs.RunFiles(j.folder).started()]
+    if started and not resume:
+        raise SimrlError(f"{len(started)} run folder(s) already exist (e.g. {started[0]}); resume them "
+                         "(the default) or choose another --out")
+    return text
+
+
+def run_ablation(recipe: Recipe, out_dir: str | Path, jobs: int | None = None, resume: bool = True, *,
+                 command: Callable[[RunJob], list[str]] | None = None, console: Any = None) -> dict[str, Any]:
+    """Train every arm x seed of ``recipe`` in parallel subprocesses, evaluate them and the baselines, report.
+
+    Args:
+        recipe: a recipe from :func:`simrl.train.recipe.load_recipe` (paths resolved).
+        out_dir: the ablation folder (see the module docstring).
+        jobs: runs (and evaluations) at once; default ``os.cpu_count()``.
+        resume: continue unfinished runs from their checkpoints and skip finished ones (and finished
+            baseline evaluations); without it, existing run folders are an error.
+        command: ``command(job) -> argv`` to train one run (default :func:`train_command`).
+        console: a rich console for the progress display (default: stderr).
+
+    Returns:
+        the report (also written as ``report.json``, with ``report.md`` and the plots).
+
+    Raises:
+        SimrlError: a non-embedded trainer, an arm named like an ablation folder, ``jobs < 1``, an ``out_dir``
+            of another recipe, or existing runs without ``resume``. A failed run raises nothing: it is
+            listed in the report.
+    """
+    from rich.console import Console
+
+    out = Path(out_dir)
+    jobs = jobs if jobs is not None else (os.cpu_count() or 1)
+    console = console or Console(stderr=True)
+    text = _check(recipe, out, resume, jobs)
+    runs.write_atomic(out / "recipe.yaml", text)
+    plan = plan_runs(recipe, out)
+    steps = recipe.budget.steps
+    finished = {j for j in plan if resume and _finished(j, steps)}
+    cmd = command or (lambda j: train_command(out / "recipe.yaml", j, out, resume))
+    ran = {o.job: o for o in run_jobs([j for j in plan if j not in finished], cmd, jobs=jobs, steps=steps,
+                                      console=console)}
+    outcomes = [ran.get(j) or Outcome(j, True) for j in plan]
+    arms, base, failed = _evaluations(recipe, out, outcomes, jobs=jobs, resume=resume, console=console)
+    any_eval = next((e for per in [*arms.values(), *base.values()] for e in per.values()), None)
+    ev = recipe.evaluation
+    evaluation = {"env": recipe.env.id, "real options": recipe.real.make_options() or "defaults", "split": ev.split,
+                  "held-out worlds": recipe.world.eval_worlds or "none", "tasks": any_eval.tasks if any_eval else 0,
+                  "trials": ev.trials, "greedy": ev.greedy, "seeds": list(recipe.seeds)}
+    report = build_report(arms, base, comparisons=comparisons(recipe, list(base)), failed=failed,
+                          run_dirs={a: {s: f"{a}/seed-{s}" for s in recipe.seeds} for a in recipe.all_arms()},
+                          evaluation=evaluation, recipe=recipe.name,
+                          arm_kinds={n: arm_kind(a) for n, a in recipe.all_arms().items()})
+    write_report(report, out)
+    return report

@@ -1,0 +1,357 @@
+"""The embedded trainer: GRPO on CPU for one arm x seed of a recipe, one file read top to bottom.
+
+In the spirit of cleanrl's ``ppo.py`` (STYLE.md §11). :func:`train_arm` does, in order:
+
+1. the world: the recipe's training world, generated once under ``worlds`` (or a given world folder);
+2. the arm's environment: real (``make(env, world=W, **recipe.real)``) or its world-model version
+   (``make(env, world=W, world_model=backend, ...)``), wrapped in the arm's perturbation schedule whose
+   curriculum is read at training progress ``(step - 1) / steps`` (ZeroSearch-style ramp; DESIGN.md §4);
+3. the policy: :class:`~simrl.train.policy.ScorerPolicy` (DRRN-style scorer; He et al., 2016), warm
+   started by behaviour cloning on scripted-expert demonstrations collected in the REAL environment;
+4. GRPO (Shao et al., 2024, DeepSeekMath §4.1): each step samples ``batch`` train tasks, runs
+   ``group_size`` episodes of each, and takes one Adam step on
+   ``loss = -(1/N) sum_i A_i sum_t log pi(a_it | s_it)`` over the N valid episodes, with the
+   group-relative advantage ``A_i = (r_i - mean_group) / (std_group + 1e-6)`` (:func:`group_advantages`).
+   Episodes whose status is ``env_failure`` carry no signal about the policy: they are excluded from
+   their group and counted. No value network, no KL term, one update per batch (so no PPO ratio);
+5. the run folder (:mod:`simrl.train.runs`): metrics per step, a sample of trajectories, checkpoints
+   (policy + optimizer + RNG states, atomic) every ``checkpoint_every`` steps and at the end, resume,
+   ``final.pt``, ``summary.json``, and the held-out evaluation in the real environment
+   (:func:`simrl.train.evaluate.evaluate_policy`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import random
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from simrl.errors import SimrlError
+from simrl.rollout import rollout
+from simrl.train import runs
+from simrl.train.recipe import Recipe, recipe_yaml
+
+Progress = Callable[[int, int, str], None]
+"""``progress(steps_done, steps_total, message)``: called as the run advances (a bar and a metrics line)."""
+
+
+class StepMetrics(BaseModel):
+    """One line of ``metrics.jsonl``: what one GRPO step did (rates in [0, 1], times in seconds)."""
+
+    step: int  # 1-based: the number of updates done after this one
+    progress: float  # training progress at which the schedule's curriculum was read
+    reward: float  # mean episode reward over the valid episodes
+    success: float  # share of valid episodes that solved their task
+    turns: float  # mean turns per episode (all episodes)
+    episodes: int  # batch x group_size
+    valid_episodes: int  # episodes that are not env_failure
+    env_failures: int  # episodes excluded from the signal (status env_failure)
+    loss: float  # the GRPO loss of the update (0 when every advantage was 0)
+    grad_norm: float  # gradient norm before clipping (0 without an update)
+    perturbations: int  # perturbations met, summed over episodes
+    coverage: float | None  # share of the updated episodes' actions that were candidates (None: no update)
+    wall_s: float  # training seconds so far, over every resume
+
+
+class RunSummary(BaseModel):
+    """``summary.json`` of a run: where it is, how long it took, and what it reached."""
+
+    recipe: str
+    arm: str
+    seed: int
+    run_dir: str
+    steps: int
+    resumed_from: int | None  # the checkpoint step this process started from (None: a fresh run)
+    episodes: int
+    env_failures: int
+    first_reward: float  # mean reward of the first step
+    final_reward: float  # mean reward over the last (up to) 5 steps
+    final_success: float  # success rate over the last (up to) 5 steps
+    wall_s: float
+    warm_start: dict[str, float] | None  # behaviour_cloning's loss / accuracy / coverage (+ demos)
+    evaluation: dict[str, dict[str, float]] | None  # eval label -> metrics (None: not evaluated)
+
+
+def group_advantages(rewards: list[float], valid: list[bool]) -> list[float]:
+    """GRPO's group-relative advantages (Shao et al., 2024): ``(r - mean) / (std + 1e-6)`` over the valid episodes.
+
+    ``std`` is the sample standard deviation (n - 1), as in trl's and verl's GRPO. Invalid episodes
+    (environment failures) get 0 and do not enter the mean or std; a group with fewer than two valid
+    episodes, or with equal rewards, gives every episode 0 (nothing to compare).
+
+    >>> [round(a, 4) for a in group_advantages([1.0, 0.0, 1.0, 0.0], [True] * 4)]  # mean .5, std sqrt(1/3)
+    [0.866, -0.866, 0.866, -0.866]
+    >>> [round(a, 3) for a in group_advantages([1.0, 0.0, 0.0, 5.0], [True, True, True, False])]  # 5.0 failed
+    [1.155, -0.577, -0.577, 0.0]
+    >>> group_advantages([1.0, 1.0, 1.0], [True] * 3)
+    [0.0, 0.0, 0.0]
+    """
+    kept = [r for r, ok in zip(rewards, valid) if ok]
+    if len(kept) < 2 or max(kept) == min(kept):
+        return [0.0] * len(rewards)
+    mean, std = statistics.fmean(kept), statistics.stdev(kept)
+    return [(r - mean) / (std + 1e-6) if ok else 0.0 for r, ok in zip(rewards, valid)]
+
+
+def grpo_update(policy: Any, optimizer: Any, trajs: list, advantages: list[float], views: dict[str, dict],
+                *, grad_clip: float, entropy_coef: float = 0.0) -> tuple[float, float, float | None]:
+    """One Adam step on the GRPO loss of ``trajs`` (the env failures already have advantage 0).
+
+    ``loss = -(1/N) sum_i A_i sum_t logp_it`` over the N valid episodes, actions outside the candidates
+    masked out; with ``entropy_coef`` > 0 it adds ``entropy_coef * (1/N) sum_i sum_t logp_it.detach() * logp_it``,
+    whose gradient is the sampled estimate of ``-entropy_coef * grad H`` (an entropy bonus).
+
+    Returns:
+        ``(loss, grad norm before clipping, share of actions that were candidates)``; no step is taken
+        (and ``(0, 0, coverage)`` returned) when no episode has a nonzero advantage.
+    """
+    import torch
+
+    valid = [i for i, t in enumerate(trajs) if t.status != "env_failure"]
+    terms, covered, actions = [], 0, 0
+    for i in valid:
+        if advantages[i] == 0.0 and entropy_coef == 0.0:
+            continue  # no gradient to take: skip the forward pass
+        logp, mask = policy.log_probs(trajs[i], views[trajs[i].task_id])
+        logp = logp * mask
+        covered, actions = covered + int(mask.sum()), actions + mask.numel()
+        term = -advantages[i] * logp.sum()
+        if entropy_coef:
+            term = term + entropy_coef * (logp.detach() * logp).sum()
+        terms.append(term)
+    coverage = covered / actions if actions else None
+    if not terms or not any(t.requires_grad for t in terms):
+        return 0.0, 0.0, coverage
+    loss = torch.stack(terms).sum() / len(valid)
+    optimizer.zero_grad()
+    loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(policy.module.parameters(), grad_clip)
+    optimizer.step()
+    return float(loss.detach()), float(norm), coverage
+
+
+async def warm_start(recipe: Recipe, policy: Any, world: Path, tasks: list, seed: int) -> dict[str, float] | None:
+    """Behaviour cloning on ``recipe.warm_start.demos`` scripted-expert episodes in the REAL environment.
+
+    Only successful demonstrations are cloned. Returns behaviour_cloning's metrics plus ``demos``
+    (the number cloned), or None when the recipe has no warm start.
+    """
+    from simrl.policies import make_policy
+    from simrl.train.policy import behaviour_cloning
+
+    ws = recipe.warm_start
+    if ws.demos == 0:
+        return None
+    chosen = random.Random(f"simrl-warm-start-{seed}").sample(tasks, min(ws.demos, len(tasks)))
+    expert = make_policy("expert", recipe.env.id, world, chosen)
+    trajs = await rollout(runs.real_env_factory(recipe, world), expert, chosen, max_turns=recipe.budget.max_turns,
+                          concurrency=recipe.trainer.concurrency, seed=seed * 1_000_003 + 999_999)
+    demos = [t for t in trajs if t.status == "success"]
+    if not demos:
+        return {"demos": 0.0}
+    views = {t.task_id: t.policy_view() for t in chosen}
+    stats = behaviour_cloning(policy, demos, views, epochs=ws.epochs, lr=ws.lr, seed=seed)
+    return {**{k: float(v) for k, v in stats.items()}, "demos": float(len(demos))}
+
+
+def _step_metrics(step: int, progress: float, trajs: list, loss: float, norm: float, coverage: float | None,
+                  wall_s: float) -> StepMetrics:
+    valid = [t for t in trajs if t.status != "env_failure"]
+
+    def mean(xs: list) -> float:
+        return statistics.fmean(xs) if xs else 0.0
+
+    return StepMetrics(step=step, progress=round(progress, 6), reward=mean([t.reward for t in valid]),
+                       success=mean([t.status == "success" for t in valid]),
+                       turns=mean([len(t.turns) for t in trajs]), episodes=len(trajs),
+                       valid_episodes=len(valid), env_failures=len(trajs) - len(valid), loss=loss,
+                       grad_norm=norm, perturbations=sum(len(t.info.get("perturbations", [])) for t in trajs),
+                       coverage=coverage, wall_s=round(wall_s, 3))
+
+
+def format_metrics(m: StepMetrics) -> str:
+    """A one-line view of a step for the progress bar."""
+    return (f"reward {m.reward:.3f}  success {m.success:.0%}  turns {m.turns:.1f}  "
+            f"loss {m.loss:+.3f}  env-fail {m.env_failures}  perturb {m.perturbations}")
+
+
+def _adam(params: Any, lr: float) -> Any:
+    """Adam, with the fused CPU kernel where this torch build has it (much faster on the embedding tables)."""
+    import torch
+
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(params, lr=lr)
+
+
+def _append(path: Path, line: str) -> None:
+    with path.open("a", encoding="utf-8") as f:
+        f.write(line + "\n")
+        f.flush()
+
+
+async def _train(recipe: Recipe, arm_name: str, seed: int, files: runs.RunFiles, world: Path, resume: bool,
+                 report: Progress) -> tuple[Any, int | None, dict | None, list[StepMetrics]]:
+    import torch
+
+    from simrl.train.policy import ScorerPolicy
+
+    arm, budget, tc = recipe.arm(arm_name), recipe.budget, recipe.trainer
+    tasks = runs.world_tasks(recipe, world, "train")
+    views = {t.task_id: t.policy_view() for t in tasks}
+    torch.manual_seed(seed)
+    rng = random.Random(f"simrl-train-{seed}")  # task sampling; never the global generator
+    policy = ScorerPolicy(dim=recipe.policy.dim, buckets=recipe.policy.buckets, seed=seed,
+                          temperature=recipe.policy.temperature, greedy=False)
+    optimizer = _adam(policy.module.parameters(), tc.lr)
+    start, wall0, ws_stats = 0, 0.0, None
+    ckpt = runs.latest_checkpoint(files) if resume else None
+    if ckpt is not None:  # resume: restore, then forget logged steps after the checkpoint
+        start, state = ckpt
+        if start > budget.steps:
+            raise SimrlError(f"{files.root} was checkpointed at step {start}, past budget.steps {budget.steps}; "
+                             "raise budget.steps or start a new run")
+        policy.load_state_dict(state["policy"])
+        optimizer.load_state_dict(state["optimizer"])
+        rng.setstate(state["rng_python"])
+        torch.set_rng_state(state["rng_torch"])
+        wall0, ws_stats = float(state["wall_s"]), state.get("warm_start")
+        runs.truncate_jsonl(files.metrics, lambda row: row.get("step", 0) <= start)
+        runs.truncate_jsonl(files.trajectories, lambda row: row.get("info", {}).get("train_step", 0) <= start)
+    else:
+        for path in (files.metrics, files.trajectories):
+            path.unlink(missing_ok=True)
+        report(0, budget.steps, "warm start: expert demonstrations in the real environment")
+        ws_stats = await warm_start(recipe, policy, world, tasks, seed)
+        if ws_stats is not None:
+            policy.save(files.warmstart)
+    history = [StepMetrics.model_validate_json(line) for line in
+               (files.metrics.read_text(encoding="utf-8").splitlines() if files.metrics.exists() else [])]
+    report(start, budget.steps, f"step {start}/{budget.steps}")
+    t0 = time.perf_counter()
+    for step in range(start + 1, budget.steps + 1):
+        progress = (step - 1) / budget.steps
+        chosen = (rng.sample(tasks, budget.batch) if budget.batch <= len(tasks)
+                  else rng.choices(tasks, k=budget.batch))
+        episodes = [t for t in chosen for _ in range(budget.group_size)]
+        make_env = runs.arm_env_factory(recipe, arm, world, progress=progress, seed=seed)
+        base = seed * 1_000_003 + (step - 1) * len(episodes)  # distinct episode seeds across steps
+        trajs = await rollout(make_env, policy, episodes, max_turns=budget.max_turns,
+                              concurrency=tc.concurrency, seed=base)
+        advantages: list[float] = []
+        for g in range(0, len(trajs), budget.group_size):
+            group = trajs[g:g + budget.group_size]
+            advantages += group_advantages([t.reward for t in group], [t.status != "env_failure" for t in group])
+        loss, norm, coverage = grpo_update(policy, optimizer, trajs, advantages, views, grad_clip=tc.grad_clip,
+                                           entropy_coef=tc.entropy_coef)
+        m = _step_metrics(step, progress, trajs, loss, norm, coverage, wall0 + time.perf_counter() - t0)
+        history.append(m)
+        stride = max(1, len(trajs) // max(1, tc.trajectories_per_step))
+        for traj, adv in list(zip(trajs, advantages))[::stride][:tc.trajectories_per_step]:
+            traj.info.update(train_step=step, advantage=adv)
+            _append(files.trajectories, traj.model_dump_json())
+        _append(files.metrics, m.model_dump_json())  # after the trajectories: a logged step is complete
+        if step % tc.checkpoint_every == 0 or step == budget.steps:
+            runs.save_checkpoint(files, step, {
+                "policy": policy.state_dict(), "optimizer": optimizer.state_dict(),
+                "rng_python": rng.getstate(), "rng_torch": torch.get_rng_state(), "wall_s": m.wall_s,
+                "warm_start": ws_stats, "arm": arm_name, "seed": seed}, keep=tc.keep_checkpoints)
+        report(step, budget.steps, format_metrics(m))
+    return policy, (start if ckpt is not None else None), ws_stats, history
+
+
+def evaluate(recipe: Recipe, policy: Any, files: runs.RunFiles, world: Path, worlds: Path,
+             seed: int) -> dict[str, dict[str, float]]:
+    """Evaluate ``policy`` in the REAL environment on held-out tasks; returns label -> metrics.
+
+    Labels: ``<evaluation.split>`` (that split of the training world) and ``heldout-seed<S>`` (every task of
+    each held-out world, ``world.eval_worlds``), at most ``evaluation.max_tasks`` each, ``evaluation.trials``
+    episodes per task, written to ``eval/<label>/eval.json`` (+ ``eval_trajectories.jsonl``) by
+    :func:`simrl.train.evaluate.evaluate_policy`; ``all`` is their pool
+    (:func:`simrl.train.evaluate.merge_results`, as :func:`~simrl.train.evaluate.load_run_eval` reads it).
+    """
+    from simrl.train.evaluate import evaluate_policy, merge_results
+
+    ev = recipe.evaluation
+    policy.greedy = ev.greedy
+    targets = [(ev.split, world, ev.split)]
+    targets += [(f"heldout-seed{s}", w, None) for s, w in zip(recipe.world.eval_worlds, runs.eval_worlds(recipe, worlds))]
+    results = {}
+    for label, w, split in targets:
+        tasks = runs.world_tasks(recipe, w, split)[:ev.max_tasks]
+        results[label] = evaluate_policy(policy, runs.real_env_factory(recipe, w), tasks, trials=ev.trials,
+                                         max_turns=recipe.budget.max_turns, seed=seed * 1_000_003 + 777_777,
+                                         out=files.root / "eval" / label, concurrency=recipe.trainer.concurrency,
+                                         label=label)
+    pooled = merge_results(list(results.values()), label="all")
+    return {"all": pooled.metrics} | {label: r.metrics for label, r in results.items()}
+
+
+def train_arm(recipe: Recipe, arm: str, seed: int, out_dir: str | Path, *, resume: bool = False,
+              progress: Progress | None = None, worlds: str | Path | None = None,
+              run_eval: bool = True) -> RunSummary:
+    """Train one arm x seed of ``recipe`` with the embedded GRPO trainer; returns (and writes) its summary.
+
+    Args:
+        recipe: a loaded recipe (:func:`simrl.train.recipe.load_recipe`).
+        arm: an arm name of ``recipe.all_arms()`` (grid arms included).
+        seed: the training seed (policy init, task sampling, episode seeds).
+        out_dir: the run folder (:func:`simrl.train.runs.run_dir` gives the standard one).
+        resume: continue from the newest checkpoint in ``out_dir`` (a fresh start if there is none).
+        progress: ``progress(steps_done, steps_total, message)`` as the run advances.
+        worlds: where worlds are generated and shared (default: ``out_dir/worlds``).
+        run_eval: evaluate the final policy on held-out real tasks (:func:`evaluate`).
+
+    Raises:
+        SimrlError: trainer kind other than ``embedded``; an unknown arm; ``out_dir`` already holds a run
+            and ``resume`` is False; a world without train tasks.
+    """
+    import torch
+
+    if recipe.trainer.kind != "embedded":
+        raise SimrlError(f"trainer.kind {recipe.trainer.kind!r} comes with the scale-out work (verl / trl "
+                         "adapters); only `embedded` trains in this version")
+    recipe.arm(arm)
+    files = runs.RunFiles(Path(out_dir))
+    if files.started() and not resume:
+        raise SimrlError(f"{files.root} already holds a run; pass --resume to continue it or choose another --out")
+    files.root.mkdir(parents=True, exist_ok=True)
+    if resume and files.summary.exists():
+        summary = RunSummary.model_validate_json(files.summary.read_text(encoding="utf-8"))
+        if summary.steps == recipe.budget.steps:
+            return summary  # finished already
+    runs.write_atomic(files.recipe, recipe_yaml(recipe))
+    worlds = Path(worlds) if worlds is not None else files.root / "worlds"
+    report = progress or (lambda done, total, message: None)
+    world = runs.training_world(recipe, worlds)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the policy's ops are tiny: more threads only contend (100x slower on a busy CPU)
+    try:
+        policy, resumed, ws_stats, history = asyncio.run(_train(recipe, arm, seed, files, world, resume, report))
+        policy.save(files.final)
+        evaluation = None
+        if run_eval:
+            report(recipe.budget.steps, recipe.budget.steps, "evaluating on held-out real tasks")
+            evaluation = evaluate(recipe, policy, files, world, worlds, seed)
+    finally:
+        torch.set_num_threads(threads)
+    last = history[-5:]
+    summary = RunSummary(
+        recipe=recipe.name, arm=arm, seed=seed, run_dir=str(files.root), steps=len(history), resumed_from=resumed,
+        episodes=sum(m.episodes for m in history), env_failures=sum(m.env_failures for m in history),
+        first_reward=history[0].reward if history else math.nan,
+        final_reward=statistics.fmean(m.reward for m in last) if last else math.nan,
+        final_success=statistics.fmean(m.success for m in last) if last else math.nan,
+        wall_s=history[-1].wall_s if history else 0.0, warm_start=ws_stats, evaluation=evaluation)
+    runs.write_atomic(files.summary, json.dumps(summary.model_dump(mode="json"), indent=2) + "\n")
+    return summary

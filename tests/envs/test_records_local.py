@@ -1,0 +1,139 @@
+"""The in-process record environment (``make("mcp-world", transport="inprocess")``): the checker passes,
+observations equal the stdio server's for the same calls (operational faults included), episodes are
+isolated, write tasks are scored on the episode's store, and an episode takes milliseconds."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+
+from simrl.envs.base import make
+from simrl.envs.checker import check_env
+from simrl.envs.mcp_env import WorldMCPEnv
+from simrl.envs.records_local import LocalRecordsEnv
+from simrl.errors import SimrlError
+from simrl.policies.records_expert import RecordsExpert
+from simrl.rollout import rollout, run_episode
+from simrl.types import Action, ToolCall
+from simrl.world import load_graph, load_tasks
+
+
+def _task(world, template):
+    return next(t for t in load_tasks(world, type="records") if t.template == template)
+
+
+def _calls(world) -> list[tuple[str, dict]]:
+    """A script of calls: lookups, a paged listing, filters, writes read back, and several kinds of error."""
+    graph = load_graph(world)
+    org = next(n for n, d in graph.nodes(data=True) if d["type"] == "organization")
+    city = next(n for n, d in graph.nodes(data=True) if d["type"] == "city")
+    return [("find_by_name", {"name": graph.nodes[org]["name"], "type": "organization"}),
+            ("list_members", {"org_id": org}), ("list_members", {"org_id": org, "limit": 2}),
+            ("search_records", {"type": "organization", "filters": {"headquartered_in": city}}),
+            ("search_records", {}), ("get_record", {"id": "organization:999999"}),
+            ("update_record", {"id": org, "fields": {"employees": 4321}}), ("get_record", {"id": org}),
+            ("list_members", {"org_id": city}), ("no_such_tool", {}), ("search_records", {"type": "person"}),
+            ("find_by_name", {"name": "A"}), ("list_products", {"org_id": org}), ("get_record", {"id": city})]
+
+
+async def _observe(env, task, calls, seed) -> list[tuple[str, bool]]:
+    await env.reset(task, seed=seed)
+    out = []
+    try:
+        for name, args in calls:
+            step = await env.step(Action(tool_calls=[ToolCall(name=name, arguments=args)]))
+            out += [(r.content, r.is_error) for r in step.observation.results]
+            if name == "list_members" and not out[-1][1] and json.loads(out[-1][0])["next_cursor"]:
+                cursor = json.loads(out[-1][0])["next_cursor"]
+                step = await env.step(Action.call(name, **args, cursor=cursor))
+                out += [(r.content, r.is_error) for r in step.observation.results]
+    finally:
+        await env.close()
+    return out
+
+
+@pytest.mark.parametrize("fault_rate", [0.0, 0.5])
+def test_checker_passes(tiny_world, fault_rate):
+    task = _task(tiny_world, "count_members")
+    outcomes = asyncio.run(check_env(lambda: make("mcp-world", world=tiny_world, transport="inprocess",
+                                                  fault_rate=fault_rate), task))
+    assert [(o.name, o.detail) for o in outcomes if not o.passed] == []
+
+
+@pytest.mark.parametrize("fault_rate", [0.0, 0.5])
+async def test_same_observations_as_the_stdio_server(tiny_world, fault_rate):
+    task, calls = _task(tiny_world, "set_employees"), _calls(tiny_world)
+    local = await _observe(make("mcp-world", world=tiny_world, transport="inprocess", fault_rate=fault_rate),
+                           task, calls, seed=3)
+    stdio = await _observe(WorldMCPEnv(tiny_world, fault_rate=fault_rate, fault_delay=0.0), task, calls, seed=3)
+    assert local == stdio
+    errors = sum(e for _, e in local)
+    assert errors >= 4 and (fault_rate == 0 or any(c.startswith("Error executing tool") and (
+        "429" in c or "503" in c or "504" in c) for c, _ in local))
+
+
+async def test_episodes_are_isolated_and_writes_are_scored(tiny_world):
+    task = _task(tiny_world, "set_employees")
+    check = task.gold.final_state[0]
+    env = LocalRecordsEnv(tiny_world)
+    await env.reset(task)
+    step = await env.step(Action.call("update_record", id=check.record_id, fields={"employees": check.value}))
+    assert not step.observation.results[0].is_error
+    final = await env.step(Action.final("<answer>done</answer>"))
+    assert final.terminated and final.reward == 1.0 and final.info["success"]
+    assert (await env.step(Action.final("again"))).truncated  # the episode is over: an error step, no raise
+    await env.reset(task)  # a fresh copy of the records
+    assert env.store.read(check.record_id, "employees") != check.value
+    assert (await env.step(Action.final("<answer>done</answer>"))).reward == 0.0
+    other = LocalRecordsEnv(tiny_world)  # two episodes at once never mix stores
+    await asyncio.gather(env.reset(task), other.reset(task))
+    await asyncio.gather(env.step(Action.call("update_record", id=check.record_id, fields={"employees": 1})),
+                         other.step(Action.call("update_record", id=check.record_id, fields={"employees": 2})))
+    assert env.store.read(check.record_id, "employees") == 1 and other.store.read(check.record_id, "employees") == 2
+    await env.close()
+    await env.close()
+    assert (await env.step(Action.final("x"))).truncated
+    with pytest.raises(SimrlError, match="closed"):
+        await env.reset(task)
+    await other.close()
+
+
+def test_expert_solves_every_records_task_fast(tiny_world):
+    tasks = load_tasks(tiny_world, type="records")
+    expert = RecordsExpert(tiny_world, tasks)
+    trajs = asyncio.run(rollout(lambda: make("mcp-world", world=tiny_world, transport="inprocess", fault_rate=0.2),
+                                expert, tasks, max_turns=40))
+    assert [t.status for t in trajs] == ["success"] * len(tasks)
+
+    async def timed() -> float:
+        task = _task(tiny_world, "count_members")
+        start = time.perf_counter()
+        for i in range(20):
+            env = LocalRecordsEnv(tiny_world)
+            traj = await run_episode(env, expert, task, seed=i)
+            await env.close()
+            assert traj.status == "success" and len(traj.turns) >= 3
+        return (time.perf_counter() - start) / 20
+
+    assert asyncio.run(timed()) < 0.05  # measured ~3 ms on an idle core; generous for a loaded CI box
+
+
+async def test_options(tiny_world):
+    env = make("mcp-world", world=tiny_world, transport="inprocess", page_size=2)
+    assert isinstance(env, LocalRecordsEnv)
+    obs = await env.reset(_task(tiny_world, "count_members"))
+    assert {"find_by_name", "list_members", "update_record"} <= {t["function"]["name"] for t in obs.tools}
+    step = await env.step(Action.call("search_records", type="person"))
+    assert len(json.loads(step.observation.results[0].content)["records"]) == 2
+    await env.close()
+    assert isinstance(make("mcp-world", world=tiny_world), WorldMCPEnv)  # stdio stays the default
+    for bad, match in [({"transport": "pigeon"}, "transport"), ({"transport": "inprocess", "fault_rate": 2},
+                                                                "fault_rate"),
+                       ({"transport": "inprocess", "page_size": 0}, "page_size")]:
+        with pytest.raises(SimrlError, match=match):
+            make("mcp-world", world=tiny_world, **bad)
+    with pytest.raises(SimrlError):
+        LocalRecordsEnv("/")

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 WORLD ?= runs/worlds/default-0
 
-.PHONY: install quickstart test bench lint clean
+.PHONY: install quickstart world test bench lint clean
 
 install: $(VENV)/.installed
 
@@ -16,8 +16,13 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev,llamacpp,transformers,bfcl]'
 	touch $@
 
-# The main job on embedded defaults: generate the default fictional world and inspect it.
+# The main job on embedded defaults: the three-arm ablation of recipes/quickstart.yaml (real vs
+# uncontrolled vs controlled Sim-RL, 3 seeds) on CPU, written to runs/quickstart/report.md.
 quickstart: install
+	$(BIN)/simrl ablate recipes/quickstart.yaml --out runs/quickstart
+
+# Generate the default fictional world and inspect it.
+world: install
 	$(BIN)/simrl world generate worlds/default.yaml --seed 0 --out $(WORLD) --force
 	$(BIN)/simrl world inspect $(WORLD)
 

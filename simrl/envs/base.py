@@ -47,6 +47,18 @@ class Environment(abc.ABC):
         await self.close()
 
 
+def unavailable_step(closed: bool, started: bool, done: bool) -> Step | None:
+    """The step an environment returns instead of acting when it cannot act, else None.
+
+    Closed, not reset yet, or the episode already ended: an error observation with ``truncated=True``
+    and ``info["episode_over"]`` (an error observation, never an exception).
+    """
+    if not (closed or not started or done):
+        return None
+    why = "closed" if closed else "no episode: call reset first" if not started else "the episode has ended: call reset"
+    return Step(observation=Observation(text=f"Error: {why}"), truncated=True, info={"error": why, "episode_over": True})
+
+
 _REGISTRY: dict[str, tuple[Callable[..., Environment], str]] = {}
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from simrl.envs.base import Environment
+from simrl.envs.base import Environment, unavailable_step
 from simrl.envs.mcp_env import _content_text, render_results, tool_schema
 from simrl.errors import SimrlError
 from simrl.records.store import MAX_PAGE_SIZE, RecordStore
@@ -183,11 +183,8 @@ class LocalRecordsEnv(Environment):
 
     async def step(self, action: Action) -> Step:
         """Call the action's tools in order, or score its final answer (which ends the episode); never raises."""
-        if self._closed or self._task is None or self._done:
-            why = "closed" if self._closed else "no episode: call reset first" if self._task is None \
-                else "the episode has ended: call reset"
-            return Step(observation=Observation(text=f"Error: {why}"), truncated=True,
-                        info={"error": why, "episode_over": True})
+        if (over := unavailable_step(self._closed, self._task is not None, self._done)) is not None:
+            return over
         if action.is_final:
             self._done = True
             reward, info = self._score(action.answer or "")

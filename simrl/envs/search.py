@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from simrl.envs.base import Environment, register
+from simrl.envs.base import Environment, register, unavailable_step
 from simrl.errors import SimrlError
 from simrl.reward.task import score_answer
 from simrl.types import Action, Observation, Step, ToolCall, ToolResult
@@ -464,11 +464,8 @@ class SearchEnv(Environment):
 
     async def step(self, action: Action) -> Step:
         """Apply ``action``: run its tool calls, or score its final answer (which ends the episode)."""
-        if self._closed or self._task is None or self._done:
-            why = "closed" if self._closed else "no episode: call reset first" if self._task is None \
-                else "the episode has ended: call reset"
-            return Step(observation=Observation(text=f"Error: {why}"), truncated=True,
-                        info={"error": why, "episode_over": True})
+        if (over := unavailable_step(self._closed, self._task is not None, self._done)) is not None:
+            return over
         self._turns += 1
         if action.is_final:
             score = score_answer(self._task, action.answer or "")

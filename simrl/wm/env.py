@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from simrl.envs.base import Environment
+from simrl.envs.base import Environment, unavailable_step
 from simrl.errors import SimrlError
 from simrl.types import Action, Observation, Step, ToolCall, ToolResult
 from simrl.wm import oracle, prompts
@@ -215,11 +215,8 @@ class WorldModelEnv(Environment):
 
     async def step(self, action: Action) -> Step:
         """Observe each tool call of ``action`` (or score its final answer); never raises."""
-        if self._closed or self._task is None or self._done:
-            why = "closed" if self._closed else "no episode: call reset first" if self._task is None \
-                else "the episode has ended: call reset"
-            return Step(observation=Observation(text=f"Error: {why}"), truncated=True,
-                        info={"error": why, "episode_over": True})
+        if (over := unavailable_step(self._closed, self._task is not None, self._done)) is not None:
+            return over
         self._turns += 1
         control, self._pending = self._pending, _Control()  # applies to this step only
         if action.is_final:

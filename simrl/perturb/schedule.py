@@ -42,6 +42,7 @@ from pydantic import (
     model_validator,
 )
 
+from simrl.config import validate_mapping
 from simrl.errors import SpecError
 from simrl.perturb.taxonomy import Perturbation, PerturbationType, perturbation_class
 
@@ -259,27 +260,19 @@ class Schedule(BaseModel):
                    perturbations={kind: Entry(rate=rate, **options)})
 
 
+def _schedule_path(parts: list[str]) -> list[str]:
+    """Drop a curriculum's tag after ``rate`` (it adds nothing to the field path)."""
+    return [p for i, p in enumerate(parts) if not (i and parts[i - 1] == "rate" and p in _CURRICULA)]
+
+
 def parse_schedule(data: object, source: str = "schedule") -> Schedule:
     """Validate a parsed YAML mapping as a :class:`Schedule`.
 
     Raises:
         SpecError: one line per problem, each naming the field (``perturbations.rate_limit.rate.end: ...``).
     """
-    if not isinstance(data, dict):
-        raise SpecError(f"{source}: a schedule must be a YAML mapping (key: value), got {type(data).__name__}")
-    try:
-        return Schedule.model_validate(data)
-    except ValidationError as err:
-        lines = []
-        for e in err.errors():
-            loc = [str(p) for p in e["loc"] if p not in ("function-after", "[key]")]
-            loc = [p for i, p in enumerate(loc)  # a curriculum's tag after `rate` adds nothing to the path
-                   if not (i and loc[i - 1] == "rate" and p in _CURRICULA)]
-            msg = e["msg"].removeprefix("Value error, ")
-            if e["type"] == "extra_forbidden":
-                msg = "unknown field; check its spelling against recipes/schedules/*.yaml"
-            lines.append(f"  {'.'.join(loc)}: {msg}" if loc else f"  {msg}")
-        raise SpecError(f"{source}: invalid schedule\n" + "\n".join(lines)) from None
+    return validate_mapping(Schedule, data, source=source, what="schedule",
+                            example="recipes/schedules/*.yaml", path=_schedule_path)
 
 
 def load_schedule(path: str | Path) -> Schedule:

@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from simrl.config import validate_mapping
 from simrl.errors import SpecError
 
 _Strict = ConfigDict(extra="forbid", frozen=True)
@@ -293,28 +294,13 @@ def _no_duplicates(loader: _UniqueKeys, node: yaml.MappingNode, deep: bool = Fal
 _UniqueKeys.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
 
 
-def _field_path(loc: tuple) -> str:
-    return ".".join(str(p) for p in loc if p not in ("function-after", "[key]")) or "(top level)"
-
-
 def parse_recipe(data: object, source: str = "recipe") -> Recipe:
     """Validate a parsed YAML mapping as a :class:`Recipe` (no files are read).
 
     Raises:
         SpecError: one line per problem, each naming the field (``budget.steps: ...``).
     """
-    if not isinstance(data, dict):
-        raise SpecError(f"{source}: a recipe must be a YAML mapping (key: value), got {type(data).__name__}")
-    try:
-        return Recipe.model_validate(data)
-    except ValidationError as err:
-        lines = []
-        for e in err.errors():
-            msg = e["msg"].removeprefix("Value error, ")
-            if e["type"] == "extra_forbidden":
-                msg = "unknown field; check its spelling against recipes/quickstart.yaml"
-            lines.append(f"  {_field_path(e['loc'])}: {msg}")
-        raise SpecError(f"{source}: invalid recipe\n" + "\n".join(lines)) from None
+    return validate_mapping(Recipe, data, source=source, what="recipe", example="recipes/quickstart.yaml")
 
 
 def _resolve(value: str, base: Path) -> Path:

@@ -12,8 +12,9 @@ import datetime as dt
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from simrl.config import validate_mapping
 from simrl.errors import SpecError
 from simrl.world.schema import EntityType
 
@@ -192,28 +193,14 @@ class WorldSpec(BaseModel):
         return counts
 
 
-def _field_path(loc: tuple) -> str:
-    return ".".join(str(p) for p in loc if p not in ("function-after", "[key]")) or "(top level)"
-
-
 def parse_spec(data: object, source: str = "spec") -> WorldSpec:
     """Validate a parsed YAML mapping as a :class:`WorldSpec`.
 
     Raises:
         SpecError: with one line per problem, each naming the field (``tasks.qa.min: ...``).
     """
-    if not isinstance(data, dict):
-        raise SpecError(f"{source}: a world spec must be a YAML mapping (key: value), got {type(data).__name__}")
-    try:
-        return WorldSpec.model_validate(data)
-    except ValidationError as err:
-        lines = []
-        for e in err.errors():
-            msg = e["msg"].removeprefix("Value error, ")
-            if e["type"] == "extra_forbidden":
-                msg = "unknown field; check its spelling against `simrl world generate --help` and worlds/default.yaml"
-            lines.append(f"  {_field_path(e['loc'])}: {msg}")
-        raise SpecError(f"{source}: invalid world spec\n" + "\n".join(lines)) from None
+    return validate_mapping(WorldSpec, data, source=source, what="world spec",
+                            example="`simrl world generate --help` and worlds/default.yaml")
 
 
 def load_spec(path: str | Path) -> WorldSpec:

@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q --no-deps bfcl-eval==2026.3.23
-	$(BIN)/pip install -q -e '.[dev,llamacpp,transformers,bfcl]'
+	$(BIN)/pip install -q -e '.[dev,llamacpp,transformers,bfcl,verl,trl]'
 	touch $@
 
 # The main job on embedded defaults: the three-arm ablation of recipes/quickstart.yaml (real vs

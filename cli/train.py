@@ -1,4 +1,9 @@
-"""``simrl train``: train a recipe's arms with the embedded GRPO trainer (or print the plan with --dry-run)."""
+"""``simrl train``: train a recipe's arms with its trainer (embedded, trl or verl), or show the plan (--dry-run).
+
+The recipe's ``trainer.kind`` picks the trainer: ``embedded`` and ``trl`` train here, one run after
+another; ``verl`` writes the verl job (datasets, tool config, reward module, Hydra overrides) and
+launches ``verl.trainer.main_ppo`` locally, or submits it to a Ray cluster with ``--ray-address``.
+"""
 
 from __future__ import annotations
 
@@ -17,10 +22,19 @@ def train(
                                                   "OUT/<arm>/seed-<seed>, worlds to OUT/worlds.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue runs from their newest checkpoint (finished runs are "
                                               "left as they are).")] = False,
-    dry_run: Annotated[bool, typer.Option(help="Print the resolved recipe and the plan; train nothing.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Print the resolved recipe and the plan; train nothing. For a verl "
+                                               "recipe: write the verl job's files and print the exact command.")] = False,
     evaluate: Annotated[bool, typer.Option(help="Evaluate each trained policy on held-out real tasks.")] = True,
+    ray_address: Annotated[str | None, typer.Option(
+        help="verl only: submit the job to this Ray cluster (e.g. http://HEAD:8265, as `ray job submit "
+             "--address`) instead of running it here.")] = None,
 ) -> None:
-    """Train arm x seed runs of a recipe one after another, with a progress bar and a summary table."""
+    """Train arm x seed runs of a recipe, with a progress bar and a summary table.
+
+    embedded (CPU, scorer policy) and trl (one node, llm policy) train here; verl (llm policy, GPUs)
+    writes its job under OUT/<arm>/seed-<seed>/verl and runs `python -m verl.trainer.main_ppo` (or
+    submits it with --ray-address).
+    """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
@@ -36,6 +50,18 @@ def train(
     seeds = [seed if seed is not None else rec.seeds[0]]
     out = out if out is not None else Path("runs") / rec.name
     console = Console(stderr=True)
+    if ray_address is not None and rec.trainer.kind != "verl":
+        from simrl.errors import SimrlError
+
+        raise SimrlError(f"--ray-address is for verl recipes; {recipe} uses trainer.kind {rec.trainer.kind!r}")
+    if rec.trainer.kind == "verl":
+        from simrl.train.verl.launch import train_verl
+
+        for name in arms:
+            for s in seeds:
+                train_verl(rec, name, s, runs.run_dir(out, name, s), worlds=runs.worlds_dir(out), dry_run=dry_run,
+                           ray_address=ray_address, resume=resume, console=console)
+        return
     if dry_run:
         typer.echo(recipe_yaml(rec))
         _plan(rec, arms, seeds, out)
@@ -50,8 +76,11 @@ def train(
                 def report(done: int, total: int, message: str, job=job) -> None:
                     bar.update(job, completed=done, total=total, line=message)
 
-                summaries.append(train_arm(rec, name, s, runs.run_dir(out, name, s), resume=resume, progress=report,
-                                           worlds=runs.worlds_dir(out), run_eval=evaluate))
+                trainer = train_arm
+                if rec.trainer.kind == "trl":
+                    from simrl.train.trl_trainer import train_arm_trl as trainer
+                summaries.append(trainer(rec, name, s, runs.run_dir(out, name, s), resume=resume, progress=report,
+                                         worlds=runs.worlds_dir(out), run_eval=evaluate))
     table = Table(title=f"{rec.name}: {len(summaries)} run(s) -> {out}")
     for col in ("arm", "seed", "steps", "first reward", "final reward", "final success", "env failures",
                 "eval success", "time"):

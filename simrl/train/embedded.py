@@ -319,8 +319,8 @@ def train_arm(recipe: Recipe, arm: str, seed: int, out_dir: str | Path, *, resum
     import torch
 
     if recipe.trainer.kind != "embedded":
-        raise SimrlError(f"trainer.kind {recipe.trainer.kind!r} comes with the scale-out work (verl / trl "
-                         "adapters); only `embedded` trains in this version")
+        raise SimrlError(f"the embedded trainer trains the scorer policy; recipe trainer.kind is "
+                         f"{recipe.trainer.kind!r} (run it with `simrl train`, which picks the trainer)")
     recipe.arm(arm)
     files = runs.RunFiles(Path(out_dir))
     if files.started() and not resume:

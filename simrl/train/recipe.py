@@ -155,13 +155,63 @@ class Arm(BaseModel):
 
 
 class PolicyConfig(BaseModel):
-    """The trainable policy (:class:`simrl.train.policy.ScorerPolicy`, DRRN-style; He et al., 2016)."""
+    """The trainable policy.
+
+    ``scorer``: :class:`simrl.train.policy.ScorerPolicy` (DRRN-style; He et al., 2016), the embedded
+    trainer's CPU policy. ``llm``: a Hugging Face causal LM (``model``: an id or a local folder) that
+    writes tool calls itself, trained by TRL (one node) or verl (a Ray cluster).
+    """
 
     model_config = _Strict
-    kind: Literal["scorer"] = Field(default="scorer", description="Policy kind (scorer: the candidate scorer).")
-    dim: int = Field(default=64, ge=4, le=4096, description="Embedding width of states and candidate actions.")
-    buckets: int = Field(default=1 << 15, ge=64, le=1 << 24, description="Hashed n-gram buckets.")
-    temperature: float = Field(default=1.0, gt=0, description="Softmax temperature while sampling in training.")
+    kind: Literal["scorer", "llm"] = Field(default="scorer", description="Policy kind (scorer: the candidate "
+                                                                         "scorer; llm: a causal language model).")
+    dim: int = Field(default=64, ge=4, le=4096, description="scorer: embedding width of states and candidate actions.")
+    buckets: int = Field(default=1 << 15, ge=64, le=1 << 24, description="scorer: hashed n-gram buckets.")
+    temperature: float = Field(default=1.0, gt=0, description="Softmax / sampling temperature while training.")
+    model: str | None = Field(default=None, description="llm: Hugging Face model id or local folder "
+                                                        "(e.g. Qwen/Qwen3-4B-Instruct-2507).")
+    max_prompt_tokens: int = Field(default=4096, ge=64, description="llm: longest prompt (task + tool schemas).")
+    max_response_tokens: int = Field(default=4096, ge=16, description="llm: longest response of an episode, all "
+                                                                      "turns and tool observations included.")
+    max_tokens_per_turn: int = Field(default=512, ge=8, description="llm: longest generation per turn.")
+
+    @model_validator(mode="after")
+    def _model(self) -> PolicyConfig:
+        if self.kind == "llm" and not self.model:
+            raise ValueError("an llm policy needs model: a Hugging Face id or a local model folder")
+        if self.kind == "scorer" and self.model:
+            raise ValueError("model is an llm option; set kind: llm (trainer trl or verl) or drop model")
+        return self
+
+
+class VerlOptions(BaseModel):
+    """verl settings (``trainer.kind: verl``): cluster shape, rollout engine, extra Hydra overrides."""
+
+    model_config = _Strict
+    nnodes: int = Field(default=1, ge=1, description="Nodes of the Ray cluster (trainer.nnodes).")
+    n_gpus_per_node: int = Field(default=8, ge=1, description="GPUs per node (trainer.n_gpus_per_node).")
+    rollout: Literal["vllm", "sglang"] = Field(default="vllm", description="Rollout engine "
+                                                                        "(actor_rollout_ref.rollout.name).")
+    tensor_parallel_size: int = Field(default=1, ge=1, description="Rollout tensor parallelism.")
+    gpu_memory_utilization: float = Field(default=0.5, gt=0, le=1, description="Rollout engine GPU memory share.")
+    max_assistant_turns: int | None = Field(default=None, ge=1, description="Assistant turns per trajectory "
+                                                                            "(null: budget.max_turns).")
+    overrides: list[str] = Field(default_factory=list, description="Extra Hydra overrides for "
+                                                                   "verl.trainer.main_ppo, appended last "
+                                                                   "(e.g. trainer.logger=[console,wandb]).")
+
+
+class TrlOptions(BaseModel):
+    """TRL settings (``trainer.kind: trl``): one node, CPU or one GPU."""
+
+    model_config = _Strict
+    lora_rank: int = Field(default=0, ge=0, description="LoRA rank (0: train every weight).")
+    lora_alpha: int = Field(default=32, ge=1, description="LoRA alpha.")
+    device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="Where the policy runs "
+                                                                              "(auto: cuda if available).")
+    use_vllm: bool = Field(default=False, description="Generate with vLLM (colocated; GPU only).")
+    options: dict[str, Any] = Field(default_factory=dict, description="Further trl.GRPOConfig fields "
+                                                                      "(e.g. beta, loss_type).")
 
 
 class TrainerConfig(BaseModel):
@@ -169,8 +219,9 @@ class TrainerConfig(BaseModel):
 
     model_config = _Strict
     kind: Literal["embedded", "trl", "verl"] = Field(
-        default="embedded", description="embedded: the in-process CPU GRPO trainer (simrl.train.embedded); "
-                                        "trl / verl come with the scale-out work.")
+        default="embedded", description="embedded: the in-process CPU GRPO trainer (simrl.train.embedded, "
+                                        "scorer policy); trl: TRL's GRPO trainer on one node (llm policy); "
+                                        "verl: verl on a Ray cluster (llm policy, GPUs).")
     lr: float = Field(default=0.003, gt=0, description="Adam learning rate of the GRPO updates.")
     grad_clip: float = Field(default=1.0, gt=0, description="Gradient-norm clip per update.")
     entropy_coef: float = Field(default=0.0, ge=0, description="Entropy bonus weight (0: none).")
@@ -180,6 +231,8 @@ class TrainerConfig(BaseModel):
     trajectories_per_step: int = Field(default=4, ge=0, description="Episodes per step written to "
                                                                      "trajectories.jsonl (a sample).")
     concurrency: int = Field(default=8, ge=1, description="Episodes in flight at once.")
+    verl: VerlOptions = Field(default_factory=VerlOptions, description="verl options (kind verl).")
+    trl: TrlOptions = Field(default_factory=TrlOptions, description="TRL options (kind trl).")
 
 
 class Budget(BaseModel):
@@ -249,6 +302,12 @@ class Recipe(BaseModel):
             raise ValueError("seeds must be distinct and >= 0")
         if self.env.id != "mcp-world" and (self.real.transport or self.real.fault_rate):
             raise ValueError(f"real: transport and fault_rate are options of mcp-world, not {self.env.id}")
+        if self.trainer.kind == "embedded" and self.policy.kind != "scorer":
+            raise ValueError("the embedded trainer trains the scorer policy; for an llm policy set "
+                             "trainer.kind: trl (one node) or verl (Ray cluster)")
+        if self.trainer.kind in ("trl", "verl") and self.policy.kind != "llm":
+            raise ValueError(f"trainer {self.trainer.kind} trains an llm policy; set policy.kind: llm and "
+                             "policy.model (or use trainer.kind: embedded)")
         if self.grid is not None:
             base = self.arms.get(self.grid.arm)
             if base is None or base.environment != "world_model":

@@ -41,7 +41,7 @@ TINY = {
 def _recipe(**patch):
     data = json.loads(json.dumps(TINY))
     for key, value in patch.items():
-        data[key] = {**data[key], **value} if isinstance(value, dict) else value
+        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
     return parse_recipe(data)
 
 
@@ -154,8 +154,9 @@ def test_run_folder_helpers(tmp_path):
 
 
 def test_only_the_embedded_trainer_runs(tmp_path):
-    with pytest.raises(SimrlError, match="scale-out"):
-        train_arm(_recipe(trainer={"kind": "verl"}), "real", 0, tmp_path / "r")
+    llm = _recipe(trainer={"kind": "verl"}, policy={"kind": "llm", "model": "some/model"})
+    with pytest.raises(SimrlError, match="trains the scorer policy; recipe trainer.kind is 'verl'"):
+        train_arm(llm, "real", 0, tmp_path / "r")
     with pytest.raises(SimrlError, match="no arm 'nope'"):
         train_arm(_recipe(), "nope", 0, tmp_path / "r")
 

@@ -125,7 +125,7 @@ def check(
         options = env_options(env_id, world, server_command, server_url) | wm_options(
             world_model, wm_model, wm_base_url, wm_api_key, wm_cache, wm_replay, wm_prompt, wm_temperature)
         task = probe_task(env_id, world)
-        make(env_id, **options)  # fail fast on an unknown id / bad options, before the checks run
+        asyncio.run(make(env_id, **options).close())  # fail fast on an unknown id / bad options
         outcomes = asyncio.run(check_env(lambda env_id=env_id, o=options: make(env_id, **o), task))
         for o in outcomes:
             mark = typer.style("ok", fg="green") if o.passed else typer.style("FAIL", fg="red")

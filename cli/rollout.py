@@ -62,7 +62,7 @@ def rollout(
     options = ({"world": world} if world is not None else {}) | wm_options(world_model, wm_model, wm_base_url, wm_api_key, wm_cache, wm_replay,
                                             wm_prompt, wm_temperature)
     if world_model != "real":
-        make(env, **options)  # fail fast on bad world-model options, before any episode
+        asyncio.run(make(env, **options).close())  # fail fast on bad world-model options, before any episode
     writer = TrajectoryWriter(out)
     console = Console(stderr=True)
     stats = {"success": 0, "failure": 0, "env_failure": 0, "truncated": 0}

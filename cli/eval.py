@@ -9,8 +9,11 @@ import typer
 
 
 def eval_(
-    checkpoint: Annotated[Path | None, typer.Option(help="A trained policy file (final.pt, warmstart.pt or a "
-                                                         "checkpoint of `simrl train`); acts greedily.")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="A trained policy: a scorer file of the embedded trainer "
+                                                         "(final.pt, warmstart.pt, checkpoints/step-N.pt) or an LLM "
+                                                         "policy's Hugging Face model folder (a trl run's final/ or "
+                                                         "checkpoints/checkpoint-N, a LoRA adapter folder, a merged "
+                                                         "verl checkpoint); acts greedily.")] = None,
     policy: Annotated[str | None, typer.Option(help="Instead of --checkpoint: `expert` (scripted) or "
                                                     "`openai:URL[#MODEL]` (an OpenAI-compatible endpoint).")] = None,
     recipe: Annotated[Path | None, typer.Option(help="Take the environment, world, real options, split, trials, "
@@ -87,12 +90,19 @@ def _setup(recipe, env, world, split, trials, n, max_turns, transport, fault_rat
 
 
 def _policy(checkpoint: Path | None, spec: str | None, setup: dict):
-    """The policy to evaluate: a ScorerPolicy file (greedy) or a make_policy spec."""
+    """The policy to evaluate: a ScorerPolicy file or an HF model folder (greedy), or a make_policy spec."""
     from simrl.errors import SimrlError
 
     if checkpoint is not None:
+        if checkpoint.is_dir():
+            if not any((checkpoint / f).is_file() for f in ("config.json", "adapter_config.json")):
+                raise SimrlError(f"--checkpoint {checkpoint}: a folder, but not a Hugging Face model or adapter "
+                                 "(no config.json / adapter_config.json)")
+            from simrl.policies.hf_policy import HFPolicy
+
+            return HFPolicy.load(str(checkpoint), greedy=True)
         if not checkpoint.is_file():
-            raise SimrlError(f"--checkpoint {checkpoint}: no such file")
+            raise SimrlError(f"--checkpoint {checkpoint}: no such file or folder")
         from simrl.train.policy import ScorerPolicy
 
         pol = ScorerPolicy.load(checkpoint)

@@ -112,13 +112,29 @@ def _plan(rec, arms: list[str], seeds: list[int], out: Path) -> None:
             f"{rec.env.id} world model {a.world_model()}"
         for s in seeds:
             files = runs.RunFiles(runs.run_dir(out, name, s))
-            ckpt = runs.latest_checkpoint(files) if files.started() else None
-            state = "finished" if files.summary.exists() else f"resumable at step {ckpt[0]}" if ckpt else \
-                "started, no checkpoint" if files.started() else "new"
             table.add_row(name, str(s), env, f"{a.schedule or '-'} ({a.mode})" if a.schedule else "-",
-                          str(files.root), state)
+                          str(files.root), _state(rec, files))
     Console().print(table)
     spec = Path(rec.world.spec)
     size = f", {rec.world.entities} entities" if rec.world.entities else ""
     Console().print(f"world: {spec} seed {rec.world.seed}{size}" + ("" if spec.is_dir() else f" -> {runs.worlds_dir(out)}/")
                     + (f"; held-out worlds: seeds {rec.world.eval_worlds}" if rec.world.eval_worlds else ""))
+
+
+def _state(rec, files) -> str:
+    """A run folder's state for the plan: new, started, resumable at step N, or finished."""
+    from simrl.train import runs
+
+    if files.summary.exists():
+        return "finished"
+    if rec.trainer.kind == "trl" and files.checkpoints.is_dir():
+        from simrl.train.trl_trainer import latest_trl_checkpoint
+
+        ckpt = latest_trl_checkpoint(files)
+        step = int(ckpt.name.rsplit("-", 1)[1]) if ckpt is not None else None
+    else:
+        found = runs.latest_checkpoint(files) if files.started() else None
+        step = found[0] if found else None
+    if step is not None:
+        return f"resumable at step {step}"
+    return "started, no checkpoint" if files.started() else "new"

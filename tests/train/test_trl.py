@@ -284,6 +284,22 @@ def test_cli_trains_a_trl_recipe(tiny_model, tiny_world, tmp_path):
     summary = json.loads((tmp_path / "out" / "sim" / "seed-0" / "summary.json").read_text())
     assert summary["steps"] == 1 and summary["episodes"] == 2
     assert (tmp_path / "out" / "sim" / "seed-0" / "final" / "model.safetensors").is_file()
+    # the plan sees the TRL run as finished; a run with only a TRL checkpoint as resumable at its step
+    wide = {"COLUMNS": "400"}  # one table row per line
+    plan = CliRunner().invoke(app, ["train", str(recipe), "--out", str(tmp_path / "out"), "--dry-run"], env=wide)
+    assert plan.exit_code == 0 and "finished" in plan.output, plan.output
+    (tmp_path / "out" / "sim" / "seed-0" / "summary.json").unlink()
+    plan = CliRunner().invoke(app, ["train", str(recipe), "--out", str(tmp_path / "out"), "--dry-run"], env=wide)
+    assert "resumable at step 1" in plan.output, plan.output
+    # the trained model folder evaluates like a scorer checkpoint, on held-out real tasks
+    ev = CliRunner().invoke(app, ["eval", "--checkpoint", str(tmp_path / "out" / "sim" / "seed-0" / "final"),
+                                  "--env", "mcp-world", "--world", str(tiny_world), "-n", "1", "--max-turns", "2",
+                                  "--transport", "inprocess", "--out", str(tmp_path / "ev")])
+    assert ev.exit_code == 0, ev.output
+    assert json.loads((tmp_path / "ev" / "eval.json").read_text())["tasks"] == 1
+    bad = CliRunner().invoke(app, ["eval", "--checkpoint", str(tmp_path), "--env", "mcp-world",
+                                   "--world", str(tiny_world)])
+    assert bad.exit_code == 2 and "not a Hugging Face model" in bad.output
 
 
 @pytest.mark.gpu

@@ -8,7 +8,7 @@ on stderr and its exit code (2 for bad input), never a traceback.
 from __future__ import annotations
 
 import typer
-from simrl.cli import env, perturb, serve, world
+from simrl.cli import env, perturb, serve, wm, world
 from simrl.cli.ablate import ablate
 from simrl.cli.eval import eval_
 from simrl.cli.report import report
@@ -49,6 +49,7 @@ app.command("train")(train)
 app.command("eval")(eval_)
 app.command("ablate")(ablate)
 app.command("report")(report)
+app.add_typer(wm.app, name="wm")
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,177 @@
+"""``simrl wm eval``: score world models' predicted observations against real ones (AgentWorldBench dimensions)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from simrl.cli.env import WM_HELP
+
+_BACKEND_HELP = ("World model to evaluate, as NAME or NAME:MODEL; repeat for several, side by side: `oracle` (the "
+                 "world's ground truth, replayed; search and mcp-world with --world), `llamacpp` (default model: "
+                 "the packaged SmolLM2 GGUF), `transformers`, `openai` (with --wm-base-url). The baselines "
+                 "repeat-previous and empty are always added (see --no-baselines).")
+
+
+def parse_backends(specs: list[str], wm_model: str | None) -> dict[str, str | None]:
+    """``--backend NAME[:MODEL]`` values -> ``{name: model or None}`` (``--wm-model`` fills a missing model).
+
+    Raises:
+        SimrlError: an unknown or repeated name, a model for ``oracle``, or ``--wm-model`` with two LLM backends.
+    """
+    from simrl.errors import SimrlError
+    from simrl.wm.fidelity_eval import BACKENDS, BASELINES
+
+    out: dict[str, str | None] = {}
+    for spec in specs:
+        name, _, model = spec.partition(":")
+        if name in BASELINES:
+            raise SimrlError(f"{name} is a baseline, always included (drop --backend {spec}; --no-baselines drops it)")
+        if name not in BACKENDS:
+            raise SimrlError(f"unknown --backend {name!r}; choose from {', '.join(BACKENDS)}")
+        if name in out:
+            raise SimrlError(f"--backend {name} is given twice; evaluate one model per backend per run")
+        if name == "oracle" and model:
+            raise SimrlError("the oracle has no model: use --backend oracle")
+        out[name] = model or None
+    llms = [n for n in out if n != "oracle"]
+    if wm_model and len(llms) > 1 and any(out[n] is None for n in llms):
+        raise SimrlError("--wm-model is ambiguous with several LLM backends: name each model as --backend NAME:MODEL")
+    return {n: (m if m or n == "oracle" else wm_model) for n, m in out.items()}
+
+
+def eval_(
+    trajectories: Annotated[list[Path], typer.Option(
+        "--trajectories", help="Real trajectories JSONL from `simrl rollout` (search, mcp-world, bfcl, mcp) or "
+                               "AgentWorldBench-format JSONL (a file or a folder); repeat for several.")],
+    out: Annotated[Path, typer.Option(help="Output folder: scores.json, scores.md and predictions.jsonl.")],
+    backend: Annotated[list[str], typer.Option("--backend", help=_BACKEND_HELP)] = [],  # noqa: B006 - typer default
+    baselines: Annotated[bool, typer.Option(help="Add the repeat-previous and empty baselines.")] = True,
+    world: Annotated[Path | None, typer.Option(
+        help="World folder the trajectories were recorded in: the oracle's ground truth, the facts shown to the "
+             "world model, and the facts factuality is checked against.")] = None,
+    max_transitions: Annotated[int | None, typer.Option(
+        help="Evaluate at most N transitions (taken round-robin over the domains, in file order).", min=1)] = None,
+    concurrency: Annotated[int, typer.Option(help="Predictions in flight at once per backend.", min=1)] = 2,
+    wm_model: Annotated[str | None, typer.Option(help=WM_HELP["wm_model"])] = None,
+    wm_base_url: Annotated[str | None, typer.Option(help=WM_HELP["wm_base_url"])] = None,
+    wm_api_key: Annotated[str | None, typer.Option(help=WM_HELP["wm_api_key"], envvar="OPENAI_API_KEY",
+                                                   show_envvar=False)] = None,
+    wm_cache: Annotated[Path | None, typer.Option(help=WM_HELP["wm_cache"] + " A re-run answers from it.")] = None,
+    wm_temperature: Annotated[float, typer.Option(help=WM_HELP["wm_temperature"], min=0)] = 0.0,
+    wm_max_tokens: Annotated[int, typer.Option(help="World model: most tokens per prediction (thinking included).",
+                                               min=1)] = 1024,
+    wm_n_ctx: Annotated[int | None, typer.Option(help="World model (llamacpp): context size in tokens (default "
+                                                      "4096); older turns are dropped to fit.", min=256)] = None,
+    wm_tools: Annotated[str, typer.Option(
+        help="World model: tool definitions in its system prompt: `all` (the episode's, as recorded) or `called` "
+             "(only the tools called so far, this call included; for small-context models: BFCL's tool list "
+             "alone is ~8k tokens).")] = "all",
+    wm_unparsed: Annotated[str, typer.Option(
+        help="World model: score an answer without a <predicted_observation> block as `empty` (default) or as "
+             "its `raw` text without <think> (what the world-model environment shows the policy then).")] = "empty",
+    judge_base_url: Annotated[str | None, typer.Option(
+        help="LLM judge: an OpenAI-compatible endpoint (e.g. http://127.0.0.1:8000/v1); scores each prediction "
+             "1-5 per dimension, normalised (x-1)/4*100, reported under `judge`.")] = None,
+    judge_model: Annotated[str | None, typer.Option(help="LLM judge: the model id.")] = None,
+    judge_api_key: Annotated[str | None, typer.Option(help="LLM judge: API key (default $OPENAI_API_KEY, else "
+                                                           "EMPTY).")] = None,
+    judge_retries: Annotated[int, typer.Option(help="LLM judge: retries of a failed or unparseable answer.",
+                                               min=0)] = 3,
+) -> None:
+    """Score world models against real environments on AgentWorldBench's five dimensions (0-100).
+
+    For every real tool call in the trajectories, each backend predicts the observation from the real history and the action; the prediction is scored against the real observation on format, factuality, consistency, realism and quality (rule-based, per domain: search, mcp, bfcl, generic) and, with --judge-base-url and --judge-model, by an LLM judge.
+
+    Writes OUT/scores.json (backend -> dimension, with by_domain), OUT/scores.md and OUT/predictions.jsonl (written as predictions finish), and prints a domain x dimension table with the backends side by side.
+
+    Example: simrl wm eval --trajectories runs/search.jsonl --world WORLD --backend oracle --backend llamacpp --out runs/fidelity
+    """
+    import asyncio
+    from collections import Counter
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from simrl.errors import SimrlError
+    from simrl.wm.backend import Sampling
+    from simrl.wm.fidelity_eval import EvalConfig, run_eval
+    from simrl.wm.fidelity_predict import select
+    from simrl.wm.fidelity_report import rich_tables, summarise, write_scores
+    from simrl.wm.transitions import load_transitions
+
+    chosen = parse_backends(list(backend), wm_model)
+    if "openai" in chosen and not wm_base_url:
+        raise SimrlError("--backend openai needs --wm-base-url http://HOST:PORT/v1 (and a model: openai:MODEL)")
+    if bool(judge_base_url) != bool(judge_model):
+        raise SimrlError("the LLM judge needs both --judge-base-url and --judge-model")
+    options = {n: _backend_options(n, m, wm_base_url, wm_api_key, wm_n_ctx) for n, m in chosen.items() if n != "oracle"}
+    try:
+        config = EvalConfig(backends=list(chosen), baselines=baselines, world=world, backend_options=options,
+                            sampling=Sampling(temperature=wm_temperature, max_tokens=wm_max_tokens), cache=wm_cache,
+                            concurrency=concurrency, tools=wm_tools,
+                            unparsed=wm_unparsed)
+    except ValueError as err:
+        raise SimrlError(_first_error(err)) from None
+    if not config.names:
+        raise SimrlError("nothing to evaluate: give --backend NAME, or keep the baselines")
+    skipped: Counter = Counter()
+    loaded = [t for path in trajectories for t in load_transitions(path, world=world, skipped=skipped)]
+    if not loaded:
+        raise SimrlError(f"no transitions in {', '.join(map(str, trajectories))}: the files hold no real tool calls "
+                         "(record some with `simrl rollout --env ... --out FILE`)")
+    picked = select(loaded, max_transitions)
+    judge = None
+    if judge_base_url:
+        from simrl.wm.judge import Judge
+
+        judge = Judge(judge_base_url, judge_model or "", judge_api_key, max_retries=judge_retries)
+    console = Console(stderr=True)
+    for reason, k in skipped.items():
+        console.print(f"skipped {k}: {reason}")
+    timings: dict[str, float] = {}
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as bar:
+        job = bar.add_task("predicting", total=len(picked) * len(config.names))
+
+        async def main() -> list:
+            try:
+                return await run_eval(picked, config, out, judge=judge, timings=timings,
+                                      on_done=lambda row: bar.update(job, advance=1, description=row.backend))
+            finally:
+                if judge is not None:
+                    await judge.close()
+
+        rows = asyncio.run(main())
+    scores = summarise(rows, config.names)
+    meta = {"trajectories": [str(p) for p in trajectories], "world": str(world) if world else None,
+            "transitions": len(picked), "loaded": len(loaded), "models": chosen, "seconds": timings,
+            "judge": judge_model, "sampling": config.sampling.model_dump()}
+    write_scores(scores, out, meta)
+    for table in rich_tables(scores):
+        Console().print(table)
+    for name, entry in scores.items():
+        notes = [f"{k} {entry[k]}" for k in ("unparsed", "failed") if entry[k]] + \
+            [f"skipped {v}: {r}" for r, v in entry["skipped"].items()]
+        if notes:
+            console.print(f"{name}: " + "; ".join(notes))
+    console.print(f"{len(picked)} transitions x {len(config.names)} predictors -> {out}/scores.json")
+
+
+def _first_error(err: ValueError) -> str:
+    """The first problem of a pydantic validation error, as ``field: message``."""
+    errors = getattr(err, "errors", None)
+    if callable(errors) and errors():
+        first = errors()[0]
+        field = {"tools": "--wm-tools", "unparsed": "--wm-unparsed", "backends": "--backend"}.get(str(first["loc"][0]), str(first["loc"][0]))
+        return f"{field}: {first['msg']}"
+    return str(err)
+
+
+def _backend_options(name: str, model: str | None, base_url: str | None, api_key: str | None,
+                     n_ctx: int | None) -> dict:
+    """``make_backend`` options of one LLM backend from the CLI's flags (None values are dropped there)."""
+    if name == "openai":
+        return {"model": model, "base_url": base_url, "api_key": api_key}
+    return {"model": model, "n_ctx": n_ctx} if name == "llamacpp" else {"model": model}

@@ -1,0 +1,93 @@
+"""Predictors of a fidelity evaluation other than the oracle: LLM calls (cached, retried) and baselines.
+
+Also the sample selection of ``--max-transitions`` and the compact system prompt of ``--wm-tools called``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from simrl.errors import SimrlError
+from simrl.wm.backend import BackendError, Sampling, WorldModelBackend
+from simrl.wm.fidelity_oracle import ORACLE_ENVS
+from simrl.wm.transitions import Transition
+
+
+def baseline_prediction(name: str, tr: Transition) -> str:
+    """The ``repeat-previous`` or ``empty`` baseline's prediction for ``tr``."""
+    if name == "repeat-previous":
+        return tr.history[-1].observation if tr.history else ""
+    return ""
+
+
+async def generate(backend: WorldModelBackend, messages: list[dict[str, Any]], sampling: Sampling, cache: Any,
+                   max_retries: int, backoff: float) -> str:
+    """The raw completion: from the cache, else from the backend, retrying retryable errors with backoff.
+
+    Raises:
+        BackendError: a non-retryable failure, or a retryable one after ``max_retries`` retries.
+    """
+    from simrl.wm.cache import cache_key
+
+    key = cache_key(backend.name, backend.model, messages, sampling)
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
+    for attempt in range(max_retries + 1):
+        try:
+            text = await backend.generate(messages, sampling)
+            break
+        except BackendError as err:
+            if not err.retryable or attempt >= max_retries:
+                raise
+        except Exception as err:  # noqa: BLE001 - a backend bug is a failed prediction, not a crash
+            raise BackendError(f"{type(err).__name__}: {err}", retryable=False) from err
+        await asyncio.sleep(backoff * 2 ** attempt * (0.5 + random.random()))
+    cache.put(key, text, backend.name, backend.model)
+    return text
+
+
+def called_tools_system(tr: Transition, world: Path | None) -> str:
+    """``tr``'s system prompt rebuilt with only the tools its episode has called so far (this call included).
+
+    Transitions without tool schemas (AgentWorldBench rows) keep their system prompt.
+    """
+    from simrl.wm.transitions import domain_system_prompt
+
+    if not tr.tools:
+        return tr.system
+    called = {h.name for h in tr.history} | {tr.action_name}
+    tools = [t for t in tr.tools if (t.get("function") or {}).get("name") in called]
+    instruction = None
+    if world is not None and tr.env_id in ORACLE_ENVS:
+        from simrl.wm.oracle import instructions_of
+
+        instruction = instructions_of(world).get(tr.task_id or "")
+    return domain_system_prompt(tr.domain, tools, instruction)
+
+
+def select(transitions: Sequence[Transition], limit: int | None) -> list[Transition]:
+    """At most ``limit`` transitions, taken round-robin over the domains (so every domain is in a small sample),
+    in file order within a domain.
+
+    Raises:
+        SimrlError: ``limit`` below 1.
+    """
+    if limit is None or limit >= len(transitions):
+        return list(transitions)
+    if limit < 1:
+        raise SimrlError(f"--max-transitions must be >= 1, got {limit}")
+    queues: dict[str, list[Transition]] = defaultdict(list)
+    for tr in transitions:
+        queues[tr.domain].append(tr)
+    picked: list[Transition] = []
+    while len(picked) < limit:
+        for queue in queues.values():
+            if queue and len(picked) < limit:
+                picked.append(queue.pop(0))
+    return picked

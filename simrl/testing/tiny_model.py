@@ -21,8 +21,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<tool_call>", "</tool_call>",
-                  "<tool_response>", "</tool_response>", "<think>", "</think>"]
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+"""Control tokens (dropped by ``decode(skip_special_tokens=True)``), as in Qwen2.5's tokenizer."""
+MARKUP_TOKENS = ["<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>", "<think>", "</think>"]
+"""Single tokens that are not special (kept by ``skip_special_tokens``), as Qwen2.5/Qwen3 mark them."""
 
 CHAT_TEMPLATE = (
     "{% if tools %}"
@@ -85,7 +87,7 @@ def make_tokenizer(out_dir: str | Path | None = None, vocab_size: int = 1024) ->
     Returns:
         The tokenizer: eos ``<|im_end|>``, pad ``<|endoftext|>``, the ChatML template :data:`CHAT_TEMPLATE`.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     core = Tokenizer(models.BPE())
@@ -95,7 +97,8 @@ def make_tokenizer(out_dir: str | Path | None = None, vocab_size: int = 1024) ->
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     core.train_from_iterator(_corpus(), trainer=trainer)
     tok = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                  bos_token=None, unk_token=None, additional_special_tokens=SPECIAL_TOKENS[3:])
+                                  bos_token=None, unk_token=None)
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in MARKUP_TOKENS])
     tok.chat_template = CHAT_TEMPLATE
     if out_dir is not None:
         tok.save_pretrained(str(out_dir))

@@ -60,7 +60,7 @@ def train(
         for name in arms:
             for s in seeds:
                 train_verl(rec, name, s, runs.run_dir(out, name, s), worlds=runs.worlds_dir(out), dry_run=dry_run,
-                           ray_address=ray_address, resume=resume, console=console)
+                           ray_address=ray_address, resume=resume, console=console, run_eval=evaluate)
         return
     if dry_run:
         typer.echo(recipe_yaml(rec))

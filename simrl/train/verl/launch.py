@@ -190,9 +190,13 @@ def submit_ray(entrypoint: str, address: str, runtime_env: dict[str, Any],
 
 
 def train_verl(recipe: Recipe, arm: str, seed: int, run_dir: Path, *, worlds: Path, dry_run: bool = False,
-               ray_address: str | None = None, resume: bool = False, console: Any = None) -> VerlJob:
+               ray_address: str | None = None, resume: bool = False, console: Any = None,
+               run_eval: bool = True) -> VerlJob:
     """Write the verl job of ``arm`` x ``seed`` and print its command; then run it here, or submit it
-    to ``ray_address``, unless ``dry_run``.
+    to ``ray_address``, unless ``dry_run``. After a local run (``run_eval``), merge its newest
+    checkpoint into ``run_dir/final`` and evaluate it on held-out real tasks
+    (:func:`simrl.train.verl.evaluate.evaluate_verl_run`); a submitted job is evaluated later with
+    ``simrl eval --checkpoint`` on the merged model.
 
     Returns:
         The job (files, overrides, local argv).
@@ -229,6 +233,14 @@ def train_verl(recipe: Recipe, arm: str, seed: int, run_dir: Path, *, worlds: Pa
                          f"simrl.testing.tiny_model {model}`) or name a Hugging Face model id")
     console.print(f"running verl here; output -> {job.files.log}", markup=False, highlight=False, soft_wrap=True)
     run_local(job.argv, job.files.log, console)
+    if run_eval:
+        from simrl.train.verl.evaluate import evaluate_verl_run
+
+        console.print("merging the newest checkpoint and evaluating on held-out real tasks", markup=False,
+                      highlight=False)
+        results = evaluate_verl_run(recipe, seed, run_dir, job.files, worlds=worlds)
+        console.print("held-out success: " + "  ".join(f"{k} {v.get('success', 0):.0%}" for k, v in results.items()),
+                      markup=False, highlight=False)
     return job
 
 

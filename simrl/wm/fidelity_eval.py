@@ -176,10 +176,15 @@ async def run_eval(transitions: Sequence[Transition], config: EvalConfig, out_di
 
     async def finish(row: Prediction, tr: Transition) -> None:
         if row.prediction is not None and not row.skipped:
-            scored = score_prediction(row.prediction, tr.observation, domain=tr.domain,
-                                      history=[h.observation for h in tr.history], world=world_of.get(tr.trajectory))
-            row.scores = {d: round(getattr(scored, d), 2) for d in DIMENSIONS} | {"overall": round(scored.overall, 2)}
-            if judge is not None:
+            try:
+                scored = score_prediction(row.prediction, tr.observation, domain=tr.domain,
+                                          history=[h.observation for h in tr.history],
+                                          world=world_of.get(tr.trajectory))
+            except Exception as err:  # noqa: BLE001 - one odd prediction must not end the run (and lose rows)
+                row.error = f"scoring failed: {type(err).__name__}: {err}"
+            else:
+                row.scores = {d: round(getattr(scored, d), 2) for d in DIMENSIONS} | {"overall": round(scored.overall, 2)}
+            if judge is not None and row.scores is not None:
                 await _judge(judge, row, tr)
         writer.write(row)
         rows.append(row)
@@ -254,5 +259,8 @@ async def _judge(judge: Any, row: Prediction, tr: Transition) -> None:
         verdict = await judge.score(messages)
     except JudgeError as err:
         row.judge_error = str(err)
+        return
+    except Exception as err:  # noqa: BLE001 - a judge failure loses the judgement, never the row
+        row.judge_error = f"judge failed: {type(err).__name__}: {err}"
         return
     row.judge = {d: round(v, 2) for d, v in verdict.scores.items()} | {"overall": round(verdict.overall, 2)}

@@ -1,4 +1,6 @@
-"""What the rule-based fidelity scorers read from an observation's text: layout, status, facts, bindings.
+"""What the rule-based fidelity scorers read from an observation's text: layout, status, facts, tokens.
+
+(The bindings of the consistency scorer are in :mod:`simrl.wm.fidelity_bindings`.)
 
 Every function takes the raw text of one observation (real or predicted) and a *domain*:
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from functools import lru_cache
 from typing import Any
 
 from simrl.perturb.formats import cursor_key, list_key, parse_json, parse_search
@@ -39,7 +42,9 @@ _MONTHS = ("january", "february", "march", "april", "may", "june", "july", "augu
            "october", "november", "december")
 _LONG_DATE = re.compile(r"\b(" + "|".join(_MONTHS) + r")\s+(\d{1,2}),\s+(\d{4})\b", re.IGNORECASE)
 _NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w])")
-_WORD = re.compile(r"[a-z0-9]{2,}")
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"  # kana and CJK ideographs: no spaces
+_WORD = re.compile(rf"[{_CJK}]|(?:(?![{_CJK}])[^\W_]){{2,}}")
+MAX_JSON_DEPTH = 64
 _STOP = frozenset("""a an and are as at be by for from has have in is it its of on or that the this to was were
 will with which who not no can all any one""".split())
 _SEARCH_ITEM = re.compile(r"^\[(\d+)\]\s+(https?://\S+)$")
@@ -51,6 +56,26 @@ _MCP_ERROR = re.compile(r"^Error executing tool [\w.-]+: \S")
 _EMPTY_TEXTS = frozenset({"", "none", "null", "{}", "[]", '""', "''"})
 _ERROR_FAMILIES = (("404", "404 not found"), ("tool", "error executing tool"), ("bfcl", "error during execution"),
                    ("unknown", "unknown tool"), ("error", "error"))
+
+
+@lru_cache(maxsize=16)
+def _json(text: str) -> Any | None:
+    """``text`` as JSON (None when it is not JSON, or nested deeper than :data:`MAX_JSON_DEPTH`).
+
+    Cached: the scorers read the same observation several times (callers never modify the result).
+    """
+    try:
+        obj = parse_json(text)
+    except RecursionError:  # a pathological prediction ("[[[[...") is text, not a crash
+        return None
+    stack = [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return None
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        stack += [(v, depth + 1) for v in children]
+    return obj
 
 
 def domain_of(name: str | None) -> str:
@@ -101,7 +126,7 @@ def layout(text: str, domain: str) -> tuple[str, list[bool]]:
                         bool(source and _URL.match(source.group(1))), "\nMarkdown Content:" in body]
     if _MCP_ERROR.match(body) or looks_like_error(body) or body.startswith("Error during execution"):
         return "error", [bool(_MCP_ERROR.match(body))] if domain == "mcp" and body.startswith("Error") else [True]
-    obj = parse_json(body)
+    obj = _json(body)
     if obj is not None or body == "null":
         if list_key(obj) is not None:
             records = obj[list_key(obj)]
@@ -115,7 +140,7 @@ def layout(text: str, domain: str) -> tuple[str, list[bool]]:
 
 def json_keys(text: str) -> set[str] | None:
     """Key paths of a JSON observation (list indices dropped: ``records.id``), or None if not JSON."""
-    obj = parse_json(_NOTICES.sub("", text).strip())
+    obj = _json(_NOTICES.sub("", text).strip())
     if not isinstance(obj, (dict, list)):
         return None
     keys: set[str] = set()
@@ -138,7 +163,7 @@ def status_class(text: str, domain: str = "generic") -> str:
     """``success``, ``error``, ``empty`` or ``partial`` for one observation.
 
     * error: an error line (``Error ...``, ``404 Not Found``, an HTTP 4xx/5xx status, ``unknown tool``,
-      bfcl's ``Error during execution``) or a JSON object with an ``error`` key;
+      bfcl's ``Error during execution``) or a JSON object with a non-empty ``error`` value;
     * empty: no content (blank, ``None``, ``null``, ``{}``, ``[]``), ``No results found``, a JSON page
       with no records, or JSON whose every leaf is an empty container;
     * partial: a JSON page with a next cursor and fewer records than its ``total`` (or no total), or a
@@ -150,8 +175,8 @@ def status_class(text: str, domain: str = "generic") -> str:
     """
     body = text.strip()
     kind, _ = layout(body, domain)
-    obj = parse_json(body)
-    if kind == "error" or kind == "not_found" or (isinstance(obj, dict) and "error" in obj):
+    obj = _json(body)
+    if kind == "error" or kind == "not_found" or (isinstance(obj, dict) and obj.get("error") not in (None, "", False)):
         return "error"
     if kind in ("empty", "no_results"):
         return "empty"
@@ -206,11 +231,13 @@ def facts(text: str) -> set[str]:
     Search result indexes (``[k]``) are not facts. Numbers inside URLs, ids and dates are not counted
     again as numbers.
 
-    >>> sorted(facts('{"id": "person:000002", "born": "1900-12-27"} born December 27, 1900'))
+    >>> sorted(facts('{"id": "person:000002", "born": "1900-12-27"}'))
     ['1900-12-27', 'born=1900-12-27', 'id=person:000002', 'person:000002']
+    >>> sorted(facts("person:000002 was born on December 27, 1900"))
+    ['1900-12-27', 'person:000002']
     """
     out: set[str] = set()
-    obj = parse_json(text.strip())
+    obj = _json(text.strip())
     if isinstance(obj, (dict, list)):
         out |= {f"{k.lower()}={norm_value(v)}" for k, v in _leaves(obj) if k and v not in (None, "")}
     rest = _SEARCH_ITEM_INDEX.sub("", text)
@@ -225,10 +252,26 @@ def facts(text: str) -> set[str]:
     return out
 
 
-
 def tokens(text: str) -> Counter[str]:
-    """Content words of ``text`` (lower case, 2+ letters or digits, common stop words dropped), counted."""
+    """Content words of ``text``, counted: lower case, runs of 2+ letters or digits in any script, each
+    kana or CJK ideograph on its own; common English stop words dropped. JSON is read decoded (its keys
+    and values), so ``\\u00eb`` and ``\\n`` escapes count as the characters they stand for.
+
+    >>> sorted(tokens('{"name": "Zo\\u00eb", "city": "北京"}').elements())
+    ['city', 'name', 'zoë', '京', '北']
+    """
+    obj = _json(text.strip())
+    if isinstance(obj, (dict, list)):
+        text = " ".join(_strings(obj))
     return Counter(t for t in _WORD.findall(text.lower()) if t not in _STOP)
+
+
+def _strings(obj: Any) -> list[str]:
+    if isinstance(obj, dict):
+        return [s for k, v in obj.items() for s in (str(k), *_strings(v))]
+    if isinstance(obj, list):
+        return [s for v in obj for s in _strings(v)]
+    return [] if obj is None else [str(obj)]
 
 
 def units(text: str, domain: str) -> int:
@@ -237,64 +280,7 @@ def units(text: str, domain: str) -> int:
     blocks = parse_search(body)
     if blocks is not None:
         return sum(len(b.items) for b in blocks)
-    obj = parse_json(body)
+    obj = _json(body)
     if isinstance(obj, (dict, list)):
         return len(_leaves(obj))
     return sum(1 for ln in body.splitlines() if ln.strip())
-
-
-# -- bindings (consistency) ------------------------------------------------------------------------------
-def bindings(text: str) -> dict[tuple[str, str], str]:
-    """What an observation states about named things, as ``(kind, name) -> value``.
-
-    * search results: ``("title", url)`` and ``("date", url)`` (dates other than ``N/A``) per item;
-      a page: ``("title", url)`` and ``("date", url)`` from ``Published Time``;
-    * JSON: for each object with an ``id``: ``(id, field) -> value`` per scalar field, and
-      ``("name", name) -> id``; top-level scalars of an object without ``id``: ``("field", key) -> value``.
-    """
-    out: dict[tuple[str, str], str] = {}
-    body = _NOTICES.sub("", text).strip()
-    blocks = parse_search(body)
-    if blocks is not None:
-        for b in blocks:
-            for item in b.items:
-                lines = item.splitlines()
-                url = _SEARCH_ITEM.match(lines[0])
-                fields = {ln.partition(":")[0]: ln.partition(":")[2].strip() for ln in lines[1:]}
-                if url:
-                    _page_bindings(out, url.group(2), fields.get("Title"), fields.get("Date"))
-        return out
-    page = re.search(r"^URL Source: (\S+)", body, re.MULTILINE)
-    if page and body.startswith("Title:"):
-        date = re.search(r"^Published Time: (\S+)", body, re.MULTILINE)
-        _page_bindings(out, page.group(1), body.partition("\n")[0][6:].strip(), date and date.group(1))
-        return out
-    obj = parse_json(body)
-    if isinstance(obj, dict) and "id" not in obj and list_key(obj) is None:
-        out |= {("field", k): norm_value(v) for k, v in obj.items() if not isinstance(v, (dict, list))}
-    _record_bindings(obj, out)
-    return out
-
-
-def _page_bindings(out: dict, url: str, title: str | None, date: str | None) -> None:
-    url = url.rstrip(".,;:").lower()
-    if title:
-        out[("title", url)] = norm_value(title)
-    if date and date != "N/A":
-        out[("date", url)] = date
-
-
-def _record_bindings(obj: Any, out: dict) -> None:
-    if isinstance(obj, dict):
-        rid = obj.get("id")
-        if isinstance(rid, (str, int)) and not isinstance(rid, bool):
-            for k, v in obj.items():
-                if k != "id" and not isinstance(v, (dict, list)):
-                    out[(str(rid), k)] = norm_value(v)
-            if isinstance(obj.get("name"), str):
-                out[("name", norm_value(obj["name"]))] = str(rid)
-        for v in obj.values():
-            _record_bindings(v, out)
-    elif isinstance(obj, list):
-        for v in obj:
-            _record_bindings(v, out)

@@ -30,6 +30,7 @@ Sources (:func:`load_transitions` tells them apart line by line, by their fields
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections import Counter
@@ -181,11 +182,12 @@ def load_transitions(path: str | Path, *, world: Path | None = None, domain: str
 
     skipped = skipped if skipped is not None else Counter()
     out: list[Transition] = []
+    listed: dict[str, list[dict[str, Any]]] = {}  # the world-model environment's tool lists, read once
     for file in files:
         for lineno, row in _rows(file):
             if _is_trajectory(row):
                 traj = _trajectory(file, lineno, row)
-                out += _from_trajectory(traj, f"{file.name}:{lineno}", world, domain, skipped)
+                out += _from_trajectory(traj, f"{file.name}:{lineno}", world, domain, skipped, listed)
             else:
                 key = f"{file.name}:{row['id'] if 'id' in row else lineno}"
                 out.append(from_row(row, f"{file}:{lineno}", key, domain))
@@ -227,7 +229,7 @@ def _trajectory(file: Path, lineno: int, row: dict[str, Any]) -> Trajectory:
 
 
 def _from_trajectory(traj: Trajectory, key: str, world: Path | None, domain: str | None,
-                     skipped: Counter) -> list[Transition]:
+                     skipped: Counter, listed: dict[str, list[dict[str, Any]]]) -> list[Transition]:
     if traj.backend != "real":
         skipped[f"trajectory from backend {traj.backend} (not real observations)"] += 1
         return []
@@ -241,6 +243,8 @@ def _from_trajectory(traj: Trajectory, key: str, world: Path | None, domain: str
             raise SimrlError(f"{key}: task {traj.task_id!r} is not in world {world}; pass the world the "
                              "trajectories were recorded in (--world), or none")
     tools = _episode_tools(traj)
+    if world is not None and traj.env_id == "mcp-world":
+        tools = _as_listed(tools, world, listed)
     system = domain_system_prompt(dom, tools, instruction)
     steps: list[dict[str, Any]] = []
     for turn in traj.turns:
@@ -279,6 +283,27 @@ def _episode_tools(traj: Trajectory) -> list[dict[str, Any]]:
             names.add(name)
             tools.append(tool)
     return tools
+
+
+def _as_listed(tools: list[dict[str, Any]], world: Path, listed: dict[str, list[dict[str, Any]]]
+               ) -> list[dict[str, Any]]:
+    """``tools`` as :class:`~simrl.wm.env.WorldModelEnv` lists them for ``mcp-world`` (the record server's
+    own listing, :func:`simrl.wm.oracle.record_tools`), when they are the same tools.
+
+    A client receives the schemas with another key order than the in-process listing the world-model
+    environment shows its model, and the system prompt prints them as JSON: without this, training
+    data and evaluation prompts would differ from the prompts at inference. Tools that differ (the
+    world changed since the recording) stay as recorded.
+    """
+    key = str(Path(world).resolve())
+    if key not in listed:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from simrl.wm.oracle import record_tools
+
+        with ThreadPoolExecutor(1) as pool:  # works with or without a running event loop
+            listed[key] = pool.submit(asyncio.run, record_tools(Path(world))).result()
+    return listed[key] if listed[key] == tools else tools
 
 
 def write_agentworldbench(transitions: Iterable[Transition], path: str | Path) -> int:

@@ -45,7 +45,9 @@ PAGE_JSON = json.dumps({"records": [{"id": "organization:000018", "type": "organ
 BFCL = json.dumps({"matching_lines": ["Year2024 This is the final report content including budget analysis."]})
 TEXT = "total 3\ndrwxr-xr-x docs\n-rw-r--r-- notes.txt 120 bytes"
 CASES = [(RESULTS, "search"), (PAGE, "search"), (RECORD, "mcp"), (PAGE_JSON, "mcp"), (BFCL, "bfcl"),
-         ("None", "bfcl"), (TEXT, "terminal"), ("Error executing tool get_record: no record with id 'x:000001'", "mcp")]
+         ("None", "bfcl"), (TEXT, "terminal"), ("Error executing tool get_record: no record with id 'x:000001'", "mcp"),
+         ("Successfully wrote to /tmp/work/notes.txt", "mcp"),  # the filesystem MCP server answers in text
+         ("今天北京天气晴朗，气温二十度。", "search")]
 
 
 @pytest.mark.parametrize(("real", "domain"), CASES)
@@ -141,6 +143,32 @@ def test_world_facts_count_where_the_real_observation_shows_them():
     assert score_prediction(PAGE, PAGE, domain="search", world=world).factuality == 100
 
 
+def test_text_in_any_script_is_compared_word_by_word():
+    for real, other in [("今天北京天气晴朗，气温二十度。", "上海明日有雨，请带伞出门。"),
+                        ("Ошибка доступа: файл защищён", "Привет мир, как дела сегодня"),
+                        ("Zoë Ångström moved to Łódź", "Björn Ærø stayed in Gdańsk")]:
+        assert score_prediction(real, real, domain="os").factuality == 100
+        assert score_prediction(other, real, domain="os").factuality < 20, (real, other)
+    text = "Successfully wrote to /tmp/work/notes.txt"
+    assert score_prediction("Done.", text, domain="mcp").factuality < 20
+    assert score_prediction(text, text, domain="mcp").format == 100  # free text where the real tool prints text
+
+
+def test_json_escapes_are_read_as_the_characters_they_stand_for():
+    record = {"id": "person:000001", "name": "Zoë Ångström", "city": "北京", "bio": "line one\nline two"}
+    escaped, plain = json.dumps(record), json.dumps(record, ensure_ascii=False)
+    assert escaped != plain and score_prediction(escaped, plain, domain="mcp").factuality == 100
+    assert score_prediction(plain, escaped, domain="bfcl").factuality == 100
+
+
+def test_pathological_predictions_are_scored_not_raised():
+    for pred in ["[" * 100_000, "[" * 5000 + "]" * 5000, '{"a":' * 3000 + "1" + "}" * 3000, "[" * 900 + "]" * 900]:
+        scores = score_prediction(pred, RECORD, domain="mcp", history=[RECORD])
+        assert scores.overall < 40
+    assert status_class('{"error": null, "result": 5}', "bfcl") == "success"
+    assert status_class('{"error": "No such file"}', "bfcl") == "error"
+
+
 def test_a_truncated_prediction_lowers_quality():
     half = RESULTS.split("\n\n[2]")[0].replace("found 2", "found 1")
     scores = score_prediction(half, RESULTS, domain="search")
@@ -207,3 +235,11 @@ def test_baselines_score_below_the_oracle_on_real_trajectories(real_trajectories
         assert oracle > scores["empty"]["by_domain"][domain]["overall"] + 30
     assert scores["oracle"]["by_domain"]["search"]["overall"] == 100  # the oracle runs the real search tools
     assert scores["oracle"]["n"] == len(trs) and len(rows) == 3 * len(trs)
+
+
+def test_the_scorer_modules_doctests_hold():
+    import doctest
+    import importlib
+
+    for name in ("simrl.wm.fidelity_rules", "simrl.wm.fidelity", "simrl.wm.judge"):
+        assert doctest.testmod(importlib.import_module(name)).failed == 0, name

@@ -205,3 +205,53 @@ def test_parse_action_and_clean_observation():
     assert parse_action('**Action:**\n```json\n{"name": "x", "arguments": "{\\"a\\": 1}"}\n```') == ("x", {"a": 1})
     assert clean_observation("**Environment Observation:**\n  body ") == "  body "
     assert clean_observation("raw text\n") == "raw text"
+
+
+def test_mcp_world_prompts_are_the_ones_the_world_model_env_sends(tiny_world, tmp_path):
+    """Teacher-forced: a backend that answers each call with its real observation receives, call by call,
+    exactly the chat of the transition (system prompt byte for byte: tools as the env lists them, although
+    the recording's MCP client received them with another key order)."""
+    from simrl.types import Action, ToolCall
+    from simrl.wm.backend import WorldModelBackend
+    from simrl.wm.env import WorldModelEnv
+    from simrl.world.io import load_tasks
+
+    class Replay(WorldModelBackend):
+        name, model = "replay", "real"
+
+        def __init__(self, answers: list[str]) -> None:
+            self.answers, self.seen = list(answers), []
+
+        async def generate(self, messages, sampling):
+            self.seen.append(messages)
+            return f"<predicted_observation>{self.answers.pop(0)}</predicted_observation>"
+
+        async def close(self):
+            pass
+
+    world = tiny_world
+    recorded = fx.write_trajectories("mcp-world", tmp_path / "stdio.jsonl", world, n=1, transport="stdio")
+    transitions = load_transitions(recorded, world=world)
+    assert transitions
+    tasks = {t.task_id: t for t in load_tasks(world)}
+    episodes: dict[str, list] = {}
+    for t in transitions:
+        episodes.setdefault(t.trajectory, []).append(t)
+
+    async def replay(trs: list) -> list:
+        backend = Replay([t.observation for t in trs])
+        env = WorldModelEnv("mcp-world", world, backend)
+        try:
+            await env.reset(tasks[trs[0].task_id])
+            for t in trs:
+                await env.step(Action(tool_calls=[ToolCall(name=t.action_name, arguments=t.action_arguments)]))
+        finally:
+            await env.close()
+        return backend.seen
+
+    for trs in episodes.values():
+        seen = asyncio.run(replay(trs))
+        assert len(seen) == len(trs)
+        for t, sent in zip(trs, seen):
+            assert t.messages()[0]["content"] == sent[0]["content"]
+            assert t.messages() == sent

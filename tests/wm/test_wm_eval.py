@@ -172,3 +172,42 @@ def test_selection_and_the_called_tools_prompt(real_trajectories):
     assert named == called and len(small) < len(bfcl.system) / 3
     mcp = next(t for t in trs if t.domain == "mcp")
     assert "# World facts" in called_tools_system(mcp, world) and "# World facts" in mcp.system
+
+
+def test_a_failing_judge_or_scorer_loses_no_rows(real_trajectories, tmp_path, monkeypatch):
+    import asyncio
+
+    import simrl.wm.fidelity_eval as fe
+    from simrl.wm.fidelity_report import summarise
+    from simrl.wm.judge import JudgeScores
+
+    class Flaky:  # a judge whose client breaks in a way it does not expect (not a JudgeError)
+        def __init__(self) -> None:
+            self.calls = 0
+
+        async def score(self, messages):
+            self.calls += 1
+            if self.calls % 2:
+                raise RuntimeError("client closed")
+            return JudgeScores(raw=dict.fromkeys(DIMENSIONS, 3), scores=dict.fromkeys(DIMENSIONS, 50.0), overall=50.0)
+
+    real_score = fe.score_prediction
+
+    def scorer(pred, real, **kw):  # a scorer bug on one kind of prediction
+        if pred == "":
+            raise ValueError("bug")
+        return real_score(pred, real, **kw)
+
+    monkeypatch.setattr(fe, "score_prediction", scorer)
+    trs = load_transitions(real_trajectories["bfcl"])
+    config = fe.EvalConfig(backends=[])
+    rows = asyncio.run(fe.run_eval(trs, config, tmp_path, judge=Flaky()))
+    written = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == len(written) == 2 * len(trs)
+    empty = [r for r in written if r["backend"] == "empty"]
+    assert all(r["scores"] is None and r["error"] == "scoring failed: ValueError: bug" for r in empty)
+    judged = [r for r in written if r["backend"] == "repeat-previous" and r["scores"] is not None]
+    assert any(r["judge_error"] == "judge failed: RuntimeError: client closed" for r in judged)
+    assert any(r["judge"] is not None for r in judged)
+    scores = summarise(rows, config.names)
+    assert scores["empty"]["failed"] == len(trs) and scores["repeat-previous"]["judge"]["failed"] >= 1

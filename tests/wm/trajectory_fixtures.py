@@ -26,10 +26,11 @@ ENV_IDS = ("search", "mcp-world", "bfcl")
 
 
 def write_trajectories(env_id: str, out: Path, world: Path | None = None, n: int = 2, seed: int = 0,
-                       split: str = "dev") -> Path:
+                       split: str = "dev", transport: str = "inprocess") -> Path:
     """Record ``n`` expert episodes of ``env_id`` (real tools) into the JSONL file ``out``; returns ``out``.
 
-    ``mcp-world`` uses the in-process transport (the same record server, no subprocess).
+    ``mcp-world`` uses the in-process transport by default (the same record server, no subprocess);
+    ``transport="stdio"`` runs the server as ``simrl rollout`` does (a subprocess per episode, ~1 s).
     """
     from simrl.envs.base import make
     from simrl.policies import episode_tasks, make_policy
@@ -41,7 +42,7 @@ def write_trajectories(env_id: str, out: Path, world: Path | None = None, n: int
     if env_id in ("search", "mcp-world"):
         options["world"] = world
     if env_id == "mcp-world":
-        options["transport"] = "inprocess"
+        options["transport"] = transport
     writer = TrajectoryWriter(out)
     try:
         asyncio.run(rollout(lambda: make(env_id, **options), policy, tasks, max_turns=60, concurrency=2,

@@ -12,7 +12,8 @@ def data(
     trajectories: Annotated[list[Path], typer.Option(
         "--trajectories", help="Real trajectories JSONL from `simrl rollout` (search, mcp-world, bfcl, ...) or an "
                                "AgentWorldBench-format JSONL file or folder; repeat the option for several.")],
-    out: Annotated[Path, typer.Option(help="Output folder: train.jsonl, train.parquet and manifest.json.")],
+    out: Annotated[Path, typer.Option(help="Output folder: train.jsonl, train.parquet and manifest.json (and "
+                                           "agentworldbench/ with --format ...,agentworldbench).")],
     world: Annotated[Path | None, typer.Option(
         help="World folder the trajectories were recorded in: its facts go into the system prompt, as the "
              "world-model environment shows them (search, mcp-world).")] = None,
@@ -24,7 +25,9 @@ def data(
              "parameters and targets the variants use; default: every recoverable type.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the variant draws (same seed, same files).")] = 0,
     format: Annotated[str, typer.Option(  # noqa: A002 - the option's name
-        "--format", help="Comma-separated output formats: jsonl, parquet.")] = "jsonl,parquet",
+        "--format", help="Comma-separated output formats: jsonl, parquet (the chat rows: train.jsonl, "
+                         "train.parquet), agentworldbench (the real transitions as AgentWorldBench files, "
+                         "agentworldbench/<domain>_test.jsonl, as the benchmark's eval.py reads them).")] = "jsonl,parquet",
     think: Annotated[bool, typer.Option(
         help="Start each target with an empty <think></think> block before <predicted_observation>.")] = True,
 ) -> None:

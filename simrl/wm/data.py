@@ -38,7 +38,7 @@ from simrl.perturb.taxonomy import EpisodeState, Perturbation, PerturbContext, a
 from simrl.types import ToolResult
 from simrl.wm.transitions import Transition
 
-FORMATS = ("jsonl", "parquet")
+FORMATS = ("jsonl", "parquet", "agentworldbench")
 COLUMNS = ("messages", "domain", "env_id", "task_id", "trajectory", "turn_idx", "perturbation",
            "control_instruction")
 """Row fields, in order: the chat, then the metadata columns."""
@@ -177,6 +177,23 @@ def write_parquet(rows: list[dict[str, Any]], path: Path) -> None:
     pq.write_table(pa.Table.from_pylist([{k: r[k] for k in COLUMNS} for r in rows], schema=schema), path)
 
 
+def write_benchmark(transitions: list[Transition], out: Path) -> list[str]:
+    """Write the REAL transitions (no perturbed variants) as AgentWorldBench files, one per domain:
+    ``out/agentworldbench/<domain>_test.jsonl``, the file names the benchmark's ``eval/eval.py`` reads
+    (QwenLM/Qwen-AgentWorld); returns the files written, relative to ``out``."""
+    from simrl.wm.agentworldbench import write_rows
+
+    by_domain: dict[str, list[Transition]] = {}
+    for t in transitions:
+        by_domain.setdefault(t.domain, []).append(t)
+    names = []
+    for domain, items in sorted(by_domain.items()):
+        name = f"agentworldbench/{domain}_test.jsonl"
+        write_rows(items, out / name)
+        names.append(name)
+    return names
+
+
 def sha256(path: Path) -> str:
     """Hex sha256 of a file's bytes."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -194,7 +211,8 @@ def export(inputs: list[Path], out: Path, *, world: Path | None = None, perturb:
         perturb: how many control-instruction variants to add.
         schedule: a schedule YAML path or shipped name choosing the variants' types (default: all recoverable).
         seed: seed of the variant draws.
-        formats: ``jsonl`` and/or ``parquet``.
+        formats: ``jsonl``, ``parquet`` (the chat rows) and/or ``agentworldbench`` (the real transitions as
+            AgentWorldBench files, :func:`write_benchmark`).
         think: put an empty ``<think>`` block before the target's prediction block.
 
     Returns:
@@ -226,6 +244,7 @@ def export(inputs: list[Path], out: Path, *, world: Path | None = None, perturb:
         write_jsonl(rows, out / "train.jsonl")
     if "parquet" in formats:
         write_parquet(rows, out / "train.parquet")
+    benchmark = write_benchmark(transitions, out) if "agentworldbench" in formats else []
     counts = {"rows": len(rows), "clean": sum(r["perturbation"] is None for r in rows),
               "perturbed": sum(r["perturbation"] is not None for r in rows),
               "by_domain": dict(sorted(Counter(r["domain"] for r in rows if r["perturbation"] is None).items())),
@@ -235,7 +254,8 @@ def export(inputs: list[Path], out: Path, *, world: Path | None = None, perturb:
               "variants_unavailable": notes["variants_unavailable"]}
     manifest = {"inputs": sources, "world": str(world) if world else None, "seed": seed, "perturb": perturb,
                 "schedule": sched.name if sched else None, "formats": [f for f in FORMATS if f in formats],
-                "think": think, "files": [f"train.{f}" for f in FORMATS if f in formats], "counts": counts,
+                "think": think, "files": [f"train.{f}" for f in FORMATS if f in formats and f != "agentworldbench"] + benchmark,
+                "counts": counts,
                 "simrl_version": __version__}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return manifest

@@ -150,3 +150,28 @@ def test_missing_or_empty_inputs_are_user_errors(real_trajectories, tmp_path):
     only_answers.write_text(json.dumps(line) + "\n")
     result = _run("--trajectories", str(only_answers), "--out", str(tmp_path / "o"))
     assert result.exit_code == 2 and "no transitions" in result.output
+
+
+def test_agentworldbench_files_per_domain_read_back_and_score(real_trajectories, tmp_path):
+    world = real_trajectories["world"]
+    out = tmp_path / "awb"
+    result = _run(*_inputs(real_trajectories), "--world", str(world), "--out", str(out), "--perturb", "4",
+                  "--format", "jsonl,agentworldbench")
+    assert result.exit_code == 0, result.output
+    files = sorted(p.name for p in (out / "agentworldbench").iterdir())
+    assert files == ["bfcl_test.jsonl", "mcp_test.jsonl", "search_test.jsonl"]  # eval.py's <domain>_test.jsonl
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["files"] == ["train.jsonl"] + [f"agentworldbench/{f}" for f in files]
+    real = {env_id: load_transitions(real_trajectories[env_id], world=world) for env_id in fx.ENV_IDS}
+    for env_id, domain in (("search", "search"), ("mcp-world", "mcp"), ("bfcl", "bfcl")):
+        rows = _rows(out / "agentworldbench" / f"{domain}_test.jsonl")
+        assert {r["task"] for r in rows} == {domain} and all(r["turn_idx"] >= 1 for r in rows)
+        back = load_transitions(out / "agentworldbench" / f"{domain}_test.jsonl")
+        # only real transitions (no perturbed variant), with system, history, action and observation kept
+        assert [(t.system, t.action_text, t.observation, [h.observation for h in t.history]) for t in back] == \
+            [(t.system, t.action_text, t.observation, [h.observation for h in t.history]) for t in real[env_id]]
+    scored = CliRunner().invoke(app, ["wm", "eval", "--trajectories", str(out / "agentworldbench"), "--out",
+                                      str(tmp_path / "scores")])
+    assert scored.exit_code == 0, scored.output
+    scores = json.loads((tmp_path / "scores" / "scores.json").read_text())
+    assert set(scores["repeat-previous"]["by_domain"]) == {"search", "mcp", "bfcl"}

@@ -11,7 +11,7 @@ object per evaluated turn, per-domain files ``<domain>_test.jsonl``:
 ``prompt``          every turn's action message (``### Turn N`` / ``**Action:**`` / json block)
 ``response``        every turn's real observation, ``**Environment Observation:**`` then the output
 ``current_prompt``  the action of the evaluated turn (``eval.py`` falls back to ``prompt[turn_idx-1]``)
-``turn_idx``        1-based index of the evaluated turn
+``turn_idx``        1-based index of the evaluated turn (missing: 1, as ``eval.py`` reads it)
 ``total_turns``     turns of the trajectory
 ==================  ==============================================================================
 
@@ -69,7 +69,7 @@ def from_row(row: dict[str, Any], where: str, key: str, domain: str | None = Non
         raise SimrlError(f"{where}: AgentWorldBench field 'system_str' (the world model's system prompt) is "
                          "missing or not a string")
     prompt, response = texts("prompt"), texts("response")
-    idx = row.get("turn_idx")
+    idx = row.get("turn_idx", 1)  # eval.py reads a missing turn_idx as 1
     if not isinstance(idx, int) or isinstance(idx, bool) or not 1 <= idx <= len(response):
         raise SimrlError(f"{where}: AgentWorldBench field 'turn_idx' must be an integer from 1 to "
                          f"len(response) = {len(response)} (1-based; the gold is response[turn_idx - 1]), got {idx!r}")

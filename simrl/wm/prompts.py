@@ -223,12 +223,15 @@ def parse_prediction(text: str) -> str | None:
 
 def looks_like_error(text: str) -> bool:
     """Heuristic ``is_error`` of a predicted observation: it starts with ``Error``, ``404 Not Found``
-    or ``unknown tool`` (any case), or with an HTTP error status (``4xx``/``5xx`` then a space or colon).
+    or ``unknown tool`` (any case), or with an HTTP error status (``4xx``/``5xx`` then a space or colon),
+    or it is a Python traceback (``Traceback (most recent call last):``, what executable tools print).
 
     >>> looks_like_error("503 Service Unavailable"), looks_like_error('{"records": []}')
     (True, False)
+    >>> looks_like_error("Traceback (most recent call last): ... KeyError: 'x'")
+    True
     """
     head = text.lstrip()[:80].lower()
-    if head.startswith(_ERROR_START):
+    if head.startswith(_ERROR_START) or head.startswith("traceback (most recent call last)"):
         return True
     return len(head) > 4 and head[:3].isdigit() and head[0] in "45" and head[3] in " :"

@@ -241,5 +241,5 @@ def test_the_scorer_modules_doctests_hold():
     import doctest
     import importlib
 
-    for name in ("simrl.wm.fidelity_rules", "simrl.wm.fidelity", "simrl.wm.judge"):
+    for name in ("simrl.wm.fidelity_rules", "simrl.wm.fidelity", "simrl.wm.judge", "simrl.wm.prompts"):
         assert doctest.testmod(importlib.import_module(name)).failed == 0, name

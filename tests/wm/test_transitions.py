@@ -169,6 +169,10 @@ def test_agentworldbench_official_example_row(tmp_path):
     assert t.history[0].observation == '["a"]' and t.history[0].name == "list_files"
     assert t.messages()[2] == {"role": "assistant", "content": row["response"][0]}
     assert t.real_is_error is None and t.trajectory == "mcp_test.jsonl:145256090131919"
+    first = {k: v for k, v in row.items() if k not in ("turn_idx", "current_prompt")}  # eval.py: turn_idx 1
+    path.write_text(json.dumps(first) + "\n")
+    [t] = load_transitions(path)
+    assert (t.turn_idx, t.observation, t.action_name, t.history) == (0, '["a"]', "list_files", [])
 
 
 @pytest.mark.parametrize(("line", "message"), [

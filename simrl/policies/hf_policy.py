@@ -23,9 +23,10 @@ ChatML) gets :data:`simrl.testing.tiny_model.CHAT_TEMPLATE`, a Qwen2.5-style Cha
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,10 +148,40 @@ def end_ids(tokenizer: Any, model: Any = None) -> list[int]:
     return sorted(i for i in ids if isinstance(i, int) and i >= 0 and i != unk)
 
 
+@contextlib.contextmanager
+def plain_generation_config(model: Any) -> Iterator[None]:
+    """Within the block, ``model.generate`` sees none of the model's own generation defaults.
+
+    transformers fills every option a ``generate`` call leaves unset from ``model.generation_config``
+    (a model's ``generation_config.json``: Qwen2.5-Instruct ships ``repetition_penalty: 1.05``,
+    ``top_k: 20``, ``top_p: 0.8``); any such logits processor would make the sampled distribution
+    differ from the ``softmax(logits / temperature)`` that GRPO's loss scores. The model's config
+    (and a PEFT model's base model's) is replaced by one holding only the token ids, and restored after.
+    """
+    from transformers import GenerationConfig
+
+    owners = [model]
+    base = getattr(model, "get_base_model", None)
+    if callable(base) and base() is not model:
+        owners.append(base())
+    saved = [(owner, getattr(owner, "generation_config", None)) for owner in owners]
+    own = saved[0][1]
+    plain = GenerationConfig(**{k: getattr(own, k, None) for k in ("bos_token_id", "eos_token_id", "pad_token_id")})
+    for owner in owners:
+        owner.generation_config = plain
+    try:
+        yield
+    finally:
+        for owner, config in saved:
+            owner.generation_config = config
+
+
 def hf_generate(model: Any, tokenizer: Any, *, greedy: bool, temperature: float = 1.0) -> Generate:
     """A :data:`Generate` around ``model.generate`` (no KV reuse across turns; one sequence at a time).
 
-    Sampling is plain temperature sampling (no top-k / top-p), the distribution GRPO's loss assumes.
+    Sampling is plain temperature sampling and greedy is plain argmax: no top-k / top-p, and none of
+    the model's own generation defaults (:func:`plain_generation_config`), the distribution GRPO's
+    loss assumes.
     """
     import torch
 
@@ -164,7 +195,7 @@ def hf_generate(model: Any, tokenizer: Any, *, greedy: bool, temperature: float 
         was_training = model.training
         model.eval()
         try:
-            with torch.no_grad():
+            with torch.no_grad(), plain_generation_config(model):
                 out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
                                      eos_token_id=stops, pad_token_id=tokenizer.pad_token_id, **options)
         finally:

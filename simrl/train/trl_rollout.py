@@ -124,15 +124,25 @@ class EpisodeRecorder:
         return parse_tool_calls(self.policy.decode(gen.ids), len(turns))
 
 
-def vllm_generate(llm: Any, *, temperature: float) -> Generate:
-    """A :data:`~simrl.policies.hf_policy.Generate` on a vLLM ``LLM`` (TRL's colocated engine), with logprobs."""
+def vllm_generate(llm: Any, *, temperature: float, stop_ids: list[int] | tuple[int, ...] = ()) -> Generate:
+    """A :data:`~simrl.policies.hf_policy.Generate` on a vLLM ``LLM`` (TRL's colocated engine), with logprobs.
+
+    A reply ends at the first of ``stop_ids`` (the policy's end-of-turn tokens, as
+    :func:`~simrl.policies.hf_policy.hf_generate` stops; vLLM alone stops only at the model's eos,
+    which for a base model is not ``<|im_end|>``), that token included.
+    """
     from vllm import SamplingParams
 
+    stops = [int(t) for t in stop_ids]
+
     def generate(prompt_ids: list[int], max_new_tokens: int) -> Generation:
-        params = SamplingParams(n=1, temperature=temperature, max_tokens=max_new_tokens, logprobs=0)
+        params = SamplingParams(n=1, temperature=temperature, max_tokens=max_new_tokens, logprobs=0,
+                                stop_token_ids=stops or None)
         out = llm.generate([{"prompt_token_ids": prompt_ids}], sampling_params=params, use_tqdm=False)[0].outputs[0]
         ids = list(out.token_ids)
-        return Generation(ids=ids, logprobs=[step[t].logprob for t, step in zip(ids, out.logprobs or [])] or None)
+        logprobs = [step[t].logprob for t, step in zip(ids, out.logprobs or [])] or None
+        cut = next((i + 1 for i, t in enumerate(ids) if t in stops), len(ids))
+        return Generation(ids=ids[:cut], logprobs=logprobs[:cut] if logprobs else None)
 
     return generate
 
@@ -156,7 +166,7 @@ class TrlRollout:
         seed: the training seed (episode seeds are ``seed * 1_000_003 + (step - 1) * n + i``).
         concurrency: episodes in flight at once (generation itself runs one at a time).
 
-    ``last`` holds the episodes of the latest call (the run log reads them).
+    ``last`` holds the episodes of the latest call and ``last_step`` its training step (the run log reads them).
     """
 
     def __init__(self, policy: HFPolicy, tasks: dict[str, Any], env_factory: Callable[[int], Callable[[], Any]], *,
@@ -166,6 +176,7 @@ class TrlRollout:
         self.max_turns, self.seed, self.concurrency = max_turns, seed, concurrency
         self.max_prompt_tokens, self.max_response_tokens = max_prompt_tokens, max_response_tokens
         self.last: list[Episode] = []
+        self.last_step = 0
 
     def run(self, prompts: list[str], step: int, generate: Generate) -> list[Episode]:
         """Run one episode per prompt (synchronously) at training ``step``; returns them in prompt order."""
@@ -197,9 +208,10 @@ class TrlRollout:
 
     def __call__(self, prompts: list[str], trainer: Any) -> dict[str, Any]:
         """The hook: episodes for ``prompts`` with the trainer's current policy, as TRL's output dict."""
-        step = trainer.state.global_step + 1
+        step = self.last_step = trainer.state.global_step + 1
         if getattr(trainer, "use_vllm", False):  # TRL synced the colocated engine's weights before the hook
-            generate = vllm_generate(trainer.vllm_generation.llm, temperature=self.policy.temperature)
+            generate = vllm_generate(trainer.vllm_generation.llm, temperature=self.policy.temperature,
+                                      stop_ids=self.policy.stop_ids)
             self.last = self.run(list(prompts), step, generate)
         else:
             from trl.models.utils import unwrap_model_for_generation

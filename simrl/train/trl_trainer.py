@@ -88,9 +88,12 @@ def grpo_config(recipe: Recipe, files: runs.RunFiles, seed: int, device: str) ->
         report_to="none", seed=seed, data_seed=seed, use_cpu=device == "cpu", bf16=False, fp16=False,
         gradient_checkpointing=False, temperature=p.temperature, max_completion_length=p.max_response_tokens,
         beta=0.0, disable_tqdm=True, dataloader_num_workers=0, use_vllm=tc.trl.use_vllm)
-    if tc.trl.use_vllm:
-        fields.update(vllm_mode="colocate")
+    if tc.trl.use_vllm:  # the engine holds one episode's context, not the model's full window
+        fields.update(vllm_mode="colocate", vllm_max_model_length=p.max_prompt_tokens + p.max_response_tokens)
     fields.update(tc.trl.options)
+    if fields.get("use_vllm") and (fields.get("vllm_mode") != "colocate" or fields.get("vllm_enable_sleep_mode")):
+        raise SimrlError("trainer.trl.options: the rollout hook generates with TRL's colocated vLLM engine while "
+                         "it is awake; remove vllm_mode / vllm_enable_sleep_mode from the options")
     try:
         return GRPOConfig(**fields)
     except (TypeError, ValueError) as err:
@@ -121,25 +124,36 @@ def _checkpoint_step(path: Path) -> int:
 
 
 def _callback(rollout: Any, files: runs.RunFiles, recipe: Recipe, report: Progress, wall0: float) -> Any:
-    """A ``TrainerCallback``: logs each step (trajectories, then metrics) and points ``latest`` at each checkpoint."""
+    """A ``TrainerCallback``: logs each step (trajectories, then metrics) and points ``latest`` at each checkpoint.
+
+    With ``num_iterations`` > 1 TRL updates several times on one generation batch (it computes the old
+    policy's log-probabilities itself); the episodes are logged once, at the first step that trains on
+    them, and the later steps' rows count no episodes (their reward is the same batch's).
+    """
     from transformers import TrainerCallback
 
     tc, steps = recipe.trainer, recipe.budget.steps
     t0 = time.perf_counter()
 
     class RunLog(TrainerCallback):
+        logged = 0  # the rollout step whose episodes were logged last
+
         def on_log(self, args, state, control, logs=None, **kwargs):
             if not logs or "loss" not in logs or not rollout.last:
                 return
-            step = state.global_step
+            step, made = state.global_step, rollout.last_step
             trajs = [e.trajectory for e in rollout.last]
-            m = _step_metrics(step, (step - 1) / steps, trajs, float(logs["loss"]), float(logs.get("grad_norm", 0.0)),
+            m = _step_metrics(step, (made - 1) / steps, trajs, float(logs["loss"]), float(logs.get("grad_norm", 0.0)),
                               None, wall0 + time.perf_counter() - t0)
-            stride = max(1, len(trajs) // max(1, tc.trajectories_per_step))
-            with files.trajectories.open("a", encoding="utf-8") as f:
-                for traj in trajs[::stride][:tc.trajectories_per_step]:
-                    traj.info.update(train_step=step)
-                    f.write(traj.model_dump_json() + "\n")
+            if made == self.logged:  # num_iterations > 1: another update on episodes an earlier step logged
+                m = m.model_copy(update={"episodes": 0, "valid_episodes": 0, "env_failures": 0, "perturbations": 0})
+            else:
+                self.logged = made
+                stride = max(1, len(trajs) // max(1, tc.trajectories_per_step))
+                with files.trajectories.open("a", encoding="utf-8") as f:
+                    for traj in trajs[::stride][:tc.trajectories_per_step]:
+                        traj.info.update(train_step=step)
+                        f.write(traj.model_dump_json() + "\n")
             with files.metrics.open("a", encoding="utf-8") as f:  # after the trajectories: a logged step is complete
                 f.write(m.model_dump_json() + "\n")
             report(step, steps, format_metrics(m))

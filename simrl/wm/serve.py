@@ -53,6 +53,12 @@ FAMILIES: tuple[Family, ...] = (
 ``<think>``, which vLLM's ``qwen3`` reasoning parser splits off). Unknown models get no extra options."""
 
 
+OWNED_FLAGS: dict[str, str] = {"--host": "--host", "--port": "--port", "--tensor-parallel-size": "--tensor-parallel-size",
+                               "-tp": "--tensor-parallel-size", "--served-model-name": "--served-model-name"}
+"""``vllm serve`` flags that simrl sets from its own options (vllm flag -> simrl option): given again in
+``extra_args`` they would send the readiness check to the wrong address or model id."""
+
+
 def model_family(model: str) -> Family | None:
     """The :data:`FAMILIES` entry whose marker occurs in ``model`` (case-insensitive), or None."""
     lowered = model.lower()
@@ -79,7 +85,8 @@ def vllm_command(model: str, *, tensor_parallel_size: int = 1, port: int = 8000,
         *family options, *extra_args]``, all strings.
 
     Raises:
-        SimrlError: a tensor-parallel size, port or max model length out of range.
+        SimrlError: a tensor-parallel size, port or max model length out of range; ``extra_args`` giving
+            one of :data:`OWNED_FLAGS` (the host, port, parallelism or model id simrl must know).
     """
     if tensor_parallel_size < 1:
         raise SimrlError(f"--tensor-parallel-size must be at least 1, got {tensor_parallel_size}")
@@ -88,7 +95,11 @@ def vllm_command(model: str, *, tensor_parallel_size: int = 1, port: int = 8000,
     if max_model_len is not None and max_model_len < 1:
         raise SimrlError(f"--max-model-len must be positive, got {max_model_len}")
     extra = [str(a) for a in extra_args]
-    given = {a.split("=", 1)[0] for a in extra if a.startswith("--")}
+    given = {a.split("=", 1)[0] for a in extra if a.startswith("-")}
+    owned = sorted(given & set(OWNED_FLAGS))
+    if owned:
+        raise SimrlError(f"pass {', '.join(OWNED_FLAGS[f] for f in owned)} as simrl's own option (before `--`), not "
+                         "as a vllm argument: simrl waits for the server at that address under that model id")
     argv = [vllm_bin, "serve", model, "--host", host, "--port", str(port),
             "--tensor-parallel-size", str(tensor_parallel_size)]
     family = model_family(model)

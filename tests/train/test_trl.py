@@ -313,3 +313,76 @@ def test_smollm2_step_on_gpu(tiny_world, tmp_path):
     summary = train_arm_trl(recipe, "sim", 0, tmp_path / "run", worlds=tmp_path / "worlds")
     assert summary.steps == 1 and summary.episodes == 4 and summary.evaluation is not None
     assert (tmp_path / "run" / "final" / "model.safetensors").is_file()
+
+
+def test_hf_generate_ignores_the_models_generation_defaults(tiny_model):
+    """GRPO's loss scores softmax(logits / T): a model's generation_config.json (repetition penalty,
+    n-gram blocking, top-k ...) must not change what is sampled; greedy is the plain argmax."""
+    from peft import LoraConfig, get_peft_model
+
+    policy = HFPolicy.load(str(tiny_model))
+    model, tok = policy.model, policy.tokenizer
+    prompt = tok.encode("the record of the city was", add_special_tokens=False)
+    ids, argmax = list(prompt), []
+    with torch.no_grad():
+        for _ in range(10):
+            argmax.append(int(model(torch.tensor([ids])).logits[0, -1].argmax()))
+            ids.append(argmax[-1])
+    assert len(set(argmax)) < len(argmax)  # the random model repeats itself: a repetition penalty would show
+    argmax = argmax[:next((i + 1 for i, t in enumerate(argmax) if t in policy.stop_ids), len(argmax))]
+    model.generation_config.repetition_penalty, model.generation_config.no_repeat_ngram_size = 50.0, 1
+    model.generation_config.top_k = 1
+    assert hf_policy.hf_generate(model, tok, greedy=True)(prompt, 10).ids == argmax
+    assert model.generation_config.repetition_penalty == 50.0  # the model's own config is back afterwards
+    sampled = {tuple(hf_policy.hf_generate(model, tok, greedy=False, temperature=5.0)(prompt, 4).ids) for _ in range(4)}
+    assert len(sampled) > 1  # top_k 1 from the model's config would make every sample the argmax
+    peft = get_peft_model(model, LoraConfig(r=2, target_modules="all-linear", task_type="CAUSAL_LM"))
+    peft.generation_config = model.generation_config
+    assert hf_policy.hf_generate(peft, tok, greedy=True)(prompt, 10).ids == argmax  # fresh LoRA: same model
+
+
+def test_vllm_generate_stops_at_the_end_of_turn(monkeypatch):
+    """The colocated vLLM engine samples with the policy's temperature and stops where hf_generate does."""
+    import sys
+    import types
+
+    from simrl.train.trl_rollout import vllm_generate
+
+    seen = {}
+
+    class SamplingParams:
+        def __init__(self, **kw):
+            seen.update(kw)
+
+    class LLM:
+        def generate(self, prompts, sampling_params, use_tqdm):
+            assert prompts == [{"prompt_token_ids": [5, 6]}]
+            ids = [11, 12, 99, 13]  # an engine that ignored the stop ids would go on past 99
+            step = [{t: types.SimpleNamespace(logprob=-0.1 * k)} for k, t in enumerate(ids)]
+            return [types.SimpleNamespace(outputs=[types.SimpleNamespace(token_ids=ids, logprobs=step)])]
+
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(SamplingParams=SamplingParams))
+    gen = vllm_generate(LLM(), temperature=0.7, stop_ids=[99, 100])([5, 6], 8)
+    assert seen["temperature"] == 0.7 and seen["max_tokens"] == 8 and seen["stop_token_ids"] == [99, 100]
+    assert gen.ids == [11, 12, 99] and gen.logprobs == pytest.approx([0.0, -0.1, -0.2])
+
+
+def test_vllm_options_the_hook_cannot_use_are_refused(tiny_world, tmp_path):
+    from simrl.train.trl_trainer import grpo_config
+
+    files = runs.RunFiles(tmp_path)
+    for options in ({"vllm_mode": "server"}, {"vllm_enable_sleep_mode": True}):
+        rec = _recipe(tiny_world, "m", trainer={"trl": {"use_vllm": True, "options": options}})
+        with pytest.raises(SimrlError, match="colocated vLLM engine"):
+            grpo_config(rec, files, 0, "cuda")
+
+
+def test_num_iterations_logs_each_episode_once(tiny_model, tiny_world, tmp_path):
+    """num_iterations 2: TRL updates twice per generation batch; the batch is logged once."""
+    recipe = _recipe(tiny_world, str(tiny_model), trainer={"trl": {"options": {"num_iterations": 2}}},
+                     budget={"steps": 2, "group_size": 2, "batch": 1, "max_turns": 2})
+    summary = train_arm_trl(recipe, "sim", 0, tmp_path / "run", worlds=tmp_path / "worlds", run_eval=False)
+    rows = _rows(tmp_path / "run" / "metrics.jsonl")
+    assert [(r["step"], r["episodes"], r["progress"]) for r in rows] == [(1, 2, 0.0), (2, 0, 0.0)]
+    assert rows[1]["reward"] == rows[0]["reward"]
+    assert summary.episodes == 2 and len(_rows(tmp_path / "run" / "trajectories.jsonl")) == 2

@@ -148,6 +148,15 @@ def test_dry_run_prints_the_command():
     assert argv[7:-2] == DESIGN_OPTIONS and argv[-2:] == ["--gpu-memory-utilization", "0.85"]
 
 
+def test_address_and_model_id_flags_after_the_dashes_are_refused():
+    """simrl waits for the server at --host/--port under the model id: vllm must not be told otherwise."""
+    for extra in (["--port", "9000"], ["--served-model-name=wm"], ["-tp", "2"], ["--host", "0.0.0.0"]):
+        result = CliRunner().invoke(app, ["serve", "world-model", "--model", "m", "--dry-run", "--", *extra])
+        assert result.exit_code == 2 and "as simrl's own option" in result.output, result.output
+        flag = extra[0].split("=")[0].replace("-tp", "--tensor-parallel-size")
+        assert flag in result.output
+
+
 def test_missing_vllm_and_taken_port(tmp_path, monkeypatch, fake_vllm):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     result = CliRunner().invoke(app, ["serve", "world-model", "--model", "m"])

@@ -22,12 +22,13 @@ What the reward needs travels in ``agent_data.extra_fields["extras"]["simrl"]`` 
 key becomes a batch column and ``DataProto.concat`` needs the same keys in every worker's output, so
 a new top-level key would break a batch in which some worker saw no tool call at all.
 
-Curriculum progress: the vLLM / SGLang / TRT-LLM servers of verl 0.9.1 stamp every generation with
-the trainer's ``global_steps`` (the weights version, set by ``update_weights(global_steps)``), and
-``ToolAgentLoop`` copies the first generation's stamp into ``agent_data.extra_fields``. Progress is
-``global_steps / steps``. Where no stamp is there, it is estimated from the trajectories this process
-has started: ``started * agent_workers / (steps * trajectories_per_step)`` (assumes the rollout is
-spread evenly over the workers; validation rollouts count too), and ``progress_source`` says which.
+Curriculum progress: verl 0.9.1's vLLM and TRT-LLM servers stamp every generation with the trainer's
+``global_steps`` (the weights version, set by ``update_weights(global_steps)``: the number of updates
+done), and ``ToolAgentLoop`` copies the first generation's stamp into ``agent_data.extra_fields``.
+Progress is ``global_steps / steps``. Where no stamp is there (verl's SGLang server sets none), it is
+estimated from the trajectories this process has started: ``started * agent_workers / (steps *
+trajectories_per_step)`` (assumes the rollout is spread evenly over the workers; validation rollouts
+count too), and ``progress_source`` says which.
 
 Failures: an environment that cannot be made or reset, or a ``step`` that raises, gives an error
 observation (the trajectory goes on, the episode is over, ``env_failure`` is set); nothing raises into

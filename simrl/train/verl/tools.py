@@ -42,16 +42,26 @@ TOOL_CLASS = "simrl.train.verl.adapter.SimrlTool"
 
 REWARD_FILE = str(Path(__file__).resolve().with_name("reward.py"))
 
-REQUIRED_OVERRIDES: list[str] = [
-    "data.return_raw_chat=True",
-    "actor_rollout_ref.rollout.multi_turn.enable=True",
-    "actor_rollout_ref.rollout.multi_turn.format=hermes",
-    "actor_rollout_ref.rollout.multi_turn.max_tool_response_length=8192",
-    "actor_rollout_ref.rollout.multi_turn.tool_response_truncate_side=middle",
-    "actor_rollout_ref.rollout.agent.default_agent_loop=tool_agent",
-    f"reward.custom_reward_function.path={REWARD_FILE}",
-    "reward.custom_reward_function.name=compute_score",
-]
+_WORKERS_KEY = "actor_rollout_ref.rollout.agent.num_workers"
+_VERL_AGENT_WORKERS = 8  # verl 0.9.1's default of rollout.agent.num_workers
+
+
+def required_overrides(reward_file: str = REWARD_FILE) -> list[str]:
+    """:data:`REQUIRED_OVERRIDES` with the reward function at ``reward_file`` (quoted for Hydra: an
+    install path may hold a comma or parentheses, which Hydra would otherwise parse as a sweep or a call)."""
+    from simrl.train.verl.config import hydra_value
+
+    return ["data.return_raw_chat=True",
+            "actor_rollout_ref.rollout.multi_turn.enable=True",
+            "actor_rollout_ref.rollout.multi_turn.format=hermes",
+            "actor_rollout_ref.rollout.multi_turn.max_tool_response_length=8192",
+            "actor_rollout_ref.rollout.multi_turn.tool_response_truncate_side=middle",
+            "actor_rollout_ref.rollout.agent.default_agent_loop=tool_agent",
+            f"reward.custom_reward_function.path={hydra_value(reward_file)}",
+            "reward.custom_reward_function.name=compute_score"]
+
+
+REQUIRED_OVERRIDES: list[str] = required_overrides()
 """Hydra overrides the adapters need (part of every verl launch; part B appends them).
 
 Why each: the agent loop reads the chat messages from ``raw_prompt`` (``return_raw_chat``); tool calls
@@ -60,8 +70,8 @@ to 8192 characters (verl's default 256 would cut a search page; the adapter itse
 observation at ``ToolSettings.max_observation_chars``, 6000 by default, so verl never needs to);
 ``tool_agent`` is the loop of every row (the datasets also name it per row); the reward is
 :func:`simrl.train.verl.reward.compute_score`. Per arm and recipe, part B also sets
-``actor_rollout_ref.rollout.multi_turn.tool_config_path`` (:func:`write_tool_config`'s file, also as
-``data.tool_config_path`` so verl's prompt-length filter counts the tool schemas),
+``actor_rollout_ref.rollout.multi_turn.tool_config_path`` (:func:`write_tool_config`'s file; verl's
+``data.tool_config_path`` defaults to it, so its prompt-length filter counts the tool schemas),
 ``...multi_turn.max_assistant_turns`` (``trainer.verl.max_assistant_turns`` or ``budget.max_turns``)
 and ``trainer.total_training_steps`` (= ``budget.steps``, the ``steps`` the curriculum progress is
 measured against). ``max_parallel_calls`` may stay at verl's default 1: calls of one trajectory share
@@ -83,8 +93,8 @@ class ToolSettings(BaseModel):
     steps: int = Field(default=1, ge=1, description="Training steps: progress = global step / steps.")
     trajectories_per_step: int = Field(default=1, ge=1, description="batch x group_size: trajectories per "
                                                                     "step, for the fallback progress estimate.")
-    agent_workers: int = Field(default=8, ge=1, description="verl agent-loop workers (rollout.agent.num_workers), "
-                                                            "for the fallback progress estimate.")
+    agent_workers: int = Field(default=_VERL_AGENT_WORKERS, ge=1, description="verl agent-loop workers "
+                               "(rollout.agent.num_workers), for the fallback progress estimate.")
     seed: int = Field(default=0, ge=0, description="Seed mixed into every episode's seed.")
     max_sessions: int = Field(default=1024, ge=1, description="Open environments per worker process at most "
                                                               "(the oldest is closed beyond).")
@@ -166,7 +176,20 @@ def tool_settings(recipe: Any, arm: str, world: Path, seed: int | None = None) -
                         real=recipe.real.model_dump(mode="json"), arm_name=arm,
                         arm=chosen.model_dump(mode="json"), steps=recipe.budget.steps,
                         trajectories_per_step=recipe.budget.batch * recipe.budget.group_size,
+                        agent_workers=agent_workers(recipe.trainer.verl.overrides),
                         seed=recipe.seeds[0] if seed is None else seed)
+
+
+def agent_workers(overrides: list[str]) -> int:
+    """verl's agent-loop worker count as ``overrides`` set it (the last ``...rollout.agent.num_workers=N``),
+    else verl's default 8.
+
+    >>> agent_workers(["trainer.nnodes=2", "actor_rollout_ref.rollout.agent.num_workers=1"])
+    1
+    """
+    found = [item.split("=", 1)[1].strip() for item in overrides if item.split("=", 1)[0].strip().lstrip("+") ==
+             _WORKERS_KEY]
+    return int(found[-1]) if found and found[-1].isdigit() and int(found[-1]) > 0 else _VERL_AGENT_WORKERS
 
 
 def write_tool_config(recipe: Any, arm: str, world: Path, out_dir: Path, *, seed: int | None = None) -> Path:

@@ -153,3 +153,21 @@ def test_verl_composes_and_validates_the_overrides(tiny_world, tmp_path):
     assert (cfg["trainer"]["nnodes"], cfg["trainer"]["n_gpus_per_node"]) == (2, 4)
     assert cfg["trainer"]["default_local_dir"] == str(files.checkpoints)
     assert not files.checkpoints.exists() and not (tmp_path / "outputs").exists()  # nothing ran
+
+
+def test_required_overrides_quote_the_reward_path_and_workers_follow_the_overrides(tiny_world):
+    """The reward file's path reaches verl as written, whatever its install folder holds; the fallback
+    progress estimate counts the agent-loop workers the recipe's overrides ask for."""
+    from simrl.train.verl.tools import required_overrides, tool_settings
+
+    hydra = pytest.importorskip("hydra.core.override_parser.overrides_parser")
+    parser = hydra.OverridesParser.create()
+    odd = "/opt/envs/a,b (copy)/simrl/train/verl/reward.py"
+    for item in required_overrides(odd):
+        parsed = parser.parse_override(item)
+        if parsed.key_or_group == "reward.custom_reward_function.path":
+            assert parsed.value() == odd
+    assert tool_settings(recipe(tiny_world), "real", tiny_world).agent_workers == 8  # verl's default
+    one = recipe(tiny_world, trainer={"kind": "verl", "verl": {
+        "overrides": ["actor_rollout_ref.rollout.agent.num_workers=1"]}})
+    assert tool_settings(one, "real", tiny_world).agent_workers == 1

@@ -73,6 +73,17 @@ WM_HELP = {
     "wm_temperature": "World model: sampling temperature (0 = greedy).",
 }
 
+# The world-model options as Annotated types, shared by every command that takes them (one declaration).
+WorldModelOpt = Annotated[str, typer.Option(help=WM_HELP["world_model"])]
+WmModelOpt = Annotated[str | None, typer.Option(help=WM_HELP["wm_model"])]
+WmBaseUrlOpt = Annotated[str | None, typer.Option(help=WM_HELP["wm_base_url"])]
+WmApiKeyOpt = Annotated[str | None, typer.Option(help=WM_HELP["wm_api_key"], envvar="OPENAI_API_KEY",
+                                                 show_envvar=False)]
+WmCacheOpt = Annotated[Path | None, typer.Option(help=WM_HELP["wm_cache"])]
+WmReplayOpt = Annotated[bool, typer.Option(help=WM_HELP["wm_replay"])]
+WmPromptOpt = Annotated[Path | None, typer.Option(help=WM_HELP["wm_prompt"])]
+WmTemperatureOpt = Annotated[float, typer.Option(help=WM_HELP["wm_temperature"], min=0)]
+
 
 def probe_task(env_id: str, world: Path | None):
     """A task to check ``env_id`` with: a dev task of a type the environment serves, or a synthetic one."""
@@ -99,15 +110,14 @@ def check(
         help="For `mcp`: the command that starts any MCP server over stdio, e.g. "
              "\"npx -y @modelcontextprotocol/server-filesystem /tmp\".")] = None,
     server_url: Annotated[str | None, typer.Option(help="For `mcp`: a streamable-HTTP MCP server URL.")] = None,
-    world_model: Annotated[str, typer.Option(help=WM_HELP["world_model"])] = "real",
-    wm_model: Annotated[str | None, typer.Option(help=WM_HELP["wm_model"])] = None,
-    wm_base_url: Annotated[str | None, typer.Option(help=WM_HELP["wm_base_url"])] = None,
-    wm_api_key: Annotated[str | None, typer.Option(help=WM_HELP["wm_api_key"], envvar="OPENAI_API_KEY",
-                                                   show_envvar=False)] = None,
-    wm_cache: Annotated[Path | None, typer.Option(help=WM_HELP["wm_cache"])] = None,
-    wm_replay: Annotated[bool, typer.Option(help=WM_HELP["wm_replay"])] = False,
-    wm_prompt: Annotated[Path | None, typer.Option(help=WM_HELP["wm_prompt"])] = None,
-    wm_temperature: Annotated[float, typer.Option(help=WM_HELP["wm_temperature"], min=0)] = 0.0,
+    world_model: WorldModelOpt = "real",
+    wm_model: WmModelOpt = None,
+    wm_base_url: WmBaseUrlOpt = None,
+    wm_api_key: WmApiKeyOpt = None,
+    wm_cache: WmCacheOpt = None,
+    wm_replay: WmReplayOpt = False,
+    wm_prompt: WmPromptOpt = None,
+    wm_temperature: WmTemperatureOpt = 0.0,
 ) -> None:
     """Run the environment checker: types, determinism under a seed, errors as observations, close twice.
 

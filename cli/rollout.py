@@ -6,7 +6,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from simrl.cli.env import WM_HELP, wm_options
+from simrl.cli.env import (
+    WmApiKeyOpt,
+    WmBaseUrlOpt,
+    WmCacheOpt,
+    WmModelOpt,
+    WmPromptOpt,
+    WmReplayOpt,
+    WmTemperatureOpt,
+    WorldModelOpt,
+    wm_options,
+)
 
 
 def rollout(
@@ -21,15 +31,14 @@ def rollout(
     max_turns: Annotated[int, typer.Option(help="Turn limit per episode.", min=1)] = 60,
     concurrency: Annotated[int, typer.Option(help="Episodes in flight at once.", min=1)] = 4,
     seed: Annotated[int, typer.Option(help="Base episode seed (episode i gets seed + i).")] = 0,
-    world_model: Annotated[str, typer.Option(help=WM_HELP["world_model"])] = "real",
-    wm_model: Annotated[str | None, typer.Option(help=WM_HELP["wm_model"])] = None,
-    wm_base_url: Annotated[str | None, typer.Option(help=WM_HELP["wm_base_url"])] = None,
-    wm_api_key: Annotated[str | None, typer.Option(help=WM_HELP["wm_api_key"], envvar="OPENAI_API_KEY",
-                                                   show_envvar=False)] = None,
-    wm_cache: Annotated[Path | None, typer.Option(help=WM_HELP["wm_cache"])] = None,
-    wm_replay: Annotated[bool, typer.Option(help=WM_HELP["wm_replay"])] = False,
-    wm_prompt: Annotated[Path | None, typer.Option(help=WM_HELP["wm_prompt"])] = None,
-    wm_temperature: Annotated[float, typer.Option(help=WM_HELP["wm_temperature"], min=0)] = 0.0,
+    world_model: WorldModelOpt = "real",
+    wm_model: WmModelOpt = None,
+    wm_base_url: WmBaseUrlOpt = None,
+    wm_api_key: WmApiKeyOpt = None,
+    wm_cache: WmCacheOpt = None,
+    wm_replay: WmReplayOpt = False,
+    wm_prompt: WmPromptOpt = None,
+    wm_temperature: WmTemperatureOpt = 0.0,
     schedule: Annotated[str | None, typer.Option(
         help="Perturbation schedule: a YAML path or a shipped name (gentle, mcpmark, fault-heavy); "
              "see `simrl perturb preview`.")] = None,

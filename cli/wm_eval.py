@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from simrl.cli.env import WM_HELP
+from simrl.cli.env import WM_HELP, WmApiKeyOpt, WmBaseUrlOpt, WmModelOpt, WmTemperatureOpt
 
 _BACKEND_HELP = ("World model to evaluate, as NAME or NAME:MODEL; repeat for several, side by side: `oracle` (the "
                  "world's ground truth, replayed; search and mcp-world with --world), `llamacpp` (default model: "
@@ -54,12 +54,11 @@ def eval_(
     max_transitions: Annotated[int | None, typer.Option(
         help="Evaluate at most N transitions (taken round-robin over the domains, in file order).", min=1)] = None,
     concurrency: Annotated[int, typer.Option(help="Predictions in flight at once per backend.", min=1)] = 2,
-    wm_model: Annotated[str | None, typer.Option(help=WM_HELP["wm_model"])] = None,
-    wm_base_url: Annotated[str | None, typer.Option(help=WM_HELP["wm_base_url"])] = None,
-    wm_api_key: Annotated[str | None, typer.Option(help=WM_HELP["wm_api_key"], envvar="OPENAI_API_KEY",
-                                                   show_envvar=False)] = None,
+    wm_model: WmModelOpt = None,
+    wm_base_url: WmBaseUrlOpt = None,
+    wm_api_key: WmApiKeyOpt = None,
     wm_cache: Annotated[Path | None, typer.Option(help=WM_HELP["wm_cache"] + " A re-run answers from it.")] = None,
-    wm_temperature: Annotated[float, typer.Option(help=WM_HELP["wm_temperature"], min=0)] = 0.0,
+    wm_temperature: WmTemperatureOpt = 0.0,
     wm_max_tokens: Annotated[int, typer.Option(help="World model: most tokens per prediction (thinking included).",
                                                min=1)] = 1024,
     wm_n_ctx: Annotated[int | None, typer.Option(help="World model (llamacpp): context size in tokens (default "

@@ -9,6 +9,7 @@ retries. Backends: ``openai`` (any OpenAI-compatible endpoint), ``transformers``
 from __future__ import annotations
 
 import abc
+import asyncio
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -60,3 +61,35 @@ class WorldModelBackend(abc.ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (idempotent)."""
+
+
+class LocalBackend(WorldModelBackend):
+    """A backend whose model runs in this process (``llamacpp``, ``transformers``).
+
+    Subclasses implement :meth:`_generate_sync` (blocking; serialised by the subclass's own lock) and
+    :meth:`_free_sync`; generation runs in a worker thread so the event loop keeps serving other
+    episodes while the model computes.
+    """
+
+    @abc.abstractmethod
+    def _generate_sync(self, messages: list[dict[str, Any]], sampling: Sampling) -> str:
+        """The reply to ``messages`` (blocking). Raises BackendError."""
+
+    @abc.abstractmethod
+    def _free_sync(self) -> None:
+        """Release the model (idempotent; a later call loads it again)."""
+
+    async def generate(self, messages: list[dict[str, Any]], sampling: Sampling) -> str:
+        """The model's reply to ``messages`` (OpenAI chat format; ``content`` strings), computed in a thread.
+
+        Raises:
+            BackendError: (not retryable) no messages, or what :meth:`_generate_sync` raises: the model
+                does not load, the prompt cannot fit its context, or generation fails.
+        """
+        if not messages:
+            raise BackendError("no messages to complete", retryable=False)
+        return await asyncio.to_thread(self._generate_sync, messages, sampling)
+
+    async def close(self) -> None:
+        """Free the model (idempotent); a later call loads it again."""
+        await asyncio.to_thread(self._free_sync)

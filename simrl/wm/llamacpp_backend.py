@@ -21,13 +21,12 @@ chat template's markup.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from pathlib import Path
 from typing import Any
 
 from simrl.errors import SimrlError
-from simrl.wm.backend import BackendError, Sampling, WorldModelBackend
+from simrl.wm.backend import BackendError, LocalBackend, Sampling
 from simrl.wm.local_models import INSTALL_HINT, drop_oldest_turns, smollm2_gguf_path
 
 MESSAGE_OVERHEAD = 8
@@ -36,7 +35,7 @@ PROMPT_MARGIN = 32
 """Extra tokens kept free for the template's own text (e.g. a default system prompt)."""
 
 
-class LlamaCppBackend(WorldModelBackend):
+class LlamaCppBackend(LocalBackend):
     """Generate world-model completions with a local GGUF model via llama-cpp-python.
 
     Args:
@@ -114,6 +113,7 @@ class LlamaCppBackend(WorldModelBackend):
 
     # -- generation -------------------------------------------------------------------------------
     def _generate_sync(self, messages: list[dict[str, Any]], sampling: Sampling) -> str:
+        """``temperature == 0`` is greedy (deterministic); ``seed`` fixes sampling otherwise."""
         with self._lock:
             llm = self._load()
             fitted = self.fit_messages(llm, messages, sampling.max_tokens)
@@ -129,25 +129,8 @@ class LlamaCppBackend(WorldModelBackend):
         content = out["choices"][0]["message"].get("content")
         return content or ""
 
-    async def generate(self, messages: list[dict[str, Any]], sampling: Sampling) -> str:
-        """Return the model's reply to ``messages`` (OpenAI chat format; ``content`` strings).
-
-        ``temperature == 0`` is greedy (deterministic); ``seed`` fixes sampling otherwise.
-
-        Raises:
-            BackendError: (not retryable) the model does not load, the prompt cannot fit ``n_ctx``,
-                or llama.cpp fails while generating.
-        """
-        if not messages:
-            raise BackendError("no messages to complete", retryable=False)
-        return await asyncio.to_thread(self._generate_sync, messages, sampling)
-
-    async def close(self) -> None:
-        """Free the model (idempotent); a later call loads it again."""
-        def _free() -> None:
-            with self._lock:
-                llm, self._llm = self._llm, None
-                if llm is not None and hasattr(llm, "close"):
-                    llm.close()
-
-        await asyncio.to_thread(_free)
+    def _free_sync(self) -> None:
+        with self._lock:
+            llm, self._llm = self._llm, None
+            if llm is not None and hasattr(llm, "close"):
+                llm.close()

@@ -18,13 +18,12 @@ takes about 35 s (6 s for the tokenizer, the rest de-quantising and converting t
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from pathlib import Path
 from typing import Any
 
 from simrl.errors import SimrlError
-from simrl.wm.backend import BackendError, Sampling, WorldModelBackend
+from simrl.wm.backend import BackendError, LocalBackend, Sampling
 from simrl.wm.local_models import drop_oldest_turns, smollm2_gguf_path
 
 INSTALL_HINT = "pip install 'simrl[transformers]'"
@@ -52,7 +51,7 @@ def resolve_model(model: str | Path, gguf_file: str | None) -> tuple[str, str | 
     return (str(path) if path.exists() else str(model)), gguf_file
 
 
-class TransformersBackend(WorldModelBackend):
+class TransformersBackend(LocalBackend):
     """Generate world-model completions with a local transformers causal LM.
 
     Args:
@@ -154,26 +153,11 @@ class TransformersBackend(WorldModelBackend):
                                    retryable=False) from err
         return tok.decode(out[0, n_prompt:], skip_special_tokens=True)
 
-    async def generate(self, messages: list[dict[str, Any]], sampling: Sampling) -> str:
-        """Return the model's reply to ``messages`` (OpenAI chat format; ``content`` strings).
+    def _free_sync(self) -> None:
+        with self._lock:
+            had, self._lm, self._tok = self._lm is not None, None, None
+        if had and str(self.device).startswith("cuda"):
+            import torch
 
-        Raises:
-            BackendError: (not retryable) the model does not load, has no chat template, the prompt
-                cannot fit the model's context, or generation fails.
-        """
-        if not messages:
-            raise BackendError("no messages to complete", retryable=False)
-        return await asyncio.to_thread(self._generate_sync, messages, sampling)
-
-    async def close(self) -> None:
-        """Drop the model and tokenizer (idempotent); a later call loads them again."""
-        def _free() -> None:
-            with self._lock:
-                had, self._lm, self._tok = self._lm is not None, None, None
-            if had and str(self.device).startswith("cuda"):
-                import torch
-
-                torch.cuda.empty_cache()
-
-        await asyncio.to_thread(_free)
+            torch.cuda.empty_cache()
 

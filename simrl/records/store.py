@@ -12,12 +12,14 @@ The field catalogue (kind and nullability of every column) and the world's metad
 graph checksum) live in the database itself, so :meth:`RecordStore.open` needs no world folder.
 Every episode should work on its own copy (:meth:`RecordStore.copy_to`, SQLite's online backup API),
 so writes of one episode never reach another. Source of the data: :func:`simrl.world.io.load_graph`.
+
+This module opens the database and answers queries; the layout and value checks are in
+:mod:`simrl.records.schema`, building in :mod:`simrl.records.build`, page cursors in
+:mod:`simrl.records.paging` and the writes in :mod:`simrl.records.writes`.
 """
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
 import hashlib
 import json
 import os
@@ -25,43 +27,31 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-import networkx as nx
 import yaml
 
 from simrl.errors import SimrlError
-from simrl.world.schema import RELATIONS, EntityType
+from simrl.records.build import build_database
+from simrl.records.paging import decode_cursor, encode_cursor
+from simrl.records.schema import (
+    COLUMN_RELATIONS,
+    LINKS,
+    TABLES,
+    Record,
+    RecordError,
+    check_value,
+    entity_type_of,
+    split_record_id,
+)
+from simrl.records.writes import RecordWrites
+
+__all__ = ["COLUMN_RELATIONS", "LINKS", "MAX_PAGE_SIZE", "TABLES", "Record", "RecordError", "RecordStore",
+           "build_database", "check_value", "entity_type_of", "split_record_id"]
 
 MAX_PAGE_SIZE = 50
 """The hard maximum page size of :meth:`RecordStore.search` (larger limits are capped)."""
 
-TABLES: dict[str, str] = {"country": "countries", "city": "cities", "person": "people",
-                          "organization": "organizations", "product": "products", "event": "events",
-                          "creative_work": "creative_works"}
-"""Entity type -> table name."""
 
-LINKS: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "member_of": ("person", "org", ("start", "end")),
-    "ceo_of": ("person", "org", ("start", "end")),
-    "founded_by": ("org", "person", ()),
-    "participated_in": ("person", "event", ()),
-    "acquired": ("acquirer", "target", ("date",)),
-}
-"""Relation tables: relation -> (source column, target column, date columns)."""
-
-COLUMN_RELATIONS = sorted(r.name for r in RELATIONS.values() if r.max_out == 1 and not r.temporal and not r.dated)
-"""Functional relations stored as a column of their domain's table (value: the target id)."""
-assert set(COLUMN_RELATIONS) | set(LINKS) == set(RELATIONS), "every relation needs a place in the records"
-
-
-class RecordError(SimrlError):
-    """An invalid record request (unknown id or field, wrong type, bad cursor); the message says why."""
-
-
-Record = dict[str, Any]
-"""One record as JSON: ``{"id", "type", <field>: value, ...}``."""
-
-
-class RecordStore:
+class RecordStore(RecordWrites):
     """The records of one world in one SQLite file (see the module docstring for the tables).
 
     Reads return plain dicts (JSON-ready); every invalid argument raises :class:`RecordError`
@@ -186,7 +176,7 @@ class RecordStore:
         query = fingerprint.hexdigest()[:12]
         page_where, page_args = list(where), list(args)
         if cursor:
-            last_id, last_row = _decode_cursor(cursor, query)
+            last_id, last_row = decode_cursor(cursor, query)
             page_where.append("(id > ? OR (id = ? AND rowid > ?))")
             page_args += [last_id, last_id, last_row]
         sql_where = f" WHERE {' AND '.join(page_where)}" if page_where else ""
@@ -196,7 +186,7 @@ class RecordStore:
         total = self._conn.execute(f"SELECT COUNT(*) FROM {table}{count_where}", args).fetchone()[0]
         more = len(rows) > size
         rows = rows[:size]
-        next_cursor = _encode_cursor(rows[-1]["id"], rows[-1]["_row"], query) if more else None
+        next_cursor = encode_cursor(rows[-1]["id"], rows[-1]["_row"], query) if more else None
         return {"records": [self._record(table, r) for r in rows], "next_cursor": next_cursor, "total": total}
 
     def get(self, record_id: str) -> Record:
@@ -247,103 +237,11 @@ class RecordStore:
             return None
         return record.get(field)
 
-    # -- writes -------------------------------------------------------------------------------
-    def update(self, record_id: str, fields: dict[str, Any]) -> Record:
-        """Set fields of a record (entity attributes and relation columns; relation-row dates).
-
-        Raises:
-            RecordError: unknown id, unknown or read-only field, a value of the wrong type, or a
-                reference to an id that does not exist.
-        """
-        table, _ = split_record_id(record_id)
-        row = self._latest(table, record_id)
-        if row is None:
-            raise RecordError(f"no record with id {record_id!r}")
-        if not isinstance(fields, dict) or not fields:
-            raise RecordError("fields must be a non-empty object of {field: value}")
-        editable = {f: spec for f, spec in self.fields[table].items() if spec[0] != "id" and not spec[0].startswith("key:")}
-        for field, value in fields.items():
-            if field not in editable:
-                raise RecordError(f"{table} records have no editable field {field!r}; editable fields: "
-                                  f"{', '.join(editable)}")
-            check_value(self._conn, table, field, *editable[field], value)
-        merged = {**dict(row), **fields}
-        if table in LINKS and merged.get("end") and merged.get("start") and merged["end"] < merged["start"]:
-            raise RecordError(f"end {merged['end']} is before start {merged['start']}")
-        sets = ", ".join(f'"{f}" = ?' for f in fields)
-        with self._conn:
-            self._conn.execute(f"UPDATE {table} SET {sets} WHERE rowid = ?", [*fields.values(), row["_row"]])
-        return self.get(record_id)
-
-    def add_membership(self, person_id: str, org_id: str, start: str, end: str | None = None) -> Record:
-        """Record that a person became a member of an organization on ``start`` (ISO date).
-
-        Raises:
-            RecordError: unknown ids, bad dates (before the organization's founding or the person's
-                birth, after their death), or an open membership of the pair already on record.
-        """
-        person, org = self._entity(person_id, "person"), self._entity(org_id, "organization")
-        check_value(self._conn, "member_of", "start", "date", False, start)
-        check_value(self._conn, "member_of", "end", "date", True, end)
-        _check_span(person, org, start, end)
-        rid = f"member_of:{person_id}:{org_id}"
-        current = self._latest("member_of", rid)
-        if current is not None and current["end"] is None:
-            raise RecordError(f"{person_id} is already a member of {org_id} (record {rid}, since {current['start']})")
-        with self._conn:
-            self._conn.execute("INSERT INTO member_of (id, person, org, start, end) VALUES (?, ?, ?, ?, ?)",
-                               [rid, person_id, org_id, start, end])
-        return self.get(rid)
-
-    def end_membership(self, person_id: str, org_id: str, end: str) -> Record:
-        """Close the open membership of a person in an organization on ``end`` (ISO date)."""
-        rid = f"member_of:{person_id}:{org_id}"
-        current = self._latest("member_of", rid)
-        if current is None or current["end"] is not None:
-            raise RecordError(f"{person_id} has no open membership in {org_id}")
-        return self.update(rid, {"end": end})
-
-    def appoint_ceo(self, person_id: str, org_id: str, start: str) -> dict[str, Record | None]:
-        """Make a person chief executive of an organization from ``start``; ends the current term.
-
-        The current term (if any) ends the day before ``start``. Returns ``{"appointed": record,
-        "ended": record | None}``.
-
-        Raises:
-            RecordError: unknown ids, bad date, the person already leads it, or ``start`` is not after
-                the current term's start.
-        """
-        person, org = self._entity(person_id, "person"), self._entity(org_id, "organization")
-        check_value(self._conn, "ceo_of", "start", "date", False, start)
-        _check_span(person, org, start, None)
-        current = self._conn.execute("SELECT rowid AS _row, * FROM ceo_of WHERE org = ? AND end IS NULL "
-                                     "ORDER BY start DESC LIMIT 1", [org_id]).fetchone()
-        if current is not None and current["person"] == person_id:
-            raise RecordError(f"{person_id} is already chief executive of {org_id} (since {current['start']})")
-        if current is not None and current["start"] >= start:
-            raise RecordError(f"start {start} must be after the current term's start {current['start']}")
-        rid = f"ceo_of:{person_id}:{org_id}"
-        with self._conn:
-            if current is not None:
-                end = (dt.date.fromisoformat(start) - dt.timedelta(days=1)).isoformat()
-                self._conn.execute("UPDATE ceo_of SET end = ? WHERE rowid = ?", [end, current["_row"]])
-            self._conn.execute("INSERT INTO ceo_of (id, person, org, start, end) VALUES (?, ?, ?, ?, NULL)",
-                               [rid, person_id, org_id, start])
-        return {"appointed": self.get(rid), "ended": self.get(current["id"]) if current is not None else None}
-
     # -- helpers ------------------------------------------------------------------------------
     def _latest(self, table: str, record_id: str) -> sqlite3.Row | None:
         order = "start DESC, rowid DESC" if "start" in self.fields[table] else "rowid DESC"
         return self._conn.execute(f"SELECT rowid AS _row, * FROM {table} WHERE id = ? ORDER BY {order} LIMIT 1",
                                   [record_id]).fetchone()
-
-    def _entity(self, record_id: Any, etype: str) -> sqlite3.Row:
-        if not isinstance(record_id, str) or entity_type_of(record_id) != etype:
-            raise RecordError(f"expected a {etype} id like '{etype}:000001', got {record_id!r}")
-        row = self._latest(TABLES[etype], record_id)
-        if row is None:
-            raise RecordError(f"no {etype} with id {record_id!r}")
-        return row
 
     def _where(self, table: str, filters: dict[str, Any]) -> tuple[list[str], list[Any]]:
         if not isinstance(filters, dict):
@@ -372,156 +270,3 @@ class RecordStore:
         data = {k: row[k] for k in row.keys() if k != "_row"}
         kind = entity_type_of(data["id"]) if table not in LINKS else table
         return {"id": data.pop("id"), "type": kind, **data}
-
-
-def _check_span(person: sqlite3.Row, org: sqlite3.Row, start: str, end: str | None) -> None:
-    if start < org["founded"]:
-        raise RecordError(f"start {start} is before {org['id']} was founded ({org['founded']})")
-    if start < person["born"]:
-        raise RecordError(f"start {start} is before {person['id']} was born ({person['born']})")
-    if person["died"] and start > person["died"]:
-        raise RecordError(f"start {start} is after {person['id']} died ({person['died']})")
-    if end is not None and end < start:
-        raise RecordError(f"end {end} is before start {start}")
-
-
-def _encode_cursor(last_id: str, last_row: int, query: str) -> str:
-    raw = json.dumps([last_id, last_row, query], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str, query: str) -> tuple[str, int]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        last_id, last_row, q = json.loads(raw)
-        assert isinstance(last_id, str) and isinstance(last_row, int)
-    except Exception:
-        raise RecordError(f"invalid cursor {cursor!r}: pass next_cursor from the previous page") from None
-    if q != query:
-        raise RecordError("this cursor belongs to another query: keep type and filters the same while paging")
-    return last_id, last_row
-
-
-# -- schema ---------------------------------------------------------------------------------------
-def entity_type_of(record_id: Any) -> str | None:
-    """The entity type of an entity id (``"organization:000012"`` -> ``"organization"``), else None."""
-    if not isinstance(record_id, str):
-        return None
-    prefix, _, number = record_id.partition(":")
-    return prefix if prefix in TABLES and number.isdigit() else None
-
-
-def split_record_id(record_id: Any) -> tuple[str, list[str]]:
-    """``(table, [entity ids])`` of a record id; raises RecordError for a malformed one."""
-    head, _, rest = str(record_id).partition(":")
-    if isinstance(record_id, str) and head in LINKS:
-        src_t, dst_t = RELATIONS[head].domain.value, RELATIONS[head].range.value
-        bits = rest.split(":")
-        src, dst = ":".join(bits[:2]), ":".join(bits[2:])
-        if len(bits) == 4 and entity_type_of(src) == src_t and entity_type_of(dst) == dst_t:
-            return head, [src, dst]
-        raise RecordError(f"malformed record id {record_id!r}; expected '{head}:<{src_t} id>:<{dst_t} id>'")
-    etype = entity_type_of(record_id)
-    if etype is None:
-        raise RecordError(f"malformed record id {record_id!r}; expected an entity id like 'organization:000012' "
-                          "or a relation id like 'member_of:person:000001:organization:000002'")
-    return TABLES[etype], [record_id]
-
-
-def _is_date(value: str) -> bool:
-    try:
-        return len(value) == 10 and dt.date.fromisoformat(value).isoformat() == value
-    except ValueError:
-        return False
-
-
-def check_value(conn: sqlite3.Connection, table: str, field: str, kind: str, nullable: bool, value: Any,
-                *, check_refs: bool = True) -> None:
-    """Validate ``value`` for a field of ``kind`` (int, float, date, text, id, ref:T, key:T).
-
-    Raises:
-        RecordError: wrong type, an empty value for a required field, or (``check_refs``) a
-            reference to an id that is not on record.
-    """
-    if value is None:
-        if nullable:
-            return
-        raise RecordError(f"{field} cannot be empty")
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if kind == "int":
-        ok, desc = number and isinstance(value, int), "an integer"
-    elif kind == "float":
-        ok, desc = number, "a number"
-    elif kind == "date":
-        ok, desc = isinstance(value, str) and _is_date(value), "an ISO date YYYY-MM-DD"
-    elif kind in ("text", "id"):
-        ok, desc = isinstance(value, str) and bool(value.strip()), "a non-empty string"
-    else:
-        etype = kind.split(":", 1)[1]
-        ok, desc = entity_type_of(value) == etype, f"a {etype} id like '{etype}:000001'"
-        if ok and check_refs and conn.execute(f"SELECT 1 FROM {TABLES[etype]} WHERE id = ?",
-                                              [value]).fetchone() is None:
-            raise RecordError(f"{field}: no {etype} with id {value!r}")
-    if not ok:
-        raise RecordError(f"{table}.{field} must be {desc}, got {value!r}")
-
-
-def _infer_kind(values: list[Any]) -> str:
-    present = [v for v in values if v is not None]
-    if present and all(isinstance(v, int) and not isinstance(v, bool) for v in present):
-        return "int"
-    if present and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
-        return "float"
-    if present and all(isinstance(v, str) and _is_date(v) for v in present):
-        return "date"
-    return "text"
-
-
-_SQL_TYPES = {"int": "INTEGER", "float": "REAL"}
-
-
-def _create(conn: sqlite3.Connection, table: str, cols: list[tuple[str, str, bool]], rows: list[tuple],
-            link: bool) -> None:
-    decl = ", ".join(f'"{f}" {_SQL_TYPES.get(k, "TEXT")}' + ("" if n else " NOT NULL")
-                     + (" PRIMARY KEY" if k == "id" and not link else "") for f, k, n in cols)
-    conn.execute(f"CREATE TABLE {table} ({decl})")
-    conn.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(cols))})", rows)
-    conn.executemany("INSERT INTO fields VALUES (?, ?, ?, ?, ?)",
-                     [(table, i, f, k, int(n)) for i, (f, k, n) in enumerate(cols)])
-    for f, k, _ in cols:
-        if k.startswith(("ref:", "key:")) or (k == "id" and link):
-            conn.execute(f'CREATE INDEX ix_{table}_{f} ON {table} ("{f}")')
-
-
-def build_database(conn: sqlite3.Connection, graph: nx.MultiDiGraph, meta: dict[str, str]) -> None:
-    """Write the tables of ``graph`` (see the module docstring) and ``meta`` into an empty database."""
-    conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
-    conn.execute("CREATE TABLE fields (tbl TEXT, pos INTEGER, field TEXT, kind TEXT, nullable INTEGER)")
-    conn.executemany("INSERT INTO meta VALUES (?, ?)", sorted(meta.items()))
-    column_values: dict[tuple[str, str], str] = {}
-    link_rows: dict[str, list[tuple]] = {rel: [] for rel in LINKS}
-    for u, v, _key, d in sorted(graph.edges(keys=True, data=True), key=lambda e: e[2]):
-        rel = d["relation"]
-        if rel in LINKS:
-            link_rows[rel].append((f"{rel}:{u}:{v}", u, v, *(d.get(c) for c in LINKS[rel][2])))
-        else:
-            column_values[(u, rel)] = v
-    nodes = sorted(graph.nodes(data=True), key=lambda n: n[0])
-    for etype, table in TABLES.items():
-        members = [(nid, d) for nid, d in nodes if d["type"] == etype]
-        attrs = sorted({k for _, d in members for k in d} - {"type", "name"})
-        rels = [r for r in COLUMN_RELATIONS if RELATIONS[r].domain == EntityType(etype)]
-        cols = [("id", "id", False), ("name", "text", False)]
-        cols += [(a, _infer_kind([d.get(a) for _, d in members]), any(d.get(a) is None for _, d in members))
-                 for a in attrs]
-        cols += [(r, f"ref:{RELATIONS[r].range.value}", RELATIONS[r].min_out == 0) for r in rels]
-        rows = [(nid, d["name"], *(d.get(a) for a in attrs), *(column_values.get((nid, r)) for r in rels))
-                for nid, d in members]
-        _create(conn, table, cols, rows, link=False)
-    for rel, (src, dst, dates) in LINKS.items():
-        cols = [("id", "id", False), (src, f"key:{RELATIONS[rel].domain.value}", False),
-                (dst, f"key:{RELATIONS[rel].range.value}", False)]
-        cols += [(c, "date", c == "end") for c in dates]
-        _create(conn, rel, cols, link_rows[rel], link=True)
-    conn.execute("CREATE INDEX ix_names ON people (name COLLATE NOCASE)")
-    conn.commit()

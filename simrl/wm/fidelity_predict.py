@@ -5,15 +5,13 @@ Also the sample selection of ``--max-transitions`` and the compact system prompt
 
 from __future__ import annotations
 
-import asyncio
-import random
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from simrl.errors import SimrlError
-from simrl.wm.backend import BackendError, Sampling, WorldModelBackend
+from simrl.wm.backend import Sampling, WorldModelBackend
 from simrl.wm.fidelity_oracle import ORACLE_ENVS
 from simrl.wm.transitions import Transition
 
@@ -27,29 +25,18 @@ def baseline_prediction(name: str, tr: Transition) -> str:
 
 async def generate(backend: WorldModelBackend, messages: list[dict[str, Any]], sampling: Sampling, cache: Any,
                    max_retries: int, backoff: float) -> str:
-    """The raw completion: from the cache, else from the backend, retrying retryable errors with backoff.
+    """The raw completion: from the cache, else from the backend, retrying retryable errors with backoff
+    (the world-model environment's own :meth:`simrl.wm.env_predict.Predictor.generate`, so an evaluation
+    calls a backend exactly as a Sim-RL rollout does, and shares its cache entries).
 
     Raises:
         BackendError: a non-retryable failure, or a retryable one after ``max_retries`` retries.
     """
-    from simrl.wm.cache import cache_key
+    from simrl.wm.env_predict import Predictor
 
-    key = cache_key(backend.name, backend.model, messages, sampling)
-    cached = cache.get(key)
-    if cached is not None:
-        return cached
-    for attempt in range(max_retries + 1):
-        try:
-            text = await backend.generate(messages, sampling)
-            break
-        except BackendError as err:
-            if not err.retryable or attempt >= max_retries:
-                raise
-        except Exception as err:  # noqa: BLE001 - a backend bug is a failed prediction, not a crash
-            raise BackendError(f"{type(err).__name__}: {err}", retryable=False) from err
-        await asyncio.sleep(backoff * 2 ** attempt * (0.5 + random.random()))
-    cache.put(key, text, backend.name, backend.model)
-    return text
+    stats = dict.fromkeys(("calls", "retries", "parse_retries", "unparsed", "control_retries"), 0)
+    predictor = Predictor(backend, cache, max_retries=max_retries, backoff=backoff, max_parse_retries=0, stats=stats)
+    return await predictor.generate(messages, sampling)
 
 
 def called_tools_system(tr: Transition, world: Path | None) -> str:

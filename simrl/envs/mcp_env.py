@@ -206,7 +206,7 @@ class MCPEnv(Environment):
             raise SimrlError("call reset() before step() (the episode is over or was never started)")
         if action.is_final:
             self._done = True
-            reward, info = self._score(action.answer or "")
+            reward, info = self.score_final(action.answer or "")
             await self._disconnect()
             return Step(observation=Observation(text="episode finished"), reward=reward, terminated=True,
                         info=info)
@@ -258,8 +258,12 @@ class MCPEnv(Environment):
             return result(reason), reason, True
         return result(_content_text(out), bool(out.is_error)), None, False
 
-    def _score(self, answer: str) -> tuple[float, dict[str, Any]]:
-        """Reward of the final answer: score_state for records writes, score_answer otherwise."""
+    def score_final(self, answer: str) -> tuple[float, dict[str, Any]]:
+        """Reward of the final answer: score_state for records writes, score_answer otherwise.
+
+        Returns ``(reward, info)`` (info: ``success``, ``metrics``). Callable mid-episode: the verl adapters
+        read a write task's record state after each call (:func:`simrl.train.verl.sessions.records_state`).
+        """
         from simrl.reward.task import score_answer, score_state
 
         task = self._task

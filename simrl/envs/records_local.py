@@ -187,7 +187,7 @@ class LocalRecordsEnv(Environment):
             return over
         if action.is_final:
             self._done = True
-            reward, info = self._score(action.answer or "")
+            reward, info = self.score_final(action.answer or "")
             return Step(observation=Observation(text="episode finished"), reward=reward, terminated=True, info=info)
         self._steps += 1
         results = [await self._call(call) for call in action.tool_calls]
@@ -217,8 +217,12 @@ class LocalRecordsEnv(Environment):
         return ToolResult(name=call.name, content=_content_text(out), is_error=bool(out.is_error),
                           call_id=call.call_id)
 
-    def _score(self, answer: str) -> tuple[float, dict[str, Any]]:
-        """Reward of the final answer: score_state on the episode's store for writes, score_answer otherwise."""
+    def score_final(self, answer: str) -> tuple[float, dict[str, Any]]:
+        """Reward of the final answer: score_state on the episode's store for writes, score_answer otherwise.
+
+        Returns ``(reward, info)`` (info: ``success``, ``metrics``). Callable mid-episode: the verl adapters
+        read a write task's record state after each call (:func:`simrl.train.verl.sessions.records_state`).
+        """
         from simrl.reward.task import score_answer, score_state
 
         task = self._task

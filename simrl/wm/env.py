@@ -187,7 +187,7 @@ class WorldModelEnv(Environment):
         control, self._pending = self._pending, StepControl()  # applies to this step only
         if action.is_final:
             self._done = True
-            reward, info = self._score(action.answer or "")
+            reward, info = self.score_final(action.answer or "")
             return Step(observation=Observation(text="Answer received."), reward=reward, terminated=True,
                         info=info | {"turns": self._turns, "backend": self.backend_name})
         if not action.tool_calls:
@@ -227,7 +227,7 @@ class WorldModelEnv(Environment):
 
         return render_results(results)
 
-    def _score(self, answer: str) -> tuple[float, dict[str, Any]]:
+    def score_final(self, answer: str) -> tuple[float, dict[str, Any]]:
         """The episode's reward and info for ``answer`` (also read by ``simrl.train.verl.sessions.records_state``)."""
         assert self._task is not None
         return score(self._task, answer, self._truth.current)

@@ -90,13 +90,13 @@ def _cut(text: str, limit: int) -> str:
 def records_state(env: Any) -> dict[str, Any] | None:
     """The records-state score of the environment's current episode (write tasks), or None.
 
-    Unwraps perturbation wrappers (``.env``) and asks the environment's own scorer (``_score``: the
-    record store it holds, scored by :func:`simrl.reward.task.score_state`).
+    Unwraps perturbation wrappers (``.env``) and asks the environment's own scorer (``score_final``:
+    the record store it holds, scored by :func:`simrl.reward.task.score_state`).
     """
     inner = env
     while hasattr(inner, "env") and hasattr(inner.env, "step"):
         inner = inner.env
-    scorer = getattr(inner, "_score", None)
+    scorer = getattr(inner, "score_final", None)
     if scorer is None:
         return None
     try:

@@ -66,8 +66,26 @@ def _root(
     """Simulated-environment RL for LLM agents."""
 
 
+def _terminate(signum: int, frame) -> None:
+    import logging
+
+    # asyncio.run() logs the tasks it cancels on the way out; on a requested stop that is noise
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
-    """Console-script entry point (``simrl``)."""
+    """Console-script entry point (``simrl``).
+
+    SIGTERM (``kill``, a cluster scheduler, a CI timeout) ends the command like Ctrl-C does: as an
+    exception, so ``finally`` blocks and exit handlers run (environments close, temporary record
+    databases are removed, trajectory files are flushed); exit status 128 + 15. A command that handles
+    SIGTERM itself (``simrl serve world-model``) installs its own handler; an inherited "ignore" is kept.
+    """
+    import signal
+
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _terminate)
     app()
 
 

@@ -58,6 +58,7 @@ class StepMetrics(BaseModel):
     grad_norm: float  # gradient norm before clipping (0 without an update)
     perturbations: int  # perturbations met, summed over episodes
     coverage: float | None  # share of the updated episodes' actions that were candidates (None: no update)
+    signal_groups: float | None = None  # share of GRPO groups whose valid rewards differ (the rest teach nothing)
     wall_s: float  # training seconds so far, over every resume
 
 
@@ -162,8 +163,26 @@ async def warm_start(recipe: Recipe, policy: Any, world: Path, tasks: list, seed
     return {**{k: float(v) for k, v in stats.items()}, "demos": float(len(demos))}
 
 
+def signal_share(trajs: list, group_size: int) -> float | None:
+    """Share of the GRPO groups (consecutive ``group_size`` episodes) with a learning signal: at least two
+    valid episodes whose rewards differ. With none, every advantage is 0 and the step changes nothing
+    (the entropy bonus aside); a low share says to sample more diversely (``policy.temperature``,
+    ``trainer.entropy_coef``) or to use bigger groups.
+
+    >>> from types import SimpleNamespace as T
+    >>> signal_share([T(reward=1, status="success"), T(reward=0, status="failure"),
+    ...               T(reward=1, status="success"), T(reward=1, status="success")], 2)
+    0.5
+    """
+    groups = [trajs[i:i + group_size] for i in range(0, len(trajs), group_size)]
+    if not groups or group_size < 2:
+        return None
+    rich = [len({t.reward for t in g if t.status != "env_failure"}) > 1 for g in groups]
+    return sum(rich) / len(rich)
+
+
 def _step_metrics(step: int, progress: float, trajs: list, loss: float, norm: float, coverage: float | None,
-                  wall_s: float) -> StepMetrics:
+                  wall_s: float, group_size: int = 0) -> StepMetrics:
     valid = [t for t in trajs if t.status != "env_failure"]
 
     def mean(xs: list) -> float:
@@ -174,13 +193,14 @@ def _step_metrics(step: int, progress: float, trajs: list, loss: float, norm: fl
                        turns=mean([len(t.turns) for t in trajs]), episodes=len(trajs),
                        valid_episodes=len(valid), env_failures=len(trajs) - len(valid), loss=loss,
                        grad_norm=norm, perturbations=sum(len(t.info.get("perturbations", [])) for t in trajs),
-                       coverage=coverage, wall_s=round(wall_s, 3))
+                       coverage=coverage, signal_groups=signal_share(trajs, group_size), wall_s=round(wall_s, 3))
 
 
 def format_metrics(m: StepMetrics) -> str:
     """A one-line view of a step for the progress bar."""
+    signal = f"  signal {m.signal_groups:.0%}" if m.signal_groups is not None else ""
     return (f"reward {m.reward:.3f}  success {m.success:.0%}  turns {m.turns:.1f}  "
-            f"loss {m.loss:+.3f}  env-fail {m.env_failures}  perturb {m.perturbations}")
+            f"loss {m.loss:+.3f}  env-fail {m.env_failures}  perturb {m.perturbations}{signal}")
 
 
 def _adam(params: Any, lr: float) -> Any:
@@ -254,7 +274,8 @@ async def _train(recipe: Recipe, arm_name: str, seed: int, files: runs.RunFiles,
             advantages += group_advantages([t.reward for t in group], [t.status != "env_failure" for t in group])
         loss, norm, coverage = grpo_update(policy, optimizer, trajs, advantages, views, grad_clip=tc.grad_clip,
                                            entropy_coef=tc.entropy_coef)
-        m = _step_metrics(step, progress, trajs, loss, norm, coverage, wall0 + time.perf_counter() - t0)
+        m = _step_metrics(step, progress, trajs, loss, norm, coverage, wall0 + time.perf_counter() - t0,
+                          group_size=budget.group_size)
         history.append(m)
         stride = max(1, len(trajs) // max(1, tc.trajectories_per_step))
         for traj, adv in list(zip(trajs, advantages))[::stride][:tc.trajectories_per_step]:

@@ -144,7 +144,7 @@ def _callback(rollout: Any, files: runs.RunFiles, recipe: Recipe, report: Progre
             step, made = state.global_step, rollout.last_step
             trajs = [e.trajectory for e in rollout.last]
             m = _step_metrics(step, (made - 1) / steps, trajs, float(logs["loss"]), float(logs.get("grad_norm", 0.0)),
-                              None, wall0 + time.perf_counter() - t0)
+                              None, wall0 + time.perf_counter() - t0, group_size=recipe.budget.group_size)
             if made == self.logged:  # num_iterations > 1: another update on episodes an earlier step logged
                 m = m.model_copy(update={"episodes": 0, "valid_episodes": 0, "env_failures": 0, "perturbations": 0})
             else:

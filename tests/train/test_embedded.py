@@ -50,7 +50,7 @@ def _rows(path: Path) -> list[dict]:
 
 
 def test_group_advantages_by_hand():
-    assert doctest.testmod(embedded).failed == 0
+    assert doctest.testmod(embedded).failed == 0  # group_advantages, signal_share
     # rewards 0.2, 0.4, 0.9: mean 0.5, sample std sqrt((0.09 + 0.01 + 0.16) / 2) = sqrt(0.13) = 0.360555
     got = group_advantages([0.2, 0.4, 0.9], [True, True, True])
     assert got == pytest.approx([-0.832050, -0.277350, 1.109400], abs=1e-5)
@@ -76,6 +76,8 @@ def test_train_arm_writes_every_file_and_learns(tmp_path):
     assert {t["info"]["train_step"] for t in _rows(run.trajectories)} == {1, 2, 3, 4}
     # the metrics move: some update had a signal, and it changed the policy away from the warm start
     assert any(r["loss"] != 0 and r["grad_norm"] > 0 for r in rows)
+    # a step updates exactly when one of its groups had a signal (no entropy bonus in this recipe)
+    assert all(0 <= r["signal_groups"] <= 1 and (r["grad_norm"] > 0) == (r["signal_groups"] > 0) for r in rows)
     warm, final = ScorerPolicy.load(run.warmstart), ScorerPolicy.load(run.final)
     assert any(not torch.equal(a, b) for a, b in zip(warm.module.parameters(), final.module.parameters()))
     assert summary.steps == 4 and summary.episodes == 48 and summary.resumed_from is None

@@ -51,7 +51,7 @@ def _smooth(values: Sequence[float], window: int) -> list[float]:
     return out
 
 
-KEYS = {"reward": ("reward_mean", "reward"), "success": ("success_rate", "success")}
+KEYS = {"reward": ("reward_mean", "reward"), "success": ("success_rate", "success"), "signal": ("signal_groups",)}
 """Curve -> the ``metrics.jsonl`` fields it is read from, first found (simrl.train.embedded.StepMetrics first)."""
 
 
@@ -87,9 +87,9 @@ def curves(report: Mapping[str, Any], root: Path, key: str) -> dict[str, tuple[l
 
 
 def plot_learning_curves(report: Mapping[str, Any], root: Path, path: Path) -> Path | None:
-    """Reward (and success, when it differs) per step per arm, mean over seeds with a band; None when no run
-    logged metrics."""
-    data = {k: c for k in ("reward", "success") if (c := curves(report, root, k))}
+    """Reward (and success, when it differs), and the share of GRPO groups with a learning signal, per step
+    per arm, mean over seeds with a band; None when no run logged metrics."""
+    data = {k: c for k in ("reward", "success", "signal") if (c := curves(report, root, k))}
     if not data:
         return None
     if data.get("success") == data.get("reward"):  # binary rewards: the success panel would repeat it
@@ -105,8 +105,9 @@ def plot_learning_curves(report: Mapping[str, Any], root: Path, path: Path) -> P
         if values and min(values) >= 0.0 and max(values) <= 1.0:
             ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("training step")
-        ax.set_ylabel(f"training {key} (mean over seeds)")
-        ax.set_title(f"{key} per step (band: {report['level']:.0%} interval over seeds)")
+        what = "groups with a signal" if key == "signal" else f"training {key}"
+        ax.set_ylabel(f"{what} (mean over seeds)")
+        ax.set_title(f"{what} per step (band: {report['level']:.0%} interval over seeds)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     return _save(fig, path)

@@ -28,7 +28,7 @@ def _fake_runs(root, arms: dict[str, list[int]]) -> dict[str, dict[int, str]]:
             d = root / arm / f"seed-{s}"
             d.mkdir(parents=True)
             rows = [{"step": t, "reward_mean": min(1.0, 0.1 + 0.02 * t * (a + 1) + 0.01 * s), "success_rate": 0.5,
-                     "turns": 6, "env_failures": 0} for t in range(1, 31)]
+                     "turns": 6, "env_failures": 0, "signal_groups": 0.25 * (a + 1) + 0.05 * s} for t in range(1, 31)]
             (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + "{torn")
             dirs.setdefault(arm, {})[s] = f"{arm}/seed-{s}"
     return dirs
@@ -81,6 +81,16 @@ def test_render_writes_markdown_and_readable_plots(report, tmp_path):
             assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000
     (tmp_path / "report.md").unlink()
     assert render_report(tmp_path)[0].read_text() == md  # re-rendered from report.json alone
+
+
+def test_signal_curve_is_read_from_the_metrics(report, tmp_path):
+    from simrl.train.report_plots import curves
+
+    got = curves(report, tmp_path, "signal")
+    assert set(got) == {"sim-controlled", "sim-uncontrolled"}
+    steps, points = got["sim-uncontrolled"]  # seeds 0, 1, 2: 0.50, 0.55, 0.60 at every step
+    assert steps == list(range(1, 31)) and all(p[0] == pytest.approx(0.55) for p in points)
+    assert all(0.0 <= p[1] <= p[0] <= p[2] <= 1.0 for p in points)
 
 
 def test_bad_report_folders(tmp_path):

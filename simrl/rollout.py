@@ -10,6 +10,7 @@ finished trajectories.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Protocol
@@ -17,6 +18,12 @@ from typing import Protocol
 from simrl.envs.base import Environment
 from simrl.types import Action, Observation, Step, Trajectory, Turn
 from simrl.world.schema import Task
+
+EPISODE_SEED: contextvars.ContextVar[int | None] = contextvars.ContextVar("simrl_episode_seed", default=None)
+"""The seed of the episode being run in this asyncio task (set by :func:`run_episode`; None outside one).
+
+A sampling policy draws from a generator derived from it and the turn, so its choices do not depend on
+how concurrent episodes happen to interleave: the same seeds give the same trajectories."""
 
 
 class Policy(Protocol):
@@ -37,7 +44,16 @@ async def run_episode(env: Environment, policy: Policy, task: Task, *, max_turns
     ``step``) is recorded as an ``env_failure`` trajectory instead of propagating, so it never ends a
     batch; an exception from the policy propagates (it is a bug of the policy).
     """
-    env_id = env_id or env.env_id
+    token = EPISODE_SEED.set(seed)
+    try:
+        return await _episode(env, policy, task, max_turns=max_turns, seed=seed, env_id=env_id or env.env_id,
+                              backend=backend)
+    finally:
+        EPISODE_SEED.reset(token)
+
+
+async def _episode(env: Environment, policy: Policy, task: Task, *, max_turns: int, seed: int, env_id: str,
+                   backend: str) -> Trajectory:
     try:
         initial = await env.reset(task, seed=seed)
     except Exception as err:  # noqa: BLE001 - environment failures are data, not crashes

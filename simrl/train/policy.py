@@ -15,13 +15,16 @@ or answer and its provenance tags). Everything runs on CPU: one ``act`` on ~10 c
 under a millisecond.
 
 Randomness never touches the global generators: the weights are initialised under
-``torch.random.fork_rng`` with ``torch.manual_seed(seed)`` (the global state is restored afterwards),
-sampling uses the policy's own ``torch.Generator`` (seeded by ``seed``; its state is part of
+``torch.random.fork_rng`` with ``torch.manual_seed(seed)`` (the global state is restored afterwards;
+callers in threads serialise construction), sampling inside an episode draws from a generator derived
+from ``seed``, the episode's seed and the turn (so concurrent episodes give the same trajectories
+however they interleave), outside one from the policy's own ``torch.Generator`` (its state is part of
 :meth:`ScorerPolicy.state_dict`), and behaviour cloning shuffles with its own generator.
 """
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +126,7 @@ class ScorerPolicy:
 
     # -- acting ---------------------------------------------------------------------------------
     async def act(self, task_view: dict[str, str], initial: Observation, turns: list[Turn]) -> Action:
-        """The chosen candidate: argmax when ``greedy``, else a draw from the softmax (own generator)."""
+        """The chosen candidate: argmax when ``greedy``, else a draw from the softmax (:meth:`_generator`)."""
         tagged = tagged_candidates(task_view, initial, turns)
         if len(tagged) == 1:
             return tagged[0][0]
@@ -133,8 +136,20 @@ class ScorerPolicy:
             if self.greedy:
                 i = int(torch.argmax(s))
             else:
-                i = int(torch.multinomial(torch.softmax(s, 0), 1, generator=self._gen))
+                i = int(torch.multinomial(torch.softmax(s, 0), 1, generator=self._generator(len(turns))))
         return tagged[i][0]
+
+    def _generator(self, turn: int) -> torch.Generator:
+        """The draw's generator: inside an episode (:data:`simrl.rollout.EPISODE_SEED`), one derived from the
+        policy seed, the episode seed and the turn, so concurrent episodes draw the same whatever their
+        interleaving; outside one, the policy's own generator."""
+        from simrl.rollout import EPISODE_SEED
+
+        episode = EPISODE_SEED.get()
+        if episode is None:
+            return self._gen
+        key = zlib.crc32(f"{self.seed}:{episode}:{turn}".encode())
+        return torch.Generator().manual_seed(key)
 
     def log_probs(self, traj: Trajectory, task_view: dict[str, str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-probabilities of a trajectory's actions under the current weights (differentiable).

@@ -59,6 +59,39 @@ def test_greedy_is_deterministic_and_sampling_is_seeded(setup):
     assert sampled[0] == sampled[1] and sampled[0] != sampled[2]
 
 
+class _Jittery:
+    """The real environment with a random delay before every reset and step: episodes interleave differently."""
+
+    def __init__(self, env, rng) -> None:
+        self.env, self.env_id, self.rng = env, env.env_id, rng
+
+    async def reset(self, task, seed=0):
+        await asyncio.sleep(self.rng.random() * 0.01)
+        return await self.env.reset(task, seed=seed)
+
+    async def step(self, action):
+        await asyncio.sleep(self.rng.random() * 0.01)
+        return await self.env.step(action)
+
+    async def close(self):
+        await self.env.close()
+
+
+def test_sampling_does_not_depend_on_how_concurrent_episodes_interleave(setup):
+    import random
+
+    tasks, envs, _, _ = setup
+    runs = []
+    for order_seed in (1, 2):
+        rng = random.Random(order_seed)
+        trajs = asyncio.run(rollout(lambda rng=rng: _Jittery(envs["records"](), rng), ScorerPolicy(seed=5),
+                                    tasks["records"], max_turns=20, concurrency=4))
+        runs.append(_actions(trajs))
+    assert runs[0] == runs[1]
+    alone = _actions(_run(ScorerPolicy(seed=5), envs, tasks, "records", concurrency=1))
+    assert alone == runs[0]  # one at a time, or four at once in any order: the same draws
+
+
 def test_global_rng_is_untouched(setup):
     tasks, envs, demos, views = setup
     state = torch.random.get_rng_state()

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -320,10 +319,6 @@ def evaluate_run(run_dir: str | Path, recipe, *, worlds: str | Path | None = Non
     return _evaluate_into(recipe, policy, run, int(match.group(1)), Path(worlds or run.parent.parent / "worlds"))
 
 
-_TORCH_SEED_LOCK = threading.Lock()
-"""Held while seeding torch's global RNG and building a policy from it (one thread at a time)."""
-
-
 def evaluate_baseline(recipe, name: str, seed: int, folder: str | Path, *, worlds: str | Path,
                       warmstart: str | Path | None = None) -> EvalResult:
     """Evaluate a baseline of ``seed`` like a run (same tasks, same episode seeds): writes ``folder/eval/``.
@@ -339,12 +334,8 @@ def evaluate_baseline(recipe, name: str, seed: int, folder: str | Path, *, world
     from simrl.train.policy import ScorerPolicy
 
     if name == "untrained":
-        import torch
-
-        p = recipe.policy
-        with _TORCH_SEED_LOCK:  # ablations evaluate baselines in threads: the global torch RNG is shared
-            torch.manual_seed(seed)  # as simrl.train.embedded does before building the policy
-            policy = ScorerPolicy(dim=p.dim, buckets=p.buckets, seed=seed, temperature=p.temperature, greedy=False)
+        p = recipe.policy  # the weights come from ``seed`` alone (ScorerPolicy seeds them itself, thread-safely)
+        policy = ScorerPolicy(dim=p.dim, buckets=p.buckets, seed=seed, temperature=p.temperature, greedy=False)
     elif name == "warmstart" and warmstart is not None and Path(warmstart).is_file():
         policy = ScorerPolicy.load(warmstart)
     else:

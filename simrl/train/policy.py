@@ -16,7 +16,7 @@ under a millisecond.
 
 Randomness never touches the global generators: the weights are initialised under
 ``torch.random.fork_rng`` with ``torch.manual_seed(seed)`` (the global state is restored afterwards;
-callers in threads serialise construction), sampling inside an episode draws from a generator derived
+construction holds a lock, so policies built in threads at once each get their seed's weights), sampling inside an episode draws from a generator derived
 from ``seed``, the episode's seed and the turn (so concurrent episodes give the same trajectories
 however they interleave), outside one from the policy's own ``torch.Generator`` (its state is part of
 :meth:`ScorerPolicy.state_dict`), and behaviour cloning shuffles with its own generator.
@@ -24,6 +24,7 @@ however they interleave), outside one from the policy's own ``torch.Generator`` 
 
 from __future__ import annotations
 
+import threading
 import zlib
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,9 @@ from torch import nn
 from simrl.train.candidates import Tagged, action_key, tagged_candidates
 from simrl.train.features import Hasher, action_text, state_text
 from simrl.types import Action, Observation, Trajectory, Turn
+
+_INIT_LOCK = threading.Lock()
+"""Held while a policy seeds torch's global generator and initialises its weights."""
 
 
 class _Scorer(nn.Module):
@@ -101,7 +105,7 @@ class ScorerPolicy:
         if dim < 1 or buckets < 1 or not temperature > 0:
             raise ValueError(f"need dim >= 1, buckets >= 1, temperature > 0; got {dim}, {buckets}, {temperature}")
         self.dim, self.buckets, self.seed, self.temperature, self.greedy = dim, buckets, seed, temperature, greedy
-        with torch.random.fork_rng(devices=[]):
+        with _INIT_LOCK, torch.random.fork_rng(devices=[]):  # threads build policies at once (ablate's evals)
             torch.manual_seed(seed)
             self.module = _Scorer(dim, buckets)
         self._gen = torch.Generator().manual_seed(seed)

@@ -150,3 +150,15 @@ def test_save_load_round_trip(setup, tmp_path):
         ScorerPolicy(dim=8, buckets=1 << 10).load_state_dict(policy.state_dict())
     with pytest.raises(ValueError):
         ScorerPolicy(temperature=0)
+
+
+def test_policies_built_in_threads_get_their_own_seeds_weights():
+    from concurrent.futures import ThreadPoolExecutor
+
+    seeds = list(range(12)) * 3
+    alone = {s: ScorerPolicy(seed=s, dim=8, buckets=256) for s in set(seeds)}
+    with ThreadPoolExecutor(max_workers=6) as pool:  # as ablate evaluates baselines and runs
+        built = list(pool.map(lambda s: ScorerPolicy(seed=s, dim=8, buckets=256), seeds))
+    for s, policy in zip(seeds, built):
+        for a, b in zip(policy.module.parameters(), alone[s].module.parameters()):
+            assert torch.equal(a, b), s

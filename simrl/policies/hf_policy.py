@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from typing import Any
 
 from simrl.errors import SimrlError
 from simrl.policies.openai_policy import DEFAULT_SYSTEM_PROMPT, history_messages, parse_arguments
+from simrl.rollout import EPISODE_SEED
 from simrl.types import Action, Observation, ToolCall, Turn
 
 SMOLLM2 = "smollm2"
@@ -176,6 +178,22 @@ def plain_generation_config(model: Any) -> Iterator[None]:
             owner.generation_config = config
 
 
+@contextlib.contextmanager
+def _seeded(episode: int | None, position: int, device: Any) -> Iterator[None]:
+    """Inside an episode (:data:`simrl.rollout.EPISODE_SEED`), sample from torch's generator seeded by the
+    episode seed and the prompt length (one per turn), restored afterwards: concurrent episodes draw the
+    same whatever order their turns run in. Outside one, the global generator as it is."""
+    if episode is None:
+        yield
+        return
+    import torch
+
+    devices = [device] if getattr(device, "type", "cpu") == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(zlib.crc32(f"{episode}:{position}".encode()))
+        yield
+
+
 def hf_generate(model: Any, tokenizer: Any, *, greedy: bool, temperature: float = 1.0) -> Generate:
     """A :data:`Generate` around ``model.generate`` (no KV reuse across turns; one sequence at a time).
 
@@ -194,8 +212,9 @@ def hf_generate(model: Any, tokenizer: Any, *, greedy: bool, temperature: float 
             "do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
         was_training = model.training
         model.eval()
+        episode = None if greedy else EPISODE_SEED.get()
         try:
-            with torch.no_grad(), plain_generation_config(model):
+            with torch.no_grad(), plain_generation_config(model), _seeded(episode, len(prompt_ids), device):
                 out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
                                      eos_token_id=stops, pad_token_id=tokenizer.pad_token_id, **options)
         finally:

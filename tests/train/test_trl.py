@@ -386,3 +386,30 @@ def test_num_iterations_logs_each_episode_once(tiny_model, tiny_world, tmp_path)
     assert [(r["step"], r["episodes"], r["progress"]) for r in rows] == [(1, 2, 0.0), (2, 0, 0.0)]
     assert rows[1]["reward"] == rows[0]["reward"]
     assert summary.episodes == 2 and len(_rows(tmp_path / "run" / "trajectories.jsonl")) == 2
+
+
+def test_sampling_inside_an_episode_is_keyed_by_its_seed_not_the_global_generator(tiny_model):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from simrl.rollout import EPISODE_SEED
+
+    model, tok = AutoModelForCausalLM.from_pretrained(tiny_model), AutoTokenizer.from_pretrained(tiny_model)
+    sample = hf_policy.hf_generate(model, tok, greedy=False, temperature=1.0)
+    prompt = tok.encode("the record of the city was", add_special_tokens=False)
+
+    def draw(episode: int, global_seed: int) -> list[int]:
+        torch.manual_seed(global_seed)  # other episodes' turns moved the global generator in between
+        token = EPISODE_SEED.set(episode)
+        try:
+            return sample(prompt, 12).ids
+        finally:
+            EPISODE_SEED.reset(token)
+
+    assert draw(7, 1) == draw(7, 2)  # the same episode and turn: the same reply, whatever ran before
+    assert len({tuple(draw(e, 0)) for e in range(6)}) > 1  # other episodes draw differently
+    torch.manual_seed(5)
+    before = torch.random.get_rng_state()
+    token = EPISODE_SEED.set(9)
+    sample(prompt, 4)
+    EPISODE_SEED.reset(token)
+    assert torch.equal(torch.random.get_rng_state(), before)  # the global generator is left as it was

@@ -22,6 +22,7 @@ The concrete kinds live in :mod:`simrl.perturb.faults` (errors), :mod:`simrl.per
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import random
 from dataclasses import dataclass, field
@@ -120,8 +121,8 @@ class PerturbContext:
 class Perturbation(BaseModel):
     """Base class: one kind of perturbation; its pydantic fields are its parameters.
 
-    Subclasses set the class attributes and override :meth:`apply`; :meth:`control_instruction`
-    and :meth:`complies` serve control mode.
+    Subclasses set the class attributes and implement the three abstract hooks: :meth:`apply`
+    (inject mode), :meth:`control_instruction` and :meth:`complies` (control mode).
 
     Class attributes:
         kind: the :class:`PerturbationType`.
@@ -144,21 +145,21 @@ class Perturbation(BaseModel):
         """Whether this kind can apply to ``call`` at all, before seeing its result (default: yes)."""
         return True
 
+    @abc.abstractmethod
     def apply(self, call: ToolCall, result: ToolResult | None, ctx: PerturbContext) -> ToolResult | None:
         """The perturbed result of ``call``, or ``None`` when this kind does not fit ``result``.
 
         ``result`` is ``None`` for ``phase = "before"`` kinds applied instead of the call. May store
         held-back content in ``ctx.state`` (continuations).
         """
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def control_instruction(self, ctx: PerturbContext) -> str:
         """Text for the world model's input asking it to produce this perturbation for ``ctx.call``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def complies(self, observation_text: str, ctx: PerturbContext) -> bool:
         """Whether a predicted observation shows this perturbation (control mode's check)."""
-        raise NotImplementedError
 
     @classmethod
     def describe(cls) -> str:

@@ -18,6 +18,7 @@ truncated for size. Following continuation cursors and parsing renamed fields is
 
 from __future__ import annotations
 
+import abc
 import json
 import re
 from collections.abc import Generator
@@ -152,7 +153,7 @@ class ToolRecovery:
         return Action.call(tool, **args)
 
 
-class ScriptedExpert:
+class ScriptedExpert(abc.ABC):
     """Base of the scripted experts: one :data:`Script` per episode behind a :class:`ToolRecovery`.
 
     Subclasses implement :meth:`_script`. Episodes are keyed by task id (one episode per task at a
@@ -168,8 +169,9 @@ class ScriptedExpert:
         self._recovery: dict[str, ToolRecovery] = {}
         self.retry_wait_s = 0.0
 
+    @abc.abstractmethod
     def _script(self, task: Task) -> Script:
-        raise NotImplementedError
+        """The task's script: yields the expert's actions, receives each result text, returns the final answer."""
 
     async def act(self, task_view: dict[str, str], initial: Observation, turns: list[Turn]) -> Action:
         """Next tool call (a recovery, or the script's next step), or the final answer."""

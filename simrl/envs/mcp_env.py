@@ -34,7 +34,7 @@ from typing import Any
 from simrl.envs.base import Environment, register
 from simrl.errors import SimrlError
 from simrl.types import Action, Observation, Step, ToolCall, ToolResult
-from simrl.world.schema import RecordsGold, Task
+from simrl.world.schema import Task
 
 
 class _Connection:
@@ -264,20 +264,18 @@ class MCPEnv(Environment):
         Returns ``(reward, info)`` (info: ``success``, ``metrics``). Callable mid-episode: the verl adapters
         read a write task's record state after each call (:func:`simrl.train.verl.sessions.records_state`).
         """
-        from simrl.reward.task import score_answer, score_state
+        from simrl.reward.task import is_records_write, score_final
 
         task = self._task
         assert task is not None
-        if isinstance(task.gold, RecordsGold) and task.gold.kind == "write":
-            if self.records_db is None or not self.records_db.is_file():
-                return 0.0, {"score_error": "a records write task needs the server's record database to score"}
-            from simrl.records.store import RecordStore
+        if not is_records_write(task):
+            return score_final(task, answer)
+        if self.records_db is None or not self.records_db.is_file():
+            return 0.0, {"score_error": "a records write task needs the server's record database to score"}
+        from simrl.records.store import RecordStore
 
-            with RecordStore.open(self.records_db) as store:
-                score = score_state(task, store.read)
-        else:
-            score = score_answer(task, answer)
-        return score.reward, {"success": score.success, "metrics": score.metrics}
+        with RecordStore.open(self.records_db) as store:
+            return score_final(task, answer, store.read)
 
     async def _disconnect(self) -> None:
         conn, self._conn = self._conn, None

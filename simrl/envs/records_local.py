@@ -35,7 +35,7 @@ from simrl.envs.mcp_env import _content_text, render_results, tool_schema
 from simrl.errors import SimrlError
 from simrl.records.store import MAX_PAGE_SIZE, RecordStore
 from simrl.types import Action, Observation, Step, ToolCall, ToolResult
-from simrl.world.schema import RecordsGold, Task
+from simrl.world.schema import Task
 
 _lock = threading.Lock()
 _bases: dict[Path, sqlite3.Connection] = {}
@@ -223,15 +223,10 @@ class LocalRecordsEnv(Environment):
         Returns ``(reward, info)`` (info: ``success``, ``metrics``). Callable mid-episode: the verl adapters
         read a write task's record state after each call (:func:`simrl.train.verl.sessions.records_state`).
         """
-        from simrl.reward.task import score_answer, score_state
+        from simrl.reward.task import score_final
 
-        task = self._task
-        assert task is not None and self._episode is not None
-        if isinstance(task.gold, RecordsGold) and task.gold.kind == "write":
-            score = score_state(task, self._episode.store.read)
-        else:
-            score = score_answer(task, answer)
-        return score.reward, {"success": score.success, "metrics": score.metrics}
+        assert self._task is not None and self._episode is not None
+        return score_final(self._task, answer, self._episode.store.read)
 
     @property
     def store(self) -> RecordStore | None:

@@ -27,7 +27,7 @@ from simrl.envs.search_tools import (
     web_search,
 )
 from simrl.errors import SimrlError
-from simrl.reward.task import score_answer
+from simrl.reward.task import score_final
 from simrl.types import Action, Observation, Step
 from simrl.world.io import load_manifest
 from simrl.world.schema import Task
@@ -91,10 +91,10 @@ class SearchEnv(Environment):
             return over
         self._turns += 1
         if action.is_final:
-            score = score_answer(self._task, action.answer or "")
+            reward, info = score_final(self._task, action.answer or "")
             self._done = True
-            return Step(observation=Observation(text="Answer received."), reward=score.reward, terminated=True,
-                        info={"success": score.success, "metrics": score.metrics, "turns": self._turns})
+            return Step(observation=Observation(text="Answer received."), reward=reward, terminated=True,
+                        info=info | {"turns": self._turns})
         if action.tool_calls:
             results = await asyncio.to_thread(lambda: [call_tool(self._index, c) for c in action.tool_calls])
             text = "\n\n".join(r.content for r in results)

@@ -8,6 +8,7 @@ final record state, which only the environment holding the records can read.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -72,3 +73,29 @@ def score_state(task: Task, read: Callable[[str, str], object]) -> TaskScore:
     hits = [str(read(c.record_id, c.field)) == str(c.value) for c in gold.final_state]
     frac = sum(hits) / len(hits) if hits else 0.0
     return TaskScore(reward=frac, success=all(hits) and bool(hits), metrics={"state_checks": frac})
+
+
+def is_records_write(task: Task) -> bool:
+    """Whether ``task`` is a ``records`` write task (scored by :func:`score_state`, not by its answer)."""
+    return isinstance(task.gold, RecordsGold) and task.gold.kind == "write"
+
+
+def score_final(task: Task, answer: str, read: Callable[[str, str], object] | None = None) -> tuple[float, dict[str, Any]]:
+    """An environment's reward and step info for the final ``answer`` of an episode on ``task``.
+
+    A ``records`` write task is scored by :func:`score_state` on ``read`` (the episode's final record
+    state), any other task by :func:`score_answer`.
+
+    Returns:
+        ``(reward in [0, 1], {"success": bool, "metrics": {name: float}})``.
+
+    Raises:
+        ValueError: a records write task without ``read``, or a task :func:`score_answer` refuses.
+    """
+    if is_records_write(task):
+        if read is None:
+            raise ValueError(f"task {task.task_id} changes records: scoring it needs the episode's record state")
+        score = score_state(task, read)
+    else:
+        score = score_answer(task, answer)
+    return score.reward, {"success": score.success, "metrics": score.metrics}

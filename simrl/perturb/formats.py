@@ -63,11 +63,6 @@ def parse_search(text: str) -> list[SearchBlock] | None:
     return blocks or None
 
 
-def render_search(blocks: list[SearchBlock]) -> str:
-    """Search blocks back as one ``web_search`` result text."""
-    return SEARCH_SEPARATOR.join(b.render() for b in blocks)
-
-
 def parse_json(text: str) -> Any | None:
     """``text`` parsed as JSON, or ``None`` when it is not JSON."""
     try:

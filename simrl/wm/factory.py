@@ -15,7 +15,6 @@ for hundreds of environments made per episode).
 from __future__ import annotations
 
 import importlib.util
-import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -143,7 +142,3 @@ def make_wm_env(env_id: str, world_model: str | WorldModelBackend, *, world: str
                          cache=shared_cache(wm_cache, wm_replay), prompt_template=wm_prompt,
                          max_turns=turns, control=wm_control, **keep)
 
-
-def api_key_default() -> str:
-    """The default ``--wm-api-key``: ``$OPENAI_API_KEY`` or ``EMPTY``."""
-    return os.environ.get("OPENAI_API_KEY") or "EMPTY"

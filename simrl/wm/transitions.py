@@ -126,10 +126,6 @@ class Transition(BaseModel):
             return None
         return ToolCall(name=self.action_name, arguments=dict(self.action_arguments or {}))
 
-    def with_observation(self, observation: str) -> Transition:
-        """A copy with another observation (e.g. a perturbed target)."""
-        return self.model_copy(update={"observation": observation})
-
 
 def parse_action(text: str) -> tuple[str | None, dict[str, Any] | None]:
     """``(name, arguments)`` of the last fenced JSON tool call in an action message, else ``(None, None)``.

@@ -18,7 +18,7 @@ from typing import Any
 
 from simrl.types import ToolCall
 from simrl.wm import oracle
-from simrl.world.schema import RecordsGold, Task
+from simrl.world.schema import Task
 
 
 async def tool_list(env_id: str, world: Path | None, tools: list[dict[str, Any]],
@@ -136,13 +136,9 @@ def score(task: Task, answer: str, truth: Any) -> tuple[float, dict[str, Any]]:
         ``(reward, {"success", "metrics"})``, or ``(0.0, {"score_error"})`` for a write task
         without records (not ``mcp-world``).
     """
-    from simrl.reward.task import score_answer, score_state
+    from simrl.reward.task import is_records_write, score_final
 
-    if isinstance(task.gold, RecordsGold) and task.gold.kind == "write":
-        store = getattr(truth, "store", None)
-        if store is None:
-            return 0.0, {"score_error": "a records write task needs the world's records (env mcp-world)"}
-        result = score_state(task, store.read)
-    else:
-        result = score_answer(task, answer)
-    return result.reward, {"success": result.success, "metrics": result.metrics}
+    store = getattr(truth, "store", None)
+    if is_records_write(task) and store is None:
+        return 0.0, {"score_error": "a records write task needs the world's records (env mcp-world)"}
+    return score_final(task, answer, store.read if store is not None else None)

@@ -62,6 +62,14 @@ class StepMetrics(BaseModel):
     wall_s: float  # training seconds so far, over every resume
 
 
+def read_history(files: runs.RunFiles) -> list[StepMetrics]:
+    """The steps logged in a run's ``metrics.jsonl`` so far (empty when there is none)."""
+    if not files.metrics.exists():
+        return []
+    lines = files.metrics.read_text(encoding="utf-8").splitlines()
+    return [StepMetrics.model_validate_json(line) for line in lines]
+
+
 class RunSummary(BaseModel):
     """``summary.json`` of a run: where it is, how long it took, and what it reached."""
 
@@ -246,17 +254,14 @@ async def _train(recipe: Recipe, arm_name: str, seed: int, files: runs.RunFiles,
         rng.setstate(state["rng_python"])
         torch.set_rng_state(state["rng_torch"])
         wall0, ws_stats = float(state["wall_s"]), state.get("warm_start")
-        runs.truncate_jsonl(files.metrics, lambda row: row.get("step", 0) <= start)
-        runs.truncate_jsonl(files.trajectories, lambda row: row.get("info", {}).get("train_step", 0) <= start)
+        runs.rewind_logs(files, start)
     else:
-        for path in (files.metrics, files.trajectories):
-            path.unlink(missing_ok=True)
+        runs.rewind_logs(files, None)
         report(0, budget.steps, "warm start: expert demonstrations in the real environment")
         ws_stats = await warm_start(recipe, policy, world, tasks, seed)
         if ws_stats is not None:
             policy.save(files.warmstart)
-    history = [StepMetrics.model_validate_json(line) for line in
-               (files.metrics.read_text(encoding="utf-8").splitlines() if files.metrics.exists() else [])]
+    history = read_history(files)
     report(start, budget.steps, f"step {start}/{budget.steps}")
     t0 = time.perf_counter()
     for step in range(start + 1, budget.steps + 1):

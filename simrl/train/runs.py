@@ -52,30 +52,37 @@ class RunFiles:
 
     @property
     def recipe(self) -> Path:
+        """The resolved recipe (every field, absolute paths)."""
         return self.root / "recipe.yaml"
 
     @property
     def metrics(self) -> Path:
+        """One JSON line per GRPO step (:class:`~simrl.train.embedded.StepMetrics`)."""
         return self.root / "metrics.jsonl"
 
     @property
     def trajectories(self) -> Path:
+        """A sample of each step's episodes, one JSON line each (``info.train_step`` = step)."""
         return self.root / "trajectories.jsonl"
 
     @property
     def checkpoints(self) -> Path:
+        """The folder of ``step-N.pt`` checkpoints and the ``latest`` pointer."""
         return self.root / "checkpoints"
 
     @property
     def warmstart(self) -> Path:
+        """The policy after behaviour cloning (only when the recipe has a warm start)."""
         return self.root / "warmstart.pt"
 
     @property
     def final(self) -> Path:
+        """The trained policy (:meth:`~simrl.train.policy.ScorerPolicy.save`)."""
         return self.root / "final.pt"
 
     @property
     def summary(self) -> Path:
+        """The run's :class:`~simrl.train.embedded.RunSummary` as JSON."""
         return self.root / "summary.json"
 
     def started(self) -> bool:
@@ -234,6 +241,17 @@ def latest_checkpoint(files: RunFiles) -> tuple[int, dict[str, Any]] | None:
             state = load_torch(path)
             return int(state["step"]), state
     return None
+
+
+def rewind_logs(files: RunFiles, step: int | None) -> None:
+    """Cut ``metrics.jsonl`` and ``trajectories.jsonl`` back to training step ``step`` (a resume from
+    that step's checkpoint), or delete both when ``step`` is None (a fresh start)."""
+    if step is None:
+        for path in (files.metrics, files.trajectories):
+            path.unlink(missing_ok=True)
+        return
+    truncate_jsonl(files.metrics, lambda row: row.get("step", 0) <= step)
+    truncate_jsonl(files.trajectories, lambda row: row.get("info", {}).get("train_step", 0) <= step)
 
 
 def truncate_jsonl(path: Path, keep: Callable[[dict[str, Any]], bool]) -> int:

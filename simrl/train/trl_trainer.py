@@ -41,12 +41,12 @@ from simrl.train import runs
 from simrl.train.embedded import (
     Progress,
     RunSummary,
-    StepMetrics,
     _step_metrics,
     begin_run,
     evaluate,
     finish_run,
     format_metrics,
+    read_history,
 )
 from simrl.train.recipe import Recipe
 
@@ -112,7 +112,7 @@ def latest_trl_checkpoint(files: runs.RunFiles) -> Path | None:
     candidates += [p for _, p in sorted(found, reverse=True)]
     for path in candidates:
         try:
-            json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))["global_step"]
+            _checkpoint_step(path)
         except (OSError, ValueError, KeyError, TypeError):
             continue
         return path
@@ -120,6 +120,7 @@ def latest_trl_checkpoint(files: runs.RunFiles) -> Path | None:
 
 
 def _checkpoint_step(path: Path) -> int:
+    """``global_step`` of a TRL checkpoint folder's ``trainer_state.json``."""
     return int(json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))["global_step"])
 
 
@@ -248,14 +249,8 @@ def train_arm_trl(recipe: Recipe, arm: str, seed: int, out_dir: str | Path, *, r
     world = runs.training_world(recipe, worlds)
     ckpt = latest_trl_checkpoint(files) if resume else None
     start = _checkpoint_step(ckpt) if ckpt is not None else 0
-    if ckpt is not None:
-        runs.truncate_jsonl(files.metrics, lambda row: row.get("step", 0) <= start)
-        runs.truncate_jsonl(files.trajectories, lambda row: row.get("info", {}).get("train_step", 0) <= start)
-    else:
-        for path in (files.metrics, files.trajectories):
-            path.unlink(missing_ok=True)
-    done = [StepMetrics.model_validate_json(x) for x in
-            (files.metrics.read_text(encoding="utf-8").splitlines() if files.metrics.exists() else [])]
+    runs.rewind_logs(files, start if ckpt is not None else None)
+    done = read_history(files)
     trainer, rollout = _trainer(recipe, arm, seed, files, world, device)
     from transformers.trainer_callback import PrinterCallback
 
@@ -269,7 +264,5 @@ def train_arm_trl(recipe: Recipe, arm: str, seed: int, out_dir: str | Path, *, r
         report(recipe.budget.steps, recipe.budget.steps, "evaluating on held-out real tasks")
         rollout.policy.model = trainer.model
         evaluation = evaluate(recipe, rollout.policy, files, world, worlds, seed)
-    history = [StepMetrics.model_validate_json(x) for x in files.metrics.read_text(encoding="utf-8").splitlines()] \
-        if files.metrics.exists() else []
-    return finish_run(recipe, arm, seed, files, history, resumed_from=start if ckpt is not None else None,
-                      warm_start=None, evaluation=evaluation)
+    return finish_run(recipe, arm, seed, files, read_history(files),
+                      resumed_from=start if ckpt is not None else None, warm_start=None, evaluation=evaluation)

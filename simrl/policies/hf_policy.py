@@ -1,7 +1,8 @@
 """A policy around a local Hugging Face causal LM (+ tokenizer) that writes hermes-style tool calls.
 
-The episode is laid out as :mod:`simrl.policies.openai_policy` lays it out (system prompt, the task
-prompt as the user turn, then :func:`~simrl.policies.openai_policy.history_messages`), rendered with
+The episode is laid out as :mod:`simrl.policies.openai_policy` lays it out
+(:func:`~simrl.policies.openai_policy.chat_messages`: system prompt, the task prompt as the user turn,
+then :func:`~simrl.policies.openai_policy.history_messages`), rendered with
 the tokenizer's chat template and the environment's tool schemas
 (``apply_chat_template(messages, tools=initial.tools, add_generation_prompt=True)``). The model's
 reply is parsed as Qwen2.5 / NousResearch *hermes* tool calls, the format vLLM's ``hermes`` parser and
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from simrl.errors import SimrlError
-from simrl.policies.openai_policy import DEFAULT_SYSTEM_PROMPT, history_messages, parse_arguments
+from simrl.policies.openai_policy import DEFAULT_SYSTEM_PROMPT, chat_messages, parse_arguments
 from simrl.rollout import EPISODE_SEED
 from simrl.types import Action, Observation, ToolCall, Turn
 
@@ -255,8 +256,7 @@ class HFPolicy:
 
     def messages(self, initial: Observation, turns: list[Turn], prompt: str = "") -> list[dict[str, Any]]:
         """System prompt, the task prompt, then the history of ``turns`` (OpenAI chat messages)."""
-        return [{"role": "system", "content": self.system_prompt},
-                {"role": "user", "content": initial.text or prompt}, *history_messages(turns)]
+        return chat_messages(self.system_prompt, initial, turns, prompt)
 
     def render(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> list[int]:
         """Token ids of ``messages`` with the chat template, the tools and the assistant generation prompt."""

@@ -77,6 +77,13 @@ def history_messages(turns: list[Turn]) -> list[dict[str, Any]]:
     return messages
 
 
+def chat_messages(system_prompt: str, initial: Observation, turns: list[Turn], prompt: str = "") -> list[dict[str, Any]]:
+    """A policy's chat messages: ``system_prompt``, the task (``initial.text``, else ``prompt``) as the
+    user turn, then :func:`history_messages` of ``turns`` (OpenAI chat format)."""
+    return [{"role": "system", "content": system_prompt},
+            {"role": "user", "content": initial.text or prompt}, *history_messages(turns)]
+
+
 def _tool_messages(ids: list[str], calls: list[ToolCall], obs: Observation) -> list[dict[str, Any]]:
     """One ``tool`` message per call: its result by ``call_id``, else by position, else the obs text."""
     by_id = {r.call_id: r for r in obs.results if r.call_id}
@@ -149,8 +156,7 @@ class OpenAIPolicy:
 
     def messages(self, initial: Observation, turns: list[Turn], prompt: str = "") -> list[dict[str, Any]]:
         """The request's chat messages: system, the task prompt, then the history of ``turns``."""
-        return [{"role": "system", "content": self.system_prompt},
-                {"role": "user", "content": initial.text or prompt}, *history_messages(turns)]
+        return chat_messages(self.system_prompt, initial, turns, prompt)
 
     async def resolve_model(self) -> str:
         """The model name: the one given, else the first the endpoint lists (cached).

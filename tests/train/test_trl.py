@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("trl")
+pytest.importorskip("trl", reason="the TRL trainer needs trl; install simrl[trl]")
 
 import torch  # noqa: E402
 import yaml  # noqa: E402
@@ -307,7 +307,7 @@ def test_cli_trains_a_trl_recipe(tiny_model, tiny_world, tmp_path):
 def test_smollm2_step_on_gpu(tiny_world, tmp_path):
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
-    pytest.importorskip("gguf")
+    pytest.importorskip("gguf", reason="SmolLM2 is loaded from its GGUF file, which needs the gguf package")
     recipe = _recipe(tiny_world, "smollm2", policy={"max_tokens_per_turn": 48, "max_response_tokens": 256},
                      trainer={"trl": {"device": "cuda"}}, budget={"steps": 1, "group_size": 2, "batch": 2})
     summary = train_arm_trl(recipe, "sim", 0, tmp_path / "run", worlds=tmp_path / "worlds")

@@ -93,7 +93,8 @@ def test_shape_errors_say_how_to_fix(tiny_world, tmp_path):
 
 
 def test_hydra_values_parse_back():
-    hydra = pytest.importorskip("hydra.core.override_parser.overrides_parser")
+    hydra = pytest.importorskip("hydra.core.override_parser.overrides_parser",
+                                reason="Hydra (a verl dependency) parses the overrides back")
     parser = hydra.OverridesParser.create()
     for value in ["/a b/it's.parquet", "Qwen/Qwen3-4B", "~/m", "-1", "true", "x=y,z", "http://h:8000/v1", 3, 1e-6, False]:
         assert parser.parse_override(f"k={hydra_value(value)}").value() == value
@@ -129,7 +130,7 @@ def test_verl_composes_and_validates_the_overrides(tiny_world, tmp_path):
     """In one Python process (verl's import is slow): verl's validate_config (what main_ppo runs before
     training) passes and an unknown key is rejected; then `python -m verl.trainer.main_ppo --cfg job
     OVERRIDES` prints the composed config and trains nothing."""
-    pytest.importorskip("verl")
+    pytest.importorskip("verl", reason="composes and validates the config with verl itself; install simrl[verl]")
     files = VerlFiles(tmp_path / "verl", "sim")
     items = overrides(recipe(tiny_world), "sim", files, seed=1)
     proc = subprocess.run([sys.executable, "-c", _VALIDATE_THEN_RUN, *items], cwd=tmp_path,
@@ -160,7 +161,8 @@ def test_required_overrides_quote_the_reward_path_and_workers_follow_the_overrid
     progress estimate counts the agent-loop workers the recipe's overrides ask for."""
     from simrl.train.verl.tools import required_overrides, tool_settings
 
-    hydra = pytest.importorskip("hydra.core.override_parser.overrides_parser")
+    hydra = pytest.importorskip("hydra.core.override_parser.overrides_parser",
+                                reason="Hydra (a verl dependency) parses the overrides back")
     parser = hydra.OverridesParser.create()
     odd = "/opt/envs/a,b (copy)/simrl/train/verl/reward.py"
     for item in required_overrides(odd):

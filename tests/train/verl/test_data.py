@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("verl")
+pytest.importorskip("verl", reason="the datasets are checked against verl's RLHF dataset reader; install simrl[verl]")
 
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402

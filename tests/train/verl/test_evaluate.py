@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("verl")
+pytest.importorskip("verl", reason="verl's model merger turns the checkpoint into a model folder; install simrl[verl]")
 
 from simrl.errors import SimrlError  # noqa: E402
 from simrl.train.verl.config import VerlFiles  # noqa: E402

@@ -91,7 +91,7 @@ def test_dry_run_writes_each_arm_job_differing_only_in_the_tool_config(recipe, t
 def test_command_sh_runs_as_written(tmp_path):
     """`bash command.sh --cfg job` (arguments are appended) runs verl's entrypoint, which composes the
     job's config and stops."""
-    pytest.importorskip("verl")
+    pytest.importorskip("verl", reason="command.sh runs verl's entrypoint; install simrl[verl]")
     out = tmp_path / "out"
     dry_run(SMOKE, out, "--arm", "sim-controlled")
     job = out / "sim-controlled" / "seed-0" / "verl"
@@ -165,7 +165,7 @@ ray.shutdown()
 @pytest.fixture
 def ray_head(monkeypatch):
     """A real local Ray head with its dashboard (job API) on 127.0.0.1, stopped after the test."""
-    pytest.importorskip("ray.job_submission")
+    pytest.importorskip("ray.job_submission", reason="the job is submitted to a real local Ray head")
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # no token file for a throwaway local cluster
     port, temp = _free_port(), tempfile.mkdtemp(prefix="ray")
     proc = subprocess.Popen([sys.executable, "-c", _HEAD, str(port), temp], stdin=subprocess.PIPE,

@@ -9,7 +9,7 @@ import os
 import pytest
 import yaml
 
-pytest.importorskip("verl")
+pytest.importorskip("verl", reason="the tools run inside verl's agent loop; install simrl[verl]")
 
 from simrl.policies.records_expert import RecordsExpert  # noqa: E402
 from simrl.rollout import run_episode  # noqa: E402
@@ -170,7 +170,7 @@ def test_world_model_endpoint_down_gives_error_observations(records_setup, token
 
 
 def test_stdio_record_server_is_stopped_when_the_trajectory_ends(records_setup, tokenizer, tmp_path):
-    pytest.importorskip("psutil")
+    pytest.importorskip("psutil", reason="the test lists the record server's child processes with psutil")
     world = records_setup["world"]
     recipe = make_recipe(world, arms={"real": {"environment": "real"}}, real={"transport": "stdio"})
     tools = load_tools(write_tool_config(recipe, "real", world, tmp_path))

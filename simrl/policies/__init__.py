@@ -53,6 +53,11 @@ def make_policy(spec: str, env_id: str, world: Path | None, tasks: list[Task]):
         world: the world folder (the experts read entity names from it).
         tasks: the episode tasks (the experts look each episode's task up by id).
 
+    Returns:
+        a :class:`~simrl.rollout.Policy` (``async act(task_view, initial, turns) -> Action``):
+        :class:`~simrl.policies.openai_policy.OpenAIPolicy`, or the expert of ``env_id``
+        (``SearchExpert``, ``RecordsExpert`` or ``BFCLExpert``).
+
     Raises:
         SimrlError: an unknown spec.
     """

@@ -16,6 +16,12 @@ How the pieces fit (each module's docstring has the details):
 * :mod:`simrl.train.embedded` — the embedded GRPO trainer, one file: group-relative advantages over
   ``group_size`` episodes of the same task, environment failures excluded from the signal, checkpoints
   and resume.
+* :mod:`simrl.train.trl_trainer` (+ :mod:`simrl.train.trl_rollout`) — ``trainer.kind: trl``: an LLM
+  policy (:class:`~simrl.policies.hf_policy.HFPolicy`) trained by TRL's GRPO on one node, same run folder.
+* :mod:`simrl.train.verl` — ``trainer.kind: verl``: a verl job folder per run (datasets, tool config,
+  Hydra overrides, ``command.sh``), run locally or submitted to Ray; the tools step simrl environments.
+* :mod:`simrl.train.runs` — run folder layout, shared worlds, environments of an arm, checkpoints.
 * :mod:`simrl.train.evaluate`, :mod:`simrl.train.ablate`, :mod:`simrl.train.report` — held-out real
-  evaluation, arms x seeds orchestration, ``report.md`` / ``report.json`` / plots.
+  evaluation, arms x seeds orchestration, ``report.md`` / ``report.json`` / plots
+  (:mod:`simrl.train.stats`: Student-t intervals over seeds).
 """

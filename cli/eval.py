@@ -114,6 +114,7 @@ def _policy(checkpoint: Path | None, spec: str | None, setup: dict):
 
 
 def _print(result, out: Path | None) -> None:
+    """Print an ``EvalResult``: its metrics table and its success by edge case met."""
     from rich.console import Console
     from rich.table import Table
 

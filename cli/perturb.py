@@ -50,7 +50,7 @@ def preview(
 @app.command()
 def types() -> None:
     """List the perturbation types: how an agent recovers, whether it can, and their parameters
-    (set in a schedule's ``params``; each class's docstring in simrl/perturb/ shows an example)."""
+    (set in a schedule's `params`; each class's docstring in simrl/perturb/ shows an example)."""
     from rich.console import Console
     from rich.table import Table
 

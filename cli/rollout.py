@@ -68,8 +68,9 @@ def rollout(
     tasks = episode_tasks(env, world, split, n)
     kinds = ENV_TASK_TYPES[env]
     pol = make_policy(policy, env, world, tasks)
-    options = ({"world": world} if world is not None else {}) | wm_options(world_model, wm_model, wm_base_url, wm_api_key, wm_cache, wm_replay,
-                                            wm_prompt, wm_temperature)
+    options = {"world": world} if world is not None else {}
+    options |= wm_options(world_model, wm_model, wm_base_url, wm_api_key, wm_cache, wm_replay, wm_prompt,
+                          wm_temperature)
     if world_model != "real":
         asyncio.run(make(env, **options).close())  # fail fast on bad world-model options, before any episode
     writer = TrajectoryWriter(out)

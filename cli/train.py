@@ -66,6 +66,9 @@ def train(
         typer.echo(recipe_yaml(rec))
         _plan(rec, arms, seeds, out)
         return
+    trainer = train_arm
+    if rec.trainer.kind == "trl":
+        from simrl.train.trl_trainer import train_arm_trl as trainer
     summaries = []
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.fields[line]}"), console=console) as bar:
@@ -76,9 +79,6 @@ def train(
                 def report(done: int, total: int, message: str, job=job) -> None:
                     bar.update(job, completed=done, total=total, line=message)
 
-                trainer = train_arm
-                if rec.trainer.kind == "trl":
-                    from simrl.train.trl_trainer import train_arm_trl as trainer
                 summaries.append(trainer(rec, name, s, runs.run_dir(out, name, s), resume=resume, progress=report,
                                          worlds=runs.worlds_dir(out), run_eval=evaluate))
     table = Table(title=f"{rec.name}: {len(summaries)} run(s) -> {out}")

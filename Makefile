@@ -33,6 +33,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_world.py --sizes 1000 10000 100000
 	$(BIN)/python benchmarks/bench_search.py --world runs/bench/world-100000
 	$(BIN)/python benchmarks/bench_wm.py
+	$(BIN)/python benchmarks/bench_records.py
 
 lint: install
 	$(BIN)/ruff check simrl cli tests benchmarks

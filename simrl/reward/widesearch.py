@@ -1,43 +1,60 @@
 """WideSearch table metrics: row- and item-level precision, recall and F1 of a markdown table.
 
-Our own implementation of the evaluation defined by WideSearch (ByteDance-Seed/WideSearch,
-``src/evaluation/evaluation.py``): parse the last markdown table of a response, preprocess each
-column, inner-join predicted and gold rows on the unique columns, score the cells of the joined rows
-with each column's metric, then count row and item true positives. Differences from upstream, all
-for fictional worlds with no judge model: ``alias_match`` replaces ``llm_judge``; columns are matched
-by normalised name only (a missing required column reads as empty cells); duplicates are dropped on
-the resolved join key, so two spellings of one entity cannot both count.
+Our own implementation of the evaluation of ByteDance-Seed/WideSearch, ``evaluate_single_query`` in
+``src/evaluation/evaluation.py`` with the table reader ``WideSearchResponse.extract_dataframe`` in
+``src/evaluation/data_loader.py``: read the response's table, require its columns to be exactly the
+gold's, align the key cells to the gold's spellings, preprocess every cell, drop duplicate rows on
+the unique columns, inner-join predicted and gold rows on them, score each joined cell with its
+column's metric (:mod:`simrl.reward.widesearch_cells`, response first), and count row and item true
+positives over ``rows x required columns``. Deliberate differences, for fictional worlds without a
+judge model and for a reward that stays in [0, 1]:
+
+- Key alignment: upstream asks an LLM (``primary_key_preprocess``) to map each predicted key cell of
+  an ``llm_judge`` or ``exact_match`` unique column to the gold spelling of the same entity. Here a
+  predicted key cell is replaced by the first gold cell it matches under the column's own metric
+  (``alias_match``: the cell or one of its aliases; ``exact_match``: equal ignoring case). Upstream
+  also asks the LLM to rename unmatched column names; here the names must match after
+  ``norm_column``, otherwise the table scores 0 (what upstream does when the LLM maps nothing).
+- Duplicates are dropped on the aligned, preprocessed key (upstream: on the key as written, before
+  alignment and preprocessing, so "Acme" and "ACME" under ``norm_str`` both join the one gold row and
+  row recall can exceed 1, a reward an agent could farm by repeating rows).
+- Cells are kept as the text written. Upstream reads the table with ``pandas.read_csv``, whose
+  per-column type inference rewrites numbers (``"007"`` -> ``"7"``, a whole-number column with one
+  blank cell -> ``"1990.0"``, ``"3.50"`` -> ``"3.5"``) and booleans; only its NA rule is kept
+  (:func:`~simrl.reward.widesearch_cells.read_cell`: a blank or NA cell reads as ``"nan"``). A cell
+  wholly in double quotes loses them, as in a CSV reader; other quotes stay literal.
+- A body row with more cells than the header makes the table unreadable (score 0), as pandas' error
+  does upstream; pandas' one exception, reading a first extra column as the index, is not copied.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
-from datetime import date
-from urllib.parse import urlsplit
+from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from simrl.world.schema import TableColumn, TableGold
+from simrl.reward.widesearch_cells import (
+    apply_metric,
+    exact_match,
+    extract_number,
+    norm_date,
+    norm_str,
+    preprocess,
+    read_cell,
+    score_cell,
+)
+from simrl.world.schema import TableColumn, TableGold  # noqa: F401  (TableColumn: the docstring examples)
 
-_PIPE = re.compile(r"(?<!\\)\|")
-_SEP_CELL = re.compile(r"^:?-+:?$")
-_NUMBER = re.compile(r"(?:(?<!\w)-)?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|(?:(?<!\w)-)?\.\d+")
-_MONTH = (r"(jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
-          r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)")
-_MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
-_ORD = r"(?:st|nd|rd|th)?"
-# (pattern, order of the groups as year/month/day); month groups may be names.
-_DATE_PATTERNS = [
-    (re.compile(r"(?<!\d)(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})(?!\d)"), "ymd"),
-    (re.compile(r"(?<!\d)(\d{1,2})/(\d{1,2})/(\d{4})(?!\d)"), "mdy"),
-    (re.compile(rf"\b{_MONTH}\.?\s+(\d{{1,2}}){_ORD},?\s+(\d{{4}})(?!\d)"), "mdy"),
-    (re.compile(rf"(?<!\d)(\d{{1,2}}){_ORD}\s+(?:of\s+)?{_MONTH}\.?,?\s+(\d{{4}})(?!\d)"), "dmy"),
-]
-_EPS = 1e-9
-_KeyFn = Callable[[dict[str, str]], tuple]
-_Aliases = dict[str, dict[str, list[str]]]
+__all__ = ["TableScore", "aggregate_trials", "extract_number", "norm_column", "norm_date", "norm_str",
+           "parse_markdown_table", "score_cell", "score_table"]
+
+_FENCE = re.compile(r"```markdown(.*?)```", re.DOTALL)
+_PIPE_RUN = re.compile(r"(?:\|.*\n?)+")
+_SKIP_CHARS = frozenset("|- :")
 _METRICS = ("success", "row_precision", "row_recall", "row_f1", "item_precision", "item_recall", "item_f1")
+_ALIGNED = ("alias_match", "exact_match")  # key metrics whose cells are aligned to the gold's spelling
+_Row = tuple[str, ...]
 
 
 class TableScore(BaseModel):
@@ -56,286 +73,200 @@ class TableScore(BaseModel):
     n_gold_rows: int = Field(ge=0)
 
 
-def _split_row(line: str) -> list[str]:
-    s = line.strip()
-    s = s[1:] if s.startswith("|") else s
-    s = s[:-1] if s.endswith("|") and not s.endswith("\\|") else s
-    return [cell.strip().replace("\\|", "|") for cell in _PIPE.split(s)]
+def _fenced_or_piped(text: str) -> str | None:
+    """The table text upstream picks: the first ```markdown block, else the first run of ``|`` lines."""
+    fenced = _FENCE.findall(text)
+    if fenced:
+        return fenced[0].strip()
+    pipes = [i for i, ch in enumerate(text) if ch == "|"]
+    if len(pipes) < 4:
+        return None
+    start, end = text.rfind("\n", 0, pipes[0]), text.find("\n", pipes[-1])
+    candidate = text[max(start, 0): len(text) if end == -1 else end]
+    run = _PIPE_RUN.search(candidate)
+    return run.group().strip() if run else None
 
 
-def _is_separator(line: str) -> bool:
-    return "|" in line and "-" in line and all(_SEP_CELL.match(c) for c in _split_row(line))
+def _unquote(cell: str) -> str:
+    return cell[1:-1].replace('""', '"') if len(cell) >= 2 and cell[0] == cell[-1] == '"' else cell
 
 
 def parse_markdown_table(text: str) -> tuple[list[str], list[list[str]]] | None:
-    """Parse the LAST markdown table of ``text``.
+    """Read a response's table the way WideSearch does (``WideSearchResponse.extract_dataframe``).
 
-    A table is a header line with ``|``, a separator line (``|---|:--:|``) and the body lines that
-    follow it up to the first line without ``|``. Leading/trailing pipes are optional, text and code
-    fences around the table are ignored, ``\\|`` is a literal pipe. Body rows are padded with ``""``
-    or cut to the header's width; rows whose cells are all empty are skipped.
+    The table is the first ```` ```markdown ```` block, or else (with at least 4 ``|`` in ``text``)
+    the first run of consecutive lines starting at the first ``|``. Lines without ``|`` and lines made
+    only of ``|``, ``-``, ``:`` and spaces (separators, all-empty rows) are skipped; the first line left
+    is the header. Cells are split on every ``|`` and stripped; columns with an empty header (the
+    outer pipes) are dropped; short rows are padded with ``""``.
 
     Args:
         text: a model response (any string).
 
     Returns:
-        ``(header, rows)`` with stripped cell strings, or ``None`` when ``text`` has no table.
+        ``(header, rows)`` with header names as written (spaces removed, lowercased) and cell strings,
+        or ``None`` when ``text`` has no table.
+
+    Raises:
+        ValueError: when a body row has more cells than the header (upstream's reader fails there).
 
     Example:
         >>> parse_markdown_table("Here:\\n| Name | Age |\\n|---|---|\\n| Ann | 31 |\\nDone.")
-        (['Name', 'Age'], [['Ann', '31']])
+        (['name', 'age'], [['Ann', '31']])
         >>> parse_markdown_table("no table") is None
         True
     """
-    lines = text.splitlines()
-    found: tuple[list[str], list[list[str]]] | None = None
-    i = 0
-    while i + 1 < len(lines):
-        if "|" not in lines[i] or _is_separator(lines[i]) or not _is_separator(lines[i + 1]):
-            i += 1
-            continue
-        header = _split_row(lines[i])
-        rows: list[list[str]] = []
-        j = i + 2
-        while j < len(lines) and "|" in lines[j]:
-            cells = _split_row(lines[j])
-            if not _is_separator(lines[j]) and any(cells):
-                rows.append((cells + [""] * len(header))[: len(header)])
-            j += 1
-        found = (header, rows)
-        i = j
-    return found
+    block = _fenced_or_piped(text)
+    if block is None:
+        return None
+    lines = block.split("\n")
+    lines[0] = lines[0].replace(" ", "").lower()
+    kept = [[_unquote(c.strip()) for c in line.strip().split("|")] for line in lines
+            if "|" in line and not set(line.strip()) <= _SKIP_CHARS]
+    if not kept:
+        return None
+    named = [i for i, name in enumerate(kept[0]) if name]
+    for n, row in enumerate(kept[1:], start=1):
+        if len(row) > len(kept[0]):
+            raise ValueError(f"table row {n} has {len(row)} cells but the header has {len(kept[0])}")
+    rows = [[(row[i] if i < len(row) else "") for i in named] for row in kept[1:]]
+    return [kept[0][i] for i in named], rows
 
 
 def norm_column(name: str) -> str:
-    """Normalise a column name: lowercase, strip, remove all whitespace (``"Founded Date"`` -> ``"foundeddate"``)."""
-    return re.sub(r"\s+", "", name.strip().lower())
-
-
-def norm_str(text: str) -> str:
-    """WideSearch ``norm_str``: lowercase, remove all whitespace and ``*``.
-
-    >>> norm_str(" **Blue  Owl** ")
-    'blueowl'
-    """
-    return re.sub(r"\s+", "", str(text).lower()).replace("*", "")
-
-
-def extract_number(text: str) -> float | None:
-    """WideSearch ``extract_number``: the first number in ``text`` (``"1,234"``, ``-5``, ``2.5``), else ``None``.
-
-    >>> extract_number("about 1,234.5 staff"), extract_number("-7 C"), extract_number("n/a")
-    (1234.5, -7.0, None)
-    """
-    match = _NUMBER.search(str(text).replace("\u2212", "-"))
-    return float(match.group().replace(",", "")) if match else None
-
-
-def parse_date(text: str) -> date | None:
-    """The earliest date in ``text``: ISO / ``Y/M/D``, US ``M/D/Y``, ``March 4, 1987``, ``4 March 1987``."""
-    low = str(text).lower()
-    best: tuple[int, date] | None = None
-    for pattern, order in _DATE_PATTERNS:
-        for match in pattern.finditer(low):
-            parts = dict(zip(order, match.groups(), strict=True))
-            month = parts["m"]
-            month_n = int(month) if month.isdigit() else _MONTHS.index(month[:3]) + 1
-            try:
-                found = date(int(parts["y"]), month_n, int(parts["d"]))
-            except ValueError:
-                continue
-            if best is None or match.start() < best[0]:
-                best = (match.start(), found)
-            break
-    return best[1] if best else None
-
-
-def norm_date(text: str) -> str:
-    """WideSearch ``norm_date``: ``YYYY-MM-DD`` of the first date in ``text``, else ``norm_str(text)``.
-
-    >>> norm_date("March 4, 1987"), norm_date("03/04/1987"), norm_date("Unknown")
-    ('1987-03-04', '1987-03-04', 'unknown')
-    """
-    found = parse_date(text)
-    return found.isoformat() if found else norm_str(text)
-
-
-def _preprocess(kind: str, text: str) -> str | float | None:
-    funcs: dict[str, Callable[[str], str | float | None]] = {
-        "norm_str": norm_str, "extract_number": extract_number, "norm_date": norm_date}
-    return funcs[kind](text) if kind in funcs else str(text).strip()
-
-
-def _canon(column: TableColumn, text: str) -> str | None:
-    value = _preprocess(column.preprocess, text)
-    return None if value is None else norm_str(repr(value) if isinstance(value, float) else value)
-
-
-def _netloc(url: str) -> str:
-    url = url.strip().lower()
-    host = urlsplit(url if "://" in url else "http://" + url).netloc
-    return host[4:] if host.startswith("www.") else host
-
-
-def _as_number(value: str | float | None) -> float | None:
-    return value if isinstance(value, float) or value is None else extract_number(value)
-
-
-def score_cell(column: TableColumn, response: str, target: str, aliases: Sequence[str] = ()) -> float:
-    """Score one predicted cell against its gold cell with ``column``'s preprocess and metric.
-
-    Metrics (WideSearch ``metric_utils``): ``exact_match`` (preprocessed values equal), ``number_near``
-    (``|r - t| <= |t| * criterion``, criterion 0.1 by default), ``date_near`` (both parse as dates
-    within ``criterion`` days, 31 by default), ``url_match`` (same host, leading ``www.`` ignored),
-    ``in_match`` (preprocessed gold is a substring of the preprocessed response), ``alias_match``
-    (``norm_str`` of the preprocessed response equals that of the gold cell or one of ``aliases``).
-    A value that cannot be read as a number or date scores 0.
-
-    Args:
-        column: the column's definition.
-        response: the predicted cell text.
-        target: the gold cell text.
-        aliases: extra accepted spellings of ``target`` (used by ``alias_match`` only).
-
-    Returns:
-        1.0 for a hit, 0.0 for a miss.
-
-    Example:
-        >>> col = TableColumn(name="employees", preprocess="extract_number", metric="number_near", criterion=0.1)
-        >>> score_cell(col, "1,100 people", "1000"), score_cell(col, "1101", "1000")
-        (1.0, 0.0)
-    """
-    r, t, metric = _preprocess(column.preprocess, response), _preprocess(column.preprocess, target), column.metric
-    if metric == "exact_match":
-        return float(r is not None and r == t)
-    if metric == "number_near":
-        rn, tn = _as_number(r), _as_number(t)
-        crit = 0.1 if column.criterion is None else column.criterion
-        return float(rn is not None and tn is not None and abs(rn - tn) <= abs(tn) * crit + _EPS * max(1.0, abs(tn)))
-    if metric == "date_near":
-        rd, td = (parse_date(str(v)) if v is not None else None for v in (r, t))
-        crit = 31.0 if column.criterion is None else column.criterion
-        return float(rd is not None and td is not None and abs((rd - td).days) <= crit)
-    if metric == "url_match":
-        return float(r is not None and t is not None and _netloc(str(t)) != "" and _netloc(str(r)) == _netloc(str(t)))
-    if metric == "in_match":
-        return float(r is not None and t is not None and (str(t) in str(r) if str(t) else str(r) == ""))
-    accepted = {_canon(column, text) for text in (target, *aliases)} - {None}
-    return float(_canon(column, response) in accepted)
+    """Upstream ``norm_column`` (``src/utils/utils.py``): strip, lowercase, drop spaces (``"Founded Date"`` -> ``"foundeddate"``)."""
+    return name.strip().lower().replace(" ", "")
 
 
 def _f1(precision: float, recall: float) -> float:
-    return 2 * precision * recall / (precision + recall) if precision + recall > _EPS else 0.0
+    return 2 * precision * recall / (precision + recall) if precision + recall > 1e-9 else 0.0
 
 
-def _dedup(rows: list[dict[str, str]], key: _KeyFn) -> dict[tuple, dict[str, str]]:
-    out: dict[tuple, dict[str, str]] = {}
-    for row in rows:
-        out.setdefault(key(row), row)
-    return out
+class _Table:
+    """A gold task's columns, its rows as read, and their aliases (keyed by column, then gold cell)."""
+
+    def __init__(self, gold: TableGold) -> None:
+        self.names = [norm_column(c.name) for c in gold.columns]
+        self.unique = [norm_column(u) for u in gold.unique_columns]
+        if not self.unique or any(u not in self.names for u in self.unique):
+            raise ValueError(f"TableGold.unique_columns {gold.unique_columns!r} must be a non-empty subset of "
+                             f"the columns {[c.name for c in gold.columns]!r}")
+        self.columns = dict(zip(self.names, gold.columns, strict=True))
+        rows = [{norm_column(k): v for k, v in row.items()} for row in gold.rows]
+        self.rows = [tuple(read_cell(row.get(n, "")) for n in self.names) for row in rows]
+        self.aliases = {(norm_column(c), read_cell(cell)): list(spellings)
+                        for c, by_cell in gold.aliases.items() for cell, spellings in by_cell.items()}
+
+    def pre(self, row: _Row) -> _Row:
+        return tuple(preprocess(self.columns[n], cell) for n, cell in zip(self.names, row, strict=True))
+
+    def pre_aliases(self, name: str, gold_cell: str) -> list[str]:
+        return [preprocess(self.columns[name], read_cell(a)) for a in self.aliases.get((name, gold_cell), [])]
+
+    def align(self, row: _Row) -> _Row:
+        """Replace each key cell by the first gold cell it matches (stand-in for the LLM key alignment)."""
+        out = list(row)
+        for name in self.unique:
+            column, i = self.columns[name], self.names.index(name)
+            if column.metric not in _ALIGNED:
+                continue
+            mine = preprocess(column, row[i])
+            for gold_row in self.rows:
+                theirs = preprocess(column, gold_row[i])
+                hit = (exact_match(mine, theirs) if column.metric == "exact_match" else
+                       apply_metric(column, mine, theirs, self.pre_aliases(name, gold_row[i])))
+                if hit:
+                    out[i] = gold_row[i]
+                    break
+        return tuple(out)
+
+    def dedup(self, rows: Sequence[_Row]) -> list[tuple[_Row, _Row]]:
+        """``(as read, preprocessed)`` per row, the first row of each key kept."""
+        keys = [self.names.index(u) for u in self.unique]
+        out: dict[_Row, tuple[_Row, _Row]] = {}
+        for row in rows:
+            pre = self.pre(row)
+            out.setdefault(tuple(pre[i] for i in keys), (row, pre))
+        return list(out.values())
+
+    def score_row(self, pred: _Row, gold: tuple[_Row, _Row]) -> list[float]:
+        """Cell scores of one joined row: key columns count 1.0 (they joined), the others their metric."""
+        return [1.0 if name in self.unique else
+                apply_metric(self.columns[name], pred[i], gold[1][i], self.pre_aliases(name, gold[0][i]))
+                for i, name in enumerate(self.names)]
 
 
-def _prepare(response: str, gold: TableGold) -> tuple[list[dict[str, str]], list[dict[str, str]], _Aliases]:
-    names = [norm_column(c.name) for c in gold.columns]
-    unique = [norm_column(u) for u in gold.unique_columns]
-    if not unique or any(u not in names for u in unique):
-        raise ValueError(f"TableGold.unique_columns {gold.unique_columns!r} must be a non-empty subset of "
-                         f"the columns {[c.name for c in gold.columns]!r}")
-    gold_rows = [{norm_column(k): str(v) for k, v in row.items()} for row in gold.rows]
-    gold_rows = [{n: row.get(n, "") for n in names} for row in gold_rows]
-    parsed = parse_markdown_table(response)
-    pred_rows: list[dict[str, str]] = []
-    if parsed is not None:
-        header = [norm_column(h) for h in parsed[0]]
-        index = {h: header.index(h) for h in header}
-        pred_rows = [{n: (row[index[n]] if n in index else "") for n in names} for row in parsed[1]]
-    aliases = {norm_column(c): {norm_str(cell): list(a) for cell, a in m.items()} for c, m in gold.aliases.items()}
-    return gold_rows, pred_rows, aliases
-
-
-def _alias_map(column: TableColumn, cells: list[str], aliases: dict[str, list[str]]) -> dict[str, str]:
-    """Canonical spelling of every alias of the gold ``cells`` -> that of its cell (cells map to themselves)."""
-    amap = {_canon(column, a): _canon(column, c) for c in cells for a in aliases.get(norm_str(c), [])}
-    amap.update({_canon(column, c): _canon(column, c) for c in cells})
-    return {a: c for a, c in amap.items() if a is not None and c is not None}
-
-
-def _key_fn(gold: TableGold, gold_rows: list[dict[str, str]], aliases: _Aliases) -> _KeyFn:
-    """The join key of a row: per unique column its preprocessed value (aliases resolved)."""
-    columns = {norm_column(c.name): c for c in gold.columns}
-    unique = [norm_column(u) for u in gold.unique_columns]
-    alias_maps = {n: _alias_map(columns[n], [r[n] for r in gold_rows], aliases.get(n, {}))
-                  for n in unique if columns[n].metric == "alias_match"}
-
-    def part(name: str, cell: str) -> object:
-        if name not in alias_maps:
-            value = _preprocess(columns[name].preprocess, cell)
-        elif (value := _canon(columns[name], cell)) is not None:
-            value = alias_maps[name].get(value, value)
-        return object() if value is None else value  # an unreadable key joins nothing
-
-    return lambda row: tuple(part(name, row[name]) for name in unique)
-
-
-def _score_row(gold: TableGold, unique: set[str], pred: dict[str, str], target: dict[str, str],
-               aliases: _Aliases) -> list[float]:
-    cells = []
-    for column in gold.columns:
-        name = norm_column(column.name)
-        if name in unique:
-            cells.append(1.0)  # the join already matched the key columns
-        else:
-            accepted = aliases.get(name, {}).get(norm_str(target[name]), [])
-            cells.append(score_cell(column, pred[name], target[name], accepted))
-    return cells
+def _read_prediction(response: str, table: _Table) -> tuple[list[str], list[_Row]] | None:
+    """The predicted header and rows ordered as the gold's columns, or None when unreadable or mis-columned."""
+    try:
+        parsed = parse_markdown_table(response)
+    except ValueError:
+        return None
+    if parsed is None:
+        return None
+    header = [norm_column(h) for h in parsed[0]]
+    if len(set(header)) != len(header) or set(header) != set(table.names):
+        return None
+    where = [header.index(n) for n in table.names]
+    return header, [tuple(read_cell(row[i]) for i in where) for row in parsed[1]]
 
 
 def score_table(response: str, gold: TableGold) -> TableScore:
-    """Score a markdown-table response against a table task's gold (WideSearch evaluation).
+    """Score a markdown-table response against a table task's gold (WideSearch ``evaluate_single_query``).
 
-    Rows are de-duplicated on the unique columns (first kept) and inner-joined with the gold rows.
-    In a joined row the unique columns count as hits (they matched) and every other required column
-    is scored by :func:`score_cell`. Item TP is the sum of cell scores, row TP the number of joined
-    rows whose every cell is a hit. Row P/R = row TP / predicted / gold rows; item P/R = item TP /
-    (rows x columns); F1 is their harmonic mean (0 when P + R = 0). ``success`` is True only when all
-    four of P and R are 1. A response without a table has zero predicted rows and scores 0.
+    The predicted table (:func:`parse_markdown_table`) must have exactly the gold's columns (after
+    :func:`norm_column`), else everything is 0. Key cells are aligned to the gold's spelling, every
+    cell is preprocessed, rows are de-duplicated on the unique columns (first kept) and inner-joined
+    with the gold rows on them. In a joined row the unique columns count as hits and every other
+    column is scored by its metric. Item TP is the sum of cell scores, row TP the number of joined rows
+    whose every cell is a hit. Row P/R = row TP / predicted / gold rows; item P/R = item TP /
+    (rows x columns); F1 is their harmonic mean (0 when P + R < 1e-9). ``success`` is True when all six
+    ratios are 1, or (upstream's first test) when no key column is aligned and the preprocessed tables
+    are equal row for row, columns in the same order. The module docstring lists where this differs
+    from upstream.
 
     Args:
         response: the model's final answer text, holding a markdown table.
         gold: the task's :class:`~simrl.world.schema.TableGold`.
 
     Returns:
-        A :class:`TableScore` (ratios in [0, 1], row counts after de-duplication).
+        A :class:`TableScore` (ratios in [0, 1], row counts after de-duplication; 0 predicted rows
+        when the response has no readable table with the right columns).
 
     Raises:
         ValueError: when ``gold.unique_columns`` is empty or names a column not in ``gold.columns``.
 
     Example:
         >>> gold = TableGold(columns=[TableColumn(name="Name"), TableColumn(name="Age",
-        ...     preprocess="extract_number", metric="number_near")], unique_columns=["Name"],
+        ...     preprocess="extract_number", metric="number_near", criterion=0.1)], unique_columns=["Name"],
         ...     rows=[{"Name": "Ann", "Age": "30"}, {"Name": "Bo", "Age": "40"}])
         >>> s = score_table("| name | age |\\n|--|--|\\n| ann | 31 |\\n| Bo | 50 |", gold)
         >>> s.row_precision, s.item_precision, s.success
         (0.5, 0.75, False)
     """
-    gold_rows, pred_rows, aliases = _prepare(response, gold)
-    key = _key_fn(gold, gold_rows, aliases)
-    gold_by_key, pred_by_key = _dedup(gold_rows, key), _dedup(pred_rows, key)
-    unique = {norm_column(u) for u in gold.unique_columns}
+    table = _Table(gold)
+    golds = table.dedup(table.rows)
+    read = _read_prediction(response, table)
+    if read is None:
+        return TableScore(success=False, row_precision=0, row_recall=0, row_f1=0, item_precision=0,
+                          item_recall=0, item_f1=0, n_pred_rows=0, n_gold_rows=len(golds))
+    header, rows = read
+    preds = table.dedup([table.align(row) for row in rows])
+    keys = [table.names.index(u) for u in table.unique]
+    by_key = {tuple(pre[i] for i in keys): (row, pre) for row, pre in golds}
     row_tp, item_tp = 0, 0.0
-    for k, pred in pred_by_key.items():
-        if k not in gold_by_key:
-            continue
-        cells = _score_row(gold, unique, pred, gold_by_key[k], aliases)
-        item_tp += sum(cells)
-        row_tp += all(cell == 1.0 for cell in cells)
-    n_pred, n_gold, n_cols = len(pred_by_key), len(gold_by_key), len(gold.columns)
-    row_p = row_tp / n_pred if n_pred else 0.0
-    row_r = row_tp / n_gold if n_gold else 0.0
-    item_p = item_tp / (n_pred * n_cols) if n_pred and n_cols else 0.0
-    item_r = item_tp / (n_gold * n_cols) if n_gold and n_cols else 0.0
-    return TableScore(success=row_p == row_r == item_p == item_r == 1.0, row_precision=row_p, row_recall=row_r,
-                      row_f1=_f1(row_p, row_r), item_precision=item_p, item_recall=item_r,
+    for _, pre in preds:
+        if (match := by_key.get(tuple(pre[i] for i in keys))) is not None:
+            cells = table.score_row(pre, match)
+            item_tp += sum(cells)
+            row_tp += min(cells) == 1.0
+    n_pred, n_gold, n_cols = len(preds), len(golds), len(table.names)
+    row_p, row_r = (row_tp / n_pred if n_pred else 0.0), (row_tp / n_gold if n_gold else 0.0)
+    item_p, item_r = (item_tp / (n_pred * n_cols) if n_pred else 0.0), (item_tp / (n_gold * n_cols) if n_gold else 0.0)
+    same = (header == table.names and not any(table.columns[u].metric in _ALIGNED for u in table.unique)
+            and sorted(p for _, p in preds) == sorted(p for _, p in golds))
+    return TableScore(success=same or row_p == row_r == item_p == item_r == 1.0, row_precision=row_p,
+                      row_recall=row_r, row_f1=_f1(row_p, row_r), item_precision=item_p, item_recall=item_r,
                       item_f1=_f1(item_p, item_r), n_pred_rows=n_pred, n_gold_rows=n_gold)
 
 

@@ -149,9 +149,11 @@ class TableColumn(BaseModel):
 
     ``preprocess`` and ``metric`` follow WideSearch's evaluation (DESIGN.md §4): preprocess one of
     ``norm_str``, ``extract_number``, ``norm_date``, ``none``; metric one of ``exact_match``,
-    ``number_near`` (``|r - t| <= |t| * criterion``), ``date_near`` (within ``criterion`` days, 31 by
-    default), ``url_match``, ``in_match``, ``alias_match`` (exact match against the cell or any alias:
-    the fictional-world stand-in for upstream's ``llm_judge``).
+    ``number_near`` (``|r - t| <= |t| * criterion``, 0.1 when unset), ``date_near`` (within 31 days;
+    upstream passes ``criterion`` to ``number_near`` only, so it is ignored here), ``url_match``,
+    ``in_match`` (the response inside the gold cell), ``alias_match`` (``norm_str`` match against the
+    cell or any alias: the fictional-world stand-in for upstream's ``llm_judge``). Scored by
+    :mod:`simrl.reward.widesearch_cells`.
     """
 
     model_config = ConfigDict(frozen=True)

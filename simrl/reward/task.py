@@ -29,7 +29,7 @@ def score_answer(task: Task, answer: str) -> TaskScore:
     """Score a final answer text against ``task.gold``.
 
     qa / records-read: reward = exact match (1.0 or 0.0) of the extracted answer against the gold and
-    its aliases (SQuAD normalisation); table: reward = WideSearch item F1 of the last markdown table.
+    its aliases (SQuAD normalisation); table: reward = WideSearch item F1 of the answer's table (read as WideSearch does).
 
     Raises:
         ValueError: for a ``records`` write task (use :func:`score_state`) or a ``bfcl`` task (scored by

@@ -306,13 +306,14 @@ def run_ablation(recipe: Recipe, out_dir: str | Path, jobs: int | None = None, r
     out = Path(out_dir)
     jobs = jobs if jobs is not None else (os.cpu_count() or 1)
     console = console or Console(stderr=True)
+    _check(recipe, out, resume, jobs)  # bad input creates nothing
     with locks.lock_folder(out, "ablation folder"):  # one ablation writes OUT at a time
         return _ablate(recipe, out, jobs, resume, command, console)
 
 
 def _ablate(recipe: Recipe, out: Path, jobs: int, resume: bool, command: Callable[[RunJob], list[str]] | None,
             console: Any) -> dict[str, Any]:
-    text = _check(recipe, out, resume, jobs)
+    text = _check(recipe, out, resume, jobs)  # again, now that no other ablation can change OUT
     runs.write_atomic(out / "recipe.yaml", text)
     plan = plan_runs(recipe, out)
     steps = recipe.budget.steps

@@ -5,7 +5,9 @@
 1. writes the resolved recipe to ``OUT/recipe.yaml`` and runs ``simrl train OUT/recipe.yaml --arm A
    --seed S --out OUT [--resume]`` for every arm (grid arms included) x seed, at most ``jobs`` at once,
    each a subprocess logging to ``OUT/logs/<arm>-seed-<S>.log`` (a failed run is reported with the
-   end of its log and the others go on); a rich display shows each run's steps (its ``metrics.jsonl``);
+   end of its log and the others go on); a rich display shows each run's steps (its ``metrics.jsonl``).
+   The ablation holds ``OUT/.lock`` and each trainer its run folder's (:mod:`simrl.train.locks`); the
+   trainers die with this process, ``kill -9`` included (:mod:`simrl.train.children`);
 2. collects each finished run's held-out evaluation (``simrl train`` writes it; a run without one is
    evaluated here) and evaluates the baselines of every seed on the same tasks with the same episode
    seeds: ``untrained`` (the initial policy) and ``warmstart`` (a run's ``warmstart.pt``), under

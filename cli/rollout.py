@@ -75,6 +75,9 @@ def rollout(
         asyncio.run(make(env, **options).close())  # fail fast on bad world-model options, before any episode
     writer = TrajectoryWriter(out)
     console = Console(stderr=True)
+    if writer.torn_line is not None:
+        console.print(f"note: {out}:{writer.torn_line} is a torn record (its writer was killed mid-line); it is "
+                      "left on its own line, which readers skip, and new records start after it", markup=False)
     stats = {"success": 0, "failure": 0, "env_failure": 0, "truncated": 0}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as bar:

@@ -97,12 +97,22 @@ def _finish(traj: Trajectory) -> Trajectory:
 
 
 class TrajectoryWriter:
-    """Appends trajectories to a JSONL file, one line each, flushed as each one finishes."""
+    """Appends trajectories to a JSONL file, one line each, flushed as each one finishes.
+
+    A file whose last line is torn (a writer killed mid-line: no final newline) gets that line ended
+    first, so the next record starts a line of its own instead of being glued onto the torn one;
+    ``torn_line`` is then its 1-based number (None otherwise). Readers skip such a line and report
+    it (:func:`simrl.wm.transitions.load_transitions`).
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._f = self.path.open("a", encoding="utf-8")
+        self.torn_line = _torn_last_line(self.path)
+        if self.torn_line is not None:
+            self._f.write("\n")
+            self._f.flush()
 
     def write(self, traj: Trajectory) -> None:
         """Append one trajectory and flush it to disk."""
@@ -113,6 +123,18 @@ class TrajectoryWriter:
         """Close the file (idempotent)."""
         if not self._f.closed:
             self._f.close()
+
+
+def _torn_last_line(path: Path) -> int | None:
+    """The 1-based number of ``path``'s last line when it has no final newline (torn), else None."""
+    with path.open("rb") as f:
+        if f.seek(0, 2) == 0:
+            return None
+        f.seek(-1, 2)
+        if f.read(1) == b"\n":
+            return None
+        f.seek(0)
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b"")) + 1
 
 
 async def rollout(make_env: Callable[[], Environment], policy: Policy, tasks: Iterable[Task], *,

@@ -26,11 +26,11 @@ import json
 import shlex
 import shutil
 import sys
-import tempfile
 import weakref
 from pathlib import Path
 from typing import Any
 
+from simrl import scratch
 from simrl.envs.base import Environment, register
 from simrl.errors import SimrlError
 from simrl.types import Action, Observation, Step, ToolCall, ToolResult
@@ -310,7 +310,7 @@ class WorldMCPEnv(MCPEnv):
         if not 0.0 <= fault_rate <= 1.0:
             raise SimrlError(f"fault_rate must be in [0, 1], got {fault_rate}")
         self.world, self.fault_rate, self.fault_delay = Path(world), fault_rate, fault_delay
-        self._workdir: Path | None = Path(tempfile.mkdtemp(prefix="simrl-mcp-world-"))
+        self._workdir: Path | None = scratch.mkdtemp("simrl-mcp-world-")
         try:
             RecordStore.create(self.world, self._workdir / "base.sqlite").close()
         except BaseException:

@@ -5,7 +5,9 @@
 1. writes the resolved recipe to ``OUT/recipe.yaml`` and runs ``simrl train OUT/recipe.yaml --arm A
    --seed S --out OUT [--resume]`` for every arm (grid arms included) x seed, at most ``jobs`` at once,
    each a subprocess logging to ``OUT/logs/<arm>-seed-<S>.log`` (a failed run is reported with the
-   end of its log and the others go on); a rich display shows each run's steps (its ``metrics.jsonl``);
+   end of its log and the others go on); a rich display shows each run's steps (its ``metrics.jsonl``).
+   The ablation holds ``OUT/.lock`` and each trainer its run folder's (:mod:`simrl.train.locks`); the
+   trainers die with this process, ``kill -9`` included (:mod:`simrl.train.children`);
 2. collects each finished run's held-out evaluation (``simrl train`` writes it; a run without one is
    evaluated here) and evaluates the baselines of every seed on the same tasks with the same episode
    seeds: ``untrained`` (the initial policy) and ``warmstart`` (a run's ``warmstart.pt``), under
@@ -29,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from simrl.errors import SimrlError
-from simrl.train import runs
+from simrl.train import children, locks, runs
 from simrl.train.evaluate import EvalResult, evaluate_baseline, evaluate_run, load_run_eval
 from simrl.train.recipe import Arm, Recipe, recipe_yaml
 from simrl.train.report import build_report, write_report
@@ -144,9 +146,9 @@ def _run_jobs(todo: Sequence[RunJob], command: Callable[[RunJob], list[str]], *,
                 while queue and len(running) < max(1, jobs):
                     job = queue.pop(0)
                     job.log.parent.mkdir(parents=True, exist_ok=True)
-                    with job.log.open("w", encoding="utf-8") as log:
-                        proc = subprocess.Popen(command(job), stdout=log, stderr=subprocess.STDOUT, env=env,
-                                                stdin=subprocess.DEVNULL)
+                    with job.log.open("w", encoding="utf-8") as log:  # the child dies with this process
+                        proc = children.popen(command(job), stdout=log, stderr=subprocess.STDOUT, env=env,
+                                              stdin=subprocess.DEVNULL)
                     running[job] = (proc, time.monotonic())
                     bar.update(rows[job], state="running")
                 for job, (proc, t0) in list(running.items()):
@@ -160,14 +162,8 @@ def _run_jobs(todo: Sequence[RunJob], command: Callable[[RunJob], list[str]], *,
                     bar.update(rows[job], completed=min(steps, _steps_done(job)),
                                state="done" if ok else f"[red]failed ({code})[/red]")
                 time.sleep(poll if running else 0)
-        finally:
-            for proc, _ in running.values():  # interrupted: stop the runs this function started
-                proc.terminate()
-            for proc, _ in running.values():
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+        finally:  # interrupted: stop the runs this function started, and what they started
+            children.stop([proc for proc, _ in running.values()])
     return [done[j] for j in todo]
 
 
@@ -229,6 +225,9 @@ def _evaluations(recipe: Recipe, out: Path, outcomes: Sequence[Outcome], *, jobs
     todo: list[tuple[tuple, tuple]] = []
     worlds = str(runs.worlds_dir(out))
     for o in outcomes:
+        if o.ok and (dup := locks.duplicated_steps(runs.RunFiles(o.job.folder).metrics)):
+            o = Outcome(o.job, False, f"metrics.jsonl logs step(s) {dup[:5]} more than once (two trainers wrote "
+                                      f"this run at once): delete {o.job.folder} and run again")
         if not o.ok:
             failed.setdefault(o.job.arm, {})[o.job.seed] = o.reason
         elif (ev := load_run_eval(o.job.folder)) is not None:
@@ -300,7 +299,8 @@ def run_ablation(recipe: Recipe, out_dir: str | Path, jobs: int | None = None, r
 
     Raises:
         SimrlError: a non-embedded trainer, an arm named like an ablation folder, ``jobs < 1``, an ``out_dir``
-            of another recipe, or existing runs without ``resume``. A failed run raises nothing: it is
+            of another recipe, existing runs without ``resume``, or another process writing ``out_dir``
+            (its lock, :func:`simrl.train.locks.lock_folder`). A failed run raises nothing: it is
             listed in the report.
     """
     from rich.console import Console
@@ -308,7 +308,14 @@ def run_ablation(recipe: Recipe, out_dir: str | Path, jobs: int | None = None, r
     out = Path(out_dir)
     jobs = jobs if jobs is not None else (os.cpu_count() or 1)
     console = console or Console(stderr=True)
-    text = _check(recipe, out, resume, jobs)
+    _check(recipe, out, resume, jobs)  # bad input creates nothing
+    with locks.lock_folder(out, "ablation folder"):  # one ablation writes OUT at a time
+        return _ablate(recipe, out, jobs, resume, command, console)
+
+
+def _ablate(recipe: Recipe, out: Path, jobs: int, resume: bool, command: Callable[[RunJob], list[str]] | None,
+            console: Any) -> dict[str, Any]:
+    text = _check(recipe, out, resume, jobs)  # again, now that no other ablation can change OUT
     runs.write_atomic(out / "recipe.yaml", text)
     plan = plan_runs(recipe, out)
     steps = recipe.budget.steps

@@ -36,7 +36,7 @@ from pydantic import BaseModel
 
 from simrl.errors import SimrlError
 from simrl.rollout import rollout
-from simrl.train import runs
+from simrl.train import locks, runs
 from simrl.train.recipe import Recipe, recipe_yaml
 
 Progress = Callable[[int, int, str], None]
@@ -340,15 +340,23 @@ def train_arm(recipe: Recipe, arm: str, seed: int, out_dir: str | Path, *, resum
 
     Raises:
         SimrlError: trainer kind other than ``embedded``; an unknown arm; ``out_dir`` already holds a run
-            and ``resume`` is False; a world without train tasks.
+            and ``resume`` is False, or another process writes it (:mod:`simrl.train.locks`); a world
+            without train tasks.
     """
-    import torch
-
     if recipe.trainer.kind != "embedded":
         raise SimrlError(f"the embedded trainer trains the scorer policy; recipe trainer.kind is "
                          f"{recipe.trainer.kind!r} (run it with `simrl train`, which picks the trainer)")
     recipe.arm(arm)
     files = runs.RunFiles(Path(out_dir))
+    with locks.writing_run(files.root):  # one writer per run folder; its temporary files under it
+        return _train_arm(recipe, arm, seed, files, resume=resume, progress=progress, worlds=worlds,
+                          run_eval=run_eval)
+
+
+def _train_arm(recipe: Recipe, arm: str, seed: int, files: runs.RunFiles, *, resume: bool,
+               progress: Progress | None, worlds: str | Path | None, run_eval: bool) -> RunSummary:
+    import torch
+
     finished = begin_run(recipe, files, started=files.started(), resume=resume)
     if finished is not None:
         return finished

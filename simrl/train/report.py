@@ -200,13 +200,19 @@ def render_report(out_dir: str | Path) -> list[Path]:
         (the learning curves only when some run folder has a ``metrics.jsonl``).
 
     Raises:
-        SimrlError: no or bad ``report.json``.
+        SimrlError: no or bad ``report.json``; a run of the report whose ``metrics.jsonl`` logs a step
+            twice (:func:`simrl.train.locks.check_no_duplicated_steps`).
     """
+    from simrl.train.locks import check_no_duplicated_steps
     from simrl.train.report_md import markdown
     from simrl.train.report_plots import plot_all
 
     out = Path(out_dir)
     report = load_report(out)
+    for entry in report["arms"].values():  # never draw curves or claims from a run two trainers wrote
+        for rec in entry.get("seeds", {}).values():
+            if rec.get("run_dir"):
+                check_no_duplicated_steps(out / rec["run_dir"])
     plots = plot_all(report, out, out / PLOTS)
     (out / REPORT_MD).write_text(markdown(report, [p.relative_to(out) for p in plots]), encoding="utf-8")
     return [out / REPORT_MD, *plots]

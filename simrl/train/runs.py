@@ -11,6 +11,8 @@ Layout of ``simrl train RECIPE --out OUT`` (one folder per arm x seed, worlds sh
         checkpoints/step-N.pt, latest     policy + optimizer + RNG states after N steps; ``latest`` names one
         final.pt                          the trained policy (ScorerPolicy.save)
         summary.json                      the run's RunSummary
+        .lock                             the writer's OS lock and pid (simrl.train.locks)
+        tmp/                              the writer's temporary folders, emptied by the next writer
 
 Every file that must survive a kill is written atomically (a temporary file in the same folder, then
 ``os.replace``); the JSONL logs are appended line by line and flushed, and :func:`truncate_jsonl` cuts

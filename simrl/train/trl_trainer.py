@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from simrl.errors import SimrlError
-from simrl.train import runs
+from simrl.train import locks, runs
 from simrl.train.embedded import (
     Progress,
     RunSummary,
@@ -229,7 +229,8 @@ def train_arm_trl(recipe: Recipe, arm: str, seed: int, out_dir: str | Path, *, r
 
     Raises:
         SimrlError: trainer kind other than ``trl``; a warm start or entropy bonus (embedded-trainer
-            options); an unknown arm; ``out_dir`` already holds a run and ``resume`` is False; bad
+            options); an unknown arm; ``out_dir`` already holds a run and ``resume`` is False, or another
+            process writes it (:mod:`simrl.train.locks`); bad
             device / vLLM settings or GRPOConfig options; a model that cannot be loaded.
     """
     if recipe.trainer.kind != "trl":
@@ -241,6 +242,13 @@ def train_arm_trl(recipe: Recipe, arm: str, seed: int, out_dir: str | Path, *, r
     recipe.arm(arm)
     device = resolve_device(recipe)
     files = runs.RunFiles(Path(out_dir))
+    with locks.writing_run(files.root):  # one writer per run folder; its temporary files under it
+        return _train_arm(recipe, arm, seed, files, device, resume=resume, progress=progress, worlds=worlds,
+                          run_eval=run_eval)
+
+
+def _train_arm(recipe: Recipe, arm: str, seed: int, files: runs.RunFiles, device: str, *, resume: bool,
+               progress: Progress | None, worlds: str | Path | None, run_eval: bool) -> RunSummary:
     finished = begin_run(recipe, files, started=_started(files), resume=resume)
     if finished is not None:
         return finished

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import tempfile
 import weakref
 from pathlib import Path
 from typing import Any
 
+from simrl import scratch
 from simrl.types import ToolCall
 from simrl.wm import oracle
 from simrl.world.schema import Task
@@ -104,7 +104,7 @@ class EpisodeTruth:
             self.current = oracle.SearchTruth(await asyncio.to_thread(oracle.shared_index, self.world))
         elif self.env_id == "mcp-world":
             if self._workdir is None:
-                self._workdir = Path(tempfile.mkdtemp(prefix="simrl-wm-env-"))
+                self._workdir = scratch.mkdtemp("simrl-wm-env-")
                 self._cleanup = weakref.finalize(self, shutil.rmtree, self._workdir, True)
             self._episodes += 1
             db = self._workdir / f"episode-{self._episodes}.sqlite"

@@ -21,11 +21,11 @@ from __future__ import annotations
 import asyncio
 import atexit
 import shutil
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
+from simrl import scratch
 from simrl.envs.mcp_env import tool_schema
 from simrl.envs.search import SearchIndex, call_tool
 from simrl.records.store import MAX_PAGE_SIZE, RecordStore
@@ -80,8 +80,8 @@ def base_records(world: Path) -> Path:
     """A records database built from ``world`` once per process (a temporary file; never written to)."""
     key = Path(world).resolve()
     with _lock:
-        if key not in _bases:
-            folder = Path(tempfile.mkdtemp(prefix="simrl-wm-records-"))
+        if key not in _bases or not _bases[key].is_file():  # a run's tmp/ is emptied when the run ends
+            folder = scratch.mkdtemp("simrl-wm-records-")
             atexit.register(shutil.rmtree, folder, True)
             RecordStore.create(key, folder / "base.sqlite").close()
             _bases[key] = folder / "base.sqlite"

@@ -168,7 +168,8 @@ def load_transitions(path: str | Path, *, world: Path | None = None, domain: str
 
     Raises:
         SimrlError: unreadable file, a line that is not JSON or not a row of either format (the
-            message names the file and line), a task missing from ``world``.
+            message names the file and line), a task missing from ``world``. A torn line (a record
+            cut short by a killed writer) is skipped and counted in ``skipped`` with its line number.
     """
     p = Path(path)
     files = sorted(p.glob("*.jsonl")) if p.is_dir() else [p]
@@ -180,7 +181,7 @@ def load_transitions(path: str | Path, *, world: Path | None = None, domain: str
     out: list[Transition] = []
     listed: dict[str, list[dict[str, Any]]] = {}  # the world-model environment's tool lists, read once
     for file in files:
-        for lineno, row in _rows(file):
+        for lineno, row in _rows(file, skipped):
             if _is_trajectory(row):
                 traj = _trajectory(file, lineno, row)
                 out += _from_trajectory(traj, f"{file.name}:{lineno}", world, domain, skipped, listed)
@@ -194,7 +195,10 @@ def _is_trajectory(row: dict[str, Any]) -> bool:
     return {"initial", "env_id", "task_id"} <= row.keys()
 
 
-def _rows(file: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def _rows(file: Path, skipped: Counter) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The JSON objects of ``file`` with their line numbers. A torn line (a record cut short by a killed
+    writer: starts like an object, is not valid JSON) is skipped and counted in ``skipped`` with its
+    line number; any other line that is not JSON is an error."""
     try:
         lines = file.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as err:
@@ -205,6 +209,9 @@ def _rows(file: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         try:
             row = json.loads(line)
         except ValueError as err:
+            if line.lstrip().startswith("{"):
+                skipped[f"torn line (a record cut short) {file.name}:{lineno}"] += 1
+                continue
             raise SimrlError(f"{file}:{lineno}: not JSON ({err}); expected one JSON object per line") from None
         if not isinstance(row, dict):
             raise SimrlError(f"{file}:{lineno}: expected a JSON object, got {type(row).__name__}")

@@ -59,8 +59,10 @@ def generate_world(spec: WorldSpec, seed: int, out: str | Path, *, entities: int
     if seed < 0:
         raise SimrlError(f"--seed must be >= 0 (got {seed})")
     n = spec.entities if entities is None else entities
-    if n < 30:
-        raise SimrlError(f"--entities must be at least 30 (got {n})")
+    least, most = WorldSpec.entity_bounds()
+    if not least <= n <= most:
+        raise SimrlError(f"--entities must be between {least} and {most:,}, the bounds of a spec's "
+                         f"`entities` (got {n:,})")
     step = progress or (lambda stage: None)
     step("graph")
     graph = build_graph(spec, seed, n)

@@ -132,7 +132,10 @@ class _Builder:
         return [self.g.nodes[c]["population"] for c in self.ids[EntityType.city]]
 
     def alive_adult(self, start: dt.date, end: dt.date, min_age: int, max_age: int = 90) -> str | None:
-        """A random person aged ``min_age..max_age`` at ``start`` and alive until ``end``, or None."""
+        """A random person aged ``min_age..max_age`` at ``start`` and alive until ``end``, or None.
+
+        ``end = dt.date.max`` asks for someone still alive (no death date).
+        """
         lo = bisect.bisect_left(self._births, start - years(max_age))
         hi = bisect.bisect_right(self._births, start - years(min_age))
         if hi <= lo:
@@ -188,7 +191,9 @@ class _Builder:
         while start < today:
             end = start + years(self.rng.randint(term.min, term.max))
             current = end >= today
-            pid = self.alive_adult(start, today if current else end, min_age=28, max_age=70)
+            # a current term has no end: its CEO must be alive (not merely alive until today, which a
+            # person who died on the reference date is), else the open term outlives its holder
+            pid = self.alive_adult(start, dt.date.max if current else end, min_age=28, max_age=70)
             if pid is None:
                 start = end
                 continue

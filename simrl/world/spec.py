@@ -173,6 +173,17 @@ class WorldSpec(BaseModel):
             raise ValueError("entities is too small to hold every required type; use at least 30")
         return self
 
+    @classmethod
+    def entity_bounds(cls) -> tuple[int, int]:
+        """``(least, most)`` entities a world may have: the bounds of the ``entities`` field, read from it
+        so ``--entities`` and a spec's own ``entities`` share one limit.
+
+        >>> WorldSpec.entity_bounds()
+        (30, 5000000)
+        """
+        meta = cls.model_fields["entities"].metadata
+        return (next(m.ge for m in meta if hasattr(m, "ge")), next(m.le for m in meta if hasattr(m, "le")))
+
     def type_counts(self, entities: int | None = None) -> dict[EntityType, int]:
         """Entities per type for a world of ``entities`` entities (default: the spec's count).
 

@@ -71,3 +71,18 @@ def test_bad_paths_exit_2(tmp_path):
     assert result.exit_code == 2 and "not a world folder" in result.output
     result = runner.invoke(app, ["world", "generate", str(TINY), "--out", str(tmp_path / "o"), "--seed", "-1"])
     assert result.exit_code == 2
+
+
+def test_entities_bounded_by_the_spec_model(tmp_path):
+    """--entities has the bounds of a spec's own `entities` field: far past it is one line, exit 2, at once."""
+    from simrl.world.spec import WorldSpec
+
+    least, most = WorldSpec.entity_bounds()
+    for n in (most + 1, 99_999_999_999_999, least - 1):
+        result = subprocess.run([sys.executable, "-m", "simrl.cli.main", "world", "generate", str(TINY), "--seed",
+                                 "3", "--entities", str(n), "--out", str(tmp_path / "o")],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2, result.stderr[-2000:]
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "--entities" in lines[0] and f"{most:,}" in lines[0], result.stderr
+        assert not (tmp_path / "o").exists()

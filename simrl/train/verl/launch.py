@@ -204,11 +204,20 @@ def train_verl(recipe: Recipe, arm: str, seed: int, run_dir: Path, *, worlds: Pa
     Raises:
         SimrlError: as :func:`prepare_job`; verl missing (a local run) or no GPU here (suggesting
             --dry-run or --ray-address); a local model folder that does not exist; verl failed (the
-            message names train.log); the submission failed.
+            message names train.log); the submission failed; another process writes ``run_dir``.
     """
     from rich.console import Console
 
+    from simrl.train.locks import lock_folder
+
     console = console or Console(stderr=True)
+    with lock_folder(run_dir, "run folder"):  # one writer per run folder (simrl.train.locks)
+        return _train_verl(recipe, arm, seed, run_dir, worlds=worlds, dry_run=dry_run, ray_address=ray_address,
+                           resume=resume, console=console, run_eval=run_eval)
+
+
+def _train_verl(recipe: Recipe, arm: str, seed: int, run_dir: Path, *, worlds: Path, dry_run: bool,
+                ray_address: str | None, resume: bool, console: Any, run_eval: bool) -> VerlJob:
     job = prepare_job(recipe, arm, seed, run_dir, worlds=worlds, resume=resume)
     console.print(f"verl job {recipe.name} / {arm} / seed {seed}: {job.files.root}", markup=False, highlight=False, soft_wrap=True)
     sys.stdout.write(job.shell() + "\n")

@@ -87,9 +87,10 @@ def variant_context(t: Transition, kind: str, seed: int) -> PerturbContext:
                           tool_schema=schemas.get(call.name), env_id=t.env_id or t.domain, state=EpisodeState())
 
 
-def perturbed_row(t: Transition, rng: random.Random, schedule: Schedule | None, seed: int,
-                  think: bool = True) -> dict[str, Any] | None:
-    """A control-instruction variant of ``t`` (a fitting perturbation, its complying target), or None.
+def pick_variant(t: Transition, rng: random.Random, schedule: Schedule | None,
+                 seed: int) -> tuple[Perturbation, str, str] | None:
+    """A perturbation that fits ``t``'s call and changes its observation, in a way its own check accepts:
+    ``(perturbation, control instruction, perturbed observation)``, or None.
 
     Candidates are tried in ``rng`` order; details are seeded by :func:`variant_context`.
     """
@@ -108,8 +109,19 @@ def perturbed_row(t: Transition, rng: random.Random, schedule: Schedule | None, 
             continue
         instruction = p.control_instruction(ctx)
         if p.complies(out.content, ctx):
-            return row(t, think=think, observation=out.content, control=instruction, perturbation=p.kind.value)
+            return p, instruction, out.content
     return None
+
+
+def perturbed_row(t: Transition, rng: random.Random, schedule: Schedule | None, seed: int,
+                  think: bool = True) -> dict[str, Any] | None:
+    """A control-instruction variant of ``t`` (:func:`pick_variant`: a fitting perturbation, its complying
+    target) as a training row, or None."""
+    picked = pick_variant(t, rng, schedule, seed)
+    if picked is None:
+        return None
+    p, instruction, target = picked
+    return row(t, think=think, observation=target, control=instruction, perturbation=p.kind.value)
 
 
 def build_rows(transitions: list[Transition], *, perturb: int = 0, schedule: Schedule | None = None,

@@ -28,6 +28,10 @@ def data(
         "--format", help="Comma-separated output formats: jsonl, parquet (the chat rows: train.jsonl, "
                          "train.parquet), agentworldbench (the real transitions as AgentWorldBench files, "
                          "agentworldbench/<domain>_test.jsonl, as the benchmark's eval.py reads them).")] = "jsonl,parquet",
+    wm_tools: Annotated[str, typer.Option(
+        help="Tool definitions in each row's system prompt: `all` (the episode's) or `called` (only the tools "
+             "called so far, this call included: what `simrl wm eval --wm-tools called` shows; for small-context "
+             "models).")] = "all",
     think: Annotated[bool, typer.Option(
         help="Start each target with an empty <think></think> block before <predicted_observation>.")] = True,
 ) -> None:
@@ -45,7 +49,7 @@ def data(
     if schedule and not perturb:
         raise SimrlError("--schedule picks the types of the perturbed variants: give --perturb N as well")
     manifest = export(list(trajectories), out, world=world, perturb=perturb, schedule=schedule, seed=seed,
-                      formats=tuple(formats), think=think)
+                      formats=tuple(formats), think=think, tools=wm_tools)
     counts = manifest["counts"]
     console = Console()
     table = Table(title=f"{counts['rows']} rows -> {out}")

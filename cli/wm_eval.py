@@ -8,37 +8,47 @@ from typing import Annotated
 import typer
 from simrl.cli.env import WM_HELP, WmApiKeyOpt, WmBaseUrlOpt, WmModelOpt, WmTemperatureOpt
 
-_BACKEND_HELP = ("World model to evaluate, as NAME or NAME:MODEL; repeat for several, side by side: `oracle` (the "
+_BACKEND_HELP = ("World model to evaluate, as [LABEL=]NAME[:MODEL]; repeat for several, side by side: `oracle` (the "
                  "world's ground truth, replayed; search and mcp-world with --world), `llamacpp` (default model: "
-                 "the packaged SmolLM2 GGUF), `transformers`, `openai` (with --wm-base-url). The baselines "
-                 "repeat-previous and empty are always added (see --no-baselines).")
+                 "the packaged SmolLM2 GGUF), `transformers`, `openai` (with --wm-base-url). LABEL names a column, "
+                 "so one backend can run two models: --backend base=transformers:smollm2 --backend "
+                 "tuned=transformers:runs/wm-model/model. The baselines repeat-previous and empty are always added "
+                 "(see --no-baselines).")
 
 
-def parse_backends(specs: list[str], wm_model: str | None) -> dict[str, str | None]:
-    """``--backend NAME[:MODEL]`` values -> ``{name: model or None}`` (``--wm-model`` fills a missing model).
+def parse_backends(specs: list[str], wm_model: str | None) -> tuple[dict[str, str | None], dict[str, str]]:
+    """``--backend [LABEL=]NAME[:MODEL]`` values -> ``({label: model or None}, {label: NAME})``.
+
+    The label defaults to NAME; ``--wm-model`` fills a missing model.
 
     Raises:
-        SimrlError: an unknown or repeated name, a model for ``oracle``, or ``--wm-model`` with two LLM backends.
+        SimrlError: an unknown name, a repeated label, a model or a label for ``oracle``, or ``--wm-model``
+            with two LLM backends.
     """
     from simrl.errors import SimrlError
     from simrl.wm.fidelity_eval import BACKENDS, BASELINES
 
     out: dict[str, str | None] = {}
+    kinds: dict[str, str] = {}
     for spec in specs:
-        name, _, model = spec.partition(":")
-        if name in BASELINES:
-            raise SimrlError(f"{name} is a baseline, always included (drop --backend {spec}; --no-baselines drops it)")
+        label, eq, rest = spec.partition("=")
+        if not eq or ":" in label:
+            label, rest = "", spec
+        name, _, model = rest.partition(":")
+        label = label.strip() or name
+        if label in BASELINES or name in BASELINES:
+            raise SimrlError(f"{label} is a baseline, always included (drop --backend {spec}; --no-baselines drops it)")
         if name not in BACKENDS:
             raise SimrlError(f"unknown --backend {name!r}; choose from {', '.join(BACKENDS)}")
-        if name in out:
-            raise SimrlError(f"--backend {name} is given twice; evaluate one model per backend per run")
-        if name == "oracle" and model:
-            raise SimrlError("the oracle has no model: use --backend oracle")
-        out[name] = model or None
-    llms = [n for n in out if n != "oracle"]
+        if label in out:
+            raise SimrlError(f"--backend {label} is given twice; label each model: --backend LABEL={name}:MODEL")
+        if name == "oracle" and (model or label != "oracle"):
+            raise SimrlError("the oracle has no model (and no label): use --backend oracle")
+        out[label], kinds[label] = model or None, name
+    llms = [n for n in out if kinds[n] != "oracle"]
     if wm_model and len(llms) > 1 and any(out[n] is None for n in llms):
         raise SimrlError("--wm-model is ambiguous with several LLM backends: name each model as --backend NAME:MODEL")
-    return {n: (m if m or n == "oracle" else wm_model) for n, m in out.items()}
+    return {n: (m if m or kinds[n] == "oracle" else wm_model) for n, m in out.items()}, kinds
 
 
 def eval_(
@@ -78,6 +88,15 @@ def eval_(
                                                            "EMPTY).")] = None,
     judge_retries: Annotated[int, typer.Option(help="LLM judge: retries of a failed or unparseable answer.",
                                                min=0)] = 3,
+    perturb: Annotated[int, typer.Option(
+        help="Also measure control compliance: N transitions get a fitting perturbation's control instruction "
+             "(as `simrl wm data --perturb` makes them) and each backend's prediction is checked with the "
+             "perturbation's own check, without the inject fallback; written to control.jsonl and scores.json "
+             "(_compliance).", min=0)] = 0,
+    schedule: Annotated[str | None, typer.Option(
+        help="With --perturb: the schedule (YAML path or shipped name) whose types and targets are used; "
+             "default: every recoverable type.")] = None,
+    seed: Annotated[int, typer.Option(help="With --perturb: seed of the draws.")] = 0,
 ) -> None:
     """Score world models against real environments on AgentWorldBench's five dimensions (0-100).
 
@@ -100,14 +119,17 @@ def eval_(
     from simrl.wm.fidelity_report import rich_tables, summarise, write_scores
     from simrl.wm.transitions import load_transitions
 
-    chosen = parse_backends(list(backend), wm_model)
-    if "openai" in chosen and not wm_base_url:
+    chosen, kinds = parse_backends(list(backend), wm_model)
+    if "openai" in kinds.values() and not wm_base_url:
         raise SimrlError("--backend openai needs --wm-base-url http://HOST:PORT/v1 (and a model: openai:MODEL)")
+    if schedule and not perturb:
+        raise SimrlError("--schedule picks the perturbations of the compliance check: give --perturb N as well")
     if bool(judge_base_url) != bool(judge_model):
         raise SimrlError("the LLM judge needs both --judge-base-url and --judge-model")
-    options = {n: _backend_options(n, m, wm_base_url, wm_api_key, wm_n_ctx) for n, m in chosen.items() if n != "oracle"}
+    options = {n: _backend_options(kinds[n], m, wm_base_url, wm_api_key, wm_n_ctx) for n, m in chosen.items()
+               if kinds[n] != "oracle"}
     try:
-        config = EvalConfig(backends=list(chosen), baselines=baselines, world=world, backend_options=options,
+        config = EvalConfig(backends=list(chosen), kinds=kinds, baselines=baselines, world=world, backend_options=options,
                             sampling=Sampling(temperature=wm_temperature, max_tokens=wm_max_tokens), cache=wm_cache,
                             concurrency=concurrency, tools=wm_tools,
                             unparsed=wm_unparsed)
@@ -144,18 +166,45 @@ def eval_(
 
         rows = asyncio.run(main())
     scores = summarise(rows, config.names)
+    if perturb:
+        import time
+
+        start = time.perf_counter()
+        scores["_compliance"] = _compliance(picked, config, out, perturb, schedule, seed)
+        timings["compliance"] = round(time.perf_counter() - start, 2)
     meta = {"trajectories": [str(p) for p in trajectories], "world": str(world) if world else None,
-            "transitions": len(picked), "loaded": len(loaded), "models": chosen, "seconds": timings,
+            "transitions": len(picked), "loaded": len(loaded), "models": chosen, "kinds": kinds, "seconds": timings,
             "judge": judge_model, "sampling": config.sampling.model_dump()}
     write_scores(scores, out, meta)
     for table in rich_tables(scores):
         Console().print(table)
     for name, entry in scores.items():
+        if name.startswith("_"):
+            continue
         notes = [f"{k} {entry[k]}" for k in ("unparsed", "failed") if entry[k]] + \
             [f"skipped {v}: {r}" for r, v in entry["skipped"].items()]
         if notes:
             console.print(f"{name}: " + "; ".join(notes))
+    if perturb:
+        from rich.markdown import Markdown
+
+        from simrl.wm.fidelity_control import markdown
+
+        Console().print(Markdown(markdown(scores["_compliance"])))
+        with (out / "scores.md").open("a", encoding="utf-8") as f:
+            f.write("\n" + markdown(scores["_compliance"]))
     console.print(f"{len(picked)} transitions x {len(config.names)} predictors -> {out}/scores.json")
+
+
+def _compliance(picked: list, config: object, out: Path, n: int, schedule: str | None, seed: int) -> dict:
+    """The control-compliance summary (:func:`simrl.wm.fidelity_control.run_compliance`)."""
+    import asyncio
+
+    from simrl.perturb.schedule import load_schedule
+    from simrl.wm.fidelity_control import run_compliance
+
+    sched = load_schedule(schedule) if schedule else None
+    return asyncio.run(run_compliance(picked, config, out, n=n, schedule=sched, seed=seed))
 
 
 def _first_error(err: ValueError) -> str:

@@ -90,6 +90,8 @@ def _finish(traj: Trajectory) -> Trajectory:
     if last is not None:
         traj.info.update({k: v for k, v in last.info.items() if k in ("success", "metrics", "error")})
     traj.info["env_failures"] = sum(bool(t.step.info.get("env_failure")) for t in traj.turns)
+    # a world model's answer without a <predicted_observation> block: shown raw, counted here (simrl.wm.env)
+    traj.info["wm_unparsed"] = sum(bool(t.step.info.get("unparsed")) for t in traj.turns)
     met = [p for t in traj.turns for p in t.step.info.get("perturbations", [])]  # from simrl.perturb.PerturbedEnv
     traj.info["perturbations"] = met
     traj.info["perturbation_types"] = sorted({p["type"] for p in met})

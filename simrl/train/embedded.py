@@ -59,6 +59,7 @@ class StepMetrics(BaseModel):
     perturbations: int  # perturbations met, summed over episodes
     coverage: float | None  # share of the updated episodes' actions that were candidates (None: no update)
     signal_groups: float | None = None  # share of GRPO groups whose valid rewards differ (the rest teach nothing)
+    wm_unparsed: int = 0  # steps whose world-model answer had no <predicted_observation> block (shown raw)
     wall_s: float  # training seconds so far, over every resume
 
 
@@ -201,14 +202,16 @@ def _step_metrics(step: int, progress: float, trajs: list, loss: float, norm: fl
                        turns=mean([len(t.turns) for t in trajs]), episodes=len(trajs),
                        valid_episodes=len(valid), env_failures=len(trajs) - len(valid), loss=loss,
                        grad_norm=norm, perturbations=sum(len(t.info.get("perturbations", [])) for t in trajs),
-                       coverage=coverage, signal_groups=signal_share(trajs, group_size), wall_s=round(wall_s, 3))
+                       coverage=coverage, signal_groups=signal_share(trajs, group_size), wall_s=round(wall_s, 3),
+                       wm_unparsed=sum(int(t.info.get("wm_unparsed", 0)) for t in trajs))
 
 
 def format_metrics(m: StepMetrics) -> str:
     """A one-line view of a step for the progress bar."""
     signal = f"  signal {m.signal_groups:.0%}" if m.signal_groups is not None else ""
     return (f"reward {m.reward:.3f}  success {m.success:.0%}  turns {m.turns:.1f}  "
-            f"loss {m.loss:+.3f}  env-fail {m.env_failures}  perturb {m.perturbations}{signal}")
+            f"loss {m.loss:+.3f}  env-fail {m.env_failures}  perturb {m.perturbations}{signal}"
+            + (f"  wm-unparsed {m.wm_unparsed}" if m.wm_unparsed else ""))
 
 
 def _adam(params: Any, lr: float) -> Any:

@@ -103,6 +103,10 @@ class Arm(BaseModel):
     temperature: float = Field(default=0.0, ge=0, description="World-model sampling temperature.")
     options: dict[str, Any] = Field(default_factory=dict,
                                     description="Further backend options (e.g. timeout, max_concurrency, n_threads).")
+    cache: str | None = Field(default=None, description="World-model response cache folder (world_model arms; "
+                                                        "relative to the working directory): a repeated prompt is "
+                                                        "answered from it, so a local model is asked once.")
+    max_tokens: int = Field(default=4096, ge=1, le=262144, description="World model: most tokens per prediction.")
     schedule: str | None = Field(default=None, description="Perturbation schedule (world_model arms): a shipped "
                                                            "name (gentle, mcpmark, fault-heavy) or a YAML path.")
     mode: Literal["inject", "control"] = Field(
@@ -112,7 +116,7 @@ class Arm(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> Arm:
         if self.environment == "real":
-            stray = [k for k in ("backend", "model", "base_url", "schedule") if getattr(self, k) is not None]
+            stray = [k for k in ("backend", "model", "base_url", "schedule", "cache") if getattr(self, k) is not None]
             if self.options or self.temperature:
                 stray.append("options/temperature")
             if stray:

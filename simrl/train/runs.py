@@ -171,7 +171,8 @@ def arm_env_factory(recipe: Recipe, arm: Arm, world: Path, *, progress: float = 
         base = real_env_factory(recipe, world)
     else:
         options = {"world_model": arm.world_model(), "wm_model": arm.model, "wm_base_url": arm.base_url,
-                   "wm_temperature": arm.temperature, "wm_options": dict(arm.options) or None}
+                   "wm_temperature": arm.temperature, "wm_options": dict(arm.options) or None,
+                   "wm_cache": arm.cache, "wm_max_tokens": arm.max_tokens}
         base = lambda: make(recipe.env.id, world=world, **options)  # noqa: E731
     return perturbed_factory(base, arm.schedule, progress=progress, mode=arm.mode, seed=seed)
 

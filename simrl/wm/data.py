@@ -87,9 +87,10 @@ def variant_context(t: Transition, kind: str, seed: int) -> PerturbContext:
                           tool_schema=schemas.get(call.name), env_id=t.env_id or t.domain, state=EpisodeState())
 
 
-def perturbed_row(t: Transition, rng: random.Random, schedule: Schedule | None, seed: int,
-                  think: bool = True) -> dict[str, Any] | None:
-    """A control-instruction variant of ``t`` (a fitting perturbation, its complying target), or None.
+def pick_variant(t: Transition, rng: random.Random, schedule: Schedule | None,
+                 seed: int) -> tuple[Perturbation, str, str] | None:
+    """A perturbation that fits ``t``'s call and changes its observation, in a way its own check accepts:
+    ``(perturbation, control instruction, perturbed observation)``, or None.
 
     Candidates are tried in ``rng`` order; details are seeded by :func:`variant_context`.
     """
@@ -108,8 +109,19 @@ def perturbed_row(t: Transition, rng: random.Random, schedule: Schedule | None, 
             continue
         instruction = p.control_instruction(ctx)
         if p.complies(out.content, ctx):
-            return row(t, think=think, observation=out.content, control=instruction, perturbation=p.kind.value)
+            return p, instruction, out.content
     return None
+
+
+def perturbed_row(t: Transition, rng: random.Random, schedule: Schedule | None, seed: int,
+                  think: bool = True) -> dict[str, Any] | None:
+    """A control-instruction variant of ``t`` (:func:`pick_variant`: a fitting perturbation, its complying
+    target) as a training row, or None."""
+    picked = pick_variant(t, rng, schedule, seed)
+    if picked is None:
+        return None
+    p, instruction, target = picked
+    return row(t, think=think, observation=target, control=instruction, perturbation=p.kind.value)
 
 
 def build_rows(transitions: list[Transition], *, perturb: int = 0, schedule: Schedule | None = None,
@@ -201,7 +213,7 @@ def sha256(path: Path) -> str:
 
 def export(inputs: list[Path], out: Path, *, world: Path | None = None, perturb: int = 0,
            schedule: str | None = None, seed: int = 0, formats: tuple[str, ...] = FORMATS,
-           think: bool = True) -> dict[str, Any]:
+           think: bool = True, tools: str = "all") -> dict[str, Any]:
     """Read ``inputs``, build the rows, write ``out/train.{jsonl,parquet}`` and ``out/manifest.json``.
 
     Args:
@@ -214,6 +226,9 @@ def export(inputs: list[Path], out: Path, *, world: Path | None = None, perturb:
         formats: ``jsonl``, ``parquet`` (the chat rows) and/or ``agentworldbench`` (the real transitions as
             AgentWorldBench files, :func:`write_benchmark`).
         think: put an empty ``<think>`` block before the target's prediction block.
+        tools: ``all`` (the system prompt lists the episode's tools) or ``called`` (only the tools called so
+            far, this call included: :func:`simrl.wm.fidelity_predict.called_tools_system`, the prompt
+            ``simrl wm eval --wm-tools called`` shows; for small-context models).
 
     Returns:
         The manifest (also written): inputs with their sha256 and transition counts, the options,
@@ -238,6 +253,12 @@ def export(inputs: list[Path], out: Path, *, world: Path | None = None, perturb:
     if not transitions:
         raise SimrlError("no transitions in " + ", ".join(map(str, inputs)) + ": the files hold no tool calls with "
                          "real observations (trajectories of `simrl rollout` with real tools, or AgentWorldBench rows)")
+    if tools not in ("all", "called"):
+        raise SimrlError(f"--wm-tools takes all or called, got {tools!r}")
+    if tools == "called":
+        from simrl.wm.fidelity_predict import called_tools_system
+
+        transitions = [t.model_copy(update={"system": called_tools_system(t, world)}) for t in transitions]
     rows, notes = build_rows(transitions, perturb=perturb, schedule=sched, seed=seed, think=think)
     out.mkdir(parents=True, exist_ok=True)
     if "jsonl" in formats:
@@ -254,7 +275,7 @@ def export(inputs: list[Path], out: Path, *, world: Path | None = None, perturb:
               "variants_unavailable": notes["variants_unavailable"]}
     manifest = {"inputs": sources, "world": str(world) if world else None, "seed": seed, "perturb": perturb,
                 "schedule": sched.name if sched else None, "formats": [f for f in FORMATS if f in formats],
-                "think": think, "files": [f"train.{f}" for f in FORMATS if f in formats and f != "agentworldbench"] + benchmark,
+                "think": think, "tools": tools, "files": [f"train.{f}" for f in FORMATS if f in formats and f != "agentworldbench"] + benchmark,
                 "counts": counts,
                 "simrl_version": __version__}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from simrl.wm.backend import BackendError, Sampling, WorldModelBackend
 from simrl.wm.fidelity import DIMENSIONS, score_prediction, world_facts
@@ -52,8 +52,11 @@ class EvalConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
-    backends: list[str] = Field(default_factory=list, description="World models: oracle, openai, transformers, "
-                                                                  "llamacpp (each at most once).")
+    backends: list[str] = Field(default_factory=list, description="World models, by label: oracle, openai, "
+                                  "transformers, llamacpp, or a label of `kinds` (each label at most once).")
+    kinds: dict[str, str] = Field(default_factory=dict, description="Label -> backend (e.g. base -> transformers, "
+                                  "tuned -> transformers): the same backend with two models, side by side. A label "
+                                  "not listed is its own backend.")
     baselines: bool = Field(default=True, description="Add the repeat-previous and empty baselines.")
     world: Path | None = Field(default=None, description="World folder: the oracle's ground truth and the "
                                                           "world facts factuality is checked against.")
@@ -72,16 +75,24 @@ class EvalConfig(BaseModel):
                                             "(this call included): for small-context models (BFCL lists ~8k "
                                             "tokens of tools).")
 
-    @field_validator("backends")
-    @classmethod
-    def _known(cls, names: list[str]) -> list[str]:
+    @model_validator(mode="after")
+    def _known(self) -> EvalConfig:
+        names = self.backends
         for name in names:
-            if name not in BACKENDS:
-                raise ValueError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)} "
+            if name in BASELINES:
+                raise ValueError(f"{name!r} is a baseline's name; label the backend otherwise")
+            if name != "oracle" and self.kind(name) == "oracle":
+                raise ValueError("the oracle has no model to tell apart: name it oracle, unlabelled")
+            if self.kind(name) not in BACKENDS:
+                raise ValueError(f"unknown backend {self.kind(name)!r}; choose from {', '.join(BACKENDS)} "
                                  f"(baselines {', '.join(BASELINES)} are added by themselves)")
         if len(set(names)) != len(names):
             raise ValueError(f"a backend is named twice: {names}")
-        return names
+        return self
+
+    def kind(self, label: str) -> str:
+        """The backend (oracle, openai, transformers, llamacpp) a predictor's label stands for."""
+        return self.kinds.get(label, label)
 
     @property
     def names(self) -> list[str]:
@@ -167,7 +178,8 @@ async def run_eval(transitions: Sequence[Transition], config: EvalConfig, out_di
     """
     from simrl.wm.factory import shared_backend, shared_cache
 
-    llms = {n: shared_backend(n, **config.backend_options.get(n, {})) for n in config.backends if n != "oracle"}
+    llms = {n: shared_backend(config.kind(n), **config.backend_options.get(n, {}))
+            for n in config.backends if config.kind(n) != "oracle"}
     cache = shared_cache(config.cache)
     world_of = _world_facts(transitions, config.world)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -209,7 +221,7 @@ async def run_eval(transitions: Sequence[Transition], config: EvalConfig, out_di
             start, jobs = time.perf_counter(), []
             if name in BASELINES:
                 jobs = [finish(_row(name, tr, prediction=baseline_prediction(name, tr)), tr) for tr in transitions]
-            elif name == "oracle":
+            elif config.kind(name) == "oracle":
                 jobs = _oracle_jobs(transitions, config.world, episode, finish)
             else:
                 jobs = [one(name, tr) for tr in transitions]

@@ -175,3 +175,16 @@ def test_agentworldbench_files_per_domain_read_back_and_score(real_trajectories,
     assert scored.exit_code == 0, scored.output
     scores = json.loads((tmp_path / "scores" / "scores.json").read_text())
     assert set(scores["repeat-previous"]["by_domain"]) == {"search", "mcp", "bfcl"}
+
+
+def test_called_tools_rows_list_only_the_tools_called_so_far(real_trajectories, tmp_path):
+    from simrl.wm.fidelity_predict import called_tools_system
+
+    world = real_trajectories["world"]
+    result = _run("--trajectories", str(real_trajectories["mcp-world"]), "--world", str(world), "--wm-tools",
+                  "called", "--out", str(tmp_path / "d"))
+    assert result.exit_code == 0, result.output
+    rows = _rows(tmp_path / "d" / "train.jsonl")
+    transitions = load_transitions(real_trajectories["mcp-world"], world=world)
+    assert [r["messages"][0]["content"] for r in rows] == [called_tools_system(t, world) for t in transitions]
+    assert all(len(r["messages"][0]["content"]) < len(t.system) for r, t in zip(rows, transitions))

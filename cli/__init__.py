@@ -1,1 +1,1 @@
-"""The ``simrl`` command line (installed as the package ``simrl.cli``; see DESIGN.md §3)."""
+"""The ``simrl`` command line (installed as the package ``simrl.cli``; see docs/design.md §3)."""

@@ -1,6 +1,6 @@
 """simrl: simulated-environment reinforcement learning for LLM agents.
 
-The package is organised as in the design notes (DESIGN.md §3): ``simrl.world`` generates fictional
+The package is organised as in the design notes (docs/design.md §3): ``simrl.world`` generates fictional
 worlds (knowledge graph, corpus, tasks), ``simrl.reward`` holds the scorers, and ``simrl.cli`` is the
 Typer application behind the ``simrl`` command.
 """

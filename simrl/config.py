@@ -1,7 +1,7 @@
 """Validation of YAML configuration (world specs, recipes, schedules) with errors that name the field.
 
 One place turns a pydantic ``ValidationError`` into the message simrl prints: one line per problem,
-``  field.path: what is wrong``, so every config file reports problems the same way (STYLE.md §4).
+``  field.path: what is wrong``, so every config file reports problems the same way (docs/design.md §5).
 """
 
 from __future__ import annotations

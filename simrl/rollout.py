@@ -1,6 +1,6 @@
 """Rollouts: one readable episode loop, a batched async runner, and a trajectory writer.
 
-``run_episode`` is an explicit loop with named stop conditions (STYLE.md §6): the policy gave a final
+``run_episode`` is an explicit loop with named stop conditions (docs/design.md §5): the policy gave a final
 answer (``terminated``), the environment cut the episode (``truncated``, e.g. an environment failure),
 or the turn limit was reached. ``rollout`` runs many episodes with bounded concurrency and appends
 each finished trajectory to a JSONL file as soon as it ends (flushed), so a crash or a kill never loses

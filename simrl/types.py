@@ -1,7 +1,7 @@
 """The environment contract's data: actions, observations, steps and trajectories.
 
 Typed, frozen, serialisable (pydantic) models in the style of OpenEnv's typed actions and
-observations and Gymnasium's documented ``step`` return (STYLE.md §1): an environment's
+observations and Gymnasium's documented ``step`` return (docs/design.md §5): an environment's
 ``reset`` returns an :class:`Observation`, ``step`` a :class:`Step`, never a bare tuple. A finished
 episode is a :class:`Trajectory`, one JSON line in a ``trajectories.jsonl`` file.
 """

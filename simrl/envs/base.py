@@ -3,7 +3,7 @@
 An :class:`Environment` is async: ``reset(task, seed) -> Observation``, ``step(action) -> Step``,
 ``close()`` (safe to call twice). Errors of tools (bad arguments, unknown ids, server faults) come
 back as error observations, never as exceptions out of ``step``. Environments are made by id with
-:func:`make` (Gymnasium's ``make`` + registry, STYLE.md §3); the world-model version of an
+:func:`make` (Gymnasium's ``make`` + registry, docs/design.md §5); the world-model version of an
 environment keeps the same id and is chosen by keyword options.
 """
 

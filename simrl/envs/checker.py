@@ -1,6 +1,6 @@
 """The environment checker: small ``check_*`` functions run on every registered environment.
 
-Modelled on Gymnasium's ``utils/env_checker.py`` (STYLE.md §3): each check takes a factory that makes
+Modelled on Gymnasium's ``utils/env_checker.py`` (docs/design.md §5): each check takes a factory that makes
 a fresh environment and a task, runs a short scripted interaction, and raises
 :class:`EnvCheckError` with a message saying what the environment did wrong. ``check_env`` runs them
 all and returns one :class:`CheckOutcome` per check; ``simrl env check`` prints them.

@@ -1,6 +1,6 @@
 """``PerturbedEnv``: any environment with a perturbation schedule applied to its tool results.
 
-A Gymnasium-style wrapper (STYLE.md §2): an :class:`~simrl.envs.base.Environment` itself, same
+A Gymnasium-style wrapper (docs/design.md §5): an :class:`~simrl.envs.base.Environment` itself, same
 ``env_id``, that changes only what tool calls return. For each tool call it draws, from a
 ``random.Random`` seeded by sha256 of (schedule seed, wrapper seed, episode seed, turn, call index)
 - never the global generator - whether a perturbation applies, honouring each type's rate at the

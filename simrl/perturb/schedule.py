@@ -14,7 +14,7 @@ linear       ``start + (end - start) * p``
 cosine       ``start + (end - start) * (1 - cos(pi * p)) / 2``
 step         ``values[i]`` where ``i`` = number of ``boundaries`` <= p
 exp_ramp     ``start + (end - start) * (base**p - 1) / (base - 1)``, ``base`` = 4: ZeroSearch's noise
-             curriculum (Alibaba-NLP/ZeroSearch; DESIGN.md §4; their recipes ramp 0 -> 0.5)
+             curriculum (Alibaba-NLP/ZeroSearch; docs/design.md §4; their recipes ramp 0 -> 0.5)
 ===========  ==================================================================================
 
 A number in place of a curriculum is a constant rate. Example::

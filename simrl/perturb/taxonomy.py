@@ -6,7 +6,7 @@ Gymnasium's one-hook wrappers (``gymnasium/wrappers/transform_reward.py``). Each
 ``kind``, how an agent ``recovery``-s from it and whether it is ``recoverable`` at all; schedules use
 only recoverable kinds unless they set ``allow_unrecoverable``.
 
-Two ways to apply one (DESIGN.md §1, controllable simulation):
+Two ways to apply one (docs/design.md §1, controllable simulation):
 
 - **inject**: :meth:`Perturbation.apply` rewrites a tool result in code (any environment, real or
   simulated: guaranteed). ``phase = "before"`` kinds (errors) are applied *instead of* the call, so

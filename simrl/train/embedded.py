@@ -1,11 +1,11 @@
 """The embedded trainer: GRPO on CPU for one arm x seed of a recipe, one file read top to bottom.
 
-In the spirit of cleanrl's ``ppo.py`` (STYLE.md §11). :func:`train_arm` does, in order:
+In the spirit of cleanrl's ``ppo.py`` (docs/design.md §5). :func:`train_arm` does, in order:
 
 1. the world: the recipe's training world, generated once under ``worlds`` (or a given world folder);
 2. the arm's environment: real (``make(env, world=W, **recipe.real)``) or its world-model version
    (``make(env, world=W, world_model=backend, ...)``), wrapped in the arm's perturbation schedule whose
-   curriculum is read at training progress ``(step - 1) / steps`` (ZeroSearch-style ramp; DESIGN.md §4);
+   curriculum is read at training progress ``(step - 1) / steps`` (ZeroSearch-style ramp; docs/design.md §4);
 3. the policy: :class:`~simrl.train.policy.ScorerPolicy` (DRRN-style scorer; He et al., 2016), warm
    started by behaviour cloning on scripted-expert demonstrations collected in the REAL environment;
 4. GRPO (Shao et al., 2024, DeepSeekMath §4.1): each step samples ``batch`` train tasks, runs

@@ -2,7 +2,7 @@
 
 A recipe names a world, the environment every arm shares, the arms (real | world model | world model
 + perturbation schedule), the policy, the trainer, the budget, the warm start, the evaluation and the
-seeds. The arms differ only in their environment (DESIGN.md §2): that is the experiment. Validated
+seeds. The arms differ only in their environment (docs/design.md §2): that is the experiment. Validated
 once, here, by pydantic like world specs (:mod:`simrl.world.spec`): one help text per field (its
 ``description``), unknown fields rejected, impossible combinations caught with a message that says how
 to fix them. :func:`load_recipe` turns every problem into a :class:`~simrl.errors.SpecError` with one

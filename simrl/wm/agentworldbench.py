@@ -1,6 +1,6 @@
 """AgentWorldBench JSONL: read one row as a :class:`~simrl.wm.transitions.Transition`, write transitions as rows.
 
-Format (QwenLM/Qwen-AgentWorld README "Data Format" and ``eval/eval.py``; DESIGN.md §4): one JSON
+Format (QwenLM/Qwen-AgentWorld README "Data Format" and ``eval/eval.py``; docs/design.md §4): one JSON
 object per evaluated turn, per-domain files ``<domain>_test.jsonl``:
 
 ==================  ==============================================================================

@@ -21,7 +21,7 @@ server's own semantics, and write tasks are scored on that copy. Leakage guard: 
 ``task.policy_view()`` and parsed predictions; prediction lines that echo the instruction blocks
 (facts header, target query, reference answer, control instruction) are removed.
 
-Control (controllable simulation, DESIGN.md §1): :meth:`WorldModelEnv.set_control` gives the calls
+Control (controllable simulation, docs/design.md §1): :meth:`WorldModelEnv.set_control` gives the calls
 of the NEXT step a control instruction each (a perturbation request), appended to that call's last
 user message only (so it is part of the response-cache key); with a compliance check and
 ``retries``, a prediction that fails the check is re-sampled (temperature at least 0.6, a new seed)

@@ -1,4 +1,4 @@
-"""Per-step control of a world-model environment's calls (controllable simulation, DESIGN.md §1).
+"""Per-step control of a world-model environment's calls (controllable simulation, docs/design.md §1).
 
 :meth:`simrl.wm.env.WorldModelEnv.set_control` records a :class:`StepControl` for the next step;
 :func:`call_control` turns it into the :class:`CallControl` of one call (instruction text, compliance

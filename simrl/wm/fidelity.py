@@ -1,6 +1,6 @@
 """Rule-based fidelity of a predicted observation against the real one: five dimensions, 0-100.
 
-The dimensions are AgentWorldBench's (QwenLM/Qwen-AgentWorld ``eval/``; DESIGN.md §4): format,
+The dimensions are AgentWorldBench's (QwenLM/Qwen-AgentWorld ``eval/``; docs/design.md §4): format,
 factuality, consistency, realism, quality. AgentWorldBench has an LLM judge give each 1-5
 (:mod:`simrl.wm.judge` does that too); these scorers are deterministic rules over what
 :mod:`simrl.wm.fidelity_rules` reads from the texts, per domain (``search``, ``mcp``, ``bfcl``,

@@ -1,6 +1,6 @@
 """An LLM judge of world-model fidelity, AgentWorldBench style, through any OpenAI-compatible endpoint.
 
-AgentWorldBench (QwenLM/Qwen-AgentWorld ``eval/``; DESIGN.md §4) has a judge model compare a
+AgentWorldBench (QwenLM/Qwen-AgentWorld ``eval/``; docs/design.md §4) has a judge model compare a
 predicted observation with the real one on five dimensions (format, factuality, consistency,
 realism, quality), each an integer 1-5; a dimension's score is normalised to 0-100 as
 ``(x - 1) / 4 * 100`` and a sample's score is the mean of its five. The prompt here is our own

@@ -1,6 +1,6 @@
 """The ``openai`` world-model backend: any OpenAI-compatible chat-completions endpoint.
 
-Works with vLLM (``vllm serve Qwen/Qwen-AgentWorld-35B-A3B ... --reasoning-parser qwen3``, DESIGN.md
+Works with vLLM (``vllm serve Qwen/Qwen-AgentWorld-35B-A3B ... --reasoning-parser qwen3``, docs/design.md
 §4), SGLang and hosted APIs. The ``openai`` SDK's own retries are off (``max_retries=0``): the
 world-model environment retries with jittered backoff and records what failed. Errors map to
 :class:`~simrl.wm.backend.BackendError`: timeouts, refused or dropped connections, HTTP 408, 409,

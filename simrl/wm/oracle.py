@@ -2,7 +2,7 @@
 
 The oracle is not an LLM. It renders the world's ground truth with *idealised, edge-case-free*
 semantics: fast, deterministic, the reference for factuality and the CPU default, and the
-"uncontrolled", too-clean simulator of the experiments (DESIGN.md §1):
+"uncontrolled", too-clean simulator of the experiments (docs/design.md §1):
 
 * ``search``: the real :class:`~simrl.envs.search.SearchIndex` tools (``web_search``,
   ``web_extractor``) with no errors beyond genuine ones (bad arguments, an unknown URL's 404).

@@ -1,6 +1,6 @@
 """World-model prompts in the Qwen-AgentWorld chat layout, and the parser of the model's answer.
 
-Layout (QwenLM/Qwen-AgentWorld ``eval/eval.py`` and ``prompts/``; DESIGN.md §4):
+Layout (QwenLM/Qwen-AgentWorld ``eval/eval.py`` and ``prompts/``; docs/design.md §4):
 
 * **system**: a domain world-model prompt (our own wording, one per domain: :data:`DOMAIN_PROMPTS`),
   then the tool definitions as a JSON list (OpenAI function format), then, for fictional worlds, the

@@ -1,7 +1,7 @@
 """Serve a world model with vLLM: the command line a model needs, and a managed ``vllm serve`` process.
 
 :func:`vllm_command` builds ``vllm serve MODEL ...`` with the options of the model's family
-(:data:`FAMILIES`; DESIGN.md §4: Qwen-AgentWorld is served with ``--max-model-len 262144
+(:data:`FAMILIES`; docs/design.md §4: Qwen-AgentWorld is served with ``--max-model-len 262144
 --reasoning-parser qwen3 --language-model-only --trust-remote-code``). :class:`VLLMServer` runs that
 command as a subprocess in its own process group, its output in a log file, waits until
 ``GET /health`` and ``GET /v1/models`` answer, and stops the whole group (SIGTERM, then SIGKILL after
@@ -49,7 +49,7 @@ FAMILIES: tuple[Family, ...] = (
             ("--trust-remote-code", None))),
     Family("qwen3", ("qwen3",), (("--reasoning-parser", "qwen3"),)),
 )
-"""Known families, first match wins (DESIGN.md §4 for Qwen-AgentWorld; Qwen3 models reason in
+"""Known families, first match wins (docs/design.md §4 for Qwen-AgentWorld; Qwen3 models reason in
 ``<think>``, which vLLM's ``qwen3`` reasoning parser splits off). Unknown models get no extra options."""
 
 

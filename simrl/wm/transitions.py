@@ -3,7 +3,7 @@
 A :class:`Transition` is one real tool call of an episode with everything a world model sees when
 it predicts that call's observation (system prompt with the tools, the episode's earlier actions and
 real observations, the action) and the real observation, the gold. Its :meth:`Transition.messages`
-is the chat of :func:`simrl.wm.prompts.build_messages` (DESIGN.md §4 layout).
+is the chat of :func:`simrl.wm.prompts.build_messages` (docs/design.md §4 layout).
 
 Sources (:func:`load_transitions` tells them apart line by line, by their fields):
 

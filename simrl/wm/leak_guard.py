@@ -8,7 +8,7 @@ characters one space, so ``Reference  Answer =`` matches ``reference answer:``):
 
 * ``gold``: the task's gold answers (``qa`` and records ``answer`` + ``aliases``, ``table`` cells);
 * ``fact``: the task's simulation instruction (its reference answer, target query and facts);
-* ``tool``: the tool definitions (each description of 20+ characters, the JSON ``"type": "function"``);
+* ``tool``: the tool definitions (each description line of 20+ characters);
 * ``control``: the call's control instruction: any run of :data:`CONTROL_RUN_WORDS` consecutive
   words of it, or a line holding :data:`CONTROL_OVERLAP` of its distinct words of 4+ letters (a
   reworded echo). Quoted spans of the instruction (``'...'``, ``"..."``, backticks) are the output it
@@ -26,8 +26,8 @@ match as whole words only; values under :data:`MIN_SECRET_CHARS` normalised char
 headers are never legitimate.
 
 A line holding any of these is removed. When more than half of the non-blank lines go, or a prompt
-header was echoed (``# World facts``, ``**Control Instruction:**``, ``### Turn N``: the model is
-repeating its prompt, whose other lines are not all recognisable), the whole observation is
+header was echoed (``# World facts``, ``**Control Instruction:**``, ``### Turn N``, a tool
+definition's ``"type": "function"``: the model is repeating its prompt, whose other lines are not all recognisable), the whole observation is
 **refused**: it becomes :data:`REFUSED`. The step's info counts what went (``leak_gold``,
 ``leak_fact``, ``leak_tool``, ``leak_control``, ``leak_marker``, and their sum ``redacted_lines``:
 lines; ``leak_refused``: observations) and sets
@@ -61,6 +61,8 @@ _LABELS = ("reference answer", "target query", "simulation instruction", "pages 
 _DUMP_LINES = (" world facts ", " tools ", " output format ", " role ", " rules ", " how the tools answer ", " facts ")
 _DUMP_MARKERS = ("control instruction", "environment observation", "predicted observation",
                  "the agent can call these tools", "this world is fictional")
+_TURN = re.compile(r"\s*#+\s*turn\s+\d+\s*$", re.IGNORECASE)
+_TOOL_JSON = re.compile(r'"type"\s*:\s*"function"')
 _QUOTED = re.compile(r"'[^'\n]*'|\"[^\"\n]*\"|`[^`\n]*`")
 _NON_ALNUM = re.compile(r"[\W_]+", re.UNICODE)
 
@@ -143,7 +145,7 @@ class LeakGuard:
     def kind_of(self, line: str) -> str | None:
         """The leak kind of one line (``marker``, ``control``, ``gold``, ``fact``, ``tool``), or None."""
         norm = normalise(line)
-        if self.dump(line) or any(f" {m} " in norm for m in _LABELS) or '"type": "function"' in line:
+        if self.dump(line) or any(f" {m} " in norm for m in _LABELS):
             return "marker"
         if any(run in norm for run in self.runs):
             return "control"
@@ -160,7 +162,8 @@ class LeakGuard:
         norm = normalise(line)
         if line.lstrip().startswith("#") and norm in _DUMP_LINES:
             return True
-        return any(f" {m} " in norm for m in _DUMP_MARKERS) or bool(re.match(r"\s*#+ turn \d+\s*$", line.lower()))
+        return (any(f" {m} " in norm for m in _DUMP_MARKERS) or bool(_TURN.match(line))
+                or bool(_TOOL_JSON.search(line)))
 
     def check(self, text: str) -> tuple[str, dict[str, Any]]:
         """``(text the policy may see, step-info notes)``; notes are empty when nothing leaked."""

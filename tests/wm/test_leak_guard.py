@@ -183,3 +183,24 @@ def test_the_guard_rules_directly():
     assert notes == {} and text.startswith("Acme")  # shown by the real observation; the quoted span is output
     text, notes = guard.check("ok\ntwo\nthree\nada lovelace founded acme in 1990\nKEEP THE AGENT'S QUERY UNCHANGED, PLEASE")
     assert text == "ok\ntwo\nthree" and notes["leak_fact"] == 1 and notes["leak_control"] == 1 and notes["leaked"]
+
+
+# -- bounds on what a world model returns and what is re-sent -----------------------------------------
+async def test_a_huge_prediction_is_cut_and_the_history_re_sent_is_bounded(tiny_world):
+    from simrl.envs.base import make
+
+    def huge(body):
+        return "<predicted_observation>" + "x" * 200_000 + "</predicted_observation>"
+
+    with StubEndpoint(huge) as ep:
+        env = make("search", world=tiny_world, world_model="openai", wm_base_url=ep.url, wm_model="stub",
+                   max_observation_chars=5_000, max_history_chars=8_000)
+        task, _ = _qa(tiny_world)
+        await env.reset(task)
+        steps = [await env.step(Action.call("web_search", query=f"q{i}")) for i in range(3)]
+        await env.close()
+    first = steps[0].observation.results[0].content
+    assert len(first) < 5_100 and first.endswith("[observation cut at 5000 characters]")
+    assert steps[0].info["observation_truncated"] == 1 and steps[0].info["observation_chars"] == 200_000
+    sent = [sum(len(m["content"]) for m in r["messages"][1:]) for r in ep.requests]
+    assert max(sent) < 8_000 + 1_000 and steps[2].info["history_elided"] == 1

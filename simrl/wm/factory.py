@@ -58,6 +58,9 @@ def make_backend(name: str, **options: Any) -> WorldModelBackend | str:
         if not options.get("base_url") or not options.get("model"):
             raise SimrlError("the openai world model needs a base URL and a model id "
                              "(--wm-base-url http://HOST:PORT/v1 --wm-model NAME)")
+        from simrl.config import check_url
+
+        check_url(options["base_url"], "--wm-base-url")
         from simrl.wm.openai_backend import OpenAIBackend
 
         return OpenAIBackend(**options)

@@ -137,6 +137,7 @@ class LeakGuard:
 
     def __init__(self, secrets: Secrets, reference: str | None = None) -> None:
         allowed = normalise(" ".join([secrets.visible, reference or ""]))
+        self.real_lines = {normalise(ln) for ln in (reference or "").splitlines()}
         self.values = [(kind, normalise(s)) for kind, items in (("gold", secrets.gold), ("fact", secrets.facts),
                                                                 ("tool", secrets.tools)) for s in items]
         self.values = [(k, s) for k, s in self.values if len(s) - 2 >= MIN_SECRET_CHARS and s not in allowed]
@@ -156,10 +157,12 @@ class LeakGuard:
                 return kind
         return None
 
-    @staticmethod
-    def dump(line: str) -> bool:
-        """Whether ``line`` is a header of the world model's prompt (the model is repeating its prompt)."""
+    def dump(self, line: str) -> bool:
+        """Whether ``line`` is a header of the world model's prompt (the model is repeating its prompt)
+        that the real observation does not hold (a page may be titled ``# Rules``)."""
         norm = normalise(line)
+        if norm in self.real_lines:
+            return False
         if line.lstrip().startswith("#") and norm in _DUMP_LINES:
             return True
         return (any(f" {m} " in norm for m in _DUMP_MARKERS) or bool(_TURN.match(line))

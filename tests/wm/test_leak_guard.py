@@ -204,3 +204,10 @@ async def test_a_huge_prediction_is_cut_and_the_history_re_sent_is_bounded(tiny_
     assert steps[0].info["observation_truncated"] == 1 and steps[0].info["observation_chars"] == 200_000
     sent = [sum(len(m["content"]) for m in r["messages"][1:]) for r in ep.requests]
     assert max(sent) < 8_000 + 1_000 and steps[2].info["history_elided"] == 1
+
+
+def test_a_prompt_header_the_real_page_holds_is_not_a_prompt_echo():
+    page = "# Rules\n\nThe club's rules, adopted in 1990."
+    assert LeakGuard(Secrets(), reference=page).check(page) == (page, {})
+    text, notes = LeakGuard(Secrets(), reference="a page").check(page)
+    assert text == REFUSED and notes["leak_refused"] == 1

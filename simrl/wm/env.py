@@ -290,9 +290,8 @@ class WorldModelEnv(Environment):
         if self._truth.current is not None and call.name in WRITE_TOOLS and ctl.effect:
             truth = await self._truth.current.call(call)  # the ground truth of the write, kept in the world
             reference, shadow = truth.content, {"shadow_error" if truth.is_error else "shadow_ok": 1}
-        else:  # a read's real observation (a write without effect has none)
-            reference = await self._truth.reference(call)
-        guard = call_guard(self._secrets, ctl.text, dict(call.arguments), reference)
+        guard = call_guard(self._secrets, ctl.text, dict(call.arguments), reference,  # a read's real observation:
+                           None if reference is not None else (lambda: self._truth.reference(call)))  # when needed
         history, elided = bounded_history(self._history, self.max_history_chars)
         messages = prompts.build_messages(self._system, history, call.name, dict(call.arguments), ctl.text)
         text, notes = await self._predictor.predict(messages, self._sampling, ctl, guard)

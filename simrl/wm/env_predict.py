@@ -102,7 +102,7 @@ class Predictor:
             raw = await self.generate(messages, sampling)
             predicted = prompts.parse_prediction(raw)
             if predicted is not None:
-                return self._checked(guard, predicted, notes)
+                return await self._checked(guard, predicted, notes)
             if attempt < self.max_parse_retries:
                 self.stats["parse_retries"] += 1
                 notes["parse_retries"] = notes.get("parse_retries", 0) + 1
@@ -110,15 +110,15 @@ class Predictor:
                                                        "seed": (sampling.seed or 0) + attempt + 1})
         self.stats["unparsed"] += 1
         notes["unparsed"] = True
-        return self._checked(guard, prompts.strip_think(raw), notes)
+        return await self._checked(guard, prompts.strip_think(raw), notes)
 
-    def _checked(self, guard: LeakGuard, text: str, notes: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    async def _checked(self, guard: LeakGuard, text: str, notes: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """``text`` capped at ``max_observation_chars``, then through the leakage guard; notes added."""
         if len(text) > self.max_observation_chars:
             notes["observation_truncated"] = notes.get("observation_truncated", 0) + 1
             notes["observation_chars"] = len(text)
             text = text[:self.max_observation_chars] + TRUNCATION_NOTE.format(n=self.max_observation_chars)
-        text, found = guard.check(text)
+        text, found = await guard.acheck(text)
         add_notes(notes, found)
         return text, notes
 

@@ -38,10 +38,11 @@ by text alone and are not caught.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +68,7 @@ _QUOTED = re.compile(r"'[^'\n]*'|\"[^\"\n]*\"|`[^`\n]*`")
 _NON_ALNUM = re.compile(r"[\W_]+", re.UNICODE)
 
 
+@functools.lru_cache(maxsize=4096)
 def normalise(text: str) -> str:
     """``text`` NFKC-normalised, case-folded, non-alphanumeric runs as one space, padded with spaces.
 
@@ -133,15 +135,31 @@ class LeakGuard:
         secrets: the hidden texts of the call.
         reference: the real observation of the call at this turn (ground truth), or None where there
             is none; what it shows is never a leak.
+        fetch: instead of ``reference``, ``await fetch()`` gives it; :meth:`acheck` calls it only when
+            a prediction looks like a leak without it (most predictions need no ground-truth call).
     """
 
-    def __init__(self, secrets: Secrets, reference: str | None = None) -> None:
-        allowed = normalise(" ".join([secrets.visible, reference or ""]))
-        self.real_lines = {normalise(ln) for ln in (reference or "").splitlines()}
-        self.values = [(kind, normalise(s)) for kind, items in (("gold", secrets.gold), ("fact", secrets.facts),
-                                                                ("tool", secrets.tools)) for s in items]
-        self.values = [(k, s) for k, s in self.values if len(s) - 2 >= MIN_SECRET_CHARS and s not in allowed]
+    def __init__(self, secrets: Secrets, reference: str | None = None,
+                 fetch: Callable[[], Awaitable[str | None]] | None = None) -> None:
+        self.secrets, self.fetch = secrets, fetch
         self.runs, self.words = _control_parts(secrets.control)
+        self._use(reference)
+
+    def _use(self, reference: str | None) -> None:
+        allowed = normalise(" ".join([self.secrets.visible, reference or ""]))
+        self.real_lines = {normalise(ln) for ln in (reference or "").splitlines()}
+        values = [(kind, normalise(s)) for kind, items in (("gold", self.secrets.gold), ("fact", self.secrets.facts),
+                                                           ("tool", self.secrets.tools)) for s in items]
+        self.values = [(k, s) for k, s in values if len(s) - 2 >= MIN_SECRET_CHARS and s not in allowed]
+
+    async def acheck(self, text: str) -> tuple[str, dict[str, Any]]:
+        """:meth:`check`, fetching the real observation first when ``text`` would otherwise leak."""
+        checked = self.check(text)
+        if not checked[1] or self.fetch is None:
+            return checked
+        fetch, self.fetch = self.fetch, None
+        self._use(await fetch())
+        return self.check(text)
 
     def kind_of(self, line: str) -> str | None:
         """The leak kind of one line (``marker``, ``control``, ``gold``, ``fact``, ``tool``), or None."""
@@ -214,9 +232,10 @@ def episode_secrets(task: Any, instruction: Any, tools: list[dict[str, Any]]) ->
     return Secrets(gold=gold_strings(task.gold), facts=facts, tools=tool_texts(tools), visible=task.prompt)
 
 
-def call_guard(episode: Secrets, control: str | None, arguments: dict[str, Any],
-               reference: str | None) -> LeakGuard:
-    """The guard of one call: the episode's secrets, the call's control instruction, what the policy sent."""
+def call_guard(episode: Secrets, control: str | None, arguments: dict[str, Any], reference: str | None = None,
+               fetch: Callable[[], Awaitable[str | None]] | None = None) -> LeakGuard:
+    """The guard of one call: the episode's secrets, the call's control instruction, what the policy sent,
+    and the real observation (``reference``, or ``fetch`` to get it when needed)."""
     secrets = Secrets(episode.gold, episode.facts, episode.tools, control,
                       visible_text(episode.visible, arguments))
-    return LeakGuard(secrets, reference)
+    return LeakGuard(secrets, reference, fetch)

@@ -48,6 +48,8 @@ def eval_(
     setup = _setup(recipe, env, world, split, trials, n, max_turns, transport, fault_rate)
     pol = _policy(checkpoint, policy, setup)
     make(setup["env"], **setup["options"])  # fail fast on bad environment options, before any episode
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)  # an output path that cannot be a folder fails before any episode
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=Console(stderr=True)) as bar:
         job = bar.add_task(f"eval {setup['env']}", total=len(setup["tasks"]) * setup["trials"])

@@ -21,7 +21,12 @@ from simrl.errors import SimrlError
 
 
 class _Group(TyperGroup):
-    """Root group: turns user errors into ``error: ...`` and the error's exit code."""
+    """Root group: turns user errors into ``error: ...`` and the error's exit code.
+
+    Besides :class:`~simrl.errors.SimrlError`, a file the command cannot read or write (``OSError``:
+    a directory where a file is expected, a missing folder, no permission, a full disk) and text
+    that is not UTF-8 are the user's input too: one line naming the file, exit 2.
+    """
 
     def invoke(self, ctx):  # noqa: D102
         try:
@@ -29,6 +34,16 @@ class _Group(TyperGroup):
         except SimrlError as err:
             typer.secho(f"error: {err}", err=True, fg="red")
             raise typer.Exit(err.exit_code) from None
+        except BrokenPipeError:  # the reader of our output went away (`| head`): not an input error
+            raise
+        except OSError as err:
+            where = err.filename if err.filename is not None else "a file"
+            typer.secho(f"error: {where}: {err.strerror or err}; check that the path exists, is the right kind "
+                        "(file or folder) and is writable", err=True, fg="red")
+            raise typer.Exit(2) from None
+        except UnicodeError as err:
+            typer.secho(f"error: an input is not UTF-8 text ({err.reason}); save it as UTF-8", err=True, fg="red")
+            raise typer.Exit(2) from None
 
 
 app = typer.Typer(

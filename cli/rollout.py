@@ -73,6 +73,8 @@ def rollout(
                           wm_temperature)
     if world_model != "real":
         asyncio.run(make(env, **options).close())  # fail fast on bad world-model options, before any episode
+    make_env = perturbed_factory(lambda: make(env, **options), schedule, progress=progress, mode=mode,
+                                 seed=perturb_seed, control_retries=control_retries)  # a bad schedule fails here
     writer = TrajectoryWriter(out)
     console = Console(stderr=True)
     if writer.torn_line is not None:
@@ -87,8 +89,6 @@ def rollout(
             stats[traj.status] += 1
             bar.update(job, advance=1, description=f"{env} / {policy}  success {stats['success']}")
 
-        make_env = perturbed_factory(lambda: make(env, **options), schedule, progress=progress, mode=mode,
-                                     seed=perturb_seed, control_retries=control_retries)
         trajs = asyncio.run(run_rollout(make_env, pol, tasks, max_turns=max_turns,
                                         concurrency=concurrency, seed=seed, writer=writer, on_done=done))
     writer.close()

@@ -47,6 +47,6 @@ def search(
                f"  POST {url}/retrieve             {{\"queries\": [...], \"topk\": 3, \"return_scores\": true}}\n"
                "Ctrl-C to stop.")
     try:
-        uvicorn.run(make_app(index), host=host, port=port, log_level="warning")
+        uvicorn.run(make_app(index, host=host), host=host, port=port, log_level="warning")
     finally:
         index.close()

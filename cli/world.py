@@ -62,7 +62,8 @@ def inspect(
 ) -> None:
     """Summarise a world and re-run its constraint checks and file checksums.
 
-    Exits 1 if a constraint check fails or a file does not match its manifest checksum.
+    Exits 1 if a constraint check fails; 2 (one line naming the files) if a file does not match its
+    manifest checksum, as every command that reads a world does.
     """
     import json
 

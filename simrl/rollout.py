@@ -92,6 +92,13 @@ def _finish(traj: Trajectory) -> Trajectory:
     traj.info["env_failures"] = sum(bool(t.step.info.get("env_failure")) for t in traj.turns)
     # a world model's answer without a <predicted_observation> block: shown raw, counted here (simrl.wm.env)
     traj.info["wm_unparsed"] = sum(bool(t.step.info.get("unparsed")) for t in traj.turns)
+    leaks: dict[str, int] = {}  # lines the leakage guard removed, by kind (simrl.wm.leak_guard)
+    for t in traj.turns:
+        for key, n in t.step.info.items():
+            if key.startswith("leak_") and isinstance(n, int):
+                leaks[key[5:]] = leaks.get(key[5:], 0) + n
+    if leaks:
+        traj.info["leaks"] = leaks
     met = [p for t in traj.turns for p in t.step.info.get("perturbations", [])]  # from simrl.perturb.PerturbedEnv
     traj.info["perturbations"] = met
     traj.info["perturbation_types"] = sorted({p["type"] for p in met})

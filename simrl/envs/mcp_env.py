@@ -153,7 +153,11 @@ class MCPEnv(Environment):
                  records_db: str | Path | None = None, max_steps: int | None = None) -> None:
         if (server_command is None) == (server_url is None):
             raise SimrlError("give exactly one of server_command (stdio) or server_url (streamable HTTP)")
-        command = shlex.split(server_command) if isinstance(server_command, str) else server_command
+        try:
+            command = shlex.split(server_command) if isinstance(server_command, str) else server_command
+        except ValueError as err:  # an unbalanced quote
+            raise SimrlError(f"--server-command: cannot split {server_command!r} into words ({err}); "
+                             "balance its quotes") from None
         if command is not None and not command:
             raise SimrlError("server_command is empty")
         self.server_command, self.server_url = command, server_url

@@ -16,13 +16,17 @@ from simrl.types import ToolCall, ToolResult
 
 RESULTS_PER_QUERY = 10
 MAX_QUERIES = 20
+MAX_QUERY_CHARS = 1_000
+"""Longest query (characters) the search tools and ``POST /retrieve`` accept."""
+MAX_URL_CHARS = 2_048
+"""Longest URL ``web_extractor`` accepts."""
 SEARCH_TOOLS: list[dict[str, Any]] = [
     {"type": "function", "function": {
         "name": "web_search",
         "description": "Search the web. Returns up to 10 results per query, each with URL, title, snippet "
                        "and date. Give one query, or several at once as `queries`.",
         "parameters": {"type": "object", "properties": {
-            "query": {"type": "string", "description": "The search query."},
+            "query": {"type": "string", "maxLength": MAX_QUERY_CHARS, "description": "The search query."},
             "queries": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": MAX_QUERIES,
                         "description": "Several search queries, answered one block each."}},
             "additionalProperties": False}}},
@@ -49,6 +53,8 @@ def _queries(args: dict[str, Any]) -> list[str]:
         raise ValueError("`query` must be a non-empty string and `queries` a non-empty list of them")
     if len(items) > MAX_QUERIES:
         raise ValueError(f"at most {MAX_QUERIES} queries per call, got {len(items)}")
+    if any(len(q) > MAX_QUERY_CHARS for q in items):
+        raise ValueError(f"a query may be at most {MAX_QUERY_CHARS} characters; shorten it")
     return [q.strip() for q in items]
 
 
@@ -83,6 +89,8 @@ def web_extractor(index: SearchIndex, args: dict[str, Any]) -> ToolResult:
     url = args.get("url")
     if set(args) - {"url"} or not isinstance(url, str) or not url.strip():
         raise ValueError("web_extractor takes one argument, `url` (a non-empty string)")
+    if len(url) > MAX_URL_CHARS:
+        raise ValueError(f"`url` may be at most {MAX_URL_CHARS} characters")
     doc = index.page(url)
     if doc is None:
         return ToolResult(name="web_extractor", is_error=True,

@@ -15,7 +15,9 @@ Modes:
     ``control``: the environment (a world-model environment) gets each perturbation's control
         instruction through ``env.set_control({call index: text})`` before the step, never through
         the policy's input; a predicted result that fails :meth:`~simrl.perturb.taxonomy.Perturbation.complies`
-        is perturbed in code instead (recorded with ``mode: "inject"`` and ``fallback: true``).
+        is perturbed in code instead (recorded with ``mode: "inject"`` and ``fallback: true``), and so
+        is one the environment reports ``leaked`` (its prediction echoed hidden text the leakage
+        guard removed, :mod:`simrl.wm.leak_guard`): a leak is never compliance.
         With ``control_retries`` N > 0 and an environment whose ``set_control`` takes ``checks``
         (:meth:`simrl.wm.env.WorldModelEnv.set_control`), the world model is re-asked up to N times
         (a new sampling seed) before the fallback. Controlled records also carry ``complied`` and
@@ -76,6 +78,7 @@ class _CallPlan:
     fallback: bool = False
     controlled: bool = False
     complied: bool = False
+    leaked: bool = False
     retries: int = 0
 
 
@@ -193,10 +196,12 @@ class PerturbedEnv(Environment):
             inner = await self.env.step(action.model_copy(update={"tool_calls": [action.tool_calls[i] for i in run]}))
             if len(inner.observation.results) != len(run):  # the step did not run the calls (episode over, ...)
                 return inner
-            attempts = {c.get("call"): c.get("attempts", 1) for c in inner.info.get("control", [])
-                        if isinstance(c, dict)}
+            controls = [c for c in inner.info.get("control", []) if isinstance(c, dict)]
+            attempts = {c.get("call"): c.get("attempts", 1) for c in controls}
+            leaked = {c.get("call") for c in controls if c.get("leaked")}
             for n, (i, res) in enumerate(zip(run, inner.observation.results)):
                 plans[i].retries = max(int(attempts.get(n, 1)) - 1, 0)
+                plans[i].leaked = n in leaked
                 plans[i].result = self._after(plans[i], res)
         results = [plan.result for plan in plans]
         records = [plan.record for plan in plans if plan.record]
@@ -261,7 +266,7 @@ class PerturbedEnv(Environment):
         p, ctx = plan.p, plan.ctx
         if p is None or ctx is None:
             return result
-        if plan.controlled and p.complies(result.content, ctx):
+        if plan.controlled and not plan.leaked and p.complies(result.content, ctx):  # leaked: not complied
             plan.complied = True
             self._count(p.kind.value, "complied_after_retry" if plan.retries else "complied_first_try")
             return self._applied(plan, result, "control") or result

@@ -31,7 +31,6 @@ import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -287,8 +286,7 @@ def load_schedule(path: str | Path) -> Schedule:
     if not p.is_file():
         shipped = ", ".join(sorted(q.stem for q in SHIPPED.glob("*.yaml"))) or "none found"
         raise SpecError(f"schedule not found: {p} (shipped schedules in recipes/schedules/: {shipped})")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise SpecError(f"{p}: not valid YAML: {err}") from None
+    from simrl.config import load_mapping
+
+    data = load_mapping(p, "schedule")
     return parse_schedule(data, source=str(p))

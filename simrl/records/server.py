@@ -17,6 +17,10 @@ true, per the MCP spec's tool-result rules, never as protocol errors):
 ``appoint_ceo``         make a person chief executive (the current term ends the day before)
 ======================  ===========================================================================
 
+Limits: a string argument over :data:`MAX_STRING_CHARS` characters, a list or object over
+:data:`MAX_ITEMS` items, an integer outside SQLite's 64-bit range or nesting deeper than 4 levels is
+refused with a tool error that says which argument and why (so is a value the database rejects).
+
 Operational faults (off by default): with ``fault_rate`` > 0 each call fails, before touching the
 records, with that probability, drawn from ``random.Random(seed)``: a timeout (the server sleeps
 ``fault_delay`` seconds, then errors), ``429 Too Many Requests`` (with a retry-after) or
@@ -26,9 +30,11 @@ records, with that probability, drawn from ``random.Random(seed)``: a timeout (t
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import random
 import signal
+import sqlite3
 import sys
 import tempfile
 import threading
@@ -42,6 +48,12 @@ from mcp.server.mcpserver.exceptions import ToolError
 from simrl.errors import SimrlError
 from simrl.records.store import MAX_PAGE_SIZE, RecordError, RecordStore
 
+MAX_STRING_CHARS = 1_000
+"""Longest string argument (ids, names, cursors, field values) a record tool accepts."""
+MAX_ITEMS = 200
+"""Most items of a list or object argument (``filters``, ``fields``, a filter's list of values)."""
+INT_RANGE = (-(2 ** 63), 2 ** 63 - 1)
+"""Integers a record tool accepts (SQLite's 64-bit integers)."""
 FAULT_KINDS = ("timeout", "rate_limit", "unavailable")
 """Operational fault kinds drawn when ``fault_rate`` > 0."""
 
@@ -86,9 +98,18 @@ def build_server(store: RecordStore, *, fault_rate: float = 0.0, seed: int = 0,
             return json.dumps(op(), ensure_ascii=False)
         except RecordError as err:
             raise ToolError(str(err)) from None
+        except (OverflowError, sqlite3.Error) as err:  # a value the database cannot take: the caller's input
+            raise ToolError(f"the arguments cannot be used ({err}); check their values") from None
 
     def tool(fn: Callable[..., Any]) -> None:
-        server.add_tool(fn, structured_output=False)
+        @functools.wraps(fn)
+        async def bounded(**kwargs: Any) -> str:
+            for name, value in kwargs.items():
+                if (reason := input_problem(value)) is not None:
+                    raise ToolError(f"argument `{name}`: {reason}")
+            return await fn(**kwargs)
+
+        server.add_tool(bounded, structured_output=False)
 
     async def search_records(type: str, filters: dict[str, Any] | None = None, limit: int | None = None,
                              cursor: str | None = None) -> str:
@@ -138,6 +159,23 @@ def build_server(store: RecordStore, *, fault_rate: float = 0.0, seed: int = 0,
                add_membership, end_membership, appoint_ceo):
         tool(fn)
     return server
+
+
+def input_problem(value: Any, depth: int = 0) -> str | None:
+    """Why an argument value is outside the tools' limits (:data:`MAX_STRING_CHARS`, :data:`MAX_ITEMS`,
+    :data:`INT_RANGE`, nesting 4 levels), or None when it is within them."""
+    if depth > 4:
+        return "nested too deeply (at most 4 levels)"
+    if isinstance(value, str) and len(value) > MAX_STRING_CHARS:
+        return f"a string of {len(value)} characters; at most {MAX_STRING_CHARS}"
+    if isinstance(value, int) and not isinstance(value, bool) and not INT_RANGE[0] <= value <= INT_RANGE[1]:
+        return "an integer outside the 64-bit range [-2**63, 2**63 - 1]"
+    if isinstance(value, dict | list) and len(value) > MAX_ITEMS:
+        return f"{len(value)} items; at most {MAX_ITEMS}"
+    items = list(value.keys()) + list(value.values()) if isinstance(value, dict) else value
+    if isinstance(value, dict | list):
+        return next((r for v in items if (r := input_problem(v, depth + 1)) is not None), None)
+    return None
 
 
 def _require(store: RecordStore, record_id: str, etype: str) -> None:

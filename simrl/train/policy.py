@@ -202,10 +202,23 @@ class ScorerPolicy:
 
     @classmethod
     def load(cls, path: str | Path) -> ScorerPolicy:
-        """A policy saved by :meth:`save` (``torch.load(weights_only=True)``)."""
-        sd = torch.load(Path(path), weights_only=True)
-        policy = cls(**sd["config"])
-        policy.load_state_dict(sd)
+        """A policy saved by :meth:`save` (``torch.load(weights_only=True)``).
+
+        Raises:
+            SimrlError: the file is not such a checkpoint (binary garbage, YAML, truncated, another model).
+        """
+        from simrl.errors import SimrlError
+
+        try:
+            sd = torch.load(Path(path), weights_only=True)
+            policy = cls(**sd["config"])
+            policy.load_state_dict(sd)
+        except OSError:
+            raise
+        except Exception as err:  # noqa: BLE001 - torch reports a bad file with many exception types
+            reason = (str(err).splitlines() or [type(err).__name__])[0][:200]
+            raise SimrlError(f"{path}: not a scorer checkpoint of simrl ({reason}); give a run's final.pt, "
+                             "warmstart.pt or checkpoints/step-N.pt") from None
         return policy
 
 

@@ -168,10 +168,9 @@ def load_recipe(path: str | Path) -> Recipe:
     if not p.is_file():
         raise SpecError(f"recipe not found: {p} (shipped recipes: recipes/quickstart.yaml, "
                         "recipes/mcp-controlled-vs-uncontrolled.yaml, recipes/search-fictional-worlds.yaml)")
-    try:
-        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_UniqueKeys)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as err:
-        raise SpecError(f"{p}: not valid YAML: {err}") from None
+    from simrl.config import load_mapping
+
+    data = load_mapping(p, "recipe", loader=_UniqueKeys)
     return resolve_files(parse_recipe(data, source=str(p)), p.resolve().parent, source=str(p))
 
 

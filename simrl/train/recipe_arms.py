@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-STRICT = ConfigDict(extra="forbid", frozen=True)
+STRICT = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 """The model config of every recipe section: unknown fields rejected, values frozen."""
 ENV_TASK_TYPES = {"search": ("qa", "table"), "mcp-world": ("records",)}
 """Environment ids a recipe may train in -> the task types each serves (as :mod:`simrl.policies`)."""

@@ -202,10 +202,21 @@ def save_torch(path: Path, obj: Any) -> None:
 
 
 def load_torch(path: Path) -> Any:
-    """``torch.load`` of a file this module wrote (tensors, numbers, strings, lists, tuples, dicts only)."""
+    """``torch.load`` of a file this module wrote (tensors, numbers, strings, lists, tuples, dicts only).
+
+    Raises:
+        SimrlError: the file is damaged (truncated, or not a torch file), naming it.
+    """
     import torch
 
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except OSError:
+        raise
+    except Exception as err:  # noqa: BLE001 - torch reports a bad file with many exception types
+        reason = (str(err).splitlines() or [type(err).__name__])[0][:200]
+        raise SimrlError(f"{path}: damaged checkpoint ({reason}); delete it (a resumed run then starts from "
+                         "the previous one)") from None
 
 
 # -- checkpoints and resume -------------------------------------------------------------------------------

@@ -18,15 +18,19 @@ that survives the retries ends the episode as ``truncated`` with ``info["env_fai
 Ground truth stays in the world: calls are validated against the tool schemas by the environment,
 not the model; a records write is applied to a per-episode shadow copy of the records with the
 server's own semantics, and write tasks are scored on that copy. Leakage guard: the policy sees only
-``task.policy_view()`` and parsed predictions; prediction lines that echo the instruction blocks
-(facts header, target query, reference answer, control instruction) are removed.
+``task.policy_view()`` and parsed predictions, each checked by :mod:`simrl.wm.leak_guard` against the
+episode's gold answers, simulation facts, tool definitions and the call's control instruction, with
+the real observation of the call (when the world has one) as what may legitimately be shown.
+Bounds: a prediction is cut at ``max_observation_chars``, and the earlier observations re-sent to
+the world model at ``max_history_chars`` (both recorded in the step's info).
 
 Control (controllable simulation, docs/design.md §1): :meth:`WorldModelEnv.set_control` gives the calls
 of the NEXT step a control instruction each (a perturbation request), appended to that call's last
 user message only (so it is part of the response-cache key); with a compliance check and
 ``retries``, a prediction that fails the check is re-sampled (temperature at least 0.6, a new seed)
 up to ``retries`` times. The step's ``info["control"]`` lists ``{"call", "attempts", "complied"}``
-per controlled call. Calls marked ``no_effect`` (a perturbation that replaces the call, e.g. an
+per controlled call (and ``"leaked": True`` when a sample leaked hidden text, see
+:mod:`simrl.wm.leak_guard`: such a call never counts as complied first try). Calls marked ``no_effect`` (a perturbation that replaces the call, e.g. an
 error) never reach the records ground truth, so a failed write changes nothing. The ``oracle``
 cannot follow instructions: it returns the clean ground truth, the check fails, and a caller such
 as :class:`~simrl.perturb.inject.PerturbedEnv` falls back to injecting the perturbation in code.
@@ -49,8 +53,16 @@ from simrl.wm import oracle, prompts
 from simrl.wm.backend import BackendError, Sampling, WorldModelBackend
 from simrl.wm.cache import ResponseCache
 from simrl.wm.env_control import CallControl, StepControl, call_control, passes
-from simrl.wm.env_predict import RETRY_SEED_STRIDE, Predictor, add_notes
+from simrl.wm.env_predict import (
+    MAX_HISTORY_CHARS,
+    MAX_OBSERVATION_CHARS,
+    RETRY_SEED_STRIDE,
+    Predictor,
+    add_notes,
+    bounded_history,
+)
 from simrl.wm.env_truth import CallValidator, EpisodeTruth, score, tool_list
+from simrl.wm.leak_guard import Secrets, call_guard, episode_secrets
 from simrl.wm.oracle import WRITE_TOOLS
 from simrl.world.schema import Task
 
@@ -80,6 +92,10 @@ class WorldModelEnv(Environment):
             between steps; the oracle ignores it). Never shown to the policy. Per-call, per-step
             instructions: :meth:`set_control`.
         own_backend: close ``backend`` when the environment closes.
+        max_observation_chars: cap on one predicted observation (characters; longer ones are cut and
+            the step's info records ``observation_truncated`` and ``observation_chars``).
+        max_history_chars: cap on the earlier observations re-sent to the world model (characters;
+            the oldest are replaced by a placeholder and the step's info records ``history_elided``).
 
     Attributes:
         backend_name: ``oracle`` or the backend's name (for the trajectory's ``backend`` field).
@@ -87,7 +103,8 @@ class WorldModelEnv(Environment):
             ``unparsed``, ``failures``, ``control_retries`` (compliance re-samples).
 
     Raises:
-        SimrlError: unknown ``env_id``; no world where one is needed; ``oracle`` for ``mcp``.
+        SimrlError: unknown ``env_id``; no world where one is needed; ``oracle`` for ``mcp``; a cap
+            below 1.
     """
 
     def __init__(self, env_id: str, world: str | Path | None = None,
@@ -96,7 +113,9 @@ class WorldModelEnv(Environment):
                  max_parse_retries: int = 1, prompt_template: str | Path | None = None,
                  max_turns: int | None = None, tools: list[dict[str, Any]] | None = None,
                  server_command: str | list[str] | None = None, server_url: str | None = None,
-                 control: str | None = None, own_backend: bool = False) -> None:
+                 control: str | None = None, own_backend: bool = False,
+                 max_observation_chars: int = MAX_OBSERVATION_CHARS,
+                 max_history_chars: int = MAX_HISTORY_CHARS) -> None:
         if env_id not in SUPPORTED:
             raise SimrlError(f"no world-model version of env {env_id!r}; supported: {', '.join(SUPPORTED)}")
         if isinstance(backend, str) and backend != "oracle":
@@ -107,6 +126,9 @@ class WorldModelEnv(Environment):
             raise SimrlError("the oracle needs a world's ground truth: use it with search or mcp-world")
         if env_id == "mcp" and tools is None and not (server_command or server_url):
             raise SimrlError("the world-model env 'mcp' needs tools=... or server_command / server_url")
+        if max_history_chars < 1:
+            raise SimrlError(f"max_history_chars must be >= 1, got {max_history_chars}")
+        self.max_history_chars = max_history_chars
         self.env_id, self.world = env_id, Path(world) if world is not None else None
         if self.world is not None:
             from simrl.world.io import load_manifest
@@ -123,13 +145,15 @@ class WorldModelEnv(Environment):
                       "control_retries": 0}
         self._predictor = None if isinstance(backend, str) else Predictor(
             backend, cache if cache is not None else ResponseCache.off(), max_retries=max_retries,
-            backoff=backoff, max_parse_retries=max_parse_retries, stats=self.stats)
+            backoff=backoff, max_parse_retries=max_parse_retries, stats=self.stats,
+            max_observation_chars=max_observation_chars)
         self._validator = CallValidator(env_id, check_arguments=backend != "oracle")
         self._truth = EpisodeTruth(env_id, self.world, oracle_backend=backend == "oracle")
         self._task: Task | None = None
         self._system, self._history, self._sampling = "", [], self.sampling
         self._turns, self._done, self._closed = 0, False, False
         self._pending = StepControl()
+        self._secrets = Secrets()
 
     def set_control(self, instructions: dict[int, str], *, checks: dict[int, Callable[[str], bool]] | None = None,
                     retries: int = 0, no_effect: Iterable[int] = ()) -> None:
@@ -177,6 +201,7 @@ class WorldModelEnv(Environment):
         instruction = oracle.instructions_of(self.world).get(task.task_id) if self.world else None
         domain = prompts.ENV_DOMAINS.get(self.env_id, "generic")
         self._system = prompts.system_prompt(domain, self.tools, instruction, self.template)
+        self._secrets = episode_secrets(task, instruction, self.tools)
         return Observation(text=task.policy_view()["prompt"], tools=self.tools)
 
     async def step(self, action: Action) -> Step:
@@ -207,8 +232,9 @@ class WorldModelEnv(Environment):
                                                          "backend": self.backend_name})
             results.append(result)
             attempts, complied = notes.pop("control_attempts", 0), notes.pop("complied", None)
-            if index in control.instructions:
-                controlled.append({"call": index, "attempts": attempts, "complied": complied})
+            if index in control.instructions:  # a leaked instruction is not compliance (leak_guard)
+                controlled.append({"call": index, "attempts": attempts, "complied": complied}
+                                  | ({"leaked": True} if notes.get("leaked") else {}))
             add_notes(info, notes)
         if controlled:
             info["control"] = controlled
@@ -253,15 +279,25 @@ class WorldModelEnv(Environment):
             if ctl.check is not None:
                 notes["complied"] = passes(ctl.check, result.content)
         else:
-            assert self._predictor is not None
-            messages = prompts.build_messages(self._system, self._history, call.name, dict(call.arguments), ctl.text)
-            text, notes = await self._predictor.predict(messages, self._sampling, ctl)
-            result = ToolResult(name=call.name, content=text, is_error=prompts.looks_like_error(text), call_id=call.call_id)
-            if self._truth.current is not None and call.name in WRITE_TOOLS and ctl.effect:
-                truth = await self._truth.current.call(call)  # the ground truth of the write, kept in the world
-                notes["shadow_error" if truth.is_error else "shadow_ok"] = 1
+            result, notes = await self._predict(call, ctl)
         self._history.append((call.name, dict(call.arguments), result.content))
         return result, notes
+
+    async def _predict(self, call: ToolCall, ctl: CallControl) -> tuple[ToolResult, dict[str, Any]]:
+        """A world model's observation of ``call``, leak-guarded against the real one (when there is one)."""
+        assert self._predictor is not None
+        reference, shadow = None, {}
+        if self._truth.current is not None and call.name in WRITE_TOOLS and ctl.effect:
+            truth = await self._truth.current.call(call)  # the ground truth of the write, kept in the world
+            reference, shadow = truth.content, {"shadow_error" if truth.is_error else "shadow_ok": 1}
+        guard = call_guard(self._secrets, ctl.text, dict(call.arguments), reference,  # a read's real observation:
+                           None if reference is not None else (lambda: self._truth.reference(call)))  # when needed
+        history, elided = bounded_history(self._history, self.max_history_chars)
+        messages = prompts.build_messages(self._system, history, call.name, dict(call.arguments), ctl.text)
+        text, notes = await self._predictor.predict(messages, self._sampling, ctl, guard)
+        notes |= shadow | ({"history_elided": elided} if elided else {})
+        return ToolResult(name=call.name, content=text, is_error=prompts.looks_like_error(text),
+                          call_id=call.call_id), notes
 
     async def close(self) -> None:
         """End the environment: its episode stores go, an owned backend is closed; idempotent."""

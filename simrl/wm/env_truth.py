@@ -114,6 +114,23 @@ class EpisodeTruth:
             self.current = None
         return self.current
 
+    async def reference(self, call: ToolCall) -> str | None:
+        """The real observation of a read ``call`` now (the leakage guard's ground truth), or None.
+
+        ``search``: the world's search index answers it; ``mcp-world``: the episode's records copy
+        (a read changes nothing; a write's real result is the caller's, from applying it). None for
+        ``mcp`` (no ground truth), an oracle episode (whose observations are the truth) or a write.
+        """
+        from simrl.wm.oracle import WRITE_TOOLS
+
+        if self.oracle_backend or self.world is None or call.name in WRITE_TOOLS:
+            return None
+        if self.env_id == "search":
+            return (await oracle.SearchTruth(oracle.shared_index(self.world)).call(call)).content
+        if self.current is not None:
+            return (await self.current.call(call)).content
+        return None
+
     def close(self) -> None:
         """Close the current episode's ground truth and delete its records copy (if any)."""
         truth, self.current = self.current, None

@@ -58,6 +58,9 @@ def make_backend(name: str, **options: Any) -> WorldModelBackend | str:
         if not options.get("base_url") or not options.get("model"):
             raise SimrlError("the openai world model needs a base URL and a model id "
                              "(--wm-base-url http://HOST:PORT/v1 --wm-model NAME)")
+        from simrl.config import check_url
+
+        check_url(options["base_url"], "--wm-base-url")
         from simrl.wm.openai_backend import OpenAIBackend
 
         return OpenAIBackend(**options)
@@ -116,7 +119,8 @@ def make_wm_env(env_id: str, world_model: str | WorldModelBackend, *, world: str
         wm_options: further backend options (e.g. ``{"timeout": 30, "max_concurrency": 128}``).
         max_turns, max_steps: the real environments' turn limits (search / mcp), kept.
         env_options: ``tools``, ``server_command``, ``server_url`` (``mcp``), ``max_retries``,
-            ``max_parse_retries``, ``backoff``; real-only options (``index``, ``fault_rate``=0,
+            ``max_parse_retries``, ``backoff``, ``max_observation_chars``, ``max_history_chars``
+            (the caps of :class:`~simrl.wm.env.WorldModelEnv`); real-only options (``index``, ``fault_rate``=0,
             ``call_timeout``, ...) are ignored.
 
     Raises:
@@ -133,7 +137,8 @@ def make_wm_env(env_id: str, world_model: str | WorldModelBackend, *, world: str
         raise SimrlError("fault_rate is an option of the real record server; a world model injects faults "
                          "through control instructions")
     keep = {k: env_options[k] for k in ("tools", "server_command", "server_url", "max_retries",
-                                        "max_parse_retries", "backoff") if k in env_options}
+                                        "max_parse_retries", "backoff", "max_observation_chars",
+                                        "max_history_chars") if k in env_options}
     turns = max_turns if max_turns is not None else max_steps
     if turns is None and env_id == "search":
         turns = 20  # SearchEnv's default

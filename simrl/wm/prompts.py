@@ -138,6 +138,8 @@ def load_template(path: str | Path) -> str:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as err:
         raise SimrlError(f"cannot read the world-model prompt template {path}: {err}") from None
+    except UnicodeDecodeError:
+        raise SimrlError(f"{path}: the world-model prompt template is not UTF-8 text; save it as UTF-8") from None
     if not text.strip():
         raise SimrlError(f"the world-model prompt template {path} is empty")
     return text

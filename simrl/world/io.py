@@ -113,15 +113,52 @@ def write_world(out: Path, *, spec_yaml: str, spec_name: str, seed: int, heldout
 
 
 def _require(world: Path, name: str) -> Path:
+    """The path of ``name`` in ``world``, after the world's files were checked against its manifest."""
     path = Path(world) / name
     if not path.is_file():
         raise SimrlError(f"{world} is not a world folder (no {name}); make one with `simrl world generate`")
+    if name != "manifest.json":
+        load_manifest(world)
     return path
 
 
-def load_manifest(world: str | Path) -> Manifest:
-    """Read ``manifest.json``. Raises SimrlError if ``world`` is not a world folder."""
-    return Manifest.model_validate_json(_require(Path(world), "manifest.json").read_text(encoding="utf-8"))
+_intact: dict[tuple, bool] = {}  # (path, size, mtime_ns, digest) -> matches: each file hashed once per process
+REGENERATE = "regenerate it with `simrl world generate` (the same spec and seed give the same world)"
+
+
+def _matches(path: Path, digest: str) -> bool:
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, digest)
+    if key not in _intact:
+        _intact[key] = _sha256(path) == digest
+    return _intact[key]
+
+
+def load_manifest(world: str | Path, verify: bool = True) -> Manifest:
+    """Read ``manifest.json`` and (``verify``) check every file of the world against its sha256.
+
+    The one loader check of a world: every reader of a world's files goes through it, so a world
+    whose files were edited or truncated is refused up front (each file is hashed once per process).
+
+    Raises:
+        SimrlError: ``world`` is not a world folder; the manifest is damaged; a file is missing or
+            does not match its checksum (one line naming the files and how to fix it).
+    """
+    path = _require(Path(world), "manifest.json")
+    try:
+        manifest = Manifest.model_validate_json(path.read_bytes())
+    except (ValueError, OSError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise SimrlError(f"{path}: damaged world manifest ({first}); {REGENERATE}") from None
+    if verify:
+        bad = [name for name, digest in manifest.files.items() if not _matches(Path(world) / name, digest)]
+        if bad:
+            raise SimrlError(f"{world}: {', '.join(bad)} do not match the checksums in manifest.json (edited, "
+                             f"truncated or missing); {REGENERATE}")
+    return manifest
 
 
 def load_graph(world: str | Path) -> nx.MultiDiGraph:
@@ -158,9 +195,8 @@ def load_checks(world: str | Path) -> CheckReport:
 
 def verify_files(world: str | Path) -> dict[str, bool]:
     """Compare each file's sha256 with the manifest: file name -> intact."""
-    manifest = load_manifest(world)
-    return {name: (Path(world) / name).is_file() and _sha256(Path(world) / name) == digest
-            for name, digest in manifest.files.items()}
+    manifest = load_manifest(world, verify=False)
+    return {name: _matches(Path(world) / name, digest) for name, digest in manifest.files.items()}
 
 
 def spec_to_yaml(spec) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from simrl.config import validate_mapping
@@ -223,8 +222,7 @@ def load_spec(path: str | Path) -> WorldSpec:
     p = Path(path)
     if not p.is_file():
         raise SpecError(f"world spec not found: {p} (shipped specs: worlds/default.yaml, worlds/tiny.yaml)")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise SpecError(f"{p}: not valid YAML: {err}") from None
+    from simrl.config import load_mapping
+
+    data = load_mapping(p, "world spec")
     return parse_spec(data, source=str(p))

@@ -50,8 +50,8 @@ def test_inspect_flags_a_tampered_file(tmp_path):
     with (out / "corpus.jsonl").open("a") as f:
         f.write("\n")
     result = runner.invoke(app, ["world", "inspect", str(out)])
-    assert result.exit_code == 1
-    assert "corpus.jsonl" in result.output
+    assert result.exit_code == 2  # refused up front, like every reader of a world
+    assert "corpus.jsonl" in result.output and "checksums" in result.output
 
 
 def test_malformed_spec_exits_2_without_traceback(tmp_path):

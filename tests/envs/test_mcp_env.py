@@ -266,3 +266,26 @@ def test_cli_rejects_a_missing_world():
     assert "not a world folder" in result.output + (result.stderr or "")
     bad = CliRunner().invoke(app, ["serve", "mcp", "--world", "/", "--transport", "carrier-pigeon"])
     assert bad.exit_code == 2
+
+
+def test_world_server_refuses_oversized_arguments_with_a_reason(tiny_world):
+    """Integers past 2**63 and megabyte patterns reach the real server (stdio) and come back as tool errors
+    that name the argument, not as an unexplained failure."""
+
+    async def main():
+        async with WorldMCPEnv(tiny_world) as env:
+            await env.reset(_task(tiny_world, "count_members"), seed=0)
+            org = await _find(env, load_graph(tiny_world).nodes[sorted(
+                n for n, d in load_graph(tiny_world).nodes(data=True) if d["type"] == "organization")[0]]["name"])
+            cases = [("update_record", {"id": org, "fields": {"employees": 2 ** 63}}, "64-bit"),
+                     ("search_records", {"type": "organization", "limit": 2 ** 64}, "64-bit"),
+                     ("find_by_name", {"name": "%" * 2_000_000}, "at most 1000"),
+                     ("search_records", {"type": "person", "filters": {"name": ["x"] * 500}}, "at most 200")]
+            for tool, args, reason in cases:
+                step, result = await _call(env, tool, **args)
+                assert result.is_error and reason in result.content, (tool, result.content[:200])
+                assert not step.info.get("env_failure")
+            _, ok = await _call(env, "get_record", id=org)  # the server is still serving
+            assert not ok.is_error
+
+    asyncio.run(main())

@@ -267,3 +267,33 @@ def test_rank_equals_exhaustive_bm25s_ranking(world, tmp_path):
             assert [i for i, _ in got] == exhaustive[:k], (q, k)
             assert np.allclose([s for _, s in got], scores[exhaustive[:k]])
     index.close()
+
+
+def test_http_limits_and_hostile_bodies_get_a_4xx_with_a_reason(server):
+    from simrl.envs.search_server import MAX_BODY_BYTES, MAX_RESULTS, MAX_TOPK
+
+    deep = b"[" * 100_000 + b"]" * 100_000
+    surrogate = b'{"queries": ["\\ud800 lone"], "topk": 1}'
+    cases = [("/retrieve", deep, 400), ("/tools/web_search", deep, 400), ("/retrieve", surrogate, 400),
+             ("/tools/web_search", b'{"query": "\\udfff"}', 400),
+             ("/retrieve", json.dumps({"queries": ["x"] * 1024, "topk": MAX_TOPK}).encode(), 422),
+             ("/retrieve", json.dumps({"queries": ["x"], "topk": MAX_TOPK + 1}).encode(), 422),
+             ("/retrieve", json.dumps({"queries": ["x" * 1001]}).encode(), 422),
+             ("/tools/web_search", json.dumps({"query": "x" * 1001}).encode(), 422),
+             ("/tools/web_extractor", json.dumps({"url": "u" * 3000}).encode(), 422),
+             ("/retrieve", b" " * (MAX_BODY_BYTES + 1), 413)]
+    for path, content, status in cases:
+        r = httpx.post(f"{server}{path}", content=content, headers={"content-type": "application/json"})
+        assert r.status_code == status and r.json()["error"], (path, content[:40], r.status_code, r.text[:200])
+    assert "topk" in httpx.post(f"{server}/retrieve", json={"queries": ["x"] * 1024, "topk": 9}).json()["error"]
+    assert MAX_RESULTS < 1024 * MAX_TOPK
+
+
+def test_http_dns_rebinding_protection(server, index):
+    r = httpx.get(f"{server}/health", headers={"Host": "evil.example:8000"})
+    assert r.status_code == 400
+    assert httpx.get(f"{server}/health", headers={"Host": "localhost:1234"}).status_code == 200
+    from starlette.testclient import TestClient
+
+    open_app = TestClient(make_app(index, host="0.0.0.0"), base_url="http://evil.example")
+    assert open_app.get("/health").status_code == 200  # bound to all interfaces: no Host check by default

@@ -237,12 +237,15 @@ async def test_retries_re_ask_with_a_new_seed_until_the_world_model_complies(tin
     assert re.search(r"\b50[023]\b", step.observation.text)
 
 
-async def test_an_echoed_instruction_is_stripped_before_the_compliance_check(tiny_world, ep):
+async def test_an_echoed_instruction_is_stripped_and_never_counts_as_complied(tiny_world, ep):
     ep.stub.echo = True
     env, step = await _one_controlled_call(tiny_world, ep, kind="rate_limit")
     (instruction,) = _controls(ep)
-    assert step.observation.text.startswith("429 Too Many Requests") and instruction not in step.observation.text
-    assert step.info["redacted_lines"] == 1 and step.info["perturbations"][0]["complied"] is True
+    assert "429 Too Many Requests" in step.observation.text and instruction not in step.observation.text
+    assert step.info["redacted_lines"] == 1 and step.info["leak_control"] == 1 and step.info["leaked"] is True
+    record = step.info["perturbations"][0]
+    assert (record["complied"], record["mode"], record.get("fallback")) == (False, "inject", True)
+    assert env.compliance["rate_limit"]["complied_first_try"] == 0
 
 
 async def test_the_oracle_cannot_follow_control_so_every_perturbation_is_injected(tiny_world):

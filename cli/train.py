@@ -28,6 +28,9 @@ def train(
     ray_address: Annotated[str | None, typer.Option(
         help="verl only: submit the job to this Ray cluster (e.g. http://HEAD:8265, as `ray job submit "
              "--address`) instead of running it here.")] = None,
+    report_to: Annotated[list[str] | None, typer.Option(
+        help="Experiment trackers, overriding the recipe's logging.report_to: tensorboard, trackio, wandb "
+             "(several: --report-to tensorboard,wandb; none: no tracker). metrics.jsonl is always written.")] = None,
 ) -> None:
     """Train arm x seed runs of a recipe, with a progress bar and a summary table.
 
@@ -42,8 +45,9 @@ def train(
     from simrl.train import runs
     from simrl.train.embedded import train_arm
     from simrl.train.recipe import load_recipe, recipe_yaml
+    from simrl.train.tracking import with_report_to
 
-    rec = load_recipe(recipe)
+    rec = with_report_to(load_recipe(recipe), report_to)
     arms = [arm] if arm is not None else list(rec.all_arms())
     for name in arms:
         rec.arm(name)  # fail fast on an unknown arm

@@ -262,6 +262,14 @@ def _evaluations(recipe: Recipe, out: Path, outcomes: Sequence[Outcome], *, jobs
     return arms, base, failed
 
 
+def _design(text: str) -> object:
+    """A recipe YAML without its ``logging`` block: what makes two ablations the same experiment."""
+    import yaml
+
+    data = yaml.safe_load(text)
+    return {k: v for k, v in data.items() if k != "logging"} if isinstance(data, dict) else data
+
+
 def _check(recipe: Recipe, out: Path, resume: bool, jobs: int) -> str:
     """Validate before starting anything; returns the recipe YAML to write to ``OUT/recipe.yaml``."""
     if recipe.trainer.kind != "embedded":
@@ -273,7 +281,7 @@ def _check(recipe: Recipe, out: Path, resume: bool, jobs: int) -> str:
         raise SimrlError(f"--jobs must be at least 1, got {jobs}")
     text = recipe_yaml(recipe)
     old = out / "recipe.yaml"
-    if old.is_file() and old.read_text(encoding="utf-8") != text:
+    if old.is_file() and _design(old.read_text(encoding="utf-8")) != _design(text):
         raise SimrlError(f"{out} holds an ablation of another recipe (its recipe.yaml differs); choose another --out")
     started = [str(j.folder) for j in plan_runs(recipe, out) if runs.RunFiles(j.folder).started()]
     if started and not resume:

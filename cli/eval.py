@@ -48,9 +48,6 @@ def eval_(
 
     Example: simrl eval --checkpoint runs/qs/sim-controlled/seed-0/final.pt
     """
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from simrl.envs.base import make
     from simrl.errors import SimrlError
     from simrl.train.evaluate import evaluate_policy
@@ -68,8 +65,9 @@ def eval_(
     seed = seed or 0
     pol = _policy(checkpoint, policy, setup)
     make(setup["env"], **setup["options"])  # fail fast on bad environment options, before any episode
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=Console(stderr=True)) as bar:
+    from simrl.progress import progress_bar
+
+    with progress_bar() as bar:
         job = bar.add_task(f"eval {setup['env']}", total=len(setup["tasks"]) * setup["trials"])
         result = evaluate_policy(pol, lambda: make(setup["env"], **setup["options"]), setup["tasks"],
                                  trials=setup["trials"], max_turns=setup["max_turns"], seed=seed, out=out,

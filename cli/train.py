@@ -39,9 +39,10 @@ def train(
     submits it with --ray-address).
     """
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import TextColumn
     from rich.table import Table
 
+    from simrl.progress import progress_bar
     from simrl.train import runs
     from simrl.train.embedded import train_arm
     from simrl.train.recipe import load_recipe, recipe_yaml
@@ -74,14 +75,18 @@ def train(
     if rec.trainer.kind == "trl":
         from simrl.train.trl_trainer import train_arm_trl as trainer
     summaries = []
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.fields[line]}"), console=console) as bar:
+    with progress_bar(TextColumn("{task.fields[line]}"), console=console) as bar:
         for name in arms:
             for s in seeds:
-                job = bar.add_task(f"{name} seed {s}", total=rec.budget.steps, line="")
+                job = bar.add_task(f"{name} seed {s}", total=rec.budget.steps, line="preparing the world")
+                first = [True]
 
-                def report(done: int, total: int, message: str, job=job) -> None:
-                    bar.update(job, completed=done, total=total, line=message)
+                def report(done: int, total: int, message: str, job=job, first=first) -> None:
+                    if first[0] and done:  # steps done before a resume are no speed: the estimate starts here
+                        bar.reset(job, total=total, completed=done, line=message)
+                    else:
+                        bar.update(job, completed=done, total=total, line=message)
+                    first[0] = False
 
                 summaries.append(trainer(rec, name, s, runs.run_dir(out, name, s), resume=resume, progress=report,
                                          worlds=runs.worlds_dir(out), run_eval=evaluate))

@@ -60,7 +60,7 @@ def eval_(
         custom = [env, world, split, trials, n, max_turns, transport, fault_rate, seed]
         if all(v is None for v in custom):
             return _eval_run(run, checkpoint, recipe, out)
-        recipe, worlds = run / "recipe.yaml", run.parent.parent / "worlds"
+        recipe, worlds = _run_recipe(run), run.parent.parent / "worlds"
     setup = _setup(recipe, env, world, split, trials, n, max_turns, transport, fault_rate, worlds)
     seed = seed or 0
     pol = _policy(checkpoint, policy, setup)
@@ -77,13 +77,18 @@ def eval_(
 
 
 def _run_of(checkpoint: Path) -> Path | None:
-    """The run folder (``OUT/<arm>/seed-<S>`` with its ``recipe.yaml``) a checkpoint lies in, or None."""
+    """The run folder (``OUT/<arm>/seed-<S>`` with its recipe) a checkpoint lies in, or None."""
     import re
 
     for folder in (checkpoint.parent, checkpoint.parent.parent):
-        if re.fullmatch(r"seed-\d+", folder.name) and (folder / "recipe.yaml").is_file():
+        if re.fullmatch(r"seed-\d+", folder.name) and _run_recipe(folder).is_file():
             return folder
     return None
+
+
+def _run_recipe(run: Path) -> Path:
+    """A run's resolved recipe: ``RUN/recipe.yaml`` (embedded, trl) or ``RUN/verl/recipe.yaml`` (verl)."""
+    return run / "recipe.yaml" if (run / "recipe.yaml").is_file() else run / "verl" / "recipe.yaml"
 
 
 def _eval_run(run: Path, checkpoint: Path, recipe: Path | None, out: Path | None) -> None:
@@ -97,11 +102,11 @@ def _eval_run(run: Path, checkpoint: Path, recipe: Path | None, out: Path | None
     from simrl.train.recipe import load_recipe
 
     console = Console(stderr=True)
-    rec = load_recipe(run / "recipe.yaml")
+    rec = load_recipe(_run_recipe(run))
     if recipe is not None:
         given = load_recipe(recipe).model_dump(mode="json", exclude={"logging"})
         if given != rec.model_dump(mode="json", exclude={"logging"}):
-            console.print(f"note: {recipe} differs from the run's own recipe; using {run / 'recipe.yaml'}",
+            console.print(f"note: {recipe} differs from the run's own recipe; using {_run_recipe(run)}",
                           markup=False, highlight=False)
     pol = _policy(checkpoint, None, {})
     worlds = run.parent.parent / "worlds"

@@ -40,11 +40,7 @@ def eval_(
 ) -> None:
     """Run a policy on held-out tasks of the real environment and print its scores and success by edge case.
 
-    A checkpoint of a training run (RUN/final.pt, RUN/warmstart.pt, RUN/checkpoints/step-N.pt, a trl
-    run's RUN/final) is evaluated as the run evaluated itself: the run's own recipe, its worlds folder,
-    the training world's evaluation split and the held-out worlds, the same episode seeds; RUN/final.pt
-    reproduces RUN/eval exactly. Any of --env, --world, --split, --trials, -n, --max-turns, --transport,
-    --fault-rate or --seed makes it a custom evaluation on the run's recipe and worlds instead.
+    A checkpoint of a training run (RUN/final.pt, RUN/warmstart.pt, RUN/checkpoints/step-N.pt, a trl or verl run's RUN/final) is evaluated as the run evaluated itself: the run's own recipe, its worlds folder, the training world's evaluation split and the held-out worlds, the same episode seeds; RUN/final.pt reproduces RUN/eval exactly. Any of --env, --world, --split, --trials, -n, --max-turns, --transport, --fault-rate or --seed makes it a custom evaluation on the run's recipe and worlds instead.
 
     Example: simrl eval --checkpoint runs/qs/sim-controlled/seed-0/final.pt
     """

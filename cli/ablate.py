@@ -16,6 +16,9 @@ def ablate(
                                              min=1)] = None,
     resume: Annotated[bool, typer.Option(help="Continue unfinished runs from their checkpoints and skip finished "
                                               "ones (--no-resume: existing runs are an error).")] = True,
+    report_to: Annotated[list[str] | None, typer.Option(
+        help="Experiment trackers for every run, overriding the recipe's logging.report_to: tensorboard, trackio, "
+             "wandb (several: --report-to tensorboard,wandb; none: no tracker); the ablation is the group.")] = None,
 ) -> None:
     """Train all arms x seeds as subprocesses, evaluate runs and baselines, write report.json/.md and plots."""
     from rich.console import Console
@@ -23,8 +26,9 @@ def ablate(
     from simrl.train.ablate import run_ablation
     from simrl.train.recipe import load_recipe
     from simrl.train.report_md import statements
+    from simrl.train.tracking import with_report_to
 
-    rec = load_recipe(recipe)
+    rec = with_report_to(load_recipe(recipe), report_to)
     folder = out if out is not None else Path("runs") / rec.name
     report = run_ablation(rec, folder, jobs=jobs, resume=resume)
     console = Console()

@@ -17,7 +17,9 @@ def eval_(
     policy: Annotated[str | None, typer.Option(help="Instead of --checkpoint: `expert` (scripted) or "
                                                     "`openai:URL[#MODEL]` (an OpenAI-compatible endpoint).")] = None,
     recipe: Annotated[Path | None, typer.Option(help="Take the environment, world, real options, split, trials, "
-                                                     "task limit and turn limit from a recipe (flags override).")] = None,
+                                                     "task limit and turn limit from a recipe (flags override). A "
+                                                     "checkpoint inside a run folder uses the run's own "
+                                                     "RUN/recipe.yaml instead.")] = None,
     env: Annotated[str | None, typer.Option("--env", help="Environment id: search, mcp-world or bfcl.")] = None,
     world: Annotated[Path | None, typer.Option(help="World folder (with --recipe: default the recipe's training "
                                                     "world under runs/<recipe>/worlds).")] = None,
@@ -31,27 +33,39 @@ def eval_(
                                                        "inprocess (fast).")] = None,
     fault_rate: Annotated[float | None, typer.Option(help="mcp-world: the record server's own fault rate per "
                                                           "call (errors, timeouts).", min=0, max=1)] = None,
-    seed: Annotated[int, typer.Option(help="Base episode seed.")] = 0,
+    seed: Annotated[int | None, typer.Option(help="Base episode seed (default 0; a run's checkpoint: the seeds of "
+                                                  "the run's own evaluation).")] = None,
     concurrency: Annotated[int, typer.Option(help="Episodes in flight at once.", min=1)] = 4,
     out: Annotated[Path | None, typer.Option(help="Folder for eval.json and eval_trajectories.jsonl.")] = None,
 ) -> None:
-    """Run a policy on held-out tasks of the real environment and print its scores and success by edge case."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    """Run a policy on held-out tasks of the real environment and print its scores and success by edge case.
 
+    A checkpoint of a training run (RUN/final.pt, RUN/warmstart.pt, RUN/checkpoints/step-N.pt, a trl or verl run's RUN/final) is evaluated as the run evaluated itself: the run's own recipe, its worlds folder, the training world's evaluation split and the held-out worlds, the same episode seeds; RUN/final.pt reproduces RUN/eval exactly. Any of --env, --world, --split, --trials, -n, --max-turns, --transport, --fault-rate or --seed makes it a custom evaluation on the run's recipe and worlds instead.
+
+    Example: simrl eval --checkpoint runs/qs/sim-controlled/seed-0/final.pt
+    """
     from simrl.envs.base import make
     from simrl.errors import SimrlError
     from simrl.train.evaluate import evaluate_policy
 
     if (checkpoint is None) == (policy is None):
         raise SimrlError("give exactly one of --checkpoint PATH or --policy expert|openai:URL")
-    setup = _setup(recipe, env, world, split, trials, n, max_turns, transport, fault_rate)
+    run = _run_of(checkpoint) if checkpoint is not None else None
+    worlds = None
+    if run is not None:
+        custom = [env, world, split, trials, n, max_turns, transport, fault_rate, seed]
+        if all(v is None for v in custom):
+            return _eval_run(run, checkpoint, recipe, out)
+        recipe, worlds = _run_recipe(run), run.parent.parent / "worlds"
+    setup = _setup(recipe, env, world, split, trials, n, max_turns, transport, fault_rate, worlds)
+    seed = seed or 0
     pol = _policy(checkpoint, policy, setup)
     make(setup["env"], **setup["options"])  # fail fast on bad environment options, before any episode
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)  # an output path that cannot be a folder fails before any episode
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=Console(stderr=True)) as bar:
+    from simrl.progress import progress_bar
+
+    with progress_bar() as bar:
         job = bar.add_task(f"eval {setup['env']}", total=len(setup["tasks"]) * setup["trials"])
         result = evaluate_policy(pol, lambda: make(setup["env"], **setup["options"]), setup["tasks"],
                                  trials=setup["trials"], max_turns=setup["max_turns"], seed=seed, out=out,
@@ -60,7 +74,55 @@ def eval_(
     _print(result, out)
 
 
-def _setup(recipe, env, world, split, trials, n, max_turns, transport, fault_rate) -> dict:
+def _run_of(checkpoint: Path) -> Path | None:
+    """The run folder (``OUT/<arm>/seed-<S>`` with its recipe) a checkpoint lies in, or None."""
+    import re
+
+    for folder in (checkpoint.parent, checkpoint.parent.parent):
+        if re.fullmatch(r"seed-\d+", folder.name) and _run_recipe(folder).is_file():
+            return folder
+    return None
+
+
+def _run_recipe(run: Path) -> Path:
+    """A run's resolved recipe: ``RUN/recipe.yaml`` (embedded, trl) or ``RUN/verl/recipe.yaml`` (verl)."""
+    return run / "recipe.yaml" if (run / "recipe.yaml").is_file() else run / "verl" / "recipe.yaml"
+
+
+def _eval_run(run: Path, checkpoint: Path, recipe: Path | None, out: Path | None) -> None:
+    """Evaluate a run's checkpoint as the run evaluated itself (:func:`simrl.train.evaluate.evaluate_run`) and
+    say whether it reproduces the run's own ``eval/``."""
+    import tempfile
+
+    from rich.console import Console
+
+    from simrl.train.evaluate import evaluate_run, load_run_eval
+    from simrl.train.recipe import load_recipe
+
+    console = Console(stderr=True)
+    rec = load_recipe(_run_recipe(run))
+    if recipe is not None:
+        given = load_recipe(recipe).model_dump(mode="json", exclude={"logging"})
+        if given != rec.model_dump(mode="json", exclude={"logging"}):
+            console.print(f"note: {recipe} differs from the run's own recipe; using {_run_recipe(run)}",
+                          markup=False, highlight=False)
+    pol = _policy(checkpoint, None, {})
+    worlds = run.parent.parent / "worlds"
+    console.print(f"evaluating {checkpoint} with the run's recipe {rec.name!r}, worlds in {worlds}", markup=False,
+                  highlight=False)
+    with tempfile.TemporaryDirectory(prefix="simrl-eval-") as tmp:
+        result = evaluate_run(run, rec, worlds=worlds, checkpoint=str(checkpoint.relative_to(run)),
+                              out=out or tmp, policy=pol)
+        result = result.model_copy(update={"label": str(checkpoint)})
+    _print(result, out)
+    own = load_run_eval(run)
+    if own is not None and checkpoint.resolve() in ((run / "final.pt").resolve(), (run / "final").resolve()):
+        same = own.metrics == result.metrics
+        console.print(f"{'same numbers as' if same else 'differs from'} the run's own evaluation ({run / 'eval'})",
+                      markup=False, highlight=False)
+
+
+def _setup(recipe, env, world, split, trials, n, max_turns, transport, fault_rate, worlds=None) -> dict:
     """Environment id, options, tasks, trials and turn limit from the flags and the recipe (flags first)."""
     from simrl.errors import SimrlError
     from simrl.policies import episode_tasks
@@ -74,7 +136,7 @@ def _setup(recipe, env, world, split, trials, n, max_turns, transport, fault_rat
         if env is not None and env != rec.env.id:
             raise SimrlError(f"--env {env} differs from the recipe's environment {rec.env.id}")
         env, options = rec.env.id, rec.real.make_options()
-        world = world or runs.training_world(rec, Path("runs") / rec.name / "worlds")
+        world = world or runs.training_world(rec, worlds or Path("runs") / rec.name / "worlds")
         split, trials = split or rec.evaluation.split, trials or rec.evaluation.trials
         n, max_turns = n or rec.evaluation.max_tasks, max_turns or rec.budget.max_turns
         tasks = runs.world_tasks(rec, world, split)[:n]

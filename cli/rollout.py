@@ -56,12 +56,12 @@ def rollout(
     import asyncio
 
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     from simrl.envs.base import make
     from simrl.perturb import compliance_rates, perturbed_factory, split_table
     from simrl.policies import ENV_TASK_TYPES, episode_tasks, make_policy
+    from simrl.progress import progress_bar
     from simrl.rollout import TrajectoryWriter
     from simrl.rollout import rollout as run_rollout
 
@@ -81,8 +81,7 @@ def rollout(
         console.print(f"note: {out}:{writer.torn_line} is a torn record (its writer was killed mid-line); it is "
                       "left on its own line, which readers skip, and new records start after it", markup=False)
     stats = {"success": 0, "failure": 0, "env_failure": 0, "truncated": 0}
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console) as bar:
+    with progress_bar(console=console) as bar:
         job = bar.add_task(f"{env} / {policy}", total=len(tasks))
 
         def done(traj) -> None:

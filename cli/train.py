@@ -28,6 +28,9 @@ def train(
     ray_address: Annotated[str | None, typer.Option(
         help="verl only: submit the job to this Ray cluster (e.g. http://HEAD:8265, as `ray job submit "
              "--address`) instead of running it here.")] = None,
+    report_to: Annotated[list[str] | None, typer.Option(
+        help="Experiment trackers, overriding the recipe's logging.report_to: tensorboard, trackio, wandb "
+             "(several: --report-to tensorboard,wandb; none: no tracker). metrics.jsonl is always written.")] = None,
 ) -> None:
     """Train arm x seed runs of a recipe, with a progress bar and a summary table.
 
@@ -36,14 +39,16 @@ def train(
     submits it with --ray-address).
     """
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import TextColumn
     from rich.table import Table
 
+    from simrl.progress import progress_bar
     from simrl.train import runs
     from simrl.train.embedded import train_arm
     from simrl.train.recipe import load_recipe, recipe_yaml
+    from simrl.train.tracking import with_report_to
 
-    rec = load_recipe(recipe)
+    rec = with_report_to(load_recipe(recipe), report_to)
     arms = [arm] if arm is not None else list(rec.all_arms())
     for name in arms:
         rec.arm(name)  # fail fast on an unknown arm
@@ -70,14 +75,18 @@ def train(
     if rec.trainer.kind == "trl":
         from simrl.train.trl_trainer import train_arm_trl as trainer
     summaries = []
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.fields[line]}"), console=console) as bar:
+    with progress_bar(TextColumn("{task.fields[line]}"), console=console) as bar:
         for name in arms:
             for s in seeds:
-                job = bar.add_task(f"{name} seed {s}", total=rec.budget.steps, line="")
+                job = bar.add_task(f"{name} seed {s}", total=rec.budget.steps, line="preparing the world")
+                first = [True]
 
-                def report(done: int, total: int, message: str, job=job) -> None:
-                    bar.update(job, completed=done, total=total, line=message)
+                def report(done: int, total: int, message: str, job=job, first=first) -> None:
+                    if first[0] and done:  # steps done before a resume are no speed: the estimate starts here
+                        bar.reset(job, total=total, completed=done, line=message)
+                    else:
+                        bar.update(job, completed=done, total=total, line=message)
+                    first[0] = False
 
                 summaries.append(trainer(rec, name, s, runs.run_dir(out, name, s), resume=resume, progress=report,
                                          worlds=runs.worlds_dir(out), run_eval=evaluate))

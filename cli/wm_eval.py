@@ -110,9 +110,9 @@ def eval_(
     from collections import Counter
 
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from simrl.errors import SimrlError
+    from simrl.progress import progress_bar
     from simrl.wm.backend import Sampling
     from simrl.wm.fidelity_eval import EvalConfig, run_eval
     from simrl.wm.fidelity_predict import select
@@ -152,8 +152,7 @@ def eval_(
     for reason, k in skipped.items():
         console.print(f"skipped {k}: {reason}")
     timings: dict[str, float] = {}
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console) as bar:
+    with progress_bar(console=console) as bar:
         job = bar.add_task("predicting", total=len(picked) * len(config.names))
 
         async def main() -> list:

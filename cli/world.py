@@ -28,15 +28,14 @@ def generate(
     import time
 
     from rich.console import Console
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from simrl.progress import progress_bar
     from simrl.world import STAGES, generate_world, load_spec
 
     world_spec = load_spec(spec)
     console = Console(stderr=True)
     start = time.perf_counter()
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                  console=console, transient=True) as bar:
+    with progress_bar(console=console, count=False, transient=True) as bar:
         job = bar.add_task("generating", total=len(STAGES))
 
         def step(stage: str) -> None:

@@ -5,7 +5,8 @@
 1. writes the resolved recipe to ``OUT/recipe.yaml`` and runs ``simrl train OUT/recipe.yaml --arm A
    --seed S --out OUT [--resume]`` for every arm (grid arms included) x seed, at most ``jobs`` at once,
    each a subprocess logging to ``OUT/logs/<arm>-seed-<S>.log`` (a failed run is reported with the
-   end of its log and the others go on); a rich display shows each run's steps (its ``metrics.jsonl``).
+   end of its log and the others go on); one overall bar counts the steps of every run (their
+   ``metrics.jsonl``) with a remaining-time estimate, and the runs done (:mod:`simrl.progress`).
    The ablation holds ``OUT/.lock`` and each trainer its run folder's (:mod:`simrl.train.locks`); the
    trainers die with this process, ``kill -9`` included (:mod:`simrl.train.children`);
 2. collects each finished run's held-out evaluation (``simrl train`` writes it; a run without one is
@@ -133,14 +134,25 @@ def _terminate(signum: int, frame: Any) -> None:
 
 def _run_jobs(todo: Sequence[RunJob], command: Callable[[RunJob], list[str]], *, jobs: int, steps: int,
               console: Any, poll: float) -> list[Outcome]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    """Run the jobs with one overall bar: steps done over every run (its remaining-time estimate), runs
+    done / total, and a line per run as it ends."""
+    from rich.progress import TextColumn
+
+    from simrl.progress import progress_bar
 
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, jobs))))
     queue, running, done = list(todo), {}, {}
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.fields[state]}"), console=console) as bar:
-        rows = {j: bar.add_task(f"{j.arm} seed {j.seed}", total=steps, state="queued") for j in todo}
+    progress = {j: min(steps, _steps_done(j)) for j in todo}  # steps logged so far (a resumed run has some)
+
+    def runs_line() -> str:
+        failed = sum(not o.ok for o in done.values())
+        return (f"runs {len(done)}/{len(todo)} done, {len(running)} running"
+                + (f", {failed} failed" if failed else ""))
+
+    with progress_bar(TextColumn("{task.fields[runs]}"), console=console) as bar:
+        row = bar.add_task(f"training {len(todo)} runs (steps)", total=max(1, steps * len(todo)),
+                           completed=sum(progress.values()), runs=runs_line())
         try:
             while queue or running:
                 while queue and len(running) < max(1, jobs):
@@ -150,17 +162,17 @@ def _run_jobs(todo: Sequence[RunJob], command: Callable[[RunJob], list[str]], *,
                         proc = children.popen(command(job), stdout=log, stderr=subprocess.STDOUT, env=env,
                                               stdin=subprocess.DEVNULL)
                     running[job] = (proc, time.monotonic())
-                    bar.update(rows[job], state="running")
                 for job, (proc, t0) in list(running.items()):
-                    bar.update(rows[job], completed=min(steps, _steps_done(job)))
+                    progress[job] = min(steps, _steps_done(job))
                     code = proc.poll()
                     if code is None:
                         continue
                     del running[job]
                     ok = code == 0
                     done[job] = Outcome(job, ok, "" if ok else _failure(job, code), time.monotonic() - t0)
-                    bar.update(rows[job], completed=min(steps, _steps_done(job)),
-                               state="done" if ok else f"[red]failed ({code})[/red]")
+                    end = f"done in {done[job].seconds:.0f} s" if ok else f"FAILED: {done[job].reason} (log {job.log})"
+                    bar.console.print(f"{job.arm} seed {job.seed}: {end}", markup=False, highlight=False)
+                bar.update(row, completed=sum(progress.values()), runs=runs_line())
                 time.sleep(poll if running else 0)
         finally:  # interrupted: stop the runs this function started, and what they started
             children.stop([proc for proc, _ in running.values()])
@@ -200,12 +212,12 @@ def _run_evals(todo: list[tuple[tuple, tuple]], jobs: int, console: Any) -> dict
     evaluation runs its own event loop; environments and policies are per job)."""
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
-    from rich.progress import Progress
+    from simrl.progress import progress_bar
 
     out: dict[tuple, EvalResult | Exception] = {}
     if not todo:
         return out
-    with Progress(console=console) as bar, ThreadPoolExecutor(max_workers=max(1, min(jobs, len(todo)))) as pool:
+    with progress_bar(console=console) as bar, ThreadPoolExecutor(max_workers=max(1, min(jobs, len(todo)))) as pool:
         task = bar.add_task("held-out evaluations (baselines, runs without one)", total=len(todo))
         futures = {pool.submit(_eval_job, *args): key for key, args in todo}
         for fut in as_completed(futures):
@@ -261,6 +273,14 @@ def _evaluations(recipe: Recipe, out: Path, outcomes: Sequence[Outcome], *, jobs
     return arms, base, failed
 
 
+def _design(text: str) -> object:
+    """A recipe YAML without its ``logging`` block: what makes two ablations the same experiment."""
+    import yaml
+
+    data = yaml.safe_load(text)
+    return {k: v for k, v in data.items() if k != "logging"} if isinstance(data, dict) else data
+
+
 def _check(recipe: Recipe, out: Path, resume: bool, jobs: int) -> str:
     """Validate before starting anything; returns the recipe YAML to write to ``OUT/recipe.yaml``."""
     if recipe.trainer.kind != "embedded":
@@ -272,7 +292,7 @@ def _check(recipe: Recipe, out: Path, resume: bool, jobs: int) -> str:
         raise SimrlError(f"--jobs must be at least 1, got {jobs}")
     text = recipe_yaml(recipe)
     old = out / "recipe.yaml"
-    if old.is_file() and old.read_text(encoding="utf-8") != text:
+    if old.is_file() and _design(old.read_text(encoding="utf-8")) != _design(text):
         raise SimrlError(f"{out} holds an ablation of another recipe (its recipe.yaml differs); choose another --out")
     started = [str(j.folder) for j in plan_runs(recipe, out) if runs.RunFiles(j.folder).started()]
     if started and not resume:

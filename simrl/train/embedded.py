@@ -232,10 +232,11 @@ def _append(path: Path, line: str) -> None:
 
 
 async def _train(recipe: Recipe, arm_name: str, seed: int, files: runs.RunFiles, world: Path, resume: bool,
-                 report: Progress) -> tuple[Any, int | None, dict | None, list[StepMetrics]]:
+                 report: Progress, tracker: Any) -> tuple[Any, int | None, dict | None, list[StepMetrics]]:
     import torch
 
     from simrl.train.policy import ScorerPolicy
+    from simrl.train.tracking import step_metrics
 
     arm, budget, tc = recipe.arm(arm_name), recipe.budget, recipe.trainer
     tasks = runs.world_tasks(recipe, world, "train")
@@ -247,6 +248,7 @@ async def _train(recipe: Recipe, arm_name: str, seed: int, files: runs.RunFiles,
     optimizer = _adam(policy.module.parameters(), tc.lr)
     start, wall0, ws_stats = 0, 0.0, None
     ckpt = runs.latest_checkpoint(files) if resume else None
+    tracker.start(ckpt[0] + 1 if ckpt is not None else 1)  # fails fast (a tracker that cannot start)
     if ckpt is not None:  # resume: restore, then forget logged steps after the checkpoint
         start, state = ckpt
         if start > budget.steps:
@@ -265,6 +267,8 @@ async def _train(recipe: Recipe, arm_name: str, seed: int, files: runs.RunFiles,
         if ws_stats is not None:
             policy.save(files.warmstart)
     history = read_history(files)
+    if ckpt is None and ws_stats is not None:
+        tracker.log(step_metrics(ws_stats, "warm_start/"), 0)
     report(start, budget.steps, f"step {start}/{budget.steps}")
     t0 = time.perf_counter()
     for step in range(start + 1, budget.steps + 1):
@@ -290,6 +294,7 @@ async def _train(recipe: Recipe, arm_name: str, seed: int, files: runs.RunFiles,
             traj.info.update(train_step=step, advantage=adv)
             _append(files.trajectories, traj.model_dump_json())
         _append(files.metrics, m.model_dump_json())  # after the trajectories: a logged step is complete
+        tracker.log(step_metrics(m.model_dump()), step)  # a copy for the trackers; metrics.jsonl is the record
         if step % tc.checkpoint_every == 0 or step == budget.steps:
             runs.save_checkpoint(files, step, {
                 "policy": policy.state_dict(), "optimizer": optimizer.state_dict(),
@@ -360,6 +365,8 @@ def _train_arm(recipe: Recipe, arm: str, seed: int, files: runs.RunFiles, *, res
                progress: Progress | None, worlds: str | Path | None, run_eval: bool) -> RunSummary:
     import torch
 
+    from simrl.train.tracking import Tracker, eval_metrics, run_tracking
+
     finished = begin_run(recipe, files, started=files.started(), resume=resume)
     if finished is not None:
         return finished
@@ -368,14 +375,18 @@ def _train_arm(recipe: Recipe, arm: str, seed: int, files: runs.RunFiles, *, res
     world = runs.training_world(recipe, worlds)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the policy's ops are tiny: more threads only contend (100x slower on a busy CPU)
+    tracker = Tracker(run_tracking(recipe, arm, seed, files.root.parent.parent))  # OUT of OUT/<arm>/seed-<S>
     try:
-        policy, resumed, ws_stats, history = asyncio.run(_train(recipe, arm, seed, files, world, resume, report))
+        policy, resumed, ws_stats, history = asyncio.run(_train(recipe, arm, seed, files, world, resume, report,
+                                                                tracker))
         policy.save(files.final)
         evaluation = None
         if run_eval:
             report(recipe.budget.steps, recipe.budget.steps, "evaluating on held-out real tasks")
             evaluation = evaluate(recipe, policy, files, world, worlds, seed)
+            tracker.log(eval_metrics(evaluation), recipe.budget.steps)
     finally:
+        tracker.close()
         torch.set_num_threads(threads)
     return finish_run(recipe, arm, seed, files, history, resumed_from=resumed, warm_start=ws_stats,
                       evaluation=evaluation)

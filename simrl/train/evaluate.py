@@ -292,18 +292,21 @@ def _evaluate_into(recipe, policy, folder: Path, seed: int, worlds: Path) -> Eva
 
 
 def evaluate_run(run_dir: str | Path, recipe, *, worlds: str | Path | None = None,
-                 checkpoint: str = "final.pt") -> EvalResult:
+                 checkpoint: str = "final.pt", out: str | Path | None = None, policy: Policy | None = None) -> EvalResult:
     """Evaluate a training run's ``final.pt`` (greedy per ``recipe.evaluation``) on the recipe's held-out real tasks.
 
     Args:
         run_dir: ``OUT/<arm>/seed-<S>`` of ``simrl train`` (its seed is read from the folder name).
         recipe: the run's :class:`~simrl.train.recipe.Recipe`.
         worlds: the shared worlds folder (default ``OUT/worlds``, two levels up).
-        checkpoint: the policy file inside ``run_dir``.
+        checkpoint: the policy file (or model folder) inside ``run_dir``.
+        out: where ``eval/<label>/`` is written (default ``run_dir``: the run's own evaluation).
+        policy: the loaded policy (default: ``checkpoint`` loaded as a ScorerPolicy), e.g. an
+            :class:`~simrl.policies.hf_policy.HFPolicy` of a trl run's ``final/``.
 
     Returns:
         The evaluation pooled over the training world's ``evaluation.split`` tasks and the held-out
-        worlds (files under ``run_dir/eval/<label>/``).
+        worlds (files under ``OUT/eval/<label>/``), with the episode seeds the run's own evaluation used.
 
     Raises:
         SimrlError: no such checkpoint, or a folder name without ``seed-<S>``.
@@ -313,10 +316,11 @@ def evaluate_run(run_dir: str | Path, recipe, *, worlds: str | Path | None = Non
 
     run = Path(run_dir)
     match = re.fullmatch(r"seed-(\d+)", run.name)
-    if match is None or not (run / checkpoint).is_file():
+    if match is None or not (run / checkpoint).exists():
         raise SimrlError(f"{run} is not a finished run (need {checkpoint} in a seed-<S> folder of `simrl train`)")
-    policy = ScorerPolicy.load(run / checkpoint)
-    return _evaluate_into(recipe, policy, run, int(match.group(1)), Path(worlds or run.parent.parent / "worlds"))
+    policy = policy if policy is not None else ScorerPolicy.load(run / checkpoint)
+    return _evaluate_into(recipe, policy, Path(out) if out is not None else run, int(match.group(1)),
+                          Path(worlds or run.parent.parent / "worlds"))
 
 
 def evaluate_baseline(recipe, name: str, seed: int, folder: str | Path, *, worlds: str | Path,

@@ -2,8 +2,8 @@
 
 A recipe names a world, the environment every arm shares, the arms (real | world model | world model
 + perturbation schedule), the policy, the trainer, the budget, the warm start, the evaluation and the
-seeds. The arms differ only in their environment (docs/design.md §2): that is the experiment. Validated
-once, here, by pydantic like world specs (:mod:`simrl.world.spec`): one help text per field (its
+seeds (and, optionally, the experiment trackers to feed). The arms differ only in their environment
+(docs/design.md §2): that is the experiment. Validated once, here, by pydantic like world specs (:mod:`simrl.world.spec`): one help text per field (its
 ``description``), unknown fields rejected, impossible combinations caught with a message that says how
 to fix them. :func:`load_recipe` turns every problem into a :class:`~simrl.errors.SpecError` with one
 line per problem naming the field (``arms.real.schedule: ...``), then resolves the files it names
@@ -11,7 +11,7 @@ line per problem naming the field (``arms.real.schedule: ...``), then resolves t
 
 Layout: this module holds :class:`Recipe` (with the optional :class:`Grid`) and the YAML reading and
 writing; the sections are in :mod:`simrl.train.recipe_arms` (world, environment, arms) and
-:mod:`simrl.train.recipe_training` (policy, trainer, budget, warm start, evaluation), the file
+:mod:`simrl.train.recipe_training` (policy, trainer, budget, warm start, evaluation, logging), the file
 resolution in :mod:`simrl.train.recipe_files`. Every name is importable from here.
 
 Example (``recipes/quickstart.yaml``)::
@@ -42,6 +42,7 @@ from simrl.train.recipe_files import resolve_files
 from simrl.train.recipe_training import (
     Budget,
     Evaluation,
+    Logging,
     PolicyConfig,
     TrainerConfig,
     TrlOptions,
@@ -49,7 +50,7 @@ from simrl.train.recipe_training import (
     WarmStart,
 )
 
-__all__ = ["ENV_TASK_TYPES", "Arm", "Budget", "EnvRef", "Evaluation", "Grid", "PolicyConfig", "RealEnv",
+__all__ = ["ENV_TASK_TYPES", "Arm", "Budget", "EnvRef", "Evaluation", "Grid", "Logging", "PolicyConfig", "RealEnv",
            "Recipe", "TrainerConfig", "TrlOptions", "VerlOptions", "WarmStart", "WorldRef", "load_recipe",
            "parse_recipe", "recipe_yaml", "resolve_files"]
 
@@ -79,6 +80,7 @@ class Recipe(BaseModel):
     budget: Budget = Field(description="Steps, group size, batch and turn limit.")
     warm_start: WarmStart = Field(default_factory=WarmStart, description="Behaviour-cloning warm start.")
     evaluation: Evaluation = Field(default_factory=Evaluation, description="Held-out evaluation.")
+    logging: Logging = Field(default_factory=Logging, description="Experiment trackers (none by default).")
     seeds: list[int] = Field(default=[0], min_length=1, description="Training seeds; every arm runs each.")
     grid: Grid | None = Field(default=None, description="Optional schedule sweep of one world_model arm.")
 

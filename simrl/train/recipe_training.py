@@ -3,7 +3,8 @@
 Part of :mod:`simrl.train.recipe` (import the models from there): the trainable policy
 (:class:`PolicyConfig`), the trainer and its options (:class:`TrainerConfig` with
 :class:`VerlOptions` / :class:`TrlOptions`), the :class:`Budget`, the behaviour-cloning
-:class:`WarmStart` and the held-out :class:`Evaluation`. Shared by every arm of a recipe.
+:class:`WarmStart`, the held-out :class:`Evaluation` and the experiment trackers
+(:class:`Logging`). Shared by every arm of a recipe.
 """
 
 from __future__ import annotations
@@ -123,3 +124,34 @@ class Evaluation(BaseModel):
     trials: int = Field(default=1, ge=1, description="Episodes per task (Avg@N / Pass@N).")
     max_tasks: int | None = Field(default=None, ge=1, description="At most this many tasks per world (null: all).")
     greedy: bool = Field(default=True, description="Act greedily (argmax) instead of sampling.")
+
+
+TRACKERS = ("tensorboard", "trackio", "wandb")
+"""Experiment trackers a recipe's ``logging.report_to`` may name (:mod:`simrl.train.tracking` runs them)."""
+
+
+class Logging(BaseModel):
+    """Experiment trackers fed beside ``metrics.jsonl`` (which stays the source of truth).
+
+    Each run is one tracker run named ``<arm>-seed<S>``, with the arm, seed and recipe as its config,
+    in the group ``group`` (the ablation). Offline modes are the tools' own: ``WANDB_MODE=offline``,
+    trackio without a Space (local by default).
+    """
+
+    model_config = STRICT
+    report_to: list[Literal["tensorboard", "trackio", "wandb"]] = Field(
+        default_factory=list, description="Trackers to feed (none by default): tensorboard, trackio, wandb; "
+                                          "`--report-to` of simrl train / ablate overrides it.")
+    project: str | None = Field(default=None, min_length=1, max_length=128,
+                                description="Project name in trackio / W&B / verl (null: simrl-<recipe name>).")
+    group: str | None = Field(default=None, min_length=1, max_length=128,
+                              description="Group of the runs (null: the output folder's name, i.e. the ablation).")
+    dir: str | None = Field(default=None, description="Folder of the trackers' local files, relative to the working "
+                                                      "directory (null: OUT/tracking): tensorboard/<arm>/seed-<S>/ "
+                                                      "event files, trackio/ (its database), wandb/ (W&B's runs).")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Logging:
+        if len(set(self.report_to)) != len(self.report_to):
+            raise ValueError("report_to names a tracker twice")
+        return self

@@ -75,21 +75,31 @@ def resolve_device(recipe: Recipe) -> str:
 def grpo_config(recipe: Recipe, files: runs.RunFiles, seed: int, device: str) -> Any:
     """The ``trl.GRPOConfig`` of a run (recipe fields first, then ``trainer.trl.options`` over them).
 
+    The trackers of ``logging.report_to`` become ``report_to``, with the run named ``<arm>-seed<S>``
+    (the arm is the run folder's parent, ``OUT/<arm>/seed-<S>``) in ``logging.project``; trackio stays
+    local (no Space is frozen or synced after training). Their group and folders come from
+    :meth:`simrl.train.tracking.RunTracking.env`, set while the trainer runs.
+
     Raises:
         SimrlError: an option GRPOConfig does not have, or a value it rejects.
     """
     from trl import GRPOConfig
 
+    from simrl.train.tracking import run_tracking
+
     b, tc, p = recipe.budget, recipe.trainer, recipe.policy
+    track = run_tracking(recipe, files.root.parent.name, seed, files.root.parent.parent)
     fields: dict[str, Any] = dict(
         output_dir=str(files.checkpoints), max_steps=b.steps, per_device_train_batch_size=b.batch * b.group_size,
         num_generations=b.group_size, gradient_accumulation_steps=1, learning_rate=tc.lr, max_grad_norm=tc.grad_clip,
         logging_steps=1, save_strategy="steps", save_steps=tc.checkpoint_every, save_total_limit=tc.keep_checkpoints,
-        report_to="none", seed=seed, data_seed=seed, use_cpu=device == "cpu", bf16=False, fp16=False,
+        report_to=list(track.backends) or "none", run_name=track.name, project=track.project, seed=seed, data_seed=seed, use_cpu=device == "cpu", bf16=False, fp16=False,
         gradient_checkpointing=False, temperature=p.temperature, max_completion_length=p.max_response_tokens,
         beta=0.0, disable_tqdm=True, dataloader_num_workers=0, use_vllm=tc.trl.use_vllm)
     if tc.trl.use_vllm:  # the engine holds one episode's context, not the model's full window
         fields.update(vllm_mode="colocate", vllm_max_model_length=p.max_prompt_tokens + p.max_response_tokens)
+    if "trackio" in track.backends:
+        fields.update(trackio_static_space_id=False)  # local only: no Space made after training
     fields.update(tc.trl.options)
     if fields.get("use_vllm") and (fields.get("vllm_mode") != "colocate" or fields.get("vllm_enable_sleep_mode")):
         raise SimrlError("trainer.trl.options: the rollout hook generates with TRL's colocated vLLM engine while "
@@ -163,6 +173,26 @@ def _callback(rollout: Any, files: runs.RunFiles, recipe: Recipe, report: Progre
             runs.write_atomic(files.checkpoints / "latest", f"checkpoint-{state.global_step}\n")
 
     return RunLog()
+
+
+def run_config_callback(track: Any) -> Any:
+    """A ``TrainerCallback`` that adds simrl's run config (recipe, arm, seed, group, settings) to the W&B and
+    trackio runs TRL's integrations started (they record TRL's arguments only)."""
+    from transformers import TrainerCallback
+
+    class RunConfig(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            if "wandb" in track.backends:
+                import wandb
+
+                if wandb.run is not None:
+                    wandb.run.config.update(track.config, allow_val_change=True)
+            if "trackio" in track.backends:
+                import trackio
+
+                trackio.config.update(track.config, allow_val_change=True)
+
+    return RunConfig()
 
 
 def _started(files: runs.RunFiles) -> bool:
@@ -249,6 +279,10 @@ def train_arm_trl(recipe: Recipe, arm: str, seed: int, out_dir: str | Path, *, r
 
 def _train_arm(recipe: Recipe, arm: str, seed: int, files: runs.RunFiles, device: str, *, resume: bool,
                progress: Progress | None, worlds: str | Path | None, run_eval: bool) -> RunSummary:
+    from transformers.trainer_callback import PrinterCallback
+
+    from simrl.train.tracking import check_installed, run_tracking, scoped_env
+
     finished = begin_run(recipe, files, started=_started(files), resume=resume)
     if finished is not None:
         return finished
@@ -259,13 +293,15 @@ def _train_arm(recipe: Recipe, arm: str, seed: int, files: runs.RunFiles, device
     start = _checkpoint_step(ckpt) if ckpt is not None else 0
     runs.rewind_logs(files, start if ckpt is not None else None)
     done = read_history(files)
-    trainer, rollout = _trainer(recipe, arm, seed, files, world, device)
-    from transformers.trainer_callback import PrinterCallback
-
-    trainer.remove_callback(PrinterCallback)  # the run log and the progress bar report steps, not raw dicts
-    trainer.add_callback(_callback(rollout, files, recipe, report, done[-1].wall_s if done else 0.0))
-    report(start, recipe.budget.steps, f"step {start}/{recipe.budget.steps}")
-    trainer.train(resume_from_checkpoint=str(ckpt) if ckpt is not None else None)
+    track = run_tracking(recipe, arm, seed, files.root.parent.parent)
+    check_installed(track.backends)
+    with scoped_env(track.env()):  # the trackers' group and folders, read when TRL starts them
+        trainer, rollout = _trainer(recipe, arm, seed, files, world, device)
+        trainer.remove_callback(PrinterCallback)  # the run log and the progress bar report steps, not raw dicts
+        trainer.add_callback(run_config_callback(track))
+        trainer.add_callback(_callback(rollout, files, recipe, report, done[-1].wall_s if done else 0.0))
+        report(start, recipe.budget.steps, f"step {start}/{recipe.budget.steps}")
+        trainer.train(resume_from_checkpoint=str(ckpt) if ckpt is not None else None)
     save_final(trainer, rollout.policy.tokenizer, files.root / FINAL)
     evaluation = None
     if run_eval:

@@ -16,7 +16,9 @@ override the few keys a recipe decides, checked against the installed
 
 Choices that are ours (change them with ``trainer.verl.overrides``): no KL loss and no reference
 model (the recipe has no KL term, as the embedded trainer), dynamic micro-batches by token count
-(``actor.use_dynamic_bsz``), gradient checkpointing, logger ``[console]``. verl has no per-turn
+(``actor.use_dynamic_bsz``), gradient checkpointing. ``trainer.logger`` is ``console`` plus the recipe's
+``logging.report_to`` (verl's own tensorboard / trackio / wandb loggers; their group and folders are
+environment variables of the job, :func:`job_env`). verl has no per-turn
 generation limit, so ``policy.max_tokens_per_turn`` is not used here (the response budget
 ``policy.max_response_tokens`` bounds the whole episode).
 """
@@ -147,7 +149,10 @@ def recipe_overrides(recipe: Recipe, arm: str, files: VerlFiles, *, seed: int = 
     check_shape(recipe)
     p, t, b, v = recipe.policy, recipe.trainer, recipe.budget, recipe.trainer.verl
     tokens = p.max_prompt_tokens + p.max_response_tokens
+    from simrl.train.tracking import run_tracking
     from simrl.train.verl.reward import REWARD_PATH
+
+    track = run_tracking(recipe, arm, seed, files.root.parent.parent.parent)  # OUT of OUT/<arm>/seed-<S>/verl
 
     pairs: list[tuple[str, object]] = [
         ("algorithm.adv_estimator", "grpo"),
@@ -191,9 +196,9 @@ def recipe_overrides(recipe: Recipe, arm: str, files: VerlFiles, *, seed: int = 
         ("trainer.default_local_dir", files.checkpoints),
         ("trainer.rollout_data_dir", files.rollouts),
         ("trainer.resume_mode", "auto" if resume else "disable"),
-        ("trainer.project_name", f"simrl-{recipe.name}"),
-        ("trainer.experiment_name", f"{arm}-seed{seed}"),
-        ("trainer.logger", "[console]"),
+        ("trainer.project_name", track.project),
+        ("trainer.experiment_name", track.name),
+        ("trainer.logger", "[" + ",".join(["console", *track.backends]) + "]"),
         ("hydra.run.dir", files.hydra),
     ]
     return [f"{k}={v if k == 'trainer.logger' else hydra_value(v)}" for k, v in pairs]
@@ -237,3 +242,11 @@ def last_wins(items: list[str]) -> list[str]:
     """
     keys = [item.split("=", 1)[0] for item in items]
     return [item for i, (item, key) in enumerate(zip(items, keys)) if key not in keys[i + 1:]]
+
+
+def job_env(recipe: Recipe, arm: str, seed: int, files: VerlFiles) -> dict[str, str]:
+    """Environment variables of the job for verl's trackers: W&B's group and folder, verl's
+    ``TENSORBOARD_DIR``, trackio's folder (:meth:`simrl.train.tracking.RunTracking.env`); empty without trackers."""
+    from simrl.train.tracking import run_tracking
+
+    return run_tracking(recipe, arm, seed, files.root.parent.parent.parent).env()

@@ -28,13 +28,13 @@ import os
 import shlex
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from simrl.errors import SimrlError
 from simrl.train.recipe import Recipe, recipe_yaml
-from simrl.train.verl.config import ENTRYPOINT, VerlFiles, check_shape, overrides
+from simrl.train.verl.config import ENTRYPOINT, VerlFiles, check_shape, job_env, overrides
 
 _INSTALL = ("install the verl extras: pip install 'simrl[verl]' (CPU: write and submit jobs) or "
             "pip install 'simrl[gpu]' (GPU nodes: torch 2.11 + vLLM 0.24, as verl 0.9.1 pins)")
@@ -47,6 +47,7 @@ class VerlJob:
     files: VerlFiles
     overrides: list[str]
     argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)  # for verl's trackers (simrl.train.verl.config.job_env)
 
     def shell(self) -> str:
         """The local command as one shell line (each argument quoted where needed)."""
@@ -103,7 +104,7 @@ def prepare_job(recipe: Recipe, arm: str, seed: int, run_dir: Path, *, worlds: P
         raise SimrlError(f"the tool config was written to {written}, not {files.tool_config}")  # a bug
     _check_rows(files, recipe.budget.batch)
     args = overrides(recipe, arm, files, seed=seed, resume=resume)
-    job = VerlJob(files, args, [sys.executable, *ENTRYPOINT, *args])
+    job = VerlJob(files, args, [sys.executable, *ENTRYPOINT, *args], job_env(recipe, arm, seed, files))
     runs.write_atomic(files.overrides, "".join(f"{a}\n" for a in args))
     runs.write_atomic(files.command, _script(recipe, arm, seed, job))
     files.command.chmod(0o755)
@@ -121,10 +122,11 @@ def _check_rows(files: VerlFiles, batch: int) -> None:
 
 def _script(recipe: Recipe, arm: str, seed: int, job: VerlJob) -> str:
     body = " \\\n    ".join([shlex.join(job.argv[:3]), *(shlex.quote(a) for a in job.argv[3:])])
+    exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in job.env.items())  # the trackers' group, folders
     return (f"#!/usr/bin/env bash\n# verl job of recipe {recipe.name!r}, arm {arm!r}, seed {seed} (written by "
             f"`simrl train`).\n# Runs from any folder; output goes to {job.files.root}. Arguments are appended:\n"
             "# more overrides (last wins), or `--cfg job` to print the composed config and stop.\n"
-            f"set -euo pipefail\nexport PYTHONUNBUFFERED=1\nexec {body} \\\n    \"$@\"\n")
+            f"set -euo pipefail\nexport PYTHONUNBUFFERED=1\n{exports}exec {body} \\\n    \"$@\"\n")
 
 
 def run_local(argv: list[str], log: Path, console: Any = None, env: dict[str, str] | None = None) -> None:
@@ -225,7 +227,9 @@ def _train_verl(recipe: Recipe, arm: str, seed: int, run_dir: Path, *, worlds: P
     if dry_run:
         return job
     if ray_address is not None:
-        job_id = submit_ray(ray_entrypoint(job), ray_address, ray_runtime_env(),
+        runtime_env = ray_runtime_env()
+        runtime_env["env_vars"].update(job.env)
+        job_id = submit_ray(ray_entrypoint(job), ray_address, runtime_env,
                             {"simrl_recipe": recipe.name, "simrl_arm": arm, "simrl_seed": str(seed)})
         runs_file = job.files.root / "ray_job.json"
         runs_file.write_text(json.dumps({"address": ray_address, "job_id": job_id,
@@ -241,7 +245,7 @@ def _train_verl(recipe: Recipe, arm: str, seed: int, run_dir: Path, *, worlds: P
         raise SimrlError(f"policy.model {model} is not a folder here; make it first (e.g. `python -m "
                          f"simrl.testing.tiny_model {model}`) or name a Hugging Face model id")
     console.print(f"running verl here; output -> {job.files.log}", markup=False, highlight=False, soft_wrap=True)
-    run_local(job.argv, job.files.log, console)
+    run_local(job.argv, job.files.log, console, env=job.env)
     if run_eval:
         from simrl.train.verl.evaluate import evaluate_verl_run
 

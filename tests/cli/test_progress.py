@@ -1,0 +1,81 @@
+"""Progress off a terminal: plain lines with a remaining-time estimate, at once and every N seconds (a log
+file of `simrl train`, as under nohup / SLURM / CI), and the ablation's one overall bar."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+from rich.console import Console
+
+from simrl.progress import LineProgress, progress_bar
+from simrl.train.ablate import RunJob, run_jobs
+
+ROOT = Path(__file__).resolve().parents[2]
+LINE = re.compile(r"^\[\d\d:\d\d:\d\d\] (?P<what>.+?): (?P<done>\d+)/(?P<total>\d+) \(\d+%\) elapsed \d+:\d\d:\d\d "
+                  r"eta (?:\d+:\d\d:\d\d|\?)")
+
+
+def test_train_log_gets_plain_progress_lines_early_and_regularly(tmp_path):
+    recipe = {"name": "tiny-progress", "world": {"spec": str(ROOT / "worlds" / "tiny.yaml"), "seed": 0},
+              "env": {"id": "mcp-world"}, "real": {"transport": "inprocess"},
+              "arms": {"real": {"environment": "real"}},
+              "budget": {"steps": 4, "group_size": 2, "batch": 2, "max_turns": 6}, "seeds": [0]}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    log = tmp_path / "train.log"
+    env = {**os.environ, "SIMRL_PROGRESS_EVERY": "0.2", "OMP_NUM_THREADS": "1"}
+    with log.open("w") as f:  # stdout and stderr to a file: not a terminal
+        proc = subprocess.Popen([sys.executable, "-m", "simrl.cli.main", "train", str(tmp_path / "r.yaml"),
+                                 "--out", str(tmp_path / "out"), "--no-evaluate"], stdout=f, stderr=subprocess.STDOUT,
+                                env=env)
+    try:
+        early = None
+        while proc.poll() is None and early is None:
+            early = next((ln for ln in log.read_text().splitlines() if LINE.match(ln)), None)
+            time.sleep(0.05)
+        assert early is not None, log.read_text()
+        assert LINE.match(early)["what"] == "real seed 0" and LINE.match(early)["done"] == "0"  # before any step
+    finally:
+        assert proc.wait(timeout=300) == 0, log.read_text()
+    text = log.read_text()
+    assert "\r" not in text and "\x1b[" not in text  # plain lines, no live-bar redraws
+    lines = [m for ln in text.splitlines() if (m := LINE.match(ln))]
+    assert len(lines) >= 3 and lines[-1]["done"] == lines[-1]["total"] == "4"
+    assert lines[-1].string.split(" eta ")[1].startswith("0:00:00")
+    assert any("reward" in m.string for m in lines)  # the step's metrics line rides along
+
+
+def test_ablation_has_one_overall_bar(tmp_path):
+    jobs = [RunJob("a", s, tmp_path / "a" / f"seed-{s}", tmp_path / "logs" / f"a-{s}.log") for s in range(3)]
+    write = ("import pathlib, sys, time; d = pathlib.Path(sys.argv[1]); d.mkdir(parents=True); "
+             "[(d / 'metrics.jsonl').open('a').write('{}\\n') or time.sleep(0.1) for _ in range(2)]")
+    fail = [sys.executable, "-c", "import sys; print('error: boom'); sys.exit(3)"]
+    out = io.StringIO()
+    console = Console(file=out, width=200)
+    assert not console.is_terminal
+    os.environ["SIMRL_PROGRESS_EVERY"] = "0.1"
+    try:
+        outcomes = run_jobs(jobs, lambda j: fail if j.seed == 1 else [sys.executable, "-c", write, str(j.folder)],
+                            jobs=2, steps=2, console=console, poll=0.05)
+    finally:
+        del os.environ["SIMRL_PROGRESS_EVERY"]
+    assert [o.ok for o in outcomes] == [True, False, True]
+    lines = [m for ln in out.getvalue().splitlines() if (m := LINE.match(ln))]
+    assert lines and {m["what"] for m in lines} == {"training 3 runs (steps)"}  # one bar, not one per run
+    assert lines[0]["done"] == "0" and lines[-1]["done"] == "4" and lines[-1]["total"] == "6"
+    assert "runs 3/3 done, 0 running, 1 failed" in lines[-1].string
+    assert "a seed 1: FAILED: exit code 3: error: boom" in out.getvalue()
+
+
+def test_progress_bar_on_a_terminal_has_an_eta():
+    console = Console(file=io.StringIO(), force_terminal=True, width=120)
+    bar = progress_bar(console=console)
+    assert not isinstance(bar, LineProgress)
+    assert any(type(c).__name__ == "TimeRemainingColumn" for c in bar.columns)
+    assert isinstance(progress_bar(console=Console(file=io.StringIO())), LineProgress)

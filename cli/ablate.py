@@ -6,16 +6,18 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from simrl.cli.options import RECIPE_HELP, SetOpt
 
 
 def ablate(
-    recipe: Annotated[Path, typer.Argument(help="Recipe YAML (e.g. recipes/mcp-controlled-vs-uncontrolled.yaml).")],
+    recipe: Annotated[Path, typer.Argument(help=RECIPE_HELP)],
     out: Annotated[Path | None, typer.Option(help="Ablation folder (default: runs/<recipe name>): runs in "
                                                   "OUT/<arm>/seed-<S>, report in OUT/report.md.")] = None,
     jobs: Annotated[int | None, typer.Option(help="Runs trained (and evaluated) at once (default: the CPU count).",
                                              min=1)] = None,
     resume: Annotated[bool, typer.Option(help="Continue unfinished runs from their checkpoints and skip finished "
                                               "ones (--no-resume: existing runs are an error).")] = True,
+    overrides: SetOpt = [],  # noqa: B006 - typer default
 ) -> None:
     """Train all arms x seeds as subprocesses, evaluate runs and baselines, write report.json/.md and plots."""
     from rich.console import Console
@@ -24,7 +26,7 @@ def ablate(
     from simrl.train.recipe import load_recipe
     from simrl.train.report_md import statements
 
-    rec = load_recipe(recipe)
+    rec = load_recipe(recipe, overrides)
     folder = out if out is not None else Path("runs") / rec.name
     report = run_ablation(rec, folder, jobs=jobs, resume=resume)
     console = Console()

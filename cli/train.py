@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from simrl.cli.options import RECIPE_HELP, SetOpt
 
 
 def train(
-    recipe: Annotated[Path, typer.Argument(help="Recipe YAML (e.g. recipes/quickstart.yaml).")],
+    recipe: Annotated[Path, typer.Argument(help=RECIPE_HELP)],
     arm: Annotated[str | None, typer.Option(help="Train only this arm (default: every arm of the recipe, "
                                                  "grid arms included).")] = None,
     seed: Annotated[int | None, typer.Option(help="Training seed (default: the recipe's first seed).", min=0)] = None,
@@ -28,6 +29,7 @@ def train(
     ray_address: Annotated[str | None, typer.Option(
         help="verl only: submit the job to this Ray cluster (e.g. http://HEAD:8265, as `ray job submit "
              "--address`) instead of running it here.")] = None,
+    overrides: SetOpt = [],  # noqa: B006 - typer default
 ) -> None:
     """Train arm x seed runs of a recipe, with a progress bar and a summary table.
 
@@ -43,7 +45,7 @@ def train(
     from simrl.train.embedded import train_arm
     from simrl.train.recipe import load_recipe, recipe_yaml
 
-    rec = load_recipe(recipe)
+    rec = load_recipe(recipe, overrides)
     arms = [arm] if arm is not None else list(rec.all_arms())
     for name in arms:
         rec.arm(name)  # fail fast on an unknown arm

@@ -19,10 +19,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from simrl.choices import WorldModelName, values
 from simrl.errors import SimrlError
 from simrl.wm.backend import Sampling, WorldModelBackend
 
-BACKENDS = ("oracle", "openai", "transformers", "llamacpp")
+BACKENDS = values(WorldModelName)
 """World-model backend names (``real`` is not one: it means the real environment)."""
 
 INSTALL = {"transformers": "pip install 'simrl[transformers]'", "llamacpp": "pip install 'simrl[llamacpp]'"}

@@ -31,10 +31,11 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from simrl.choices import WmTools, WmUnparsed
 from simrl.wm.backend import BackendError, Sampling, WorldModelBackend
 from simrl.wm.fidelity import DIMENSIONS, score_prediction, world_facts
 from simrl.wm.fidelity_oracle import ORACLE_ENVS, oracle_skip_reason, replay_episode
@@ -64,10 +65,10 @@ class EvalConfig(BaseModel):
     concurrency: int = Field(default=2, ge=1, description="Predictions in flight at once, per backend.")
     max_retries: int = Field(default=3, ge=0, description="Retries of a retryable backend error.")
     backoff: float = Field(default=0.5, ge=0, description="Base delay of those retries, seconds.")
-    unparsed: Literal["empty", "raw"] = Field(default="empty", description="An answer without a prediction "
+    unparsed: WmUnparsed = Field(default="empty", description="An answer without a prediction "
                                               "block is scored as an empty observation, or as its raw text without "
                                               "<think> (what WorldModelEnv shows the policy then).")
-    tools: Literal["all", "called"] = Field(default="all", description="Tool definitions in the world model's "
+    tools: WmTools = Field(default="all", description="Tool definitions in the world model's "
                                             "system prompt: all of the episode's, or only those called so far "
                                             "(this call included): for small-context models (BFCL lists ~8k "
                                             "tokens of tools).")

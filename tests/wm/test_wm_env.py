@@ -343,6 +343,6 @@ def test_cli_rollout_with_the_oracle(tiny_world, tmp_path):
     assert result.exit_code == 0, result.output
     trajs = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(trajs) == 3 and all(t["status"] == "success" for t in trajs)
-    bad = CliRunner().invoke(app, ["rollout", "--env", "search", "--world", str(tiny_world), "--out", str(out),
-                                   "--wm-model", "m"])
+    bad = CliRunner().invoke(app, ["rollout", "--env", "search", "--world", str(tiny_world), "--out",
+                                   str(tmp_path / "other.jsonl"), "--wm-model", "m"])
     assert bad.exit_code == 2 and "--world-model" in bad.output

@@ -116,8 +116,7 @@ def make_wm_env(env_id: str, world_model: str | WorldModelBackend, *, world: str
         wm_control: a control instruction for every world-model call.
         wm_options: further backend options (e.g. ``{"timeout": 30, "max_concurrency": 128}``).
         max_turns, max_steps: the real environments' turn limits (search / mcp), kept.
-        env_options: ``tools``, ``server_command``, ``server_url`` (``mcp``), ``max_retries``,
-            ``max_parse_retries``, ``backoff``; real-only options (``index``, ``fault_rate``=0,
+        env_options: ``tools``, ``server_command``, ``server_url`` (``mcp``), ``max_parse_retries``; real-only options (``index``, ``fault_rate``=0,
             ``call_timeout``, ...) are ignored.
 
     Raises:
@@ -133,8 +132,8 @@ def make_wm_env(env_id: str, world_model: str | WorldModelBackend, *, world: str
     if env_options.get("fault_rate"):
         raise SimrlError("fault_rate is an option of the real record server; a world model injects faults "
                          "through control instructions")
-    keep = {k: env_options[k] for k in ("tools", "server_command", "server_url", "max_retries",
-                                        "max_parse_retries", "backoff") if k in env_options}
+    keep = {k: env_options[k] for k in ("tools", "server_command", "server_url", "max_parse_retries")
+            if k in env_options}
     turns = max_turns if max_turns is not None else max_steps
     if turns is None and env_id == "search":
         turns = 20  # SearchEnv's default

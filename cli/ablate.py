@@ -11,7 +11,7 @@ from simrl.cli.options import RECIPE_HELP, SetOpt
 
 def ablate(
     recipe: Annotated[Path, typer.Argument(help=RECIPE_HELP)],
-    out: Annotated[Path | None, typer.Option(help="Ablation folder (default: runs/<recipe name>): runs in "
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Ablation folder (default: runs/<recipe name>): runs in "
                                                   "OUT/<arm>/seed-<S>, report in OUT/report.md.")] = None,
     jobs: Annotated[int | None, typer.Option(help="Runs trained (and evaluated) at once (default: the CPU count).",
                                              min=1)] = None,

@@ -19,10 +19,11 @@ def train(
     arm: Annotated[str | None, typer.Option(help="Train only this arm (default: every arm of the recipe, "
                                                  "grid arms included).")] = None,
     seed: Annotated[int | None, typer.Option(help="Training seed (default: the recipe's first seed).", min=0)] = None,
-    out: Annotated[Path | None, typer.Option(help="Output folder (default: runs/<recipe name>); each run goes to "
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (default: runs/<recipe name>); each run goes to "
                                                   "OUT/<arm>/seed-<seed>, worlds to OUT/worlds.")] = None,
-    resume: Annotated[bool, typer.Option(help="Continue runs from their newest checkpoint (finished runs are "
-                                              "left as they are).")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue runs from their newest checkpoint; finished runs are left "
+                                              "as they are (--no-resume: an existing run is an error), as in "
+                                              "`simrl ablate`.")] = True,
     dry_run: Annotated[bool, typer.Option(help="Print the resolved recipe and the plan; train nothing. For a verl "
                                                "recipe: write the verl job's files and print the exact command.")] = False,
     evaluate: Annotated[bool, typer.Option(help="Evaluate each trained policy on held-out real tasks.")] = True,

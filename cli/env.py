@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from simrl.cli.options import WORLD_MODELS, name_model
+from simrl.cli.options import WORLD_MODELS, name_model, registered_env
 
 app = typer.Typer(help="List registered environments and check them with the environment checker.",
                   no_args_is_help=True)
@@ -119,7 +119,8 @@ def probe_task(env_id: str, world: Path | None):
 
 @app.command()
 def check(
-    env_ids: Annotated[list[str], typer.Argument(help="Environment ids to check (see `simrl env list`).")],
+    env_ids: Annotated[list[str], typer.Argument(help="Environment ids to check (see `simrl env list`).",
+                                                 parser=registered_env, metavar="ENV")],
     world: Annotated[Path | None, typer.Option(help="World folder, for `search` and `mcp-world`.")] = None,
     server_command: Annotated[str | None, typer.Option(
         help="For `mcp`: the command that starts any MCP server over stdio, e.g. "

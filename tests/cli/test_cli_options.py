@@ -65,6 +65,7 @@ def test_train_takes_a_name_and_set_overrides(tmp_path):
     (["rollout", "--env", "search", "--world-model", "crystal"], "--world-model"),
     (["eval", "--policy", "expert", "--env", "mcp-world", "--transport", "pigeon"], "--transport"),
     (["env", "check", "search", "--world-model", "crystal:ball"], "--world-model"),  # no --out: added below
+    (["env", "check", "nowhere"], "ENV"),
     (["wm", "eval", "--trajectories", "x.jsonl", "--wm-tools", "some"], "--wm-tools"),
 ])
 def test_enumerated_options_are_checked_before_any_work(args, option, tmp_path):

@@ -26,7 +26,7 @@ def eval_(
                                                          "checkpoints/checkpoint-N, a LoRA adapter folder, a merged "
                                                          "verl checkpoint); acts greedily.")] = None,
     policy: Annotated[str | None, typer.Option("--policy", "-p", help="Instead of --checkpoint: " + POLICY_HELP)] = None,
-    recipe: Annotated[Path | None, typer.Option(help="Take the environment, world, real options, split, trials, "
+    recipe: Annotated[Path | None, typer.Option(help="A recipe (path or shipped name): take the environment, world, real options, split, trials, "
                                                      "task limit and turn limit from a recipe (flags override).")] = None,
     env: Annotated[str | None, typer.Option("--env", "-e", parser=rollout_env, metavar="ENV",
                                             help="Environment id: search, mcp-world or bfcl.")] = None,

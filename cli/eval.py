@@ -6,6 +6,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from simrl.cli.options import (
+    CONCURRENCY,
+    MAX_TURNS,
+    POLICY_HELP,
+    SPLIT,
+    ConcurrencyOpt,
+    TransportOpt,
+    rollout_env,
+)
+
+from simrl.choices import Split
 
 
 def eval_(
@@ -14,29 +25,30 @@ def eval_(
                                                          "policy's Hugging Face model folder (a trl run's final/ or "
                                                          "checkpoints/checkpoint-N, a LoRA adapter folder, a merged "
                                                          "verl checkpoint); acts greedily.")] = None,
-    policy: Annotated[str | None, typer.Option(help="Instead of --checkpoint: `expert` (scripted) or "
-                                                    "`openai:URL[#MODEL]` (an OpenAI-compatible endpoint).")] = None,
-    recipe: Annotated[Path | None, typer.Option(help="Take the environment, world, real options, split, trials, "
-                                                     "task limit and turn limit from a recipe (flags override). A "
-                                                     "checkpoint inside a run folder uses the run's own "
+    policy: Annotated[str | None, typer.Option("--policy", "-p", help="Instead of --checkpoint: " + POLICY_HELP)] = None,
+    recipe: Annotated[Path | None, typer.Option(help="A recipe (path or shipped name): take the environment, world, real "
+                                                     "options, split, trials, task limit and turn limit from it (flags "
+                                                     "override). A checkpoint inside a run folder uses the run's own "
                                                      "RUN/recipe.yaml instead.")] = None,
-    env: Annotated[str | None, typer.Option("--env", help="Environment id: search, mcp-world or bfcl.")] = None,
+    env: Annotated[str | None, typer.Option("--env", "-e", parser=rollout_env, metavar="ENV",
+                                            help="Environment id: search, mcp-world or bfcl.")] = None,
     world: Annotated[Path | None, typer.Option(help="World folder (with --recipe: default the recipe's training "
                                                     "world under runs/<recipe>/worlds).")] = None,
-    split: Annotated[str | None, typer.Option(help="Task split: train, dev or test (default test).")] = None,
+    split: Annotated[Split | None, typer.Option(help=f"Task split (default {SPLIT}, or the recipe's).")] = None,
     trials: Annotated[int | None, typer.Option(help="Episodes per task: k of pass@k / avg@k (default 1).",
                                                min=1)] = None,
     n: Annotated[int | None, typer.Option("-n", help="At most this many tasks (default: all of the split).",
                                           min=1)] = None,
-    max_turns: Annotated[int | None, typer.Option(help="Turn limit per episode (default 30).", min=1)] = None,
-    transport: Annotated[str | None, typer.Option(help="mcp-world: stdio (a server subprocess per episode) or "
-                                                       "inprocess (fast).")] = None,
+    max_turns: Annotated[int | None, typer.Option(help=f"Turn limit per episode (default {MAX_TURNS}, or the "
+                                                       "recipe's budget.max_turns).", min=1)] = None,
+    transport: TransportOpt = None,
     fault_rate: Annotated[float | None, typer.Option(help="mcp-world: the record server's own fault rate per "
                                                           "call (errors, timeouts).", min=0, max=1)] = None,
     seed: Annotated[int | None, typer.Option(help="Base episode seed (default 0; a run's checkpoint: the seeds of "
                                                   "the run's own evaluation).")] = None,
-    concurrency: Annotated[int, typer.Option(help="Episodes in flight at once.", min=1)] = 4,
-    out: Annotated[Path | None, typer.Option(help="Folder for eval.json and eval_trajectories.jsonl.")] = None,
+    concurrency: ConcurrencyOpt = CONCURRENCY,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for eval.json and "
+                                                                 "eval_trajectories.jsonl.")] = None,
 ) -> None:
     """Run a policy on held-out tasks of the real environment and print its scores and success by edge case.
 
@@ -143,14 +155,14 @@ def _setup(recipe, env, world, split, trials, n, max_turns, transport, fault_rat
     else:
         if env is None:
             raise SimrlError("give --env ID (search, mcp-world, bfcl) or --recipe RECIPE")
-        tasks = episode_tasks(env, world, split or "test", n)
+        tasks = episode_tasks(env, world, split or SPLIT, n)
     if (transport is not None or fault_rate is not None) and env != "mcp-world":
         raise SimrlError(f"--transport and --fault-rate are options of mcp-world, not {env}")
     options |= {k: v for k, v in (("transport", transport), ("fault_rate", fault_rate)) if v is not None}
     if world is not None:
         options["world"] = world
     return {"env": env, "world": world, "options": options, "tasks": tasks, "trials": trials or 1,
-            "max_turns": max_turns or 30}
+            "max_turns": max_turns or MAX_TURNS}
 
 
 def _policy(checkpoint: Path | None, spec: str | None, setup: dict):

@@ -52,7 +52,7 @@ app = typer.Typer(
     help="Simulated-environment RL for LLM agents: fictional worlds, real and world-model environments, "
          "perturbation schedules, training recipes and ablations.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 app.add_typer(world.app, name="world")

@@ -23,7 +23,7 @@ def preview(
                                                   "fault-heavy).")],
     steps: Annotated[int, typer.Option(help="Training steps the progress runs over (progress = step / steps).",
                                        min=1)] = 1000,
-    out: Annotated[Path | None, typer.Option(help="Write a PNG plot of the rates here (needs matplotlib).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write a PNG plot of the rates here (needs matplotlib).")] = None,
     points: Annotated[int, typer.Option(help="Rows of the table (evenly spaced progress points).", min=2)] = 5,
 ) -> None:
     """Show the expected rate of each perturbation type over training, as a table (and a plot)."""

@@ -17,20 +17,39 @@ from simrl.cli.env import (
     WorldModelOpt,
     wm_options,
 )
+from simrl.cli.options import (
+    CONCURRENCY,
+    MAX_TURNS,
+    POLICY_HELP,
+    SPLIT,
+    ConcurrencyOpt,
+    MaxTurnsOpt,
+    ModeOpt,
+    SplitOpt,
+    rollout_env,
+)
+
+_ENV, _POL, _EP, _PERT, _OUT = "Environment", "Policy", "Episodes", "Perturbations", "Output"
 
 
 def rollout(
-    env: Annotated[str, typer.Option("--env", help="Environment id: search, mcp-world or bfcl (see `simrl env list`).")],
-    out: Annotated[Path, typer.Option(help="Trajectories JSONL (appended, one line per finished episode).")],
-    world: Annotated[Path | None, typer.Option(help="World folder (from `simrl world generate`); not for bfcl.")] = None,
-    policy: Annotated[str, typer.Option(
-        help="`expert` (scripted: solves tasks through the real tools) or `openai:URL[#MODEL]` (any "
-             "OpenAI-compatible endpoint with tool calling, e.g. openai:http://127.0.0.1:8000/v1).")] = "expert",
-    split: Annotated[str, typer.Option(help="Task split: train, dev or test.")] = "dev",
-    n: Annotated[int | None, typer.Option("-n", help="At most this many tasks (default: all of the split).")] = None,
-    max_turns: Annotated[int, typer.Option(help="Turn limit per episode.", min=1)] = 60,
-    concurrency: Annotated[int, typer.Option(help="Episodes in flight at once.", min=1)] = 4,
-    seed: Annotated[int, typer.Option(help="Base episode seed (episode i gets seed + i).")] = 0,
+    env: Annotated[str, typer.Option("--env", "-e", parser=rollout_env, metavar="ENV", rich_help_panel=_ENV,
+                                     help="Environment id: search, mcp-world or bfcl (see `simrl env list`).")],
+    out: Annotated[Path, typer.Option("--out", "-o", rich_help_panel=_OUT,
+                                      help="Trajectories JSONL, one line per finished episode (flushed as it "
+                                           "ends). An existing file is an error unless --append.")],
+    append: Annotated[bool, typer.Option(help="Add to an existing --out file instead of refusing.",
+                                         rich_help_panel=_OUT)] = False,
+    world: Annotated[Path | None, typer.Option(help="World folder (from `simrl world generate`); not for bfcl.",
+                                               rich_help_panel=_ENV)] = None,
+    policy: Annotated[str, typer.Option("--policy", "-p", help=POLICY_HELP, rich_help_panel=_POL)] = "expert",
+    split: SplitOpt = SPLIT,
+    n: Annotated[int | None, typer.Option("-n", help="At most this many tasks (default: all of the split).",
+                                          min=1, rich_help_panel=_EP)] = None,
+    max_turns: MaxTurnsOpt = MAX_TURNS,
+    concurrency: ConcurrencyOpt = CONCURRENCY,
+    seed: Annotated[int, typer.Option(help="Base episode seed (episode i gets seed + i).",
+                                      rich_help_panel=_EP)] = 0,
     world_model: WorldModelOpt = "real",
     wm_model: WmModelOpt = None,
     wm_base_url: WmBaseUrlOpt = None,
@@ -41,30 +60,42 @@ def rollout(
     wm_temperature: WmTemperatureOpt = 0.0,
     schedule: Annotated[str | None, typer.Option(
         help="Perturbation schedule: a YAML path or a shipped name (gentle, mcpmark, fault-heavy); "
-             "see `simrl perturb preview`.")] = None,
-    mode: Annotated[str, typer.Option(
-        help="How perturbations are applied: `inject` (in code, on any environment: guaranteed) or "
-             "`control` (a control instruction to the world model, verified; needs --world-model).")] = "inject",
+             "see `simrl perturb preview`.", rich_help_panel=_PERT)] = None,
+    mode: ModeOpt = "inject",
     progress: Annotated[float, typer.Option(help="Training progress in [0, 1] at which the schedule's "
-                                                 "curriculum is read (1.0: its final rates).")] = 1.0,
-    perturb_seed: Annotated[int, typer.Option(help="Seed of the perturbation draws.")] = 0,
+                                                 "curriculum is read (1.0: its final rates).", min=0, max=1,
+                                            rich_help_panel=_PERT)] = 1.0,
+    perturb_seed: Annotated[int, typer.Option(help="Seed of the perturbation draws.", rich_help_panel=_PERT)] = 0,
     control_retries: Annotated[int, typer.Option(
         help="--mode control: re-ask the world model this many times when its prediction does not comply, "
-             "before injecting the perturbation in code.", min=0)] = 0,
+             "before injecting the perturbation in code.", min=0, rich_help_panel=_PERT)] = 0,
 ) -> None:
-    """Run episodes and write trajectories, with a progress bar and a summary table."""
+    """Run a policy on a world's tasks in an environment, write trajectories, print a summary table.
+
+    Example, the scripted expert on a world's dev tasks:
+
+    simrl rollout --env mcp-world --world runs/worlds/tiny-0 --split dev -n 8 --out runs/traj/records.jsonl
+
+    Example, an endpoint's model in the world-model version with injected faults:
+
+    simrl rollout -e search --world W -p openai:http://127.0.0.1:8000/v1#MODEL --world-model oracle --schedule fault-heavy -o runs/traj/llm.jsonl
+    """
     import asyncio
 
     from rich.console import Console
     from rich.table import Table
 
     from simrl.envs.base import make
+    from simrl.errors import SimrlError
     from simrl.perturb import compliance_rates, perturbed_factory, split_table
     from simrl.policies import ENV_TASK_TYPES, episode_tasks, make_policy
     from simrl.progress import progress_bar
     from simrl.rollout import TrajectoryWriter
     from simrl.rollout import rollout as run_rollout
 
+    if out.exists() and out.stat().st_size > 0 and not append:
+        raise SimrlError(f"--out {out} already holds trajectories: pass --append to add to it, or choose "
+                         "another file")
     tasks = episode_tasks(env, world, split, n)
     kinds = ENV_TASK_TYPES[env]
     pol = make_policy(policy, env, world, tasks)
@@ -91,6 +122,9 @@ def rollout(
         trajs = asyncio.run(run_rollout(make_env, pol, tasks, max_turns=max_turns,
                                         concurrency=concurrency, seed=seed, writer=writer, on_done=done))
     writer.close()
+    if n is not None and len(trajs) < n:
+        console.print(f"note: -n {n} asked for more episodes than ran ({len(trajs)}): the {split} split "
+                      f"has only {len(tasks)} {env} task(s)", style="yellow")
     table = Table(title=f"{len(trajs)} episodes -> {out}")
     for col in ("task type", "episodes", "success", "mean turns", "env failures", "truncated"):
         table.add_column(col)

@@ -11,17 +11,19 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from simrl.cli.options import RECIPE_HELP, SetOpt
 
 
 def train(
-    recipe: Annotated[Path, typer.Argument(help="Recipe YAML (e.g. recipes/quickstart.yaml).")],
+    recipe: Annotated[Path, typer.Argument(help=RECIPE_HELP)],
     arm: Annotated[str | None, typer.Option(help="Train only this arm (default: every arm of the recipe, "
                                                  "grid arms included).")] = None,
     seed: Annotated[int | None, typer.Option(help="Training seed (default: the recipe's first seed).", min=0)] = None,
-    out: Annotated[Path | None, typer.Option(help="Output folder (default: runs/<recipe name>); each run goes to "
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (default: runs/<recipe name>); each run goes to "
                                                   "OUT/<arm>/seed-<seed>, worlds to OUT/worlds.")] = None,
-    resume: Annotated[bool, typer.Option(help="Continue runs from their newest checkpoint (finished runs are "
-                                              "left as they are).")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue runs from their newest checkpoint; finished runs are left "
+                                              "as they are (--no-resume: an existing run is an error), as in "
+                                              "`simrl ablate`.")] = True,
     dry_run: Annotated[bool, typer.Option(help="Print the resolved recipe and the plan; train nothing. For a verl "
                                                "recipe: write the verl job's files and print the exact command.")] = False,
     evaluate: Annotated[bool, typer.Option(help="Evaluate each trained policy on held-out real tasks.")] = True,
@@ -31,6 +33,7 @@ def train(
     report_to: Annotated[list[str] | None, typer.Option(
         help="Experiment trackers, overriding the recipe's logging.report_to: tensorboard, trackio, wandb "
              "(several: --report-to tensorboard,wandb; none: no tracker). metrics.jsonl is always written.")] = None,
+    overrides: SetOpt = [],  # noqa: B006 - typer default
 ) -> None:
     """Train arm x seed runs of a recipe, with a progress bar and a summary table.
 
@@ -49,6 +52,7 @@ def train(
     from simrl.train.tracking import with_report_to
 
     rec = with_report_to(load_recipe(recipe), report_to)
+    rec = load_recipe(recipe, overrides)
     arms = [arm] if arm is not None else list(rec.all_arms())
     for name in arms:
         rec.arm(name)  # fail fast on an unknown arm

@@ -12,7 +12,7 @@ def data(
     trajectories: Annotated[list[Path], typer.Option(
         "--trajectories", help="Real trajectories JSONL from `simrl rollout` (search, mcp-world, bfcl, ...) or an "
                                "AgentWorldBench-format JSONL file or folder; repeat the option for several.")],
-    out: Annotated[Path, typer.Option(help="Output folder: train.jsonl, train.parquet and manifest.json (and "
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: train.jsonl, train.parquet and manifest.json (and "
                                            "agentworldbench/ with --format ...,agentworldbench).")],
     world: Annotated[Path | None, typer.Option(
         help="World folder the trajectories were recorded in: its facts go into the system prompt, as the "

@@ -6,12 +6,23 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from simrl.cli.env import WM_HELP, WmApiKeyOpt, WmBaseUrlOpt, WmModelOpt, WmTemperatureOpt
+from simrl.cli.env import (
+    WM_HELP,
+    WmApiKeyOpt,
+    WmBaseUrlOpt,
+    WmModelOpt,
+    WmTemperatureOpt,
+    deprecated_wm_model,
+)
+from simrl.cli.options import CONCURRENCY
 
-_BACKEND_HELP = ("World model to evaluate, as [LABEL=]NAME[:MODEL]; repeat for several, side by side: `oracle` (the "
-                 "world's ground truth, replayed; search and mcp-world with --world), `llamacpp` (default model: "
-                 "the packaged SmolLM2 GGUF), `transformers`, `openai` (with --wm-base-url). LABEL names a column, "
-                 "so one backend can run two models: --backend base=transformers:smollm2 --backend "
+from simrl.choices import WmTools, WmUnparsed
+
+_BACKEND_HELP = ("World model to evaluate, [LABEL=]NAME[:MODEL] (NAME[:MODEL] as everywhere; --backend is the old name "
+                 "of this option); repeat for several, side by side: `oracle` (the world's ground truth, replayed; "
+                 "search and mcp-world with --world), `llamacpp` (default model: the packaged SmolLM2 GGUF), "
+                 "`transformers[:PATH]`, `openai:MODEL` (with --wm-base-url). LABEL names a column, so one backend can "
+                 "run two models: --world-model base=transformers:smollm2 --world-model "
                  "tuned=transformers:runs/wm-model/model. The baselines repeat-previous and empty are always added "
                  "(see --no-baselines).")
 
@@ -55,15 +66,17 @@ def eval_(
     trajectories: Annotated[list[Path], typer.Option(
         "--trajectories", help="Real trajectories JSONL from `simrl rollout` (search, mcp-world, bfcl, mcp) or "
                                "AgentWorldBench-format JSONL (a file or a folder); repeat for several.")],
-    out: Annotated[Path, typer.Option(help="Output folder: scores.json, scores.md and predictions.jsonl.")],
-    backend: Annotated[list[str], typer.Option("--backend", help=_BACKEND_HELP)] = [],  # noqa: B006 - typer default
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: scores.json, scores.md and "
+                                                          "predictions.jsonl.")],
+    backend: Annotated[list[str], typer.Option(
+        "--world-model", "--backend", help=_BACKEND_HELP, metavar="NAME[:MODEL]")] = [],  # noqa: B006 - typer default
     baselines: Annotated[bool, typer.Option(help="Add the repeat-previous and empty baselines.")] = True,
     world: Annotated[Path | None, typer.Option(
         help="World folder the trajectories were recorded in: the oracle's ground truth, the facts shown to the "
              "world model, and the facts factuality is checked against.")] = None,
     max_transitions: Annotated[int | None, typer.Option(
         help="Evaluate at most N transitions (taken round-robin over the domains, in file order).", min=1)] = None,
-    concurrency: Annotated[int, typer.Option(help="Predictions in flight at once per backend.", min=1)] = 2,
+    concurrency: Annotated[int, typer.Option(help="Predictions in flight at once per backend.", min=1)] = CONCURRENCY,
     wm_model: WmModelOpt = None,
     wm_base_url: WmBaseUrlOpt = None,
     wm_api_key: WmApiKeyOpt = None,
@@ -73,11 +86,11 @@ def eval_(
                                                min=1)] = 1024,
     wm_n_ctx: Annotated[int | None, typer.Option(help="World model (llamacpp): context size in tokens (default "
                                                       "4096); older turns are dropped to fit.", min=256)] = None,
-    wm_tools: Annotated[str, typer.Option(
+    wm_tools: Annotated[WmTools, typer.Option(
         help="World model: tool definitions in its system prompt: `all` (the episode's, as recorded) or `called` "
              "(only the tools called so far, this call included; for small-context models: BFCL's tool list "
              "alone is ~8k tokens).")] = "all",
-    wm_unparsed: Annotated[str, typer.Option(
+    wm_unparsed: Annotated[WmUnparsed, typer.Option(
         help="World model: score an answer without a <predicted_observation> block as `empty` (default) or as "
              "its `raw` text without <think> (what the world-model environment shows the policy then).")] = "empty",
     judge_base_url: Annotated[str | None, typer.Option(
@@ -104,7 +117,7 @@ def eval_(
 
     Writes OUT/scores.json (backend -> dimension, with by_domain), OUT/scores.md and OUT/predictions.jsonl (written as predictions finish), and prints a domain x dimension table with the backends side by side.
 
-    Example: simrl wm eval --trajectories runs/search.jsonl --world WORLD --backend oracle --backend llamacpp --out runs/fidelity
+    Example: simrl wm eval --trajectories runs/search.jsonl --world WORLD --world-model oracle --world-model llamacpp --out runs/fidelity
     """
     import asyncio
     from collections import Counter
@@ -120,6 +133,8 @@ def eval_(
     from simrl.wm.transitions import load_transitions
 
     chosen, kinds = parse_backends(list(backend), wm_model)
+    if wm_model:
+        deprecated_wm_model(next((kinds[n] for n in chosen if kinds[n] != "oracle"), "openai"), wm_model)
     if "openai" in kinds.values() and not wm_base_url:
         raise SimrlError("--backend openai needs --wm-base-url http://HOST:PORT/v1 (and a model: openai:MODEL)")
     if schedule and not perturb:

@@ -13,7 +13,8 @@ app = typer.Typer(help="Generate fictional worlds (knowledge graph, corpus, task
 
 @app.command()
 def generate(
-    spec: Annotated[Path, typer.Argument(help="World spec YAML, e.g. worlds/default.yaml or worlds/tiny.yaml.")],
+    spec: Annotated[Path, typer.Argument(help="World spec: a YAML path (e.g. worlds/tiny.yaml) or a shipped name "
+                                              "(default, tiny).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the world into.")],
     seed: Annotated[int, typer.Option(help="World seed: same spec + seed + simrl version -> same bytes.")] = 0,
     entities: Annotated[int | None, typer.Option(help="Total entities (overrides the spec's `entities`).")] = None,

@@ -39,8 +39,9 @@ import inspect
 import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
+from simrl.choices import PerturbMode
 from simrl.envs.base import Environment
 from simrl.errors import SimrlError
 from simrl.perturb import formats as fmt
@@ -49,7 +50,7 @@ from simrl.perturb.taxonomy import EpisodeState, Perturbation, PerturbationType,
 from simrl.types import Action, Observation, Step, ToolCall, ToolResult, Trajectory
 from simrl.world.schema import Task
 
-Mode = Literal["inject", "control"]
+Mode = PerturbMode
 OUTCOMES = ("attempts", "complied_first_try", "complied_after_retry", "fell_back", "not_applied")
 """Compliance counters per perturbation type (control mode): ``attempts`` = controlled calls that ran
 = the sum of the other four (``not_applied``: neither complied nor could be injected)."""

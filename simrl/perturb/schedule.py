@@ -41,13 +41,14 @@ from pydantic import (
     model_validator,
 )
 
+from simrl.assets import not_found, resolve, shipped_dir
 from simrl.config import validate_mapping
 from simrl.errors import SpecError
 from simrl.perturb.taxonomy import Perturbation, PerturbationType, perturbation_class
 
 _Strict = ConfigDict(extra="forbid", frozen=True)
 _Rate = Annotated[float, Field(ge=0, le=1)]
-SHIPPED = Path(__file__).resolve().parents[2] / "recipes" / "schedules"
+SHIPPED = shipped_dir("schedule")
 """The folder of the shipped schedules (``gentle``, ``mcpmark``, ``fault-heavy``)."""
 
 
@@ -280,12 +281,9 @@ def load_schedule(path: str | Path) -> Schedule:
     Raises:
         SpecError: the file is missing, is not YAML, or fails validation (the message names the field).
     """
-    p = Path(path)
-    if not p.is_file() and p.suffix == "" and (SHIPPED / f"{p.name}.yaml").is_file():
-        p = SHIPPED / f"{p.name}.yaml"
+    p = resolve(path, "schedule")
     if not p.is_file():
-        shipped = ", ".join(sorted(q.stem for q in SHIPPED.glob("*.yaml"))) or "none found"
-        raise SpecError(f"schedule not found: {p} (shipped schedules in recipes/schedules/: {shipped})")
+        raise SpecError(not_found(path, "schedule"))
     from simrl.config import load_mapping
 
     data = load_mapping(p, "schedule")

@@ -17,8 +17,9 @@ reply without becomes ``Action.final(content)``. The policy sees only ``task_vie
 prompt) and observations, never a task's gold or simulation facts.
 
 Transient endpoint errors (connection errors, timeouts, HTTP 408 / 409 / 429 / 5xx) are retried
-``max_retries`` times with full-jitter exponential backoff (``Retry-After`` honoured up to 30 s);
-then, or at once for other HTTP errors, :class:`PolicyError` names the URL. A policy failure is not
+``max_retries`` times by the ``openai`` SDK itself (exponential backoff with jitter, 0.5 s doubling up
+to 8 s; a ``Retry-After`` of up to 60 s is honoured); then, or at once for other HTTP errors,
+:class:`PolicyError` names the URL. A policy failure is not
 an environment failure: :func:`simrl.rollout.run_episode` lets it propagate.
 """
 
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 from typing import Any
 
 from simrl.errors import SimrlError
@@ -43,8 +43,6 @@ When you are done, reply without any tool call and give your final answer:
 If you cannot find the answer, say so inside <answer>...</answer>."""
 """The policy's default system prompt (our wording)."""
 
-TRANSIENT_STATUS = frozenset({408, 409, 429})
-MAX_RETRY_AFTER = 30.0
 
 
 class PolicyError(SimrlError):
@@ -129,28 +127,27 @@ class OpenAIPolicy:
         temperature: sampling temperature (0 = greedy where the server supports it).
         max_tokens: most tokens per reply.
         system_prompt: replaces :data:`DEFAULT_SYSTEM_PROMPT`.
-        max_retries: retries of a transient failure (so ``max_retries + 1`` tries in all).
-        backoff: base delay in seconds (try ``n`` waits up to ``backoff * 2**n``, capped at 8 s).
+        max_retries: the SDK's retries of a transient failure (so ``max_retries + 1`` tries in all).
         timeout: seconds per request.
     """
 
     def __init__(self, base_url: str, model: str | None = None, api_key: str = "EMPTY", temperature: float = 0.0,
                  max_tokens: int = 1024, system_prompt: str = DEFAULT_SYSTEM_PROMPT, *, max_retries: int = 4,
-                 backoff: float = 0.5, timeout: float = 600.0) -> None:
+                 timeout: float = 600.0) -> None:
         self.base_url, self.model, self.api_key = base_url.rstrip("/"), model, api_key
         self.temperature, self.max_tokens, self.system_prompt = temperature, max_tokens, system_prompt
-        self.max_retries, self.backoff, self.timeout = max_retries, backoff, timeout
+        self.max_retries, self.timeout = max_retries, timeout
         self._loop: asyncio.AbstractEventLoop | None = None
         self._http: Any = None
 
     def _client(self) -> Any:
-        """The ``AsyncOpenAI`` client of the running event loop (remade for a new loop; no built-in retries)."""
+        """The ``AsyncOpenAI`` client of the running event loop (remade for a new loop), with the SDK's retries."""
         from openai import AsyncOpenAI
 
         loop = asyncio.get_running_loop()
         if self._http is None or self._loop is not loop:
             self._loop = loop
-            self._http = AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, max_retries=0,
+            self._http = AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, max_retries=self.max_retries,
                                      timeout=self.timeout)
         return self._http
 
@@ -189,33 +186,17 @@ class OpenAIPolicy:
         return parse_reply(reply.choices[0].message, len(turns))
 
     async def _with_retries(self, what: str, call: Any) -> Any:
-        """``await call(client)``, retrying transient failures with jittered exponential backoff."""
+        """``await call(client)``; the SDK has retried transient failures. Failures -> :class:`PolicyError`."""
         import openai
 
-        for attempt in range(self.max_retries + 1):
-            try:
-                return await call(self._client())
-            except openai.APIStatusError as err:
-                transient = err.status_code in TRANSIENT_STATUS or err.status_code >= 500
-                if not transient or attempt == self.max_retries:
-                    raise PolicyError(f"policy endpoint {self.base_url}: {what} failed with HTTP "
-                                      f"{err.status_code} after {attempt + 1} tries: {err.message}") from err
-                await asyncio.sleep(self._delay(attempt, err.response.headers.get("retry-after")))
-            except openai.APIConnectionError as err:  # includes timeouts
-                if attempt == self.max_retries:
-                    raise PolicyError(f"cannot reach the policy endpoint {self.base_url} ({what}) after "
-                                      f"{attempt + 1} tries: {err}; is the server running?") from err
-                await asyncio.sleep(self._delay(attempt, None))
-        raise AssertionError("unreachable")
-
-    def _delay(self, attempt: int, retry_after: str | None) -> float:
-        """Seconds before retry ``attempt + 1``: ``Retry-After`` if given, else full jitter."""
         try:
-            if retry_after is not None:
-                return min(MAX_RETRY_AFTER, max(0.0, float(retry_after)))
-        except ValueError:
-            pass
-        return random.uniform(0, min(8.0, self.backoff * 2 ** attempt))
+            return await call(self._client())
+        except openai.APIStatusError as err:
+            raise PolicyError(f"policy endpoint {self.base_url}: {what} failed with HTTP {err.status_code} "
+                              f"(transient errors retried up to {self.max_retries} times): {err.message}") from err
+        except openai.APIConnectionError as err:  # includes timeouts
+            raise PolicyError(f"cannot reach the policy endpoint {self.base_url} ({what}) after "
+                              f"{self.max_retries + 1} tries: {err}; is the server running?") from err
 
     async def close(self) -> None:
         """Close the HTTP client (idempotent)."""

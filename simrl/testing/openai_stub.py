@@ -54,6 +54,7 @@ class StubEndpoint:
         self._lock = threading.Lock()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1"
+        self.arrivals: list[float] = []  # time.monotonic() of each chat request (retry delays)
         self._server = None
         self._thread: threading.Thread | None = None
 
@@ -72,6 +73,7 @@ class StubEndpoint:
             body = await request.json()
             with self._lock:
                 self.requests.append(body)
+                self.arrivals.append(time.monotonic())
                 failure = self._failures.pop(0) if self._failures else None
             if failure:
                 status, headers = failure

@@ -30,6 +30,7 @@ Example (``recipes/quickstart.yaml``)::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
@@ -37,6 +38,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from simrl.config import validate_mapping
 from simrl.errors import SpecError
+from simrl.overrides import apply_overrides
 from simrl.train.recipe_arms import ENV_TASK_TYPES, STRICT, Arm, EnvRef, RealEnv, WorldRef
 from simrl.train.recipe_files import resolve_files
 from simrl.train.recipe_training import (
@@ -156,8 +158,14 @@ def parse_recipe(data: object, source: str = "recipe") -> Recipe:
     return validate_mapping(Recipe, data, source=source, what="recipe", example="recipes/quickstart.yaml")
 
 
-def load_recipe(path: str | Path) -> Recipe:
-    """Read, validate and resolve a recipe YAML file.
+def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
+    """Read, validate and resolve a recipe YAML file, by path or shipped name (``quickstart``, see
+    :func:`simrl.assets.resolve`).
+
+    Args:
+        path: a recipe file or a shipped recipe's name.
+        overrides: ``KEY=VALUE`` strings (``budget.steps=2``, ``seeds=[0]``) set before validation
+            (:func:`simrl.overrides.apply_overrides`), so they are checked like the file.
 
     Returns:
         The recipe, with the world and schedule paths made absolute.
@@ -166,14 +174,17 @@ def load_recipe(path: str | Path) -> Recipe:
         SpecError: the file is missing or not YAML, a key is given twice, a field fails validation, or a
             file it names is missing or invalid (one line per problem, naming the field).
     """
-    p = Path(path)
+    from simrl.assets import not_found, resolve
+
+    p = resolve(path, "recipe")
     if not p.is_file():
-        raise SpecError(f"recipe not found: {p} (shipped recipes: recipes/quickstart.yaml, "
-                        "recipes/mcp-controlled-vs-uncontrolled.yaml, recipes/search-fictional-worlds.yaml)")
+        raise SpecError(not_found(path, "recipe"))
     from simrl.config import load_mapping
 
     data = load_mapping(p, "recipe", loader=_UniqueKeys)
-    return resolve_files(parse_recipe(data, source=str(p)), p.resolve().parent, source=str(p))
+    source = str(p) + (f" (with --set {' '.join(overrides)})" if overrides else "")
+    data = apply_overrides(data, overrides)
+    return resolve_files(parse_recipe(data, source=source), p.resolve().parent, source=source)
 
 
 def recipe_yaml(recipe: Recipe) -> str:

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from simrl.choices import PerturbMode, Transport, WorldModelName
+
 STRICT = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 """The model config of every recipe section: unknown fields rejected, values frozen."""
 ENV_TASK_TYPES = {"search": ("qa", "table"), "mcp-world": ("records",)}
@@ -68,7 +70,7 @@ class RealEnv(BaseModel):
     """Options of the real environment (the natural edge cases it has), passed to ``make``."""
 
     model_config = STRICT
-    transport: Literal["stdio", "inprocess"] | None = Field(
+    transport: Transport | None = Field(
         default=None, description="mcp-world only: how the record server runs (inprocess: in this "
                                   "process, fast; stdio: a server subprocess per episode; null: the default).")
     fault_rate: float = Field(default=0.0, ge=0, le=1,
@@ -94,7 +96,7 @@ class Arm(BaseModel):
     model_config = STRICT
     environment: Literal["real", "world_model"] = Field(
         description="real: the real environment (with `real`'s options); world_model: its world-model version.")
-    backend: Literal["oracle", "openai", "transformers", "llamacpp"] | None = Field(
+    backend: WorldModelName | None = Field(
         default=None, description="World-model backend (world_model arms; default oracle: the world's ground truth).")
     model: str | None = Field(default=None, description="World-model id or path (openai: required; "
                                                         "transformers/llamacpp: default the shipped SmolLM2).")
@@ -109,7 +111,7 @@ class Arm(BaseModel):
     max_tokens: int = Field(default=4096, ge=1, le=262144, description="World model: most tokens per prediction.")
     schedule: str | None = Field(default=None, description="Perturbation schedule (world_model arms): a shipped "
                                                            "name (gentle, mcpmark, fault-heavy) or a YAML path.")
-    mode: Literal["inject", "control"] = Field(
+    mode: PerturbMode = Field(
         default="inject", description="How the schedule is applied: inject (in code, guaranteed) or control "
                                       "(a control instruction to the world model, verified).")
 

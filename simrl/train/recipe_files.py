@@ -2,7 +2,8 @@
 
 :func:`resolve_files` is the second half of :func:`simrl.train.recipe.load_recipe` (after the YAML is
 validated): relative paths are read from the recipe's folder (or, failing that, the working
-directory), and every problem becomes one line of a :class:`~simrl.errors.SpecError` naming the field.
+directory, or a shipped file of :mod:`simrl.assets`), and every problem becomes one line of a
+:class:`~simrl.errors.SpecError` naming the field.
 """
 
 from __future__ import annotations
@@ -16,13 +17,19 @@ if TYPE_CHECKING:
     from simrl.train.recipe import Recipe
 
 
-def _resolve(value: str, base: Path) -> Path:
+def _resolve(value: str, base: Path, kind: str = "world") -> Path:
+    """A recipe's path: next to the recipe, else from the working directory, else a shipped name."""
+    from simrl.assets import resolve
+
     p = Path(value).expanduser()
     if p.is_absolute():
         return p
-    if not (base / p).exists() and p.exists():  # not next to the recipe, but from the working directory
+    if (base / p).exists():
+        return (base / p).resolve()
+    if p.exists():  # not next to the recipe, but from the working directory
         return p.resolve()
-    return (base / p).resolve()
+    shipped = resolve(value, kind)
+    return shipped.resolve() if shipped.is_file() else (base / p).resolve()
 
 
 def _oneline(err: Exception) -> str:
@@ -55,7 +62,7 @@ def resolve_files(recipe: Recipe, base: Path, source: str = "recipe") -> Recipe:
 
     def schedule(field: str, value: str) -> str:
         shipped = "/" not in value and not value.endswith((".yaml", ".yml"))
-        path = value if shipped else str(_resolve(value, base))
+        path = value if shipped else str(_resolve(value, base, "schedule"))
         try:
             load_schedule(path)
         except SpecError as err:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from simrl.choices import Split
 from simrl.train.recipe_arms import STRICT
 
 
@@ -120,7 +121,7 @@ class Evaluation(BaseModel):
     """Held-out evaluation in the real environment (written by :mod:`simrl.train.evaluate`)."""
 
     model_config = STRICT
-    split: Literal["train", "dev", "test"] = Field(default="test", description="Task split of the training world.")
+    split: Split = Field(default="test", description="Task split of the training world.")
     trials: int = Field(default=1, ge=1, description="Episodes per task (Avg@N / Pass@N).")
     max_tasks: int | None = Field(default=None, ge=1, description="At most this many tasks per world (null: all).")
     greedy: bool = Field(default=True, description="Act greedily (argmax) instead of sampling.")

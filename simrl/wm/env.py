@@ -7,12 +7,12 @@ tool definitions, the world's facts for the task (its simulation instruction), t
 (action, observation) pairs and the call, in the Qwen-AgentWorld layout (:mod:`simrl.wm.prompts`);
 or, with backend ``oracle``, from the world's ground truth (:mod:`simrl.wm.oracle`).
 
-Reliability: responses go through a :class:`~simrl.wm.cache.ResponseCache`; a retryable backend error
-is retried ``max_retries`` times with jittered exponential backoff (``backoff * 2**k * U(0.5, 1.5)``
-seconds); an output without a ``<predicted_observation>`` block is re-sampled ``max_parse_retries``
+Reliability: responses go through a :class:`~simrl.wm.cache.ResponseCache`; the ``openai`` backend
+retries transient failures itself (the SDK's retries, ``Retry-After`` honoured; its ``max_retries``
+is a backend option); an output without a ``<predicted_observation>`` block is re-sampled ``max_parse_retries``
 times (temperature at least 0.6, a new seed) and then **marked**, not failed: the observation is
 the raw text without ``<think>``, and the step's ``info["unparsed"]`` is True. A backend failure
-that survives the retries ends the episode as ``truncated`` with ``info["env_failure"] = True``
+that remains ends the episode as ``truncated`` with ``info["env_failure"] = True``
 (excluded from the training signal); ``step`` never raises.
 
 Ground truth stays in the world: calls are validated against the tool schemas by the environment,
@@ -81,8 +81,6 @@ class WorldModelEnv(Environment):
         sampling: sampling parameters of every world-model call (default greedy, 1024 tokens); with
             temperature > 0 and no seed, each episode samples with its own ``reset`` seed.
         cache: the response cache (default: none).
-        max_retries: retries of a retryable backend error (so at most ``1 + max_retries`` calls).
-        backoff: base delay of the retries, seconds.
         max_parse_retries: re-samples of an output without a prediction block before marking it.
         prompt_template: a user template file (see :mod:`simrl.wm.prompts`) replacing the domain prompt.
         max_turns: steps per episode before it is truncated (None: no limit).
@@ -109,7 +107,7 @@ class WorldModelEnv(Environment):
 
     def __init__(self, env_id: str, world: str | Path | None = None,
                  backend: WorldModelBackend | str = "oracle", *, sampling: Sampling | None = None,
-                 cache: ResponseCache | None = None, max_retries: int = 3, backoff: float = 0.05,
+                 cache: ResponseCache | None = None,
                  max_parse_retries: int = 1, prompt_template: str | Path | None = None,
                  max_turns: int | None = None, tools: list[dict[str, Any]] | None = None,
                  server_command: str | list[str] | None = None, server_url: str | None = None,
@@ -141,12 +139,11 @@ class WorldModelEnv(Environment):
         self.max_turns, self.control = max_turns, control
         self.tools: list[dict[str, Any]] = list(tools) if tools is not None else []
         self._server = (server_command, server_url)
-        self.stats = {"calls": 0, "retries": 0, "parse_retries": 0, "unparsed": 0, "failures": 0,
+        self.stats = {"calls": 0, "parse_retries": 0, "unparsed": 0, "failures": 0,
                       "control_retries": 0}
         self._predictor = None if isinstance(backend, str) else Predictor(
-            backend, cache if cache is not None else ResponseCache.off(), max_retries=max_retries,
-            backoff=backoff, max_parse_retries=max_parse_retries, stats=self.stats,
-            max_observation_chars=max_observation_chars)
+            backend, cache if cache is not None else ResponseCache.off(), max_parse_retries=max_parse_retries,
+            stats=self.stats, max_observation_chars=max_observation_chars)
         self._validator = CallValidator(env_id, check_arguments=backend != "oracle")
         self._truth = EpisodeTruth(env_id, self.world, oracle_backend=backend == "oracle")
         self._task: Task | None = None

@@ -1,17 +1,16 @@
 """The guarded world-model prediction of one tool call (the reliability half of :mod:`simrl.wm.env`).
 
 :class:`Predictor` turns a call's messages into an observation: the raw completion from the response
-cache or the backend (bounded, jittered retries), re-sampled when it has no prediction block (then
-marked ``unparsed``), checked by the call's :class:`~simrl.wm.leak_guard.LeakGuard` (hidden text
-removed or the observation refused), and re-sampled while it fails a control check or leaked. The policy never sees what is removed here. The rules
-(retry delays, re-sample temperatures and seeds, the notes put in a step's ``info``) are described in
+cache or the backend (which retries transient failures itself: the ``openai`` SDK's retries),
+re-sampled when it has no prediction block (then marked ``unparsed``), checked by the call's
+:class:`~simrl.wm.leak_guard.LeakGuard` (hidden text removed or the observation refused), and
+re-sampled while it fails a control check or leaked. The policy never sees what is removed here. The rules
+(re-sample temperatures and seeds, the notes put in a step's ``info``) are described in
 :mod:`simrl.wm.env`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import random
 from typing import Any
 
 from simrl.errors import SimrlError
@@ -41,11 +40,9 @@ class Predictor:
     Args:
         backend: the world model.
         cache: the response cache (``ResponseCache.off()``: none).
-        max_retries: retries of a retryable backend error (so at most ``1 + max_retries`` calls).
-        backoff: base delay of the retries, seconds.
         max_parse_retries: re-samples of an output without a prediction block before marking it.
-        stats: the environment's counters, updated in place: ``calls``, ``retries``,
-            ``parse_retries``, ``unparsed``, ``control_retries``.
+        stats: the environment's counters, updated in place: ``calls``, ``parse_retries``,
+            ``unparsed``, ``control_retries``.
         max_observation_chars: a prediction longer than this is cut (before the leakage guard) and
             the step's info gets ``observation_truncated`` (count) and ``observation_chars`` (length
             before the cut).
@@ -54,14 +51,13 @@ class Predictor:
         SimrlError: ``max_observation_chars`` below 1.
     """
 
-    def __init__(self, backend: WorldModelBackend, cache: ResponseCache, *, max_retries: int, backoff: float,
-                 max_parse_retries: int, stats: dict[str, int],
-                 max_observation_chars: int = MAX_OBSERVATION_CHARS) -> None:
+    def __init__(self, backend: WorldModelBackend, cache: ResponseCache, *, max_parse_retries: int,
+                 stats: dict[str, int], max_observation_chars: int = MAX_OBSERVATION_CHARS) -> None:
         if max_observation_chars < 1:
             raise SimrlError(f"max_observation_chars must be >= 1, got {max_observation_chars}")
         self.max_observation_chars = max_observation_chars
         self.backend, self.cache, self.stats = backend, cache, stats
-        self.max_retries, self.backoff, self.max_parse_retries = max_retries, backoff, max_parse_retries
+        self.max_parse_retries = max_parse_retries
 
     async def predict(self, messages: list[dict[str, Any]], sampling: Sampling, ctl: CallControl,
                       guard: LeakGuard | None = None) -> tuple[str, dict[str, Any]]:
@@ -123,24 +119,24 @@ class Predictor:
         return text, notes
 
     async def generate(self, messages: list[dict[str, Any]], sampling: Sampling) -> str:
-        """The raw completion: from the cache, else from the backend with bounded, jittered retries."""
+        """The raw completion: from the cache, else from the backend (one call; the backend retries
+        transient failures itself).
+
+        Raises:
+            BackendError: the backend failed (any other exception is wrapped as a non-retryable one).
+        """
         backend = self.backend
         key = cache_key(backend.name, backend.model, messages, sampling)
         cached = self.cache.get(key)  # replay mode: a miss raises a non-retryable BackendError
         if cached is not None:
             return cached
-        for attempt in range(self.max_retries + 1):
-            self.stats["calls"] += 1
-            try:
-                text = await backend.generate(messages, sampling)
-                break
-            except BackendError as err:
-                if not err.retryable or attempt >= self.max_retries:
-                    raise
-            except Exception as err:  # noqa: BLE001 - a backend bug must not end the run either
-                raise BackendError(f"{type(err).__name__}: {err}", retryable=False) from err
-            self.stats["retries"] += 1
-            await asyncio.sleep(self.backoff * 2 ** attempt * (0.5 + random.random()))
+        self.stats["calls"] += 1
+        try:
+            text = await backend.generate(messages, sampling)
+        except BackendError:
+            raise
+        except Exception as err:  # noqa: BLE001 - a backend bug must not end the run either
+            raise BackendError(f"{type(err).__name__}: {err}", retryable=False) from err
         self.cache.put(key, text, backend.name, backend.model)
         return text
 

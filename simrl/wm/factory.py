@@ -19,10 +19,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from simrl.choices import WorldModelName, values
 from simrl.errors import SimrlError
 from simrl.wm.backend import Sampling, WorldModelBackend
 
-BACKENDS = ("oracle", "openai", "transformers", "llamacpp")
+BACKENDS = values(WorldModelName)
 """World-model backend names (``real`` is not one: it means the real environment)."""
 
 INSTALL = {"transformers": "pip install 'simrl[transformers]'", "llamacpp": "pip install 'simrl[llamacpp]'"}
@@ -118,8 +119,7 @@ def make_wm_env(env_id: str, world_model: str | WorldModelBackend, *, world: str
         wm_control: a control instruction for every world-model call.
         wm_options: further backend options (e.g. ``{"timeout": 30, "max_concurrency": 128}``).
         max_turns, max_steps: the real environments' turn limits (search / mcp), kept.
-        env_options: ``tools``, ``server_command``, ``server_url`` (``mcp``), ``max_retries``,
-            ``max_parse_retries``, ``backoff``, ``max_observation_chars``, ``max_history_chars``
+        env_options: ``tools``, ``server_command``, ``server_url`` (``mcp``), ``max_parse_retries``, ``max_observation_chars``, ``max_history_chars``
             (the caps of :class:`~simrl.wm.env.WorldModelEnv`); real-only options (``index``, ``fault_rate``=0,
             ``call_timeout``, ...) are ignored.
 
@@ -136,9 +136,8 @@ def make_wm_env(env_id: str, world_model: str | WorldModelBackend, *, world: str
     if env_options.get("fault_rate"):
         raise SimrlError("fault_rate is an option of the real record server; a world model injects faults "
                          "through control instructions")
-    keep = {k: env_options[k] for k in ("tools", "server_command", "server_url", "max_retries",
-                                        "max_parse_retries", "backoff", "max_observation_chars",
-                                        "max_history_chars") if k in env_options}
+    keep = {k: env_options[k] for k in ("tools", "server_command", "server_url", "max_parse_retries",
+                                        "max_observation_chars", "max_history_chars") if k in env_options}
     turns = max_turns if max_turns is not None else max_steps
     if turns is None and env_id == "search":
         turns = 20  # SearchEnv's default

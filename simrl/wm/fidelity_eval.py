@@ -8,8 +8,8 @@ backend:
   :func:`simrl.wm.prompts.parse_prediction` reads the answer; no ``<predicted_observation>`` block
   means an empty prediction (or, with ``unparsed="raw"``, the raw text without ``<think>``, as
   :class:`~simrl.wm.env.WorldModelEnv` would show it), counted as ``unparsed``. Responses go through the response cache
-  (:mod:`simrl.wm.cache`), so a re-run costs nothing; retryable backend errors are retried with
-  jittered backoff; a call that still fails is recorded as ``failed`` and left out of the means.
+  (:mod:`simrl.wm.cache`), so a re-run costs nothing; the backend retries transient errors itself (the
+  ``openai`` SDK's retries); a call that still fails is recorded as ``failed`` and left out of the means.
 * ``oracle``: the world's ground truth. Each episode's real actions are replayed through
   ``WorldModelEnv(env_id, world, "oracle")`` (reset on the task, one step per real call, in order);
   the oracle's state depends on the actions only, so the replay is teacher-forced by construction.
@@ -31,10 +31,11 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from simrl.choices import WmTools, WmUnparsed
 from simrl.wm.backend import BackendError, Sampling, WorldModelBackend
 from simrl.wm.fidelity import DIMENSIONS, score_prediction, world_facts
 from simrl.wm.fidelity_oracle import ORACLE_ENVS, oracle_skip_reason, replay_episode
@@ -65,12 +66,10 @@ class EvalConfig(BaseModel):
     sampling: Sampling = Field(default_factory=lambda: Sampling(max_tokens=1024), description="World-model sampling.")
     cache: Path | None = Field(default=None, description="Response cache folder (None: no cache).")
     concurrency: int = Field(default=2, ge=1, description="Predictions in flight at once, per backend.")
-    max_retries: int = Field(default=3, ge=0, description="Retries of a retryable backend error.")
-    backoff: float = Field(default=0.5, ge=0, description="Base delay of those retries, seconds.")
-    unparsed: Literal["empty", "raw"] = Field(default="empty", description="An answer without a prediction "
+    unparsed: WmUnparsed = Field(default="empty", description="An answer without a prediction "
                                               "block is scored as an empty observation, or as its raw text without "
                                               "<think> (what WorldModelEnv shows the policy then).")
-    tools: Literal["all", "called"] = Field(default="all", description="Tool definitions in the world model's "
+    tools: WmTools = Field(default="all", description="Tool definitions in the world model's "
                                             "system prompt: all of the episode's, or only those called so far "
                                             "(this call included): for small-context models (BFCL lists ~8k "
                                             "tokens of tools).")
@@ -150,7 +149,7 @@ async def _llm(name: str, tr: Transition, backend: WorldModelBackend, config: Ev
     if config.tools == "called":
         messages[0] = {"role": "system", "content": called_tools_system(tr, config.world)}
     try:
-        raw = await generate(backend, messages, config.sampling, cache, config.max_retries, config.backoff)
+        raw = await generate(backend, messages, config.sampling, cache)
     except BackendError as err:
         return _row(name, tr, error=f"{name} failed: {err}")
     predicted = parse_prediction(raw)

@@ -23,19 +23,19 @@ def baseline_prediction(name: str, tr: Transition) -> str:
     return ""
 
 
-async def generate(backend: WorldModelBackend, messages: list[dict[str, Any]], sampling: Sampling, cache: Any,
-                   max_retries: int, backoff: float) -> str:
-    """The raw completion: from the cache, else from the backend, retrying retryable errors with backoff
+async def generate(backend: WorldModelBackend, messages: list[dict[str, Any]], sampling: Sampling,
+                   cache: Any) -> str:
+    """The raw completion: from the cache, else from the backend (which retries transient failures itself)
     (the world-model environment's own :meth:`simrl.wm.env_predict.Predictor.generate`, so an evaluation
     calls a backend exactly as a Sim-RL rollout does, and shares its cache entries).
 
     Raises:
-        BackendError: a non-retryable failure, or a retryable one after ``max_retries`` retries.
+        BackendError: the backend failed (after its own retries, for transient failures).
     """
     from simrl.wm.env_predict import Predictor
 
-    stats = dict.fromkeys(("calls", "retries", "parse_retries", "unparsed", "control_retries"), 0)
-    predictor = Predictor(backend, cache, max_retries=max_retries, backoff=backoff, max_parse_retries=0, stats=stats)
+    stats = dict.fromkeys(("calls", "parse_retries", "unparsed", "control_retries"), 0)
+    predictor = Predictor(backend, cache, max_parse_retries=0, stats=stats)
     return await predictor.generate(messages, sampling)
 
 

@@ -8,17 +8,15 @@ wording: the judge sees the episode's last turns (actions and real observations)
 action, the real observation (reference) and the prediction, and answers one JSON object
 ``{"format": 1-5, "factuality": ..., "consistency": ..., "realism": ..., "quality": ..., "reason": "..."}``.
 
-Reliability: requests go through :class:`~simrl.wm.openai_backend.OpenAIBackend` (SDK retries
-off); a retryable failure (timeout, refused connection, 408/409/429/5xx) and an answer without
-five valid scores are both retried, up to ``max_retries`` times, with jittered exponential backoff
-(``backoff * 2**k * U(0.5, 1.5)`` seconds). What still fails raises :class:`JudgeError`.
+Reliability: requests go through :class:`~simrl.wm.openai_backend.OpenAIBackend`, whose ``openai``
+SDK retries a transient failure (timeout, refused connection, 408/409/429/5xx; ``Retry-After``
+honoured) up to ``max_retries`` times; an answer without five valid scores is asked again, up to
+``max_retries`` times. What still fails raises :class:`JudgeError`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import random
 import re
 from typing import Any
 
@@ -149,9 +147,8 @@ class Judge:
         base_url: the endpoint's API root, e.g. ``http://127.0.0.1:8000/v1``.
         model: the judge model id.
         api_key: bearer token (default ``$OPENAI_API_KEY`` or ``EMPTY``).
-        max_retries: retries of a transient failure or an unparseable answer (so at most
-            ``1 + max_retries`` requests per sample).
-        backoff: base delay of the retries, seconds.
+        max_retries: the SDK's retries of a transient failure, and the re-asks of an unparseable
+            answer (so at most ``1 + max_retries`` answers per sample).
         timeout: seconds one request may take.
         max_tokens: the judge's answer budget (room for a ``<think>`` block on reasoning models).
         max_concurrency: requests in flight at once.
@@ -161,37 +158,34 @@ class Judge:
     """
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, *, max_retries: int = 3,
-                 backoff: float = 0.5, timeout: float = 120.0, max_tokens: int = 1024, max_concurrency: int = 16) -> None:
+                 timeout: float = 120.0, max_tokens: int = 1024, max_concurrency: int = 16) -> None:
         if not base_url or not model:
             raise SimrlError("the LLM judge needs --judge-base-url http://HOST:PORT/v1 and --judge-model NAME")
         if max_retries < 0:
             raise SimrlError(f"judge retries must be >= 0, got {max_retries}")
         from simrl.wm.openai_backend import OpenAIBackend
 
-        self.backend = OpenAIBackend(base_url, model, api_key, timeout=timeout, max_concurrency=max_concurrency)
-        self.model, self.max_retries, self.backoff = model, max_retries, backoff
+        self.backend = OpenAIBackend(base_url, model, api_key, timeout=timeout, max_concurrency=max_concurrency,
+                                     max_retries=max_retries)
+        self.model, self.max_retries = model, max_retries
         self.sampling = Sampling(temperature=0.0, max_tokens=max_tokens)
-        self.stats = {"requests": 0, "retries": 0, "unparsed": 0, "failures": 0}
+        self.stats = {"requests": 0, "unparsed": 0, "failures": 0}  # answers asked for (SDK retries: backend.retries)
 
     async def score(self, messages: list[dict[str, str]]) -> JudgeScores:
         """Judge one sample (messages from :func:`judge_messages`).
 
         Raises:
-            JudgeError: a non-retryable failure, or no valid scores after ``max_retries`` retries.
+            JudgeError: the endpoint failed (after the SDK's retries), or no valid scores after
+                ``max_retries`` re-asks.
         """
         problem = ""
         for attempt in range(self.max_retries + 1):
-            if attempt:
-                self.stats["retries"] += 1
-                await asyncio.sleep(self.backoff * 2 ** (attempt - 1) * (0.5 + random.random()))
             self.stats["requests"] += 1
             try:
                 text = await self.backend.generate(messages, self.sampling)
             except BackendError as err:
                 problem = str(err)
-                if not err.retryable:
-                    break
-                continue
+                break
             parsed = parse_judge(text)
             if parsed is not None:
                 raw, reason = parsed

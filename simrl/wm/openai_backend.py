@@ -1,10 +1,12 @@
 """The ``openai`` world-model backend: any OpenAI-compatible chat-completions endpoint.
 
 Works with vLLM (``vllm serve Qwen/Qwen-AgentWorld-35B-A3B ... --reasoning-parser qwen3``, docs/design.md
-§4), SGLang and hosted APIs. The ``openai`` SDK's own retries are off (``max_retries=0``): the
-world-model environment retries with jittered backoff and records what failed. Errors map to
-:class:`~simrl.wm.backend.BackendError`: timeouts, refused or dropped connections, HTTP 408, 409,
-429 and 5xx are retryable; any other 4xx (bad request, unknown model, authentication) is not.
+§4), SGLang and hosted APIs. Transient failures (timeouts, refused or dropped connections, HTTP 408,
+409, 429 and 5xx) are retried ``max_retries`` times by the ``openai`` SDK itself (exponential backoff
+with jitter from 0.5 s up to 8 s; a ``Retry-After`` of up to 60 s is honoured); :attr:`OpenAIBackend.retries`
+counts them. What still fails maps to :class:`~simrl.wm.backend.BackendError` (``retryable`` says
+whether the failure was transient); any other 4xx (bad request, unknown model, authentication) fails
+at once.
 
 One backend may serve many environments at once (hundreds of rollouts share an endpoint): requests
 in flight are bounded by ``max_concurrency`` (a semaphore), and the client and semaphore are made per
@@ -35,17 +37,20 @@ class OpenAIBackend(WorldModelBackend):
         api_key: bearer token (``EMPTY`` for local servers; default ``$OPENAI_API_KEY`` or ``EMPTY``).
         timeout: seconds one request may take (connect + generate) before it fails as retryable.
         max_concurrency: requests in flight at once, per event loop.
+        max_retries: the SDK's retries of a transient failure (so ``1 + max_retries`` requests at most).
         extra_body: extra JSON fields for every request (e.g. vLLM's ``{"top_k": 20}``).
     """
 
     name = "openai"
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout: float = 60.0,
-                 max_concurrency: int = 64, extra_body: dict[str, Any] | None = None) -> None:
+                 max_concurrency: int = 64, extra_body: dict[str, Any] | None = None, max_retries: int = 3) -> None:
         self.base_url, self.model = base_url, model
         self.api_key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
         self.timeout, self.max_concurrency = timeout, max(1, int(max_concurrency))
         self.extra_body = dict(extra_body or {})
+        self.max_retries = max(0, int(max_retries))
+        self.retries = 0  # requests the SDK re-sent (its x-stainless-retry-count header > 0)
         self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Any, asyncio.Semaphore]] = \
             weakref.WeakKeyDictionary()
 
@@ -53,9 +58,15 @@ class OpenAIBackend(WorldModelBackend):
         loop = asyncio.get_running_loop()
         pair = self._per_loop.get(loop)
         if pair is None:
-            from openai import AsyncOpenAI
+            from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 
-            client = AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, timeout=self.timeout, max_retries=0)
+            async def count_retry(request: Any) -> None:
+                if request.headers.get("x-stainless-retry-count", "0") != "0":
+                    self.retries += 1
+
+            client = AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, timeout=self.timeout,
+                                 max_retries=self.max_retries,
+                                 http_client=DefaultAsyncHttpxClient(event_hooks={"request": [count_retry]}))
             pair = self._per_loop[loop] = (client, asyncio.Semaphore(self.max_concurrency))
         return pair
 

@@ -24,6 +24,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from simrl.choices import Split
+
 
 class EntityType(str, Enum):
     """Entity types of a world graph; node ids are ``"{type}:{index:06d}"``."""
@@ -267,7 +269,7 @@ class Task(BaseModel):
 
     task_id: str
     type: Literal["qa", "table", "records", "bfcl"]
-    split: Literal["train", "dev", "test"]
+    split: Split
     prompt: str
     gold: QAGold | TableGold | RecordsGold | BFCLGold
     evidence: Evidence

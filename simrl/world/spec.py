@@ -214,14 +214,17 @@ def parse_spec(data: object, source: str = "spec") -> WorldSpec:
 
 
 def load_spec(path: str | Path) -> WorldSpec:
-    """Read and validate a world spec YAML file.
+    """Read and validate a world spec YAML file, by path or shipped name (``tiny``, see
+    :func:`simrl.assets.resolve`).
 
     Raises:
         SpecError: the file is missing, is not YAML, or fails validation (the message names the field).
     """
-    p = Path(path)
+    from simrl.assets import not_found, resolve
+
+    p = resolve(path, "world")
     if not p.is_file():
-        raise SpecError(f"world spec not found: {p} (shipped specs: worlds/default.yaml, worlds/tiny.yaml)")
+        raise SpecError(not_found(path, "world"))
     from simrl.config import load_mapping
 
     data = load_mapping(p, "world spec")

@@ -27,7 +27,7 @@ def _call(name: str, arguments: str | dict, call_id: str = "call_a") -> dict:
 
 
 def _fast(url: str, **kw) -> OpenAIPolicy:
-    return OpenAIPolicy(url, "stub-model", backoff=0.01, **kw)
+    return OpenAIPolicy(url, "stub-model", **kw)
 
 
 async def test_request_layout_and_reply_parsing():
@@ -108,15 +108,16 @@ async def test_full_search_episode_without_leaks(tiny_world):
     assert task.gold.answer not in json.dumps(ep.requests[0])
 
 
-async def test_transient_errors_are_retried():
+async def test_transient_errors_are_retried_by_the_sdk_honouring_retry_after():
     with StubEndpoint(lambda req: "<answer>x</answer>") as ep:
         ep.fail_next(1, 503)
         policy = _fast(ep.url)
         assert (await policy.act(VIEW, INITIAL, [])).answer == "<answer>x</answer>"
-        ep.fail_next(1, 429, {"retry-after": "0"})
+        ep.fail_next(1, 429, {"retry-after": "1"})
         assert (await policy.act(VIEW, INITIAL, [])).is_final
         await policy.close()
     assert len(ep.requests) == 4
+    assert ep.arrivals[3] - ep.arrivals[2] >= 0.95  # the 429's Retry-After: 1 s was waited, not the 0.5 s backoff
 
 
 async def test_permanent_and_exhausted_failures_name_the_url():
@@ -125,10 +126,11 @@ async def test_permanent_and_exhausted_failures_name_the_url():
         policy = _fast(ep.url)
         with pytest.raises(PolicyError, match=re.escape(ep.url)) as err:
             await policy.act(VIEW, INITIAL, [])
-        assert "HTTP 400 after 1 tries" in str(err.value) and len(ep.requests) == 1
+        assert "HTTP 400" in str(err.value) and len(ep.requests) == 1  # not retried
         ep.fail_next(3, 502)
-        with pytest.raises(PolicyError, match="HTTP 502 after 3 tries"):
+        with pytest.raises(PolicyError, match="HTTP 502"):
             await _fast(ep.url, max_retries=2).act(VIEW, INITIAL, [])
+        assert len(ep.requests) == 4  # 1 + 2 retries
         await policy.close()
     dead = f"http://127.0.0.1:{free_port()}/v1"
     with pytest.raises(PolicyError, match=re.escape(dead)):

@@ -156,6 +156,6 @@ def test_eval_cli(tiny_world, tmp_path):
                           (["--checkpoint", str(tmp_path / "nope.pt"), "--env", "search", "--world", str(tiny_world)],
                            "no such file"),
                           (["--policy", "expert", "--env", "search", "--world", str(tiny_world), "--split", "x"],
-                           "--split must be")]:
+                           "Invalid value for '--split'")]:
         bad = runner.invoke(_cli(), ["eval", *args])
         assert bad.exit_code == 2 and message in bad.output, (args, bad.output)

@@ -106,7 +106,7 @@ def ep(endpoint):
 
 
 def _wm(world, ep, env_id="search", **kw) -> WorldModelEnv:
-    return WorldModelEnv(env_id, world, OpenAIBackend(ep.url, "stub-model", timeout=5), backoff=0.01, **kw)
+    return WorldModelEnv(env_id, world, OpenAIBackend(ep.url, "stub-model", timeout=5), **kw)
 
 
 def _task(world, kind="qa", template=None):

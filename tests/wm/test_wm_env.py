@@ -66,7 +66,8 @@ def ep(endpoint):
 
 
 def _wm(world, ep, env_id="search", **kw) -> WorldModelEnv:
-    return WorldModelEnv(env_id, world, OpenAIBackend(ep.url, "stub-model", timeout=5), backoff=0.01, **kw)
+    backend = OpenAIBackend(ep.url, "stub-model", timeout=5, max_retries=kw.pop("max_retries", 3))
+    return WorldModelEnv(env_id, world, backend, **kw)
 
 
 # -- prompts ----------------------------------------------------------------------------------------
@@ -193,30 +194,34 @@ async def test_replay_miss_is_an_env_failure(tiny_world, ep, tmp_path):
     await env.close()
 
 
-async def test_retries_5xx_then_succeeds_and_4xx_fails_at_once(tiny_world, ep):
+async def test_retries_5xx_and_429_then_succeeds_and_4xx_fails_at_once(tiny_world, ep):
     env = _wm(tiny_world, ep)
     await env.reset(_task(tiny_world, "qa"))
     ep.fail_next(2, 503)
     step = await env.step(Action.call("web_search", query="q"))
     assert step.observation.text == "result of web_search" and not step.info.get("env_failure")
-    assert len(ep.requests) == 3 and env.stats["retries"] == 2
+    assert len(ep.requests) == 3 and env.backend.retries == 2 and env.stats["calls"] == 1
+    ep.fail_next(1, 429, {"retry-after": "1"})
+    step = await env.step(Action.call("web_search", query="q1"))
+    assert not step.info.get("env_failure") and len(ep.requests) == 5
+    assert ep.arrivals[-1] - ep.arrivals[-2] >= 0.95  # Retry-After: 1 s honoured (the SDK backoff starts at 0.5 s)
+    ep.requests.clear()
     ep.fail_next(1, 404)
     step = await env.step(Action.call("web_search", query="q2"))
     assert step.truncated and step.info["env_failure"] and "HTTP 404" in step.info["error"]
-    assert len(ep.requests) == 4
+    assert len(ep.requests) == 1
     await env.close()
 
 
 async def test_endpoint_down_is_a_bounded_fast_env_failure(tiny_world):
     down = StubEndpoint(_reply).start()
     down.stop()
-    env = WorldModelEnv("search", tiny_world, OpenAIBackend(down.url, "m", timeout=2), max_retries=3,
-                        backoff=0.01)
+    env = WorldModelEnv("search", tiny_world, OpenAIBackend(down.url, "m", timeout=2, max_retries=1))
     await env.reset(_task(tiny_world, "qa"))
     start = time.monotonic()
     step = await env.step(Action.call("web_search", query="q"))
     assert step.truncated and step.info["env_failure"] and "connection failed" in step.info["error"]
-    assert env.stats["calls"] == 4 and time.monotonic() - start < 5
+    assert env.stats["calls"] == 1 and env.backend.retries == 1 and time.monotonic() - start < 5
     assert (await env.step(Action.call("web_search", query="q"))).info["episode_over"]
     await env.close()
 
@@ -343,6 +348,6 @@ def test_cli_rollout_with_the_oracle(tiny_world, tmp_path):
     assert result.exit_code == 0, result.output
     trajs = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(trajs) == 3 and all(t["status"] == "success" for t in trajs)
-    bad = CliRunner().invoke(app, ["rollout", "--env", "search", "--world", str(tiny_world), "--out", str(out),
-                                   "--wm-model", "m"])
+    bad = CliRunner().invoke(app, ["rollout", "--env", "search", "--world", str(tiny_world), "--out",
+                                   str(tmp_path / "other.jsonl"), "--wm-model", "m"])
     assert bad.exit_code == 2 and "--world-model" in bad.output

@@ -113,7 +113,7 @@ def test_cli_endpoint_backend_with_judge_cache_and_failures(real_trajectories, t
     (["--backend", "oracle", "--judge-model", "j"], "both --judge-base-url and --judge-model"),
     (["--backend", "empty"], "is a baseline"),
     (["--no-baselines"], "nothing to evaluate"),
-    (["--wm-tools", "some"], "--wm-tools: Input should be 'all' or 'called'"),
+    (["--wm-tools", "some"], "Invalid value for '--wm-tools'"),  # checked by the parser, before any work
 ])
 def test_cli_bad_options_name_the_fix(real_trajectories, tmp_path, extra, message):
     result = CliRunner().invoke(app, _args(real_trajectories, *extra, "--out", str(tmp_path / "o")))

@@ -111,7 +111,7 @@ def test_resume_reuses_the_job_and_a_started_run_needs_resume(tmp_path):
     job = out / "real" / "seed-0" / "verl"
     (job / "checkpoints" / "global_step_1").mkdir(parents=True)  # what verl leaves after a step
     train = (job / "train.parquet").stat().st_mtime_ns
-    result = runner.invoke(app, ["train", str(SMOKE), "--dry-run", "--out", str(out), "--arm", "real"])
+    result = runner.invoke(app, ["train", str(SMOKE), "--dry-run", "--out", str(out), "--arm", "real", "--no-resume"])
     assert result.exit_code == 2 and "already holds a verl run" in result.output and "--resume" in result.output
     dry_run(SMOKE, out, "--arm", "real", "--resume")
     assert "trainer.resume_mode=auto" in (job / "overrides.txt").read_text().splitlines()

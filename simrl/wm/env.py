@@ -97,7 +97,7 @@ class WorldModelEnv(Environment):
 
     Attributes:
         backend_name: ``oracle`` or the backend's name (for the trajectory's ``backend`` field).
-        stats: counters: ``calls`` (world-model requests sent), ``retries``, ``parse_retries``,
+        stats: counters: ``calls`` (world-model requests sent), ``parse_retries``,
             ``unparsed``, ``failures``, ``control_retries`` (compliance re-samples).
 
     Raises:

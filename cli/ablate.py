@@ -28,6 +28,6 @@ def ablate(
     folder = out if out is not None else Path("runs") / rec.name
     report = run_ablation(rec, folder, jobs=jobs, resume=resume)
     console = Console()
-    for line in statements(report):
-        console.print(line if line.startswith("  -") else f"- {line}", markup=False, highlight=False)
+    for line in statements(report):  # the primary comparison first, then each arm against the baselines
+        console.print(line, markup=False, highlight=False)
     console.print(f"report: {folder / 'report.md'} (plots in {folder / 'plots'})")

@@ -153,12 +153,21 @@ def primary_test(spec: Mapping[str, Any], entries: Mapping[str, Mapping[str, Any
     return out
 
 
+def _same_tasks(a: Mapping[str, Any], b: Mapping[str, Any], subset: str) -> bool:
+    """True when ``subset`` holds as many tasks in ``a`` as in ``b`` at every seed both have (membership is
+    fixed before the run, so a difference means the two were not evaluated on the same tasks)."""
+    sa, sb = a["seeds"], b["seeds"]
+    return all(sa[s]["subsets"][subset]["tasks"] == sb[s]["subsets"][subset]["tasks"]
+               for s in set(sa) & set(sb) if subset in sa[s]["subsets"] and subset in sb[s]["subsets"])
+
+
 def secondary_tests(pairs: Sequence[tuple[str, str]], primary: Mapping[str, Any],
                     entries: Mapping[str, Mapping[str, Any]], level: float) -> list[dict[str, Any]]:
     """Every secondary test, with ``p_holm`` (Holm-adjusted over all of them).
 
     Each pair is compared on the primary's metric overall (except the primary itself) and on success
-    within each task-property subset both sides have.
+    within each task-property subset both sides have (``same_tasks``: False when the subset's task count
+    differs between the two at some seed).
     """
     out = []
     for a, b in pairs:
@@ -171,7 +180,7 @@ def secondary_tests(pairs: Sequence[tuple[str, str]], primary: Mapping[str, Any]
         for subset in [s for s in entries[a].get("subsets", {}) if s in entries[b].get("subsets", {})]:
             d = difference(entries[a], entries[b], subset, "success", level)
             if d is not None:
-                out.append({"a": a, "b": b, **d})
+                out.append({"a": a, "b": b, **d, "same_tasks": _same_tasks(entries[a], entries[b], subset)})
     for d, adjusted in zip(out, holm([d["p"] for d in out])):
         d["p_holm"] = adjusted
     return out

@@ -182,11 +182,16 @@ def secondary_lines(report: Mapping[str, Any]) -> list[str]:
              f"Secondary, not preregistered: {len(tests)} paired t tests (overall on `{report['primary']['metric']}`, "
              "and success within each task-property subset); p-values Holm-corrected over all of them "
              f"(Holm, 1979); intervals are unadjusted {report['level']:.0%} t intervals.", ""]
-    rows = [[f"{d['a']} − {d['b']}", d["subset"], d["metric"], fmt(d, d["metric"], True),
-             "paired" if d["paired"] else "Welch", pval(d["p"]), pval(d["p_holm"]),
+    rows = [[f"{d['a']} − {d['b']}", d["subset"] + ("" if d.get("same_tasks", True) else " †"), d["metric"],
+             fmt(d, d["metric"], True), "paired" if d["paired"] else "Welch", pval(d["p"]), pval(d["p_holm"]),
              "yes" if excludes_zero(d) else "no"] for d in tests]
-    return lines + (_table(["a − b", "subset", "metric", "difference", "test", "p", "Holm p", "excludes 0"], rows)
-                    if rows else ["No secondary comparison could be computed."])
+    if not rows:
+        return lines + ["No secondary comparison could be computed."]
+    lines += _table(["a − b", "subset", "metric", "difference", "test", "p", "Holm p", "excludes 0"], rows)
+    if not all(d.get("same_tasks", True) for d in tests):
+        lines += ["", "† The subset held different numbers of tasks in the two arms at some seed: not the same "
+                      "tasks, so not a like-for-like comparison."]
+    return lines
 
 
 def _score_rows(report: Mapping[str, Any], headline: Sequence[str]) -> list[list[str]]:

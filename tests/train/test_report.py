@@ -118,6 +118,18 @@ def test_secondary_comparisons_are_holm_corrected_over_subsets_and_baselines(rep
     assert report["dropped"] == {"0": {"count": 1, "ids": ["t99"]}, "1": {"count": 1, "ids": ["t99"]},
                                  "2": {"count": 1, "ids": ["t99"]}}
     assert report["arms"]["sim-controlled"]["subsets"]["multi_page"]["mean"] == pytest.approx(0.55)
+    assert all(d["same_tasks"] for d in sec if d["subset"] != "overall")
+    assert "†" not in markdown(report)
+
+
+def test_a_subset_of_other_tasks_is_flagged():
+    ctl = {s: _eval(v, s, multi=0.5) for s, v in CTL.items()}
+    unc = {s: _eval(v, s, multi=0.2) for s, v in UNC.items()}
+    unc[1].subsets["multi_page"] = SubsetScore(tasks=5, episodes=10, success=0.2)  # one task fewer at seed 1
+    r = build_report({"c": ctl, "u": unc}, {}, comparisons=[("c", "u")], bootstrap_reps=200)
+    flags = {d["subset"]: d["same_tasks"] for d in r["secondary"]}
+    assert flags == {"read": True, "write": True, "multi_page": False}
+    assert "| c − u | multi_page † |" in markdown(r) and "not a like-for-like comparison" in markdown(r)
 
 
 def test_markdown_opens_with_the_primary_and_labels_the_rest(report):
@@ -151,8 +163,11 @@ def test_verdicts_follow_the_numbers(report):
     d = next(d for d in report["secondary"] if (d["a"], d["b"], d["subset"]) == ("sim-uncontrolled", "warmstart",
                                                                                   "overall"))
     assert "sim-uncontrolled does not beat warmstart (the interval includes 0)" in markdown(report)
-    d.update(low=0.01, high=0.2, mean=0.1)
-    assert "**sim-uncontrolled beats warmstart** (the interval excludes 0)" in markdown(report)
+    d.update(low=0.01, high=0.2, mean=0.1)  # the raw interval excludes 0, Holm's p (1.0) does not agree
+    assert "**sim-uncontrolled beats warmstart** (the interval excludes 0, though not after Holm's correction)" \
+        in markdown(report)
+    d.update(p_holm=0.01)
+    assert "**sim-uncontrolled beats warmstart** (the interval excludes 0)." in markdown(report)
 
 
 def test_render_writes_markdown_and_readable_plots(report, tmp_path):

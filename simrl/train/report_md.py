@@ -30,12 +30,16 @@ def fmt(d: Mapping[str, Any], metric: str = "success", signed: bool = False) -> 
     '0.62 [0.50, 0.75]'
     >>> fmt({"mean": 0.1, "low": 0.1, "high": 0.1, "n": 1, "degenerate": True}, signed=True)
     '+0.10 (1 seed)'
+    >>> fmt({"mean": -1.0, "low": -1.0, "high": -1.0, "n": 2, "degenerate": False}, signed=True)
+    '-1.00 (the same at all 2 seeds: no spread)'
     """
     spec = ".1f" if metric in ("mean_turns", "env_failures") else ".2f"
     sign = "+" if signed else ""
     head = f"{d['mean']:{sign}{spec}}"
     if d.get("degenerate"):
         return f"{head} ({d['n']} seed{'s' if d['n'] != 1 else ''})"
+    if d["low"] == d["high"]:
+        return f"{head} (the same at all {d['n']} seeds: no spread)"
     return f"{head} [{d['low']:{spec}}, {d['high']:{spec}}]"
 
 
@@ -90,10 +94,12 @@ def primary_lines(report: Mapping[str, Any]) -> list[str]:
         stat = f"t = {t['t']:.2f}, " if t.get("t") is not None else ""
         test = "paired t test (scipy.stats.ttest_rel)" if t["paired"] else "Welch's t test"
         lines.append(f"- Difference {t['mean']:+.3f}, {_how(t)} ({t['n']} seeds): {level:.0%} interval "
-                     f"[{t['low']:+.3f}, {t['high']:+.3f}]; {test}: {stat}df = {t['df']:.3g}, p = {pval(t['p'])}.")
+                     f"[{t['low']:+.3f}, {t['high']:+.3f}]; {test}: {stat}df = {t['df']:.3g}, {p_is(t['p'])}"
+                     + (" (every seed gave the same difference: no spread, so no real interval)."
+                        if t["low"] == t["high"] else "."))
     bs = p["bootstrap"]
     if bs is not None:
-        lines.append(f"- Task × seed stratified bootstrap of the per-task differences ({bs['tasks']} tasks × "
+        lines.append(f"- Task × seed stratified bootstrap of the per-task differences ({bs['tasks']} task(s) × "
                      f"{bs['runs']} seeds; each task's seeds resampled with replacement, {bs['reps']} replicates, "
                      f"seed {bs['seed']}; Agarwal et al., NeurIPS 2021): {bs['mean']:+.3f}, {bs['level']:.0%} "
                      f"interval [{bs['low']:+.3f}, {bs['high']:+.3f}].")

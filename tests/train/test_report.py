@@ -140,7 +140,7 @@ def test_markdown_opens_with_the_primary_and_labels_the_rest(report):
     head = md.split("## Trained arms")[0]
     assert "**sim-controlled − sim-uncontrolled** on `success`. Declared in the recipe" in head
     assert "Difference +0.300, paired over seeds 0, 1, 2 (3 seeds): 95% interval [" in head
-    assert "Task × seed stratified bootstrap" in head and "20 tasks × 3 seeds" in head
+    assert "Task × seed stratified bootstrap" in head and "20 task(s) × 3 seeds" in head
     assert "**The primary interval excludes 0**: sim-controlled is higher than sim-uncontrolled" in head
     assert "- **sim-controlled** − **candidates** on success:" in md and "**sim-controlled beats candidates**" in md
     assert "**sim-uncontrolled** − **untrained**" in md and "**sim-uncontrolled** − **warmstart**" in md

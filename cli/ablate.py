@@ -24,6 +24,7 @@ def ablate(
 ) -> None:
     """Train all arms x seeds as subprocesses, evaluate runs and baselines, write report.json/.md and plots."""
     from rich.console import Console
+    from rich.markdown import Markdown
 
     from simrl.train.ablate import run_ablation
     from simrl.train.recipe import load_recipe
@@ -35,6 +36,5 @@ def ablate(
     folder = out if out is not None else Path("runs") / rec.name
     report = run_ablation(rec, folder, jobs=jobs, resume=resume)
     console = Console()
-    for line in statements(report):
-        console.print(line if line.startswith("  -") else f"- {line}", markup=False, highlight=False)
+    console.print(Markdown("\n".join(statements(report))))  # the primary comparison, then the baselines
     console.print(f"report: {folder / 'report.md'} (plots in {folder / 'plots'})")

@@ -23,5 +23,7 @@ How the pieces fit (each module's docstring has the details):
 * :mod:`simrl.train.runs` — run folder layout, shared worlds, environments of an arm, checkpoints.
 * :mod:`simrl.train.evaluate`, :mod:`simrl.train.ablate`, :mod:`simrl.train.report` — held-out real
   evaluation, arms x seeds orchestration, ``report.md`` / ``report.json`` / plots
-  (:mod:`simrl.train.stats`: Student-t intervals over seeds).
+  (:mod:`simrl.train.report_compare`: the preregistered primary comparison and the Holm-corrected
+  secondary ones; :mod:`simrl.train.stats`: t intervals and paired t tests over seeds via scipy.stats,
+  Holm's correction, the task x seed stratified bootstrap).
 """

@@ -34,7 +34,7 @@ from typing import Any
 from simrl.errors import SimrlError
 from simrl.train import children, locks, runs
 from simrl.train.evaluate import EvalResult, evaluate_baseline, evaluate_run, load_run_eval
-from simrl.train.recipe import Arm, Recipe, recipe_yaml
+from simrl.train.recipe import BASELINE_NAMES, Arm, Recipe, recipe_yaml
 from simrl.train.report import build_report, write_report
 
 RESERVED = ("logs", "baselines", "plots")
@@ -187,17 +187,46 @@ def arm_kind(arm: Arm) -> str:
     return kind + (f" + {Path(arm.schedule).stem} ({arm.mode})" if arm.schedule else "")
 
 
-def comparisons(recipe: Recipe, baselines: Sequence[str]) -> list[tuple[str, str]]:
-    """Pairs reported as ``a - b``: controlled minus uncontrolled first (the headline), then each world-model
-    arm minus the real arm, then each arm minus the warm start (else the untrained policy)."""
+def primary(recipe: Recipe, baselines: Sequence[str] = ()) -> dict[str, Any]:
+    """The primary comparison ``{a, b, metric, declared}``: the recipe's ``primary`` (``declared`` True), else
+    the default: the first controlled world-model arm minus the first uncontrolled one, else a world-model
+    arm minus the real arm, else the first arm minus the first baseline present of ``candidates``,
+    ``warmstart``, ``untrained`` (``untrained`` when none is), on success.
+    """
+    if recipe.primary is not None:
+        return {**recipe.primary.model_dump(), "declared": True}
+    pairs = _arm_pairs(recipe)
+    if not pairs:
+        base = [b for b in BASELINE_NAMES if b in baselines] or ["untrained"]
+        pairs = [(next(iter(recipe.all_arms())), base[0])]
+    return {"a": pairs[0][0], "b": pairs[0][1], "metric": "success", "declared": False}
+
+
+def _arm_pairs(recipe: Recipe) -> list[tuple[str, str]]:
+    """Controlled minus uncontrolled world-model arms, then each world-model arm minus each real arm."""
     arms = recipe.all_arms()
     controlled = [n for n, a in arms.items() if a.environment == "world_model" and a.schedule]
     uncontrolled = [n for n, a in arms.items() if a.environment == "world_model" and not a.schedule]
     real = [n for n, a in arms.items() if a.environment == "real"]
-    pairs = [(c, u) for c in controlled for u in uncontrolled]
-    pairs += [(s, r) for s in controlled + uncontrolled for r in real]
-    base = next((b for b in ("warmstart", "untrained") if b in baselines), None)
-    return pairs + ([(a, base) for a in arms] if base else [])
+    return [(c, u) for c in controlled for u in uncontrolled] + \
+        [(s, r) for s in controlled + uncontrolled for r in real]
+
+
+def comparisons(recipe: Recipe, baselines: Sequence[str]) -> list[tuple[str, str]]:
+    """Pairs reported as ``a - b``: the primary first, then controlled minus uncontrolled, each world-model
+    arm minus the real arm, then each arm minus each baseline present (``candidates``, ``warmstart``,
+    ``untrained``). All but the primary are secondary (Holm-corrected in the report)."""
+    base = [b for b in BASELINE_NAMES if b in baselines]
+    p = primary(recipe, baselines)
+    return list(dict.fromkeys([(p["a"], p["b"]), *_arm_pairs(recipe), *((a, b) for a in recipe.all_arms()
+                                                                         for b in base)]))
+
+
+def environments(recipe: Recipe) -> dict[str, dict[str, str]]:
+    """Arm -> ``{kind, description, world_model}``: :func:`arm_kind`, the arm's ``description`` (when the
+    recipe gives one) and its backend (``real``, ``oracle``, ``openai``...), for the report."""
+    return {n: {"kind": arm_kind(a), "description": str(getattr(a, "description", "") or ""),
+                "world_model": a.world_model()} for n, a in recipe.all_arms().items()}
 
 
 def _eval_job(kind: str, recipe: Recipe, folder: str, seed: int, worlds: str, warmstart: str | None) -> EvalResult:
@@ -349,10 +378,10 @@ def _ablate(recipe: Recipe, out: Path, jobs: int, resume: bool, command: Callabl
     ev = recipe.evaluation
     evaluation = {"env": recipe.env.id, "real options": recipe.real.make_options() or "defaults", "split": ev.split,
                   "held-out worlds": recipe.world.eval_worlds or "none", "tasks": any_eval.tasks if any_eval else 0,
-                  "trials": ev.trials, "greedy": ev.greedy, "seeds": list(recipe.seeds)}
-    report = build_report(arms, base, comparisons=comparisons(recipe, list(base)), failed=failed,
-                          run_dirs={a: {s: f"{a}/seed-{s}" for s in recipe.seeds} for a in recipe.all_arms()},
-                          evaluation=evaluation, recipe=recipe.name,
-                          arm_kinds={n: arm_kind(a) for n, a in recipe.all_arms().items()})
+                  "trials": ev.trials, "greedy": ev.greedy, "max_turns": recipe.budget.max_turns,
+                  "seeds": list(recipe.seeds)}
+    report = build_report(arms, base, comparisons=comparisons(recipe, list(base)), primary=primary(recipe, list(base)),
+                          failed=failed, evaluation=evaluation, recipe=recipe.name, environments=environments(recipe),
+                          run_dirs={a: {s: f"{a}/seed-{s}" for s in recipe.seeds} for a in recipe.all_arms()})
     write_report(report, out)
     return report

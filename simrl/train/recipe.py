@@ -26,6 +26,10 @@ Example (``recipes/quickstart.yaml``)::
       sim-controlled: {environment: world_model, backend: oracle, schedule: mcpmark, mode: inject}
     budget: {steps: 20, group_size: 4, batch: 4, max_turns: 12}
     seeds: [0, 1, 2]
+    primary: {a: sim-controlled, b: sim-uncontrolled, metric: success}
+
+``primary`` is the comparison the experiment is for, declared before running (:class:`Primary`):
+``report.md`` opens with its paired test; every other comparison is secondary (Holm-corrected).
 """
 
 from __future__ import annotations
@@ -52,8 +56,9 @@ from simrl.train.recipe_training import (
     WarmStart,
 )
 
-__all__ = ["ENV_TASK_TYPES", "Arm", "Budget", "EnvRef", "Evaluation", "Grid", "Logging", "PolicyConfig", "RealEnv",
-           "Recipe", "TrainerConfig", "TrlOptions", "VerlOptions", "WarmStart", "WorldRef", "load_recipe",
+__all__ = ["BASELINE_NAMES", "ENV_TASK_TYPES", "Arm", "Budget", "EnvRef", "Evaluation", "Grid", "Logging",
+           "PolicyConfig", "Primary", "RealEnv", "Recipe", "primary_metrics", "TrainerConfig", "TrlOptions", "VerlOptions",
+           "WarmStart", "WorldRef", "load_recipe",
            "parse_recipe", "recipe_yaml", "resolve_files"]
 
 _NAME = r"^[a-z0-9][a-z0-9_-]*$"
@@ -65,6 +70,39 @@ class Grid(BaseModel):
     model_config = STRICT
     arm: str = Field(description="The world_model arm to copy (usually the controlled one).")
     schedules: list[str] = Field(min_length=1, description="Schedules to sweep (shipped names or YAML paths).")
+
+
+BASELINE_NAMES = ("candidates", "warmstart", "untrained")
+"""Baselines a primary comparison may name as ``b`` (evaluated by ``simrl ablate`` when it can make them), in
+the order the report compares each arm against them: uniform choice among the candidate actions, the
+behaviour-cloned warm start, the untrained policy."""
+
+
+def primary_metrics(trials: int, task_types: tuple[str, ...]) -> tuple[str, ...]:
+    """Metrics a primary comparison may use: success, reward, avg@k, pass@k (k = ``evaluation.trials``),
+    and the WideSearch F1s when table tasks are evaluated (the names of :func:`simrl.train.evaluate.summarize`).
+
+    >>> primary_metrics(2, ("records",))
+    ('success', 'reward', 'avg@2', 'pass@2')
+    """
+    return ("success", "reward", f"avg@{trials}", f"pass@{trials}") + \
+        (("item_f1", "row_f1") if "table" in task_types else ())
+
+
+class Primary(BaseModel):
+    """The preregistered primary comparison ``a - b`` on ``metric``, paired over seeds.
+
+    Declared before running: ``report.md`` opens with its paired t test and its task x seed stratified
+    bootstrap; everything else is secondary. Without it, the default is the first controlled world-model
+    arm minus the first uncontrolled one on success (else a world-model arm minus the real arm, else the
+    first arm minus the warm start), and the report says it was not declared.
+    """
+
+    model_config = STRICT
+    a: str = Field(description="An arm (grid arms included).")
+    b: str = Field(description="Another arm, or a baseline: untrained, warmstart or candidates.")
+    metric: str = Field(default="success", description="success, reward, avg@k or pass@k (k = evaluation.trials), "
+                                                       "item_f1 or row_f1 (table tasks).")
 
 
 class Recipe(BaseModel):
@@ -85,6 +123,9 @@ class Recipe(BaseModel):
     logging: Logging = Field(default_factory=Logging, description="Experiment trackers (none by default).")
     seeds: list[int] = Field(default=[0], min_length=1, description="Training seeds; every arm runs each.")
     grid: Grid | None = Field(default=None, description="Optional schedule sweep of one world_model arm.")
+    primary: Primary | None = Field(
+        default=None, description="The comparison the experiment is for, declared before running: "
+                                  "{a: ARM, b: ARM or baseline, metric: success} (null: a default, so marked).")
 
     @model_validator(mode="after")
     def _possible(self) -> Recipe:
@@ -108,7 +149,22 @@ class Recipe(BaseModel):
             base = self.arms.get(self.grid.arm)
             if base is None or base.environment != "world_model":
                 raise ValueError(f"grid.arm {self.grid.arm!r} must name a world_model arm of `arms`")
+        if self.primary is not None:
+            self._check_primary(self.primary)
         return self
+
+    def _check_primary(self, p: Primary) -> None:
+        arms = list(self.all_arms())
+        if p.a not in arms:
+            raise ValueError(f"primary.a {p.a!r} is not an arm; arms: {', '.join(arms)}")
+        if p.b not in arms and p.b not in BASELINE_NAMES:
+            raise ValueError(f"primary.b {p.b!r} is neither an arm nor a baseline; use one of "
+                             f"{', '.join(arms + list(BASELINE_NAMES))}")
+        if p.a == p.b:
+            raise ValueError(f"primary: a and b are both {p.a!r}; compare two different arms")
+        known = primary_metrics(self.evaluation.trials, self.env.types())
+        if p.metric not in known:
+            raise ValueError(f"primary.metric {p.metric!r} is not evaluated here; use one of {', '.join(known)}")
 
     def all_arms(self) -> dict[str, Arm]:
         """``arms`` plus the grid's arms (``<arm>@<schedule name>``), in order."""

@@ -1,24 +1,36 @@
 """The ablation report: ``report.json`` (numbers), ``report.md`` (tables, plain statements) and plots.
 
 :func:`build_report` turns per-seed evaluations (:class:`~simrl.train.evaluate.EvalResult`) of every
-arm and baseline into ``report.json``: per arm and metric the mean over seeds with its 95% Student-t
-interval (:func:`simrl.train.stats.mean_ci`) and the per-seed values, success per edge case, and the
-differences the recipe asks about (controlled minus uncontrolled, each arm minus the warm start) with
-their intervals (:func:`simrl.train.stats.diff_ci`, paired by seed when the seeds match).
-:func:`render_report` (``simrl report DIR``) re-renders ``report.md`` and the plots from ``report.json``
-and the run folders' ``metrics.jsonl``; every sentence in ``report.md`` is generated from the numbers.
+arm and baseline into ``report.json``: the preregistered primary comparison first (paired t test over
+seeds and a task x seed stratified bootstrap, :mod:`simrl.train.report_compare`), the Holm-corrected
+secondary comparisons (other pairs, each arm against each baseline, task-property subsets), per arm and
+metric the mean over seeds with its 95% Student-t interval (:func:`simrl.train.stats.mean_ci`) and the
+per-seed values, success per task-property subset, what each arm's environment was and which
+evaluation tasks were dropped as unsolvable. :func:`render_report` (``simrl report DIR``) re-renders
+``report.md`` and the plots from ``report.json`` alone (and the run folders' ``metrics.jsonl``); every
+sentence in ``report.md`` is generated from the numbers.
 
 Intervals of rates (every metric but ``mean_turns`` and ``env_failures``) are clipped to [0, 1],
 differences of rates to [-1, 1], counts to [0, inf); ``clipped`` marks those that were.
 
-``report.json`` layout (version 1)::
+``report.json`` layout (version 2)::
 
-    {"version": 1, "recipe": str, "level": 0.95, "evaluation": {...}, "headline": [metric, ...],
-     "arms": {name: ENTRY}, "baselines": {name: ENTRY},
-     "differences": [{"a", "b", "subset", "metric", "paired", "seeds", "mean", "low", "high", "n", ...}]}
-    ENTRY = {"kind", "seeds": {seed: {"metrics": {...}, "edge_cases": {case: {episodes, success, mean_turns}},
-             "run_dir": str | null}}, "failed": {seed: reason}, "metrics": {metric: INTERVAL},
-             "edge_cases": {case: INTERVAL}}
+    {"version": 2, "recipe": str, "level": 0.95, "evaluation": {...}, "headline": [metric, ...],
+     "primary": PRIMARY, "secondary": [TEST + {"a", "b", "p_holm"}, ...], "comparisons": [[a, b], ...],
+     "dropped": {seed: {"count": int, "ids": [task_id, ...]}}, "arms": {name: ENTRY}, "baselines": {name: ENTRY}}
+    PRIMARY = {"a", "b", "metric", "declared": bool, "test": TEST | null, "why_not": str,
+               "bootstrap": {"mean", "low", "high", "level", "runs", "tasks", "reps", "seed"} | null}
+    TEST = {"subset": "overall" | SUBSET, "metric", "paired": bool, "seeds": [shared seeds], "mean", "low",
+            "high", "n", "level", "df", "degenerate", "clipped", "p": float | null, "t": float | null}
+    ENTRY = {"kind", "description", "world_model", "failed": {seed: reason},
+             "seeds": {seed: {"metrics": {...}, "subsets": {SUBSET: {tasks, episodes, success}},
+                              "edge_cases": {case: {episodes, success, mean_turns}}, "run_dir": str | null}},
+             "metrics": {metric: INTERVAL}, "subsets": {SUBSET: INTERVAL}, "edge_cases": {case: INTERVAL}}
+    INTERVAL = {"mean", "low", "high", "n", "level", "df", "degenerate", "clipped"}
+
+Subsets (``EvalResult.subsets``) are task properties fixed before the run, the same tasks in every arm;
+edge cases (``EvalResult.edge_cases``) are what the policy happened to meet: kept, described, never compared.
+Version 1 reports (before the primary / secondary split) are not read: re-run ``simrl ablate``.
 """
 
 from __future__ import annotations
@@ -30,11 +42,13 @@ from typing import Any
 
 from simrl.errors import SimrlError
 from simrl.train.evaluate import NONE, EvalResult
-from simrl.train.stats import Interval, diff_ci, mean_ci
+from simrl.train.report_compare import OVERALL, UNBOUNDED, clip, primary_test, secondary_tests
+from simrl.train.stats import Interval, mean_ci
 
 REPORT_JSON, REPORT_MD, PLOTS = "report.json", "report.md", "plots"
-VERSION = 1
-OVERALL = "overall"
+VERSION = 2
+__all__ = ["OVERALL", "UNBOUNDED", "build_report", "clipped", "headline_metrics", "interval", "load_report",
+           "render_report", "write_report"]
 
 
 def headline_metrics(metrics: Sequence[str]) -> list[str]:
@@ -51,23 +65,13 @@ def headline_metrics(metrics: Sequence[str]) -> list[str]:
     return picked
 
 
-UNBOUNDED = ("mean_turns", "env_failures")
-"""Counts, not rates: their intervals are clipped to [0, inf); every other metric's to [0, 1]."""
-
-
 def clipped(ci: Interval, low: float = 0.0, high: float = 1.0) -> dict[str, Any]:
     """``ci.to_dict()`` with ``low`` / ``high`` clipped to the metric's range (``clipped`` says whether they were).
-
-    A confidence interval intersected with the parameter's range keeps its coverage; the raw t interval
-    of a rate near 0 or 1 over few seeds can pass the bounds.
 
     >>> clipped(Interval(0.9, 0.7, 1.1, 3))["high"], clipped(Interval(0.5, 0.4, 0.6, 3))["clipped"]
     (1.0, False)
     """
-    d = ci.to_dict()
-    d["low"], d["high"] = max(low, ci.low), min(high, ci.high)
-    d["clipped"] = (d["low"], d["high"]) != (ci.low, ci.high)
-    return d
+    return clip(ci.to_dict(), low, high)
 
 
 def _ci(values: list[float], metric: str, level: float) -> dict[str, Any]:
@@ -75,95 +79,85 @@ def _ci(values: list[float], metric: str, level: float) -> dict[str, Any]:
     return clipped(ci, 0.0, float("inf")) if metric in UNBOUNDED else clipped(ci)
 
 
-def _entry(kind: str, evals: Mapping[int, EvalResult], failed: Mapping[int, str],
+def _subsets(ev: EvalResult) -> dict[str, dict[str, Any]]:
+    """``EvalResult.subsets`` as plain dicts (none before the evaluation reports task-property subsets)."""
+    return {k: dict(v.model_dump()) for k, v in (getattr(ev, "subsets", None) or {}).items()}
+
+
+def _entry(env: Mapping[str, str], evals: Mapping[int, EvalResult], failed: Mapping[int, str],
            run_dirs: Mapping[int, str | None], level: float) -> dict[str, Any]:
     """One arm's or baseline's ENTRY (see the module docstring)."""
     seeds = sorted(evals)
-    out: dict[str, Any] = {"kind": kind, "failed": {str(s): r for s, r in sorted(failed.items())}, "seeds": {
-        str(s): {"metrics": evals[s].metrics, "edge_cases": {k: v.model_dump() for k, v in evals[s].edge_cases.items()},
-                 "run_dir": run_dirs.get(s)} for s in seeds}, "metrics": {}, "edge_cases": {}}
-    names = sorted({m for s in seeds for m in evals[s].metrics})
-    for m in names:
-        values = [evals[s].metrics[m] for s in seeds if m in evals[s].metrics]
-        out["metrics"][m] = _ci(values, m, level)
-    cases = sorted({c for s in seeds for c in evals[s].edge_cases}, key=lambda c: (c == NONE, c))
-    for c in cases:
-        values = [evals[s].edge_cases[c].success for s in seeds if c in evals[s].edge_cases]
-        out["edge_cases"][c] = _ci(values, "success", level)
+    out: dict[str, Any] = {
+        "kind": env.get("kind", "arm"), "description": env.get("description", ""),
+        "world_model": env.get("world_model", ""), "failed": {str(s): r for s, r in sorted(failed.items())},
+        "seeds": {str(s): {"metrics": evals[s].metrics, "subsets": _subsets(evals[s]),
+                           "edge_cases": {k: v.model_dump() for k, v in evals[s].edge_cases.items()},
+                           "run_dir": run_dirs.get(s)} for s in seeds},
+        "metrics": {}, "subsets": {}, "edge_cases": {}}
+    for m in sorted({m for s in seeds for m in evals[s].metrics}):
+        out["metrics"][m] = _ci([evals[s].metrics[m] for s in seeds if m in evals[s].metrics], m, level)
+    recs = [out["seeds"][str(s)] for s in seeds]
+    for name in dict.fromkeys(k for r in recs for k in r["subsets"]):
+        out["subsets"][name] = _ci([r["subsets"][name]["success"] for r in recs if name in r["subsets"]],
+                                   "success", level)
+    for c in sorted({c for s in seeds for c in evals[s].edge_cases}, key=lambda c: (c == NONE, c)):
+        out["edge_cases"][c] = _ci([evals[s].edge_cases[c].success for s in seeds if c in evals[s].edge_cases],
+                                   "success", level)
     return out
 
 
-def _per_seed(entry: Mapping[str, Any], subset: str, metric: str) -> dict[int, float]:
-    """Seed -> value of ``metric`` (``subset`` overall) or of edge-case success (``subset`` a case)."""
-    out = {}
-    for s, rec in entry["seeds"].items():
-        if subset == OVERALL and metric in rec["metrics"]:
-            out[int(s)] = rec["metrics"][metric]
-        elif subset != OVERALL and subset in rec["edge_cases"]:
-            out[int(s)] = rec["edge_cases"][subset]["success"]
-    return out
-
-
-def difference(a: Mapping[str, Any], b: Mapping[str, Any], subset: str, metric: str,
-               level: float) -> dict[str, Any] | None:
-    """``a - b`` over seeds with its interval: paired by seed when at least two seeds are shared, else Welch.
-
-    Returns:
-        the interval's dict plus ``paired`` and ``seeds`` (the shared seeds when paired), or None when
-        either side has no value.
-    """
-    va, vb = _per_seed(a, subset, metric), _per_seed(b, subset, metric)
-    if not va or not vb:
-        return None
-    common = sorted(set(va) & set(vb))
-    paired = len(common) >= 2
-    if paired:
-        ci = diff_ci([va[s] for s in common], [vb[s] for s in common], level, paired=True)
-    else:
-        ci = diff_ci(list(va.values()), list(vb.values()), level, paired=False)
-    bounds = (-1.0, 1.0) if metric not in UNBOUNDED else (-float("inf"), float("inf"))
-    return {"subset": subset, "metric": metric, "paired": paired, "seeds": common if paired else [],
-            **clipped(ci, *bounds)}
+def _dropped(everything: Mapping[str, Mapping[int, EvalResult]]) -> dict[str, dict[str, Any]]:
+    """Seed -> the evaluation tasks dropped as unsolvable (the same for every arm of a seed: the first seen)."""
+    out: dict[str, dict[str, Any]] = {}
+    for evals in everything.values():
+        for s, ev in sorted(evals.items()):
+            if str(s) not in out and getattr(ev, "dropped", None) is not None:
+                out[str(s)] = {"count": int(ev.dropped), "ids": list(getattr(ev, "dropped_ids", []) or [])}
+    return dict(sorted(out.items(), key=lambda kv: int(kv[0])))
 
 
 def build_report(arms: Mapping[str, Mapping[int, EvalResult]], baselines: Mapping[str, Mapping[int, EvalResult]],
-                 *, comparisons: Sequence[tuple[str, str]], failed: Mapping[str, Mapping[int, str]] | None = None,
+                 *, comparisons: Sequence[tuple[str, str]], primary: Mapping[str, Any] | None = None,
+                 failed: Mapping[str, Mapping[int, str]] | None = None,
                  run_dirs: Mapping[str, Mapping[int, str | None]] | None = None,
-                 evaluation: Mapping[str, Any] | None = None, recipe: str = "", arm_kinds: Mapping[str, str] | None = None,
-                 level: float = 0.95) -> dict[str, Any]:
+                 evaluation: Mapping[str, Any] | None = None, recipe: str = "",
+                 environments: Mapping[str, Mapping[str, str]] | None = None, level: float = 0.95,
+                 bootstrap_reps: int = 10_000, bootstrap_seed: int = 0) -> dict[str, Any]:
     """Assemble ``report.json`` (a dict) from per-seed evaluations.
 
     Args:
         arms: arm name -> seed -> its held-out evaluation (finished runs only).
-        baselines: ``untrained`` / ``warmstart`` -> seed -> evaluation.
-        comparisons: ``(a, b)`` pairs (arm or baseline names) whose difference ``a - b`` is reported,
-            overall for success, pass@k and the F1s, and for success on each edge case both met.
+        baselines: baseline name (``candidates``, ``warmstart``, ``untrained``) -> seed -> evaluation.
+        comparisons: ``(a, b)`` pairs (arm or baseline names) reported as ``a - b`` (secondary, Holm-corrected).
+        primary: ``{a, b, metric, declared}``: the preregistered comparison (default: the first pair of
+            ``comparisons`` on success, ``declared`` False).
         failed: arm -> seed -> why the run failed (listed, and left out of the statistics).
         run_dirs: arm -> seed -> run folder relative to the report folder (for the learning curves).
         evaluation: what was evaluated (env, split, tasks, trials...), copied into the report.
-        arm_kinds: arm -> a short description (``real``, ``world model``, ``world model + mcpmark``).
-        level: confidence level of every interval.
+        environments: arm -> ``{kind, description, world_model}``: what the arm's environment was
+            (``kind`` e.g. ``world model (oracle) + mcpmark (inject)``; ``world_model`` the backend or ``real``).
+        level: confidence level of every interval. bootstrap_reps, bootstrap_seed: the primary's bootstrap.
+
+    Raises:
+        ValueError: no primary and no comparisons.
     """
-    failed, run_dirs, kinds = failed or {}, run_dirs or {}, arm_kinds or {}
-    entries = {name: _entry(kinds.get(name, "arm"), arms.get(name, {}), failed.get(name, {}),
-                            run_dirs.get(name, {}), level) for name in list(arms) + [a for a in failed if a not in arms]}
-    base = {name: _entry("baseline", evals, {}, {}, level) for name, evals in baselines.items() if evals}
+    failed, run_dirs, envs = failed or {}, run_dirs or {}, environments or {}
+    if primary is None:
+        if not comparisons:
+            raise ValueError("build_report needs a primary comparison or at least one pair in comparisons")
+        primary = {"a": comparisons[0][0], "b": comparisons[0][1], "metric": "success", "declared": False}
+    entries = {name: _entry(envs.get(name, {}), arms.get(name, {}), failed.get(name, {}), run_dirs.get(name, {}),
+                            level) for name in list(arms) + [a for a in failed if a not in arms]}
+    base = {name: _entry({"kind": "baseline"}, evals, {}, {}, level) for name, evals in baselines.items() if evals}
     metrics = sorted({m for e in [*entries.values(), *base.values()] for m in e["metrics"]})
-    headline = headline_metrics(metrics)
-    everything = {**entries, **base}
-    diffs = []
-    for a, b in comparisons:
-        if a not in everything or b not in everything:
-            continue
-        cases = [c for c in everything[a]["edge_cases"] if c in everything[b]["edge_cases"]]
-        compared = [m for m in headline if m == "success" or m.startswith("pass@") or m.endswith("_f1")]
-        for subset, metric in [(OVERALL, m) for m in compared] + [(c, "success") for c in cases]:
-            d = difference(everything[a], everything[b], subset, metric, level)
-            if d is not None:
-                diffs.append({"a": a, "b": b, **d})
+    everything, evals = {**entries, **base}, {**arms, **baselines}
+    pairs = list(dict.fromkeys([(primary["a"], primary["b"]), *map(tuple, comparisons)]))
     return {"version": VERSION, "recipe": recipe, "level": level, "evaluation": dict(evaluation or {}),
-            "headline": headline, "comparisons": [list(c) for c in comparisons], "arms": entries,
-            "baselines": base, "differences": diffs}
+            "headline": headline_metrics(metrics),
+            "primary": primary_test(primary, everything, evals, level, reps=bootstrap_reps, seed=bootstrap_seed),
+            "secondary": secondary_tests(pairs, primary, everything, level), "comparisons": [list(c) for c in pairs],
+            "dropped": _dropped(evals), "arms": entries, "baselines": base}
 
 
 def write_report(report: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
@@ -187,7 +181,11 @@ def load_report(out_dir: str | Path) -> dict[str, Any]:
         report = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise SimrlError(f"{path} is not valid JSON: {err}") from None
-    if not isinstance(report, dict) or report.get("version") != VERSION or "arms" not in report:
+    version = report.get("version") if isinstance(report, dict) else None
+    if isinstance(version, int) and 0 < version < VERSION:
+        raise SimrlError(f"{path} is report version {version} (before the primary / secondary comparisons); "
+                         f"re-run `simrl ablate RECIPE --out {out_dir}` (finished runs are reused)")
+    if version != VERSION or "arms" not in report:
         raise SimrlError(f"{path} is not a simrl report (version {VERSION}); re-run `simrl ablate`")
     return report
 
@@ -196,8 +194,9 @@ def render_report(out_dir: str | Path) -> list[Path]:
     """Re-render ``report.md`` and the PNG plots from ``report.json`` and the run folders (``simrl report DIR``).
 
     Returns:
-        the paths written: ``report.md`` and ``plots/{final_scores,edge_cases,learning_curves}.png``
-        (the learning curves only when some run folder has a ``metrics.jsonl``).
+        the paths written: ``report.md`` and ``plots/{final_scores,subsets,learning_curves}.png``
+        (the subsets only when the evaluation has task-property subsets, the learning curves only when
+        some run folder has a ``metrics.jsonl``).
 
     Raises:
         SimrlError: no or bad ``report.json``; a run of the report whose ``metrics.jsonl`` logs a step

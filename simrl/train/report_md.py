@@ -1,8 +1,11 @@
-"""``report.md`` from ``report.json``: tables and plain statements, every sentence generated from the numbers.
+"""``report.md`` from ``report.json``: the primary test first, then plain statements and tables.
 
-Intervals print as ``mean [low, high]``; a single-seed value prints without an interval and is said
-to be one run. Whether two intervals overlap and whether a difference's interval holds 0 is computed,
-never written by hand (:mod:`simrl.train.report` builds the numbers).
+Every sentence is generated from the numbers (:mod:`simrl.train.report` builds them): whether an
+interval holds 0 is computed, never written by hand. Intervals print as ``mean [low, high]``; a single-seed
+value prints without an interval and is said to be one run. Order: the preregistered primary comparison,
+what each arm's environment was and which tasks were dropped, each trained arm against the baselines,
+the Holm-corrected secondary comparisons, then the tables (final scores, task-property subsets, the edge
+cases the policy met, per-seed values) and the plots.
 """
 
 from __future__ import annotations
@@ -11,7 +14,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from simrl.train.report import OVERALL
+from simrl.train.report_compare import OVERALL, excludes_zero
+
+ORACLE_NOTE = ("`oracle` arms train against the world's exact ground truth, served without page limits or "
+               "operational faults (for mcp-world: the exact record server, unpaged and fault-free): a perfect "
+               "simulator, not a language model. This report therefore says nothing about the fidelity of a "
+               "language world model; that is measured by `simrl wm eval`.")
+CANDIDATES = "candidates"
 
 
 def fmt(d: Mapping[str, Any], metric: str = "success", signed: bool = False) -> str:
@@ -21,18 +30,35 @@ def fmt(d: Mapping[str, Any], metric: str = "success", signed: bool = False) -> 
     '0.62 [0.50, 0.75]'
     >>> fmt({"mean": 0.1, "low": 0.1, "high": 0.1, "n": 1, "degenerate": True}, signed=True)
     '+0.10 (1 seed)'
+    >>> fmt({"mean": -1.0, "low": -1.0, "high": -1.0, "n": 2, "degenerate": False}, signed=True)
+    '-1.00 (the same at all 2 seeds: no spread)'
     """
     spec = ".1f" if metric in ("mean_turns", "env_failures") else ".2f"
     sign = "+" if signed else ""
     head = f"{d['mean']:{sign}{spec}}"
     if d.get("degenerate"):
         return f"{head} ({d['n']} seed{'s' if d['n'] != 1 else ''})"
+    if d["low"] == d["high"]:
+        return f"{head} (the same at all {d['n']} seeds: no spread)"
     return f"{head} [{d['low']:{spec}}, {d['high']:{spec}}]"
 
 
-def _with_n(d: Mapping[str, Any]) -> str:
-    """``fmt(d)`` plus the seed count (a degenerate interval already names it)."""
-    return fmt(d) if d.get("degenerate") else f"{fmt(d)} ({d['n']} seeds)"
+def pval(p: float | None) -> str:
+    """A p-value for a table: ``0.042``, ``< 0.001``, or ``—`` (no test).
+
+    >>> pval(0.04213), pval(1e-5), pval(None)
+    ('0.042', '< 0.001', '—')
+    """
+    return "—" if p is None else "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def p_is(p: float | None) -> str:
+    """``p = 0.042`` or ``p < 0.001`` (``p: none`` without a test).
+
+    >>> p_is(0.04213), p_is(1e-5)
+    ('p = 0.042', 'p < 0.001')
+    """
+    return "p: none" if p is None else f"p {'<' if p < 0.001 else '='} {max(p, 0.001):.3f}"
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -40,57 +66,138 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return lines + ["| " + " | ".join(r) + " |" for r in rows]
 
 
-def _overlap(x: Mapping[str, Any], y: Mapping[str, Any]) -> str:
-    if x.get("degenerate") or y.get("degenerate"):
-        return "at least one side is a single run, so there is no interval to compare"
-    apart = x["low"] > y["high"] or y["low"] > x["high"]
-    return "the intervals do not overlap" if apart else "the intervals overlap"
-
-
-def _verdict(d: Mapping[str, Any]) -> str:
-    how = f"paired over seeds {', '.join(map(str, d['seeds']))}" if d["paired"] else "unpaired (Welch)"
-    if d.get("degenerate"):
-        return f"{fmt(d, d['metric'], True)}, {how}: too few seeds for an interval"
-    holds = d["low"] <= 0.0 <= d["high"]
-    tail = ("the interval includes 0: these seeds cannot tell the two apart" if holds else
-            f"the interval excludes 0: {'higher' if d['mean'] > 0 else 'lower'} at the {d['level']:.0%} level")
-    return f"{fmt(d, d['metric'], True)}, {how}; {tail}"
+def _how(d: Mapping[str, Any]) -> str:
+    if d["paired"]:
+        return f"paired over seeds {', '.join(map(str, d['seeds']))}"
+    return "unpaired (Welch: fewer than two seeds shared)"
 
 
 def _entries(report: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     return {**report["arms"], **report["baselines"]}
 
 
-def statements(report: Mapping[str, Any]) -> list[str]:
-    """The summary bullets: each arm-vs-arm comparison on success (the first, the headline, also per edge
-    case), the baselines, the failed runs."""
-    entries, out = _entries(report), []
-    pairs = [(a, b) for a, b in report.get("comparisons", []) if b not in report["baselines"]]
-    for i, (a, b) in enumerate(pairs):  # arm-vs-baseline differences are in the Differences table
-        if a not in entries or b not in entries or "success" not in entries[a]["metrics"] \
-                or "success" not in entries[b]["metrics"]:
+def primary_lines(report: Mapping[str, Any]) -> list[str]:
+    """The opening section: the primary comparison's paired test, its bootstrap and a plain verdict."""
+    p, level = report["primary"], report["level"]
+    a, b, metric = p["a"], p["b"], p["metric"]
+    origin = ("Declared in the recipe (`primary`) before running." if p["declared"] else
+              "Not declared in the recipe: the default (controlled minus uncontrolled world model, else world "
+              "model minus real, else an arm minus a baseline) on success. Declare `primary: {a, b, metric}` "
+              "in the recipe before running to preregister it.")
+    lines = ["## Primary comparison", "", f"**{a} − {b}** on `{metric}`. {origin}", ""]
+    t = p["test"]
+    if t is None:
+        return lines + [f"The primary comparison could not be computed: {p['why_not']}."]
+    if t.get("degenerate"):
+        lines.append(f"- Difference {fmt(t, metric, True)}, {_how(t)}: too few seeds for an interval or a test.")
+    else:
+        stat = f"t = {t['t']:.2f}, " if t.get("t") is not None else ""
+        test = "paired t test (scipy.stats.ttest_rel)" if t["paired"] else "Welch's t test"
+        lines.append(f"- Difference {t['mean']:+.3f}, {_how(t)} ({t['n']} seeds): {level:.0%} interval "
+                     f"[{t['low']:+.3f}, {t['high']:+.3f}]; {test}: {stat}df = {t['df']:.3g}, {p_is(t['p'])}"
+                     + (" (every seed gave the same difference: no spread, so no real interval)."
+                        if t["low"] == t["high"] else "."))
+    bs = p["bootstrap"]
+    if bs is not None:
+        lines.append(f"- Task × seed stratified bootstrap of the per-task differences ({bs['tasks']} task(s) × "
+                     f"{bs['runs']} seeds; each task's seeds resampled with replacement, {bs['reps']} replicates, "
+                     f"seed {bs['seed']}; Agarwal et al., NeurIPS 2021): {bs['mean']:+.3f}, {bs['level']:.0%} "
+                     f"interval [{bs['low']:+.3f}, {bs['high']:+.3f}].")
+    else:
+        lines.append(f"- No task × seed bootstrap: {p['why_not']}.")
+    lines += ["", _verdict(t, bs, a, b, metric, level)]
+    return lines
+
+
+def _verdict(t: Mapping[str, Any], bs: Mapping[str, Any] | None, a: str, b: str, metric: str, level: float) -> str:
+    if t.get("degenerate"):
+        return f"**No interval**: with {t['n']} seed(s) the primary comparison cannot exclude 0."
+    if excludes_zero(t):
+        head = (f"**The primary interval excludes 0**: {a} is {'higher' if t['mean'] > 0 else 'lower'} than {b} "
+                f"on {metric} at the {level:.0%} level")
+    else:
+        head = f"**The primary interval includes 0**: these seeds cannot tell {a} and {b} apart on {metric}"
+    if bs is None:
+        return head + "."
+    agree = not bs["low"] <= 0.0 <= bs["high"]
+    return head + f"; the task × seed bootstrap interval {'excludes' if agree else 'includes'} 0."
+
+
+def environment_lines(report: Mapping[str, Any]) -> list[str]:
+    """What each arm's environment was, the oracle caveat, the evaluation and the dropped tasks."""
+    rows = [[name, e["kind"], e.get("description") or "—"] for name, e in report["arms"].items()]
+    lines = ["## Environments", ""] + _table(["arm", "environment", "description"], rows)
+    if any(e.get("world_model") == "oracle" for e in report["arms"].values()):
+        lines += ["", ORACLE_NOTE]
+    ev = report.get("evaluation", {})
+    if ev:
+        lines += ["", "Held-out evaluation in the real environment: " +
+                  ", ".join(f"{k} {v}" for k, v in ev.items()) + "."]
+    lines += ["", _dropped_line(report)]
+    return lines
+
+
+def _dropped_line(report: Mapping[str, Any]) -> str:
+    dropped = report.get("dropped") or {}
+    if not dropped:
+        return "Dropped tasks: not reported by this evaluation."
+    turns = report.get("evaluation", {}).get("max_turns")
+    within = f"within {turns} turns" if turns else "within the turn limit"
+    counts = {s: d["count"] for s, d in dropped.items()}
+    if not any(counts.values()):
+        return f"No evaluation task was dropped: the scripted expert solves every one {within}."
+    ids = sorted({i for d in dropped.values() for i in d["ids"]})
+    per = ", ".join(f"seed {s}: {n}" for s, n in counts.items())
+    shown = ", ".join(f"`{i}`" for i in ids[:20]) + (f" and {len(ids) - 20} more" if len(ids) > 20 else "")
+    return (f"Dropped as unsolvable by the scripted expert {within} (left out of every arm's score): {per}"
+            + (f" ({shown})." if ids else "."))
+
+
+def baseline_lines(report: Mapping[str, Any]) -> list[str]:
+    """Per trained arm: does it beat ``candidates`` (interval excluding 0), and its differences to the other
+    baselines (secondary tests, Holm-corrected)."""
+    metric, bases = report["primary"]["metric"], list(report["baselines"])
+    lines = ["## Trained arms against the baselines", ""]
+    if CANDIDATES not in bases:
+        lines.append("No `candidates` baseline (uniform choice among the candidate actions) in this report.")
+    overall = {(d["a"], d["b"]): d for d in report["secondary"] if d["subset"] == OVERALL and d["metric"] == metric}
+    if (report["primary"]["a"], report["primary"]["b"]) not in overall and report["primary"]["test"] is not None:
+        overall[(report["primary"]["a"], report["primary"]["b"])] = {**report["primary"]["test"], "p_holm": None}
+    for arm, e in report["arms"].items():
+        if not e["seeds"]:
             continue
-        x, y = entries[a]["metrics"]["success"], entries[b]["metrics"]["success"]
-        line = f"**{a}** success {_with_n(x)} vs **{b}** {_with_n(y)}; {_overlap(x, y)}."
-        for d in report["differences"]:
-            if (d["a"], d["b"], d["subset"], d["metric"]) == (a, b, OVERALL, "success"):
-                line += f" Difference {a} − {b}: {_verdict(d)}."
-        out.append(line)
-        for d in report["differences"]:
-            if i == 0 and (d["a"], d["b"]) == (a, b) and d["subset"] != OVERALL:
-                xa, yb = entries[a]["edge_cases"][d["subset"]], entries[b]["edge_cases"][d["subset"]]
-                out.append(f"  - on episodes that met `{d['subset']}`: {a} {fmt(xa)} vs {b} {fmt(yb)}; "
-                           f"difference {_verdict(d)}.")
-    for name, e in report["baselines"].items():
-        if "success" in e["metrics"]:
-            out.append(f"Baseline **{name}**: success {_with_n(e['metrics']['success'])}.")
-    failed = [f"{arm} seed {s} ({why.splitlines()[0][:120] if why else 'no reason given'})"
-              for arm, e in report["arms"].items() for s, why in e["failed"].items()]
-    if failed:
-        out.append(f"{len(failed)} run(s) failed and are left out of the statistics: " + "; ".join(failed) + ".")
-    if not out:
-        out.append("No finished runs to compare.")
-    return out
+        for base in bases:
+            d = overall.get((arm, base))
+            if d is None:
+                continue
+            if d.get("degenerate"):
+                lines.append(f"- **{arm}** − **{base}** on {metric}: {fmt(d, metric, True)}: no interval.")
+                continue
+            holm = f", Holm {p_is(d['p_holm'])}" if d.get("p_holm") is not None else ""
+            tail = (f"**{arm} {'beats' if d['mean'] > 0 else 'is below'} {base}** (the interval excludes 0"
+                    + (", though not after Holm's correction" if (d.get("p_holm") or 0.0) >= 0.05 else "") + ")"
+                    if excludes_zero(d) else f"{arm} does not beat {base} (the interval includes 0)")
+            lines.append(f"- **{arm}** − **{base}** on {metric}: {fmt(d, metric, True)}, {_how(d)}{holm}: {tail}.")
+    return lines
+
+
+def secondary_lines(report: Mapping[str, Any]) -> list[str]:
+    """The secondary comparisons table, labelled as such, with raw and Holm-adjusted p-values."""
+    tests = report["secondary"]
+    lines = ["## Secondary comparisons", "",
+             f"Secondary, not preregistered: {len(tests)} paired t tests (overall on `{report['primary']['metric']}`, "
+             "and success within each task-property subset); p-values Holm-corrected over all of them "
+             f"(Holm, 1979); intervals are unadjusted {report['level']:.0%} t intervals.", ""]
+    rows = [[f"{d['a']} − {d['b']}", d["subset"] + ("" if d.get("same_tasks", True) else " †"), d["metric"],
+             fmt(d, d["metric"], True), "paired" if d["paired"] else "Welch", pval(d["p"]), pval(d["p_holm"]),
+             "yes" if excludes_zero(d) else "no"] for d in tests]
+    if not rows:
+        return lines + ["No secondary comparison could be computed."]
+    lines += _table(["a − b", "subset", "metric", "difference", "test", "p", "Holm p", "excludes 0"], rows)
+    if not all(d.get("same_tasks", True) for d in tests):
+        lines += ["", "† The subset held different numbers of tasks in the two arms at some seed: not the same "
+                      "tasks, so not a like-for-like comparison."]
+    return lines
 
 
 def _score_rows(report: Mapping[str, Any], headline: Sequence[str]) -> list[list[str]]:
@@ -110,44 +217,54 @@ def _seed_rows(report: Mapping[str, Any], headline: Sequence[str]) -> list[list[
     return rows
 
 
-def _edge_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
-    entries = _entries(report)
-    cases = []
+def _by_name(report: Mapping[str, Any], key: str, count: str, unit: str,
+             order: Any = None) -> tuple[list[str], list[list[str]]]:
+    """Columns (subset or edge-case names) and one row per arm / baseline of ``success [interval] (n unit)``."""
+    entries, names = _entries(report), []
     for e in entries.values():
-        cases += [c for c in e["edge_cases"] if c not in cases]
-    cases = sorted(cases, key=lambda c: (c == "none", c))
+        names += [c for c in e[key] if c not in names]
+    names = sorted(names, key=order) if order else names
     rows = []
     for name, e in entries.items():
         cells = []
-        for c in cases:
-            n = sum(rec["edge_cases"].get(c, {}).get("episodes", 0) for rec in e["seeds"].values())
-            cells.append(f"{fmt(e['edge_cases'][c])} ({n} ep.)" if c in e["edge_cases"] else "—")
+        for c in names:
+            ns = sorted({rec[key][c][count] for rec in e["seeds"].values() if c in rec[key]})
+            n = f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}–{ns[-1]}" if ns else "0"
+            cells.append(f"{fmt(e[key][c])} ({n} {unit})" if c in e[key] else "—")
         rows.append([name, *cells])
-    return cases, rows
+    return names, rows
+
+
+def statements(report: Mapping[str, Any]) -> list[str]:
+    """The opening statements: the primary section, then the trained arms against the baselines and the
+    failed runs (the Markdown lines of those sections)."""
+    failed = [f"{arm} seed {s} ({why.splitlines()[0][:120] if why else 'no reason given'})"
+              for arm, e in report["arms"].items() for s, why in e["failed"].items()]
+    tail = ([f"{len(failed)} run(s) failed and are left out of the statistics: " + "; ".join(failed) + "."]
+            if failed else [])
+    return [*primary_lines(report), "", *baseline_lines(report), *(["", *tail] if tail else [])]
 
 
 def markdown(report: Mapping[str, Any], plots: Sequence[Path] = ()) -> str:
-    """The whole ``report.md`` text."""
-    ev, headline = report.get("evaluation", {}), report["headline"]
+    """The whole ``report.md`` text: the primary comparison first."""
+    headline = report["headline"]
     lines = [f"# Ablation report: {report.get('recipe') or 'unnamed recipe'}", ""]
-    if ev:
-        lines += ["Held-out evaluation in the real environment: " + ", ".join(f"{k} {v}" for k, v in ev.items()) + ".",
-                  ""]
-    lines += [f"Intervals are {report['level']:.0%} Student-t intervals over seeds (mean [low, high]), those of "
-              "rates clipped to [0, 1] (differences to [-1, 1]); differences are paired by seed when the seeds "
-              "match, else Welch's.", "", "## Summary", ""]
-    lines += [s if s.startswith("  -") else f"- {s}" for s in statements(report)]
-    lines += ["", "## Final scores", ""] + _table(["arm", "kind", "seeds", *headline], _score_rows(report, headline))
-    diffs = [d for d in report["differences"] if d["subset"] == OVERALL]
-    if diffs:
-        rows = [[f"{d['a']} − {d['b']}", d["metric"], fmt(d, d["metric"], True),
-                 "paired" if d["paired"] else "Welch", "no" if d["low"] <= 0 <= d["high"] else "yes"] for d in diffs]
-        lines += ["", "## Differences", ""] + _table(["a − b", "metric", "difference", "test", "excludes 0"], rows)
-    cases, rows = _edge_rows(report)
-    if cases:
-        lines += ["", "## Success by edge case met", "",
-                  "An episode counts under every edge case it met (`none`: it met none); episodes summed over seeds.",
-                  ""] + _table(["arm", *cases], rows)
+    lines += statements(report)
+    lines += ["", *environment_lines(report), "", *secondary_lines(report)]
+    lines += ["", "## Final scores", "",
+              f"Mean over seeds with {report['level']:.0%} Student-t intervals, rates clipped to [0, 1].", ""]
+    lines += _table(["arm", "kind", "seeds", *headline], _score_rows(report, headline))
+    names, rows = _by_name(report, "subsets", "tasks", "tasks per seed")
+    if names:
+        lines += ["", "## Success by task property", "",
+                  "Subsets fixed before the run from each task and its episode seeds: the same tasks in every arm "
+                  "of a seed.", ""] + _table(["arm", *names], rows)
+    names, rows = _by_name(report, "edge_cases", "episodes", "ep. per seed", order=lambda c: (c == "none", c))
+    if names:
+        lines += ["", "## Edge cases met by the policy (descriptive)", "",
+                  "Met by the policy, not comparable across arms: an episode counts under every edge case its "
+                  "own actions ran into (`none`: it met none), so each arm's groups hold different episodes.", ""]
+        lines += _table(["arm", *names], rows)
     lines += ["", "## Per-seed values", ""] + _table(["arm", "seed", *headline], _seed_rows(report, headline))
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p.stem.replace('_', ' ')}]({p.as_posix()})" for p in plots]

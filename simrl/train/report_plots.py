@@ -1,11 +1,13 @@
-"""The report's PNG plots (matplotlib, Agg backend): learning curves, final scores, success by edge case.
+"""The report's PNG plots (matplotlib, Agg backend): learning curves, final scores, success by task property.
 
 * ``learning_curves.png``: reward (and success, when logged) per training step from each run's
   ``metrics.jsonl``; per arm the mean over seeds with a band (the 95% t interval over seeds, or the
   single run when there is one), each seed's series first smoothed by a trailing moving average of
   ``max(1, steps // 25)`` steps.
 * ``final_scores.png``: held-out success (and pass@k) per arm and baseline with interval error bars.
-* ``edge_cases.png``: held-out success per edge case met, one bar per arm / baseline, with error bars.
+* ``subsets.png``: held-out success per task-property subset (fixed before the run, the same tasks in
+  every arm), one bar per arm / baseline, with error bars. Edge cases the policy met are not plotted:
+  they differ by arm and are only described in ``report.md``.
 """
 
 from __future__ import annotations
@@ -150,30 +152,28 @@ def plot_final_scores(report: Mapping[str, Any], path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def plot_edge_cases(report: Mapping[str, Any], path: Path) -> Path | None:
-    """Held-out success per edge case met (``none`` last), one bar per arm / baseline; None without cases."""
+def plot_subsets(report: Mapping[str, Any], path: Path) -> Path | None:
+    """Held-out success per task-property subset, one bar per arm / baseline; None without subsets."""
     entries = _entries(report)
-    cases: list[str] = []
+    names: list[str] = []
     for _, e, _ in entries:
-        cases += [c for c in e["edge_cases"] if c not in cases]
-    cases = sorted(cases, key=lambda c: (c == "none", c))
-    if not entries or not cases:
+        names += [c for c in e.get("subsets", {}) if c not in names]
+    if not entries or not names:
         return None
     plt = _pyplot()
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     width = 0.8 / len(entries)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(cases) * max(1, len(entries)) * 0.5 + 2), 4))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(names) * max(1, len(entries)) * 0.5 + 2), 4))
     for i, (name, e, base) in enumerate(entries):
-        for j, c in enumerate(cases):
-            if c in e["edge_cases"]:
+        for j, c in enumerate(names):
+            if c in e.get("subsets", {}):
                 x = j - 0.4 + width * (i + 0.5)
-                first = all(cc not in e["edge_cases"] for cc in cases[:j])
-                _bar(ax, x, e["edge_cases"][c], width, base, colors[i % len(colors)], name if first else None,
-                     size=7)
-    ax.set_xticks(range(len(cases)), cases)
+                first = all(cc not in e["subsets"] for cc in names[:j])
+                _bar(ax, x, e["subsets"][c], width, base, colors[i % len(colors)], name if first else None, size=7)
+    ax.set_xticks(range(len(names)), names)
     ax.set_ylim(0, 1.12)
     ax.set_ylabel("held-out success")
-    ax.set_title(f"success by edge case met ({report['level']:.0%} interval over seeds; hatched: baselines)")
+    ax.set_title(f"success by task property ({report['level']:.0%} interval over seeds; hatched: baselines)")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, ncol=min(5, len(entries)), loc="upper center", bbox_to_anchor=(0.5, -0.1), frameon=False)
     return _save(fig, path)
@@ -189,6 +189,6 @@ def _save(fig, path: Path) -> Path:
 
 def plot_all(report: Mapping[str, Any], root: Path, folder: Path) -> list[Path]:
     """Every plot that has data, written into ``folder``; run folders are read relative to ``root``."""
-    made = [plot_final_scores(report, folder / "final_scores.png"), plot_edge_cases(report, folder / "edge_cases.png"),
+    made = [plot_final_scores(report, folder / "final_scores.png"), plot_subsets(report, folder / "subsets.png"),
             plot_learning_curves(report, root, folder / "learning_curves.png")]
     return [p for p in made if p is not None]

@@ -1,91 +1,34 @@
-"""Confidence intervals over seeds: Student's t for a mean, and for a difference of two arms.
+"""Statistics of an ablation: t intervals over seeds, paired t tests, Holm's correction, a stratified bootstrap.
 
-An ablation has few seeds (3-5), so intervals use Student's t, not the normal approximation:
+An ablation has few seeds (3-10), so intervals use Student's t (``scipy.stats.t``), not the normal
+approximation:
 
-* mean:        ``x̄ ± t_{1-α/2, n-1} · s / √n`` (``s`` the sample standard deviation, n-1 denominator);
-  NIST/SEMATECH e-Handbook of Statistical Methods, §7.2.2.1 (confidence limits for the mean).
-* paired difference (the same seeds in both arms): the interval of the mean of the per-seed
-  differences ``d_i = a_i - b_i``; NIST e-Handbook §7.3.1 / any paired-t text.
-* unpaired difference (Welch, 1947): ``(ā - b̄) ± t_{1-α/2, ν} · √(s_a²/n_a + s_b²/n_b)`` with the
-  Welch–Satterthwaite ``ν = (s_a²/n_a + s_b²/n_b)² / ((s_a²/n_a)²/(n_a-1) + (s_b²/n_b)²/(n_b-1))``.
-
-The t quantile is computed here (no SciPy): the t CDF through the regularised incomplete beta
-function, ``P(T ≤ t) = 1 - ½·I_{ν/(ν+t²)}(ν/2, ½)`` for ``t ≥ 0`` (Abramowitz & Stegun 26.7.1 /
-26.5.27), evaluated with the continued fraction of Numerical Recipes §6.4 (modified Lentz), and
-inverted by bisection to 1e-10. Non-integer ``ν`` (Welch) works the same way.
+* mean (:func:`mean_ci`): ``x̄ ± t_{1-α/2, n-1} · s / √n`` (``s`` the sample standard deviation, n-1
+  denominator); NIST/SEMATECH e-Handbook of Statistical Methods, §7.2.2.1.
+* paired difference (:func:`paired_test`, :func:`diff_ci` with ``paired``): the same seeds in both arms;
+  the interval of the mean of the per-seed differences ``d_i = a_i - b_i`` and the two-sided p-value of
+  ``scipy.stats.ttest_rel`` (NIST e-Handbook §7.3.1).
+* unpaired difference (Welch, 1947): ``scipy.stats.ttest_ind(equal_var=False)`` with the
+  Welch–Satterthwaite degrees of freedom.
+* many tests at once (:func:`holm`): Holm's step-down adjusted p-values (Holm, 1979, "A simple sequentially
+  rejective multiple test procedure", Scand. J. Statist. 6:65-70), which control the family-wise error rate.
+* task x seed (:func:`stratified_bootstrap`): the stratified bootstrap of Agarwal et al., "Deep
+  Reinforcement Learning at the Edge of the Statistical Precipice", NeurIPS 2021 (``StratifiedBootstrap``
+  of google-research/rliable, ``rliable/library.py``, with ``task_bootstrap=False``): every task's runs
+  (seeds) are resampled with replacement, tasks kept, and the percentile interval of the mean taken.
+  Implemented here with numpy because rliable 1.2 pins ``arch<8``, whose 7.x releases fail to import
+  under pandas 3, and because rliable draws its indices from numpy's global generator (not seedable per call).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
-
-def _betacf(a: float, b: float, x: float) -> float:
-    """Continued fraction of the incomplete beta function (Numerical Recipes §6.4, modified Lentz)."""
-    tiny, qab, qap, qam = 1e-300, a + b, a + 1.0, a - 1.0
-    c, d = 1.0, 1.0 - qab * x / qap
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 500):
-        m2 = 2 * m
-        for num in (m * (b - m) * x / ((qam + m2) * (a + m2)), -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))):
-            d = 1.0 + num * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + num / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1.0) < 1e-15:
-            break
-    return h
-
-
-def betainc(a: float, b: float, x: float) -> float:
-    """The regularised incomplete beta function ``I_x(a, b)`` for ``a, b > 0``, ``0 ≤ x ≤ 1``.
-
-    >>> round(betainc(2, 3, 0.4), 6)  # = 1 - (1-x)^4 - 4x(1-x)^3 for integer a=2, b=3 -> 0.5248
-    0.5248
-    """
-    if not 0.0 <= x <= 1.0:
-        raise ValueError(f"x must be in [0, 1], got {x}")
-    if x in (0.0, 1.0):
-        return x
-    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
-    if x < (a + 1.0) / (a + b + 2.0):
-        return front * _betacf(a, b, x) / a
-    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
-
-
-def t_cdf(t: float, df: float) -> float:
-    """``P(T ≤ t)`` for Student's t with ``df > 0`` degrees of freedom.
-
-    >>> round(t_cdf(1.0, 1), 6)  # Cauchy: 1/2 + atan(1)/pi = 0.75
-    0.75
-    """
-    if df <= 0:
-        raise ValueError(f"degrees of freedom must be positive, got {df}")
-    tail = 0.5 * betainc(df / 2.0, 0.5, df / (df + t * t))
-    return 1.0 - tail if t >= 0 else tail
-
-
-def t_quantile(p: float, df: float) -> float:
-    """The ``p`` quantile of Student's t with ``df`` degrees of freedom (bisection on :func:`t_cdf`).
-
-    >>> [round(t_quantile(0.975, df), 3) for df in (1, 2, 4, 10, 30)]  # the printed t tables
-    [12.706, 4.303, 2.776, 2.228, 2.042]
-    """
-    if not 0.0 < p < 1.0:
-        raise ValueError(f"p must be in (0, 1), got {p}")
-    if p < 0.5:
-        return -t_quantile(1.0 - p, df)
-    lo, hi = 0.0, 1.0
-    while t_cdf(hi, df) < p:
-        lo, hi = hi, hi * 2.0
-    while hi - lo > 1e-10 * max(1.0, hi):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if t_cdf(mid, df) < p else (lo, mid)
-    return 0.5 * (lo + hi)
+import numpy as np
+from scipy import stats as sps
 
 
 @dataclass(frozen=True)
@@ -124,29 +67,30 @@ class Interval:
         """True when the two intervals share at least one point."""
         return self.low <= other.high and other.low <= self.high
 
+    def excludes(self, value: float = 0.0) -> bool:
+        """True when ``value`` lies outside ``[low, high]`` (never for a degenerate interval)."""
+        return not self.degenerate and not self.low <= value <= self.high
+
     def to_dict(self) -> dict[str, float | int | bool]:
         """JSON-ready ``{mean, low, high, n, level, df, degenerate}``."""
         return {"mean": self.mean, "low": self.low, "high": self.high, "n": self.n, "level": self.level,
                 "df": self.df, "degenerate": self.degenerate}
 
 
-def _moments(values: Sequence[float]) -> tuple[float, float]:
-    """(mean, sample variance with n-1 denominator; 0.0 for one value)."""
-    n = len(values)
-    mean = math.fsum(values) / n
-    var = math.fsum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
-    return mean, var
-
-
-def _check(values: Sequence[float], level: float, what: str) -> list[float]:
+def _check(values: Sequence[float], level: float, what: str) -> np.ndarray:
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level}")
-    out = [float(v) for v in values]
-    if not out:
+    out = np.asarray([float(v) for v in values], dtype=float)
+    if out.size == 0:
         raise ValueError(f"{what}: no values (an interval needs at least one)")
-    if any(math.isnan(v) for v in out):
-        raise ValueError(f"{what}: NaN among the values {out}")
+    if np.isnan(out).any():
+        raise ValueError(f"{what}: NaN among the values {out.tolist()}")
     return out
+
+
+def _tq(level: float, df: float) -> float:
+    """The two-sided ``level`` quantile ``t_{1-α/2, df}`` (``scipy.stats.t.ppf``)."""
+    return float(sps.t.ppf(0.5 + level / 2.0, df))
 
 
 def mean_ci(values: Sequence[float], level: float = 0.95) -> Interval:
@@ -163,28 +107,97 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> Interval:
         ValueError: no values, a NaN, or ``level`` outside (0, 1).
 
     >>> m, lo, hi = mean_ci([1, 2, 3])  # s = 1, t(0.975, 2) = 4.3027 -> half-width 4.3027/sqrt(3) = 2.4841
-    >>> m, round(lo, 4), round(hi, 4)
+    >>> float(m), round(lo, 4), round(hi, 4)
     (2.0, -0.4841, 4.4841)
     >>> mean_ci([0.5]).degenerate, tuple(mean_ci([0.5]))
     (True, (0.5, 0.5, 0.5))
     """
     vals = _check(values, level, "mean_ci")
-    n = len(vals)
-    mean, var = _moments(vals)
+    n, mean = vals.size, float(vals.mean())
     if n < 2:
         return Interval(mean, mean, mean, n, level, 0.0)
-    half = t_quantile(0.5 + level / 2.0, n - 1) * math.sqrt(var / n)
+    half = _tq(level, n - 1) * float(vals.std(ddof=1)) / math.sqrt(n)
     return Interval(mean, mean - half, mean + half, n, level, float(n - 1))
 
 
-def diff_ci(a: Sequence[float], b: Sequence[float], level: float = 0.95, *, paired: bool = True) -> Interval:
-    """Confidence interval of ``mean(a) - mean(b)`` (e.g. controlled minus uncontrolled, per seed).
+@dataclass(frozen=True)
+class Test:
+    """A difference ``a - b`` with its interval and the two-sided p-value of its t test.
 
-    Args:
-        a, b: per-seed scores of the two arms. With ``paired``, ``a[i]`` and ``b[i]`` come from the
-            same seed (same length required): the interval is :func:`mean_ci` of the differences.
-            Without, Welch's unequal-variance interval with the Welch–Satterthwaite df.
-        level: two-sided confidence level.
+    Attributes:
+        interval: the :class:`Interval` of the difference. p: two-sided p-value (None when there is no
+            test: fewer than two values). statistic: the t statistic (None likewise; ``inf`` for a
+            nonzero difference with no spread). paired: True for a paired test, False for Welch's.
+    """
+
+    interval: Interval
+    p: float | None
+    statistic: float | None
+    paired: bool
+
+    def to_dict(self) -> dict[str, object]:
+        """``interval.to_dict()`` plus ``p``, ``t`` (None when infinite: valid JSON) and ``paired``."""
+        t = self.statistic if self.statistic is not None and math.isfinite(self.statistic) else None
+        return {**self.interval.to_dict(), "p": self.p, "t": t, "paired": self.paired}
+
+
+def paired_test(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> Test:
+    """The paired t test of ``a - b`` (``a[i]``, ``b[i]`` from seed i): mean difference, interval, p-value.
+
+    The interval is ``d̄ ± t_{1-α/2, n-1} · s_d / √n`` (``scipy.stats.t.ppf``); the p-value is
+    ``scipy.stats.ttest_rel(a, b).pvalue``. With no spread in the differences the t statistic is
+    infinite (p = 0) for a nonzero difference, and undefined for a zero one (reported as p = 1: no
+    evidence of any difference).
+
+    Raises:
+        ValueError: empty inputs, NaNs, unequal lengths, ``level`` outside (0, 1).
+
+    >>> t = paired_test([0.6, 0.7, 0.65], [0.3, 0.35, 0.4])  # d = 0.3, 0.35, 0.25: s_d = 0.05, t = 10.392
+    >>> round(t.interval.mean, 4), round(t.interval.half_width, 4), round(t.p, 4)  # df 2: p = 1 - t/sqrt(2+t^2)
+    (0.3, 0.1242, 0.0091)
+    """
+    va, vb = _check(a, level, "paired_test (a)"), _check(b, level, "paired_test (b)")
+    if va.size != vb.size:
+        raise ValueError(f"paired differences need equal lengths (one value per seed): {va.size} vs {vb.size}")
+    d = va - vb
+    ci = mean_ci(d, level)
+    if ci.degenerate:
+        return Test(ci, None, None, True)
+    if np.ptp(d) <= 1e-12 * max(1.0, float(np.abs(d).max())):
+        mean = float(d.mean())
+        point = Interval(mean, mean, mean, ci.n, level, ci.df)
+        return Test(point, 0.0 if mean else 1.0, math.copysign(math.inf, mean) if mean else None, True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # scipy's precision note for nearly equal values
+        res = sps.ttest_rel(va, vb)
+    return Test(ci, float(res.pvalue), float(res.statistic), True)
+
+
+def welch_test(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> Test:
+    """Welch's unequal-variance t test of ``mean(a) - mean(b)`` (``scipy.stats.ttest_ind(equal_var=False)``).
+
+    The interval is ``(ā - b̄) ± t_{1-α/2, ν} · √(s_a²/n_a + s_b²/n_b)`` with the Welch–Satterthwaite ``ν``.
+    Degenerate (the point, no p-value) when a side has one value or both have no spread.
+
+    Raises:
+        ValueError: empty inputs, NaNs, ``level`` outside (0, 1).
+    """
+    va, vb = _check(a, level, "welch_test (a)"), _check(b, level, "welch_test (b)")
+    mean, n = float(va.mean() - vb.mean()), min(va.size, vb.size)
+    if va.size < 2 or vb.size < 2:
+        return Test(Interval(mean, mean, mean, n, level, 0.0), None, None, False)
+    se2 = float(va.var(ddof=1)) / va.size + float(vb.var(ddof=1)) / vb.size
+    if se2 == 0.0:
+        return Test(Interval(mean, mean, mean, n, level, float(va.size + vb.size - 2)), None, None, False)
+    res = sps.ttest_ind(va, vb, equal_var=False)
+    df = float(res.df)
+    half = _tq(level, df) * math.sqrt(se2)
+    return Test(Interval(mean, mean - half, mean + half, n, level, df), float(res.pvalue), float(res.statistic),
+                False)
+
+
+def diff_ci(a: Sequence[float], b: Sequence[float], level: float = 0.95, *, paired: bool = True) -> Interval:
+    """Confidence interval of ``mean(a) - mean(b)``: :func:`paired_test`'s or :func:`welch_test`'s interval.
 
     Raises:
         ValueError: empty inputs, NaNs, or unequal lengths when paired.
@@ -196,19 +209,81 @@ def diff_ci(a: Sequence[float], b: Sequence[float], level: float = 0.95, *, pair
     >>> round(w.mean, 4), round(w.half_width, 4), w.df
     (1.0, 2.267, 4.0)
     """
-    va, vb = _check(a, level, "diff_ci (a)"), _check(b, level, "diff_ci (b)")
-    if paired:
-        if len(va) != len(vb):
-            raise ValueError(f"paired differences need equal lengths (one value per seed): {len(va)} vs {len(vb)}")
-        return mean_ci([x - y for x, y in zip(va, vb)], level)
-    (ma, sa), (mb, sb) = _moments(va), _moments(vb)
-    mean, na, nb = ma - mb, len(va), len(vb)
-    if na < 2 or nb < 2:
-        return Interval(mean, mean, mean, min(na, nb), level, 0.0)
-    ea, eb = sa / na, sb / nb
-    se2 = ea + eb
-    if se2 == 0.0:
-        return Interval(mean, mean, mean, min(na, nb), level, float(na + nb - 2))
-    df = se2 ** 2 / (ea ** 2 / (na - 1) + eb ** 2 / (nb - 1))
-    half = t_quantile(0.5 + level / 2.0, df) * math.sqrt(se2)
-    return Interval(mean, mean - half, mean + half, min(na, nb), level, df)
+    return (paired_test(a, b, level) if paired else welch_test(a, b, level)).interval
+
+
+def holm(pvalues: Sequence[float | None]) -> list[float | None]:
+    """Holm's step-down adjusted p-values (Holm, 1979), in the input order; None stays None (no test).
+
+    With the m p-values sorted ascending, ``p'_(i) = max_{j ≤ i} min(1, (m - j + 1) · p_(j))``; rejecting
+    every hypothesis whose adjusted p is below α controls the family-wise error rate at α.
+
+    >>> holm([0.01, 0.04, 0.03, 0.005])  # sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1, running max
+    [0.03, 0.06, 0.06, 0.02]
+    >>> holm([0.2, None])
+    [0.2, None]
+    """
+    tested = sorted((p, i) for i, p in enumerate(pvalues) if p is not None)
+    m, out, running = len(tested), list(pvalues), 0.0
+    for rank, (p, i) in enumerate(tested):
+        running = max(running, min(1.0, (m - rank) * p))
+        out[i] = round(running, 15)
+    return out
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """A stratified-bootstrap percentile interval of a mean over a runs x tasks matrix.
+
+    Attributes:
+        mean: the mean of the matrix. low, high: the percentile interval. level: its confidence level.
+        runs, tasks: the matrix's shape. reps: bootstrap replicates. seed: the generator's seed.
+    """
+
+    mean: float
+    low: float
+    high: float
+    level: float
+    runs: int
+    tasks: int
+    reps: int
+    seed: int
+
+    def to_dict(self) -> dict[str, float | int]:
+        """JSON-ready fields."""
+        return asdict(self)
+
+
+def stratified_bootstrap(scores: np.ndarray | Sequence[Sequence[float]], level: float = 0.95, *,
+                         reps: int = 10_000, seed: int = 0, chunk: int = 500) -> Bootstrap:
+    """Percentile interval of the mean of a ``(runs, tasks)`` matrix, resampling runs within each task.
+
+    Every replicate draws, independently for each task (column), ``runs`` row indices with replacement and
+    takes the mean of the resampled matrix (Agarwal et al., NeurIPS 2021; rliable's ``StratifiedBootstrap``).
+    For a paired comparison pass the per-(seed, task) differences ``a - b``: each seed's pair stays together.
+
+    Args:
+        scores: ``(runs, tasks)`` values, e.g. per seed and task the difference of two arms' success.
+        level: two-sided level of the percentile interval.
+        reps: bootstrap replicates (at least 100). seed: seed of ``numpy.random.default_rng`` (the same
+            seed gives the same interval). chunk: replicates drawn at once (memory: chunk x runs x tasks).
+
+    Raises:
+        ValueError: not a 2-D matrix, an empty one, NaNs, ``reps < 100``, ``level`` outside (0, 1).
+    """
+    x = np.asarray(scores, dtype=float)
+    if x.ndim != 2 or 0 in x.shape:
+        raise ValueError(f"stratified_bootstrap needs a non-empty (runs, tasks) matrix, got shape {x.shape}")
+    if np.isnan(x).any():
+        raise ValueError("stratified_bootstrap: NaN among the scores")
+    if reps < 100 or not 0.0 < level < 1.0:
+        raise ValueError(f"need reps >= 100 and level in (0, 1), got reps={reps}, level={level}")
+    rng, (runs, tasks) = np.random.default_rng(seed), x.shape
+    cols, stats_ = np.arange(tasks), np.empty(reps)
+    for start in range(0, reps, chunk):
+        k = min(chunk, reps - start)
+        rows = rng.integers(0, runs, size=(k, runs, tasks))
+        stats_[start:start + k] = x[rows, cols].mean(axis=(1, 2))
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(stats_, [alpha, 1.0 - alpha])
+    return Bootstrap(float(x.mean()), float(low), float(high), level, runs, tasks, reps, seed)

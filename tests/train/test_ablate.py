@@ -9,7 +9,17 @@ from pathlib import Path
 import pytest
 
 from simrl.errors import SimrlError
-from simrl.train.ablate import RunJob, arm_kind, comparisons, plan_runs, run_ablation, run_jobs, train_command
+from simrl.train.ablate import (
+    RunJob,
+    arm_kind,
+    comparisons,
+    environments,
+    plan_runs,
+    primary,
+    run_ablation,
+    run_jobs,
+    train_command,
+)
 from simrl.train.evaluate import evaluate_run, load_run_eval
 from simrl.train.recipe import load_recipe, parse_recipe
 
@@ -55,6 +65,18 @@ def test_plan_and_comparisons(tmp_path):
                                                                  ("ctl", "real")]
     assert ("real", "warmstart") in comparisons(rec, ["untrained", "warmstart"])
     assert ("real", "untrained") in comparisons(rec, ["untrained"])
+    every = comparisons(rec, ["untrained", "warmstart", "candidates"])  # each arm against each baseline present
+    assert all((a, b) in every for a in rec.all_arms() for b in ("candidates", "warmstart", "untrained"))
+    assert len(every) == len(set(every))
+    assert primary(rec) == {"a": "ctl", "b": "unc", "metric": "success", "declared": False}
+    declared = parse_recipe({**data, "primary": {"a": "real", "b": "candidates"}})
+    assert primary(declared) == {"a": "real", "b": "candidates", "metric": "success", "declared": True}
+    assert comparisons(declared, ["candidates"])[0] == ("real", "candidates")
+    alone = parse_recipe({**data, "arms": {"real": {"environment": "real"}}, "grid": None})
+    assert (primary(alone, ["untrained", "warmstart"])["a"], primary(alone, ["untrained", "warmstart"])["b"]) == \
+        ("real", "warmstart")
+    assert environments(rec)["ctl"] == {"kind": "world model (oracle) + gentle (inject)", "description": "",
+                                        "world_model": "oracle"}
     assert arm_kind(rec.arm("ctl")) == "world model (oracle) + gentle (inject)" and arm_kind(rec.arm("real")) == "real"
     cmd = train_command(tmp_path / "r.yaml", jobs[0], tmp_path, True)
     assert cmd[1:] == ["-m", "simrl.cli.main", "train", str(tmp_path / "r.yaml"), "--arm", "real", "--seed", "3",
@@ -107,12 +129,15 @@ def test_ablation_end_to_end_with_a_failed_run_then_resume(tmp_path):
     assert list(ctl["seeds"]) == ["0", "1"] and ctl["metrics"]["success"]["n"] == 2
     assert set(report["baselines"]) == {"untrained", "warmstart"}
     assert report["comparisons"][0] == ["sim-controlled", "sim-uncontrolled"]
-    assert any(d["a"] == "sim-controlled" and d["b"] == "sim-uncontrolled" for d in report["differences"])
+    p = report["primary"]
+    assert (p["a"], p["b"], p["declared"]) == ("sim-controlled", "sim-uncontrolled", False)
+    assert p["test"] is not None and p["test"]["paired"] is False  # sim-uncontrolled seed 1 failed: one shared seed
+    assert any(d["a"] == "sim-controlled" and d["b"] == "warmstart" for d in report["secondary"])
     assert json.loads((out / "report.json").read_text()) == report
     md = (out / "report.md").read_text()
     assert "sim-uncontrolled seed 1 (exit code 3: error: boom)" in md
-    assert sorted(p.name for p in (out / "plots").iterdir()) == ["edge_cases.png", "final_scores.png",
-                                                                "learning_curves.png"]
+    assert md.startswith("# Ablation report: tiny-ablation\n\n## Primary comparison")
+    assert {"final_scores.png", "learning_curves.png"} <= {p.name for p in (out / "plots").iterdir()}
     assert (out / "baselines" / "warmstart" / "seed-1" / "eval").is_dir()
     run = out / "sim-controlled" / "seed-0"  # the trainer's own evaluation == final.pt loaded and evaluated again
     before = load_run_eval(run)

@@ -69,6 +69,15 @@ def test_shipped_recipes_load():
     ({"real.fault_rate": 2}, "real.fault_rate", "less than or equal to 1"),
     ({"arms": {}}, "arms", "at least 1"),
     ({"arms": {"Bad Name": {"environment": "real"}}}, "(top level)", "bad arm name"),
+    ({"primary": {"a": "nope", "b": "real"}}, "(top level)", "primary.a 'nope' is not an arm; arms: real, sim"),
+    ({"primary": {"a": "sim", "b": "oracle"}}, "(top level)", "neither an arm nor a baseline; use one of real, sim, "
+                                                              "candidates, warmstart, untrained"),
+    ({"primary": {"a": "sim", "b": "sim"}}, "(top level)", "compare two different arms"),
+    ({"primary": {"a": "sim", "b": "real", "metric": "pass@3"}}, "(top level)",
+     "primary.metric 'pass@3' is not evaluated here; use one of success, reward, avg@1, pass@1"),
+    ({"primary": {"a": "sim", "b": "real", "metric": "item_f1"}}, "(top level)", "not evaluated here"),
+    ({"primary": {"a": "sim"}}, "primary.b", "Field required"),
+    ({"primary": {"a": "sim", "b": "real", "alpha": 0.1}}, "primary.alpha", "unknown field"),
 ])
 def test_invalid_recipe_names_the_field(patch, field, words):
     with pytest.raises(SpecError) as err:
@@ -127,3 +136,12 @@ def test_arms_and_grid():
     assert recipe.arm("real").world_model() == "real" and recipe.arm("sim").world_model() == "oracle"
     with pytest.raises(SimrlError, match="no arm 'nope'; arms: real, sim"):
         recipe.arm("nope")
+
+
+def test_primary_is_declared_or_left_to_the_default():
+    assert parse_recipe(_with({})).primary is None
+    rec = parse_recipe(_with({"primary": {"a": "sim", "b": "candidates"}, "evaluation.trials": 3}))
+    assert (rec.primary.a, rec.primary.b, rec.primary.metric) == ("sim", "candidates", "success")
+    assert parse_recipe(_with({"primary": {"a": "real", "b": "sim", "metric": "pass@3"},
+                               "evaluation.trials": 3})).primary.metric == "pass@3"
+    assert parse_recipe(yaml.safe_load(recipe_yaml(rec))) == rec  # round-trips through recipe.yaml

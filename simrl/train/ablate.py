@@ -30,13 +30,12 @@ from typing import Any
 
 from simrl.errors import SimrlError
 from simrl.train import runs
-from simrl.train.evaluate import EvalResult, evaluate_baseline, evaluate_run, load_run_eval
+from simrl.train.evaluate import BASELINES, EvalResult, evaluate_baseline, evaluate_run, load_run_eval
 from simrl.train.recipe import Arm, Recipe, recipe_yaml
 from simrl.train.report import build_report, write_report
 
 RESERVED = ("logs", "baselines", "plots")
 """Folder names of OUT that arms may not use (beside ``worlds`` and ``cache``)."""
-BASELINES = ("untrained", "warmstart")
 
 
 @dataclass(frozen=True)

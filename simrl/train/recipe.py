@@ -77,7 +77,8 @@ class Recipe(BaseModel):
     policy: PolicyConfig = Field(default_factory=PolicyConfig, description="The trainable policy.")
     trainer: TrainerConfig = Field(default_factory=TrainerConfig, description="Trainer and optimiser.")
     budget: Budget = Field(description="Steps, group size, batch and turn limit.")
-    warm_start: WarmStart = Field(default_factory=WarmStart, description="Behaviour-cloning warm start.")
+    warm_start: WarmStart | None = Field(default_factory=WarmStart, description="Behaviour-cloning warm start "
+                                                                              "(null or demos: 0: none).")
     evaluation: Evaluation = Field(default_factory=Evaluation, description="Held-out evaluation.")
     seeds: list[int] = Field(default=[0], min_length=1, description="Training seeds; every arm runs each.")
     grid: Grid | None = Field(default=None, description="Optional schedule sweep of one world_model arm.")

@@ -22,7 +22,8 @@ Limits: a string argument over :data:`MAX_STRING_CHARS` characters, a list or ob
 refused with a tool error that says which argument and why (so is a value the database rejects).
 
 Operational faults (off by default): with ``fault_rate`` > 0 each call fails, before touching the
-records, with that probability, drawn from ``random.Random(seed)``: a timeout (the server sleeps
+records, with that probability, drawn per call index from ``random.Random(f"...-{seed}-{index}")``
+(:class:`Faults`: known in advance, whatever the agent calls): a timeout (the server sleeps
 ``fault_delay`` seconds, then errors), ``429 Too Many Requests`` (with a retry-after) or
 ``503 Service Unavailable``. They are ordinary ``isError`` results, like a flaky production service.
 """
@@ -59,28 +60,49 @@ FAULT_KINDS = ("timeout", "rate_limit", "unavailable")
 
 
 class Faults:
-    """Seeded operational faults: ``await faults.maybe_fail()`` raises a ToolError with probability ``rate``."""
+    """Seeded operational faults: ``await faults.maybe_fail()`` raises a ToolError with probability ``rate``.
+
+    The outcome of the ``i``-th call (counted from 0, every call that reaches ``maybe_fail``) is a pure
+    function of ``(rate, seed, i)`` (:meth:`draw`), not of the calls before it, so the faults an episode
+    will meet are known before it runs (:func:`fault_plan`) and are the same whatever the agent calls.
+    """
 
     def __init__(self, rate: float = 0.0, seed: int = 0, delay: float = 1.0) -> None:
         if not 0.0 <= rate <= 1.0:
             raise SimrlError(f"fault rate must be in [0, 1], got {rate}")
-        self.rate, self.delay = rate, delay
-        self._rng = random.Random(f"simrl-records-faults-{seed}")
+        self.rate, self.seed, self.delay = rate, seed, delay
+        self.calls = 0
+
+    def draw(self, index: int) -> tuple[str, int] | None:
+        """``(kind, retry-after seconds)`` of the fault of call ``index``, or None (no fault)."""
+        if self.rate <= 0.0:
+            return None
+        rng = random.Random(f"simrl-records-faults-{self.seed}-{index}")
+        if rng.random() >= self.rate:
+            return None
+        return rng.choice(FAULT_KINDS), rng.randint(1, 5)
 
     async def maybe_fail(self) -> None:
-        """Raise a ToolError describing a timeout, 429 or 503, or return (no fault)."""
-        if self.rate <= 0.0 or self._rng.random() >= self.rate:
+        """Raise a ToolError describing a timeout, 429 or 503 (the fault of this call's index), or return."""
+        fault = self.draw(self.calls)
+        self.calls += 1
+        if fault is None:
             return
-        kind = self._rng.choice(FAULT_KINDS)
+        kind, wait = fault
         if kind == "timeout":
             await asyncio.sleep(self.delay)
             raise ToolError(f"504 Gateway Timeout: the record service did not answer within {self.delay:g}s; "
                             "the request was not applied, retry it")
         if kind == "rate_limit":
-            wait = self._rng.randint(1, 5)
             raise ToolError(f"429 Too Many Requests: rate limit exceeded; retry after {wait} s "
                             f"(Retry-After: {wait})")
         raise ToolError("503 Service Unavailable: the record service is temporarily unavailable; retry later")
+
+
+def fault_plan(rate: float, seed: int, calls: int) -> list[int]:
+    """The indices (from 0) among the first ``calls`` calls of a server with ``fault_rate`` / ``seed`` that fail."""
+    faults = Faults(rate, seed)
+    return [i for i in range(calls) if faults.draw(i) is not None]
 
 
 def build_server(store: RecordStore, *, fault_rate: float = 0.0, seed: int = 0,

@@ -3,9 +3,10 @@
 How the pieces fit (each module's docstring has the details):
 
 * :mod:`simrl.train.candidates` — ``candidate_actions(task_view, initial, turns) -> list[Action]``:
-  the actions a small policy chooses among at a turn, derived from the observation text only (names
-  in the prompt, URLs and ids in results, cursors to follow, a retry of a failed call, answers read off
-  the observations). Deterministic: the same history gives the same list in the same order.
+  the actions a small policy chooses among at a turn, built from the tool schemas and the values of the
+  episode only (the prompt's, the results'), with recovery expressible (repeat, continue a cursor) and
+  generic answers (values, count / sum / min / max / earliest / latest over the records seen).
+  Deterministic: the same history gives the same list in the same order.
 * :mod:`simrl.train.policy` — ``ScorerPolicy``: a DRRN-style scorer (He et al., 2016) that embeds the
   state text and each candidate's text (hashed n-gram bags), scores them by a dot product and samples
   from the softmax. It is a :class:`~simrl.rollout.Policy` (``async act``) and gives
@@ -21,6 +22,8 @@ How the pieces fit (each module's docstring has the details):
 * :mod:`simrl.train.verl` — ``trainer.kind: verl``: a verl job folder per run (datasets, tool config,
   Hydra overrides, ``command.sh``), run locally or submitted to Ray; the tools step simrl environments.
 * :mod:`simrl.train.runs` — run folder layout, shared worlds, environments of an arm, checkpoints.
+* :mod:`simrl.train.eval_tasks` — the evaluation set fixed before a run: expert-solvable tasks, task
+  properties (kind, pages, pre-drawn faults).
 * :mod:`simrl.train.evaluate`, :mod:`simrl.train.ablate`, :mod:`simrl.train.report` — held-out real
   evaluation, arms x seeds orchestration, ``report.md`` / ``report.json`` / plots
   (:mod:`simrl.train.report_compare`: the preregistered primary comparison and the Holm-corrected

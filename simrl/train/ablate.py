@@ -33,13 +33,12 @@ from typing import Any
 
 from simrl.errors import SimrlError
 from simrl.train import children, locks, runs
-from simrl.train.evaluate import EvalResult, evaluate_baseline, evaluate_run, load_run_eval
-from simrl.train.recipe import BASELINE_NAMES, Arm, Recipe, recipe_yaml
+from simrl.train.evaluate import BASELINES, EvalResult, evaluate_baseline, evaluate_run, load_run_eval
+from simrl.train.recipe import Arm, Recipe, recipe_yaml
 from simrl.train.report import build_report, write_report
 
 RESERVED = ("logs", "baselines", "plots")
 """Folder names of OUT that arms may not use (beside ``worlds`` and ``cache``)."""
-BASELINES = ("untrained", "warmstart")
 
 
 @dataclass(frozen=True)
@@ -197,7 +196,7 @@ def primary(recipe: Recipe, baselines: Sequence[str] = ()) -> dict[str, Any]:
         return {**recipe.primary.model_dump(), "declared": True}
     pairs = _arm_pairs(recipe)
     if not pairs:
-        base = [b for b in BASELINE_NAMES if b in baselines] or ["untrained"]
+        base = [b for b in BASELINES if b in baselines] or ["untrained"]
         pairs = [(next(iter(recipe.all_arms())), base[0])]
     return {"a": pairs[0][0], "b": pairs[0][1], "metric": "success", "declared": False}
 
@@ -216,7 +215,7 @@ def comparisons(recipe: Recipe, baselines: Sequence[str]) -> list[tuple[str, str
     """Pairs reported as ``a - b``: the primary first, then controlled minus uncontrolled, each world-model
     arm minus the real arm, then each arm minus each baseline present (``candidates``, ``warmstart``,
     ``untrained``). All but the primary are secondary (Holm-corrected in the report)."""
-    base = [b for b in BASELINE_NAMES if b in baselines]
+    base = [b for b in BASELINES if b in baselines]
     p = primary(recipe, baselines)
     return list(dict.fromkeys([(p["a"], p["b"]), *_arm_pairs(recipe), *((a, b) for a in recipe.all_arms()
                                                                          for b in base)]))

@@ -1,57 +1,63 @@
-"""The actions a small policy chooses among at a turn, derived from the observation text only.
+"""The actions a small policy chooses among at a turn, built from the tool schemas and the episode's values.
 
-``candidate_actions(task_view, initial, turns)`` picks a generator by the tool names of
-``initial.tools``:
+``tagged_candidates(task_view, initial, turns)`` knows no environment, task family or prompt format.
+It reads three things:
 
-* **record tools** (``find_by_name``, ``list_members``, ...): ``find_by_name`` for each name of the
-  prompt (typed by the prompt format of :mod:`simrl.world.templates`); for each id those lookups
-  returned, the listings (``list_members`` / ``list_products`` of an organization,
-  ``search_records(type="organization", filters={"headquartered_in": city})``); the same listing with
-  the last page's ``next_cursor`` (a real cursor or a perturbation's continuation token); writes built
-  from the ids and the prompt's numbers and dates; answers computed from the pages of the current
-  listing (count of distinct records, sum of ``employees``, name of the earliest ``released``) and
-  ``done`` after a successful write.
-* **search tools** (``web_search``, ``web_extractor``): searches for the prompt's names, for the link
-  texts of the last fetched page and for result titles seen; fetches of the last results' URLs (the
-  one titled like the query first); answers read off the last fetched page (title, infobox values,
-  links, dates as ``YYYY-MM-DD``, years), as ``<answer>X</answer>``.
-* **any other tools**: each tool with one required string argument, given each prompt name; ``done``.
+* **the tool schemas** (``initial.tools``): names, parameters (type, enum, required), and two generic
+  things in the descriptions: quoted literals (``'organization'``; offered to the tool's required string
+  parameters) and JSON object examples (``{"employees": 120}``; their keys, with a value of the same kind,
+  are offered to every object parameter);
+* **the values of this episode**: those the prompt writes (:func:`simrl.train.features.prompt_values`)
+  and the scalar fields of every successful result so far, with the key they sat under
+  (:func:`simrl.train.features.leaves`);
+* **the last call and its result.**
 
-Every generator starts with the recovery a careful agent makes after a disturbed result, read from
-the text by :class:`simrl.policies.expert.ToolRecovery` (retry 429 / 5xx / timeouts, fix the argument a
-422 names, narrow after a truncated response, follow a ``"page": N`` notice, repeat a cut-short call,
-re-query after an empty result). Deterministic: the same history gives the same list in the same
-order; duplicates are removed (actions compared by calls and answer, not ``text``).
-:func:`tagged_candidates` also returns each candidate's provenance tags (features of the policy).
+Calls. Each tool's required parameters are filled from values that fit them: an enum's values; for a
+string, values observed under a key that shares a word with the parameter's name (``org_id`` <- ``id``,
+``org``), kept to those whose id prefix matches a word of the name when any does (``person_id`` <-
+``person:...``), then the description's literals, then the prompt's values; for a number, the prompt's
+and matching observed numbers; for an object, ``{example key: value of the example's kind}``. Optional
+parameters are left out, except object ones (tried absent and filled). At most :data:`PER_TOOL` calls a
+tool. Recovery is only made *expressible*, never chosen: the last call repeated (``repeat_last``), the
+last call with each optional parameter set to a value of the last result under a matching key
+(``continue``: a cursor), the last failed call without each optional argument (``drop``).
+
+Answers. Each scalar value of the last result; over the records (:func:`simrl.train.features.items`) of
+the current listing — every successful result of the last call that returned records and of the calls
+that differ from it only in optional scalar arguments (its pages) — their count, the sum / min / max of
+each numeric field, the earliest / latest of each date field and the other fields of the records that
+hold them; and ``done``. At most :data:`MAX_ANSWERS`.
+
+Deterministic: the same history gives the same list in the same order; duplicates are removed (actions
+compared by calls and answer, not ``text``); at most :data:`MAX_CANDIDATES` in all.
 """
 
 from __future__ import annotations
 
+import itertools
+import json
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
-from simrl.policies.expert import ToolRecovery
-from simrl.train.features import (
-    iso_date,
-    label_token,
-    parse_page,
-    parse_search_results,
-    prompt_entities,
-    prompt_numbers,
-    read_records,
-)
+from simrl.train.features import Scalar, id_prefix, is_date, items, leaves, prompt_values, shape, tokens
 from simrl.types import Action, Observation, ToolCall, Turn
 
 Tagged = tuple[Action, tuple[str, ...]]
-"""A candidate and its provenance tags (e.g. ``("tag_continue",)``)."""
-RECORD_TOOLS = frozenset({"find_by_name", "list_members", "list_products", "search_records"})
-SEARCH_TOOLS = frozenset({"web_search", "web_extractor"})
-LIST_TOOLS = ("list_members", "list_products", "search_records")
-WRITE_TOOLS = frozenset({"update_record", "add_membership", "end_membership", "appoint_ceo"})
-_PAGING = ("cursor", "page", "limit")
-_DATED = re.compile(r"^(?:Page )?[Tt]itle: (.*)\n(?:Snippet|Summary): .*\n(?:Date|Published): \d{4}-", re.MULTILINE)
-QUOTAS = {"recover": 2, "extract": 4, "answer": 6, "search": 6}
-"""Most candidates of each group for the search tools (16 at most with recovery)."""
+"""A candidate and its provenance tags (e.g. ``("tag_continue_cursor",)``)."""
+PER_TOOL = 6
+"""Most calls of one tool among the candidates of a turn."""
+MAX_VALUES = 6
+"""Most values tried for one parameter."""
+MAX_ANSWERS = 10
+"""Most final answers among the candidates of a turn."""
+MAX_CANDIDATES = 64
+"""Most candidates of a turn: recovery first, then answers, then the tools' calls taken in turn (one call of
+each tool, then a second of each, ...), so that no tool is crowded out by the tools listed before it."""
+_LITERAL = re.compile(r"'([A-Za-z_][\w-]{0,40})'")
+_MARKUP = re.compile(r"</?[A-Za-z_]\w*>")
+_EXAMPLE = re.compile(r"\{[^{}]{1,200}\}")
 
 
 def _freeze(value: Any) -> Any:
@@ -67,6 +73,215 @@ def action_key(action: Action) -> str:
     return repr((tuple((c.name, _freeze(c.arguments)) for c in action.tool_calls), action.answer))
 
 
+@dataclass(frozen=True)
+class Tool:
+    """What a tool schema says: parameters (name -> JSON schema), required names, literals, examples."""
+
+    name: str
+    params: dict[str, dict[str, Any]]
+    required: tuple[str, ...]
+    literals: tuple[str, ...]
+    examples: tuple[tuple[str, Any], ...]
+
+    def kind(self, param: str) -> str:
+        """The JSON type of a parameter (the first non-null one of an ``anyOf``), ``string`` if unsaid."""
+        spec = self.params.get(param, {})
+        kinds = [spec.get("type")] + [s.get("type") for s in spec.get("anyOf", []) if isinstance(s, dict)]
+        return next((k for k in kinds if isinstance(k, str) and k != "null"), "string")
+
+    def optional(self) -> list[str]:
+        return [p for p in self.params if p not in self.required]
+
+
+def read_tools(schemas: list[dict[str, Any]]) -> list[Tool]:
+    """:class:`Tool` of each OpenAI-style tool schema (``{"function": {"name", "description", "parameters"}}``)."""
+    out = []
+    for t in schemas:
+        fn = t.get("function", t)
+        params = (fn.get("parameters") or {}).get("properties") or {}
+        desc = str(fn.get("description") or "") + " " + " ".join(str(p.get("description", "")) for p in
+                                                                 params.values() if isinstance(p, dict))
+        examples = []
+        for m in _EXAMPLE.findall(desc):
+            try:
+                obj = json.loads(m)
+            except ValueError:
+                continue
+            if isinstance(obj, dict):
+                examples += [(str(k), v) for k, v in obj.items() if isinstance(v, str | int | float)]
+        literals = tuple(dict.fromkeys(v for v in _LITERAL.findall(desc) if id_prefix(v) is None))
+        out.append(Tool(str(fn.get("name", "")), {k: v for k, v in params.items() if isinstance(v, dict)},
+                        tuple((fn.get("parameters") or {}).get("required") or ()), literals, tuple(examples)))
+    return out
+
+
+@dataclass
+class _Values:
+    """The values of this episode: the prompt's, and every successful result's (newest first)."""
+
+    prompt: list[tuple[str, Scalar]]
+    seen: list[tuple[str, Scalar]] = field(default_factory=list)
+    examples: list[tuple[str, Any]] = field(default_factory=list)
+
+    def matching(self, param: str) -> list[tuple[str, Scalar]]:
+        """Observed ``(key, value)`` whose key shares a word with ``param``; narrowed to id prefixes it names."""
+        words = tokens(param)
+        hits = [(k, v) for k, v in self.seen if tokens(k) & words]
+        typed = [(k, v) for k, v in hits if (p := id_prefix(v)) is not None
+                 and any(p.startswith(w) or w.startswith(p) for w in words if len(w) > 2)]
+        return typed or hits
+
+    def like(self, example: Any) -> list[tuple[str, Scalar]]:
+        """Values of the same kind as ``example`` (numbers, dates, ids of the same prefix, else prompt spans)."""
+        if isinstance(example, int | float):
+            return [(k, v) for k, v in self.prompt + self.seen if type(v) is type(example)]
+        if is_date(example):
+            return [(k, v) for k, v in self.prompt + self.seen if is_date(v)]
+        if (p := id_prefix(example)) is not None:
+            return [(k, v) for k, v in self.seen if id_prefix(v) == p]
+        return [(k, v) for k, v in self.prompt if k == "prompt_span"]
+
+
+def _ok(turn: Turn) -> list[str]:
+    """The contents of a turn's successful results."""
+    return [r.content for r in turn.step.observation.results if not r.is_error]
+
+
+def _episode_values(prompt: str, turns: list[Turn]) -> _Values:
+    vals = _Values(list(prompt_values(prompt)))
+    for turn in reversed(turns):
+        for text in _ok(turn):
+            vals.seen += [kv for kv in leaves(text) if kv not in vals.seen]
+    return vals
+
+
+def _options(tool: Tool, param: str, vals: _Values) -> list[tuple[Any, str]]:
+    """``(value, source tag)`` for one parameter, best first, at most :data:`MAX_VALUES`."""
+    spec, kind = tool.params.get(param, {}), tool.kind(param)
+    out: list[tuple[Any, str]] = []
+    if isinstance(spec.get("enum"), list):
+        out = [(v, "enum") for v in spec["enum"]]
+    elif kind == "string":
+        seen = [(v, f"key_{k}") for k, v in vals.matching(param) if isinstance(v, str)]
+        prompt = [(str(v), k) for k, v in vals.prompt if k != "prompt_number"]
+        out = [(v, "literal") for v in tool.literals]
+        out += [x for pair in itertools.zip_longest(seen, prompt) for x in pair if x is not None]
+    elif kind in ("integer", "number"):
+        out = [(v, k) for k, v in vals.prompt if k == "prompt_number"]
+        out += [(v, f"key_{k}") for k, v in vals.matching(param) if isinstance(v, int | float)]
+    elif kind == "object":
+        for key, example in vals.examples:
+            out += [({key: v}, f"example_{key}_{k}") for k, v in vals.like(example)[:3]]
+    seen, unique = set(), []
+    for v, tag in out:
+        if (f := repr(_freeze(v))) not in seen:
+            seen.add(f)
+            unique.append((v, tag))
+    return unique[:MAX_VALUES]
+
+
+def _calls(tool: Tool, vals: _Values) -> Iterable[Tagged]:
+    """The tool's calls: its required parameters filled (every combination), optional objects absent or filled."""
+    params = list(tool.required) + [p for p in tool.optional() if tool.kind(p) == "object"]
+    choices = []
+    for p in params:
+        opts = _options(tool, p, vals)
+        if p not in tool.required:
+            opts = [(None, "absent")] + opts
+        if not opts:
+            return
+        choices.append(opts)
+    for combo in itertools.islice(itertools.product(*choices), PER_TOOL):
+        args = {p: v for p, (v, _) in zip(params, combo) if v is not None}
+        yield Action.call(tool.name, **args), (f"tag_call_{tool.name}",) + tuple(
+            f"src_{p}_{tag}" for p, (_, tag) in zip(params, combo))
+
+
+def _recovery(tools: dict[str, Tool], turns: list[Turn]) -> Iterable[Tagged]:
+    """The last call repeated, continued (an optional parameter set from its result) or without an optional argument."""
+    if not turns or not turns[-1].action.tool_calls:
+        return
+    call, obs = turns[-1].action.tool_calls[0], turns[-1].step.observation
+    failed = any(r.is_error for r in obs.results)
+    yield Action(tool_calls=[call]), ("tag_repeat_last", "tag_after_error" if failed else "tag_after_ok")
+    tool = tools.get(call.name)
+    if tool is None:
+        return
+    if failed:
+        for p in call.arguments:
+            if p not in tool.required:
+                args = {k: v for k, v in call.arguments.items() if k != p}
+                yield Action.call(call.name, **args), ("tag_drop_arg", f"tag_drop_{p}")
+        return
+    for text in _ok(turns[-1]):
+        top = [(k, v) for k, v in leaves(text) if k and k in _top_keys(text)]
+        for p in tool.optional():
+            for k, v in top:
+                if tokens(k) & tokens(p) and v != call.arguments.get(p):
+                    yield Action.call(call.name, **{**call.arguments, p: v}), ("tag_continue", f"tag_continue_{p}")
+
+
+def _top_keys(text: str) -> set[str]:
+    from simrl.train.features import top_keys
+
+    return set(top_keys(text))
+
+
+def _signature(call: ToolCall, tool: Tool | None) -> str:
+    """A call without its optional scalar arguments (a cursor, a limit): the calls of one listing share it."""
+    keep = {k: v for k, v in call.arguments.items()
+            if tool is None or k in tool.required or isinstance(v, dict | list)}
+    return repr((call.name, _freeze(keep)))
+
+
+def listing(tools: dict[str, Tool], turns: list[Turn]) -> tuple[list[dict[str, Any]], int]:
+    """``(records, pages)`` of the current listing (see the module docstring); ``([], 0)`` when none."""
+    last = next((t for t in reversed(turns) if t.action.tool_calls and any(items(c) for c in _ok(t))), None)
+    if last is None:
+        return [], 0
+    call = last.action.tool_calls[0]
+    sig = _signature(call, tools.get(call.name))
+    records, keys, pages = [], set(), 0
+    for turn in turns:
+        if turn.action.tool_calls and _signature(turn.action.tool_calls[0], tools.get(call.name)) == sig:
+            for text in _ok(turn):
+                pages += 1
+                for r in items(text):
+                    if (k := json.dumps(r, sort_keys=True, default=str)) not in keys:
+                        keys.add(k)
+                        records.append(r)
+    return records, pages
+
+
+def _aggregates(records: list[dict[str, Any]]) -> Iterable[tuple[Scalar, str]]:
+    """Count; sum / min / max of numeric fields; earliest / latest of date fields and their records' fields."""
+    yield len(records), "agg_count"
+    fields = list(dict.fromkeys(k for r in records for k in r))
+    for f in fields:
+        values = [r.get(f) for r in records]
+        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            yield sum(values), f"agg_sum_{f}"
+            yield min(values), f"agg_min_{f}"
+            yield max(values), f"agg_max_{f}"
+        elif all(is_date(v) for v in values):
+            for pick, name in ((min, "earliest"), (max, "latest")):
+                best = pick(records, key=lambda r: r[f])
+                for g, v in best.items():
+                    if isinstance(v, str | int) and not isinstance(v, bool) and shape(v) in ("name", "text", "date"):
+                        yield v, f"agg_{name}_{f}_{g}"
+
+
+def _answers(tools: dict[str, Tool], turns: list[Turn]) -> Iterable[Tagged]:
+    records, pages = listing(tools, turns)
+    state = f"tag_pages_{min(pages, 4)}"
+    for value, tag in (_aggregates(records) if records else ()):
+        yield Action.final(str(value)), ("tag_answer", f"tag_{tag}", state)
+    for text in (_ok(turns[-1]) if turns else ()):
+        for k, v in leaves(text)[:6]:
+            yield Action.final(str(v)), ("tag_answer", "tag_answer_value", f"tag_value_{k}")
+    yield Action.final("done"), ("tag_answer", "tag_answer_done")
+
+
 def candidate_actions(task_view: dict[str, str], initial: Observation, turns: list[Turn]) -> list[Action]:
     """The candidate actions at this turn (deterministic, deduplicated; see the module docstring)."""
     return [a for a, _ in tagged_candidates(task_view, initial, turns)]
@@ -74,257 +289,50 @@ def candidate_actions(task_view: dict[str, str], initial: Observation, turns: li
 
 def tagged_candidates(task_view: dict[str, str], initial: Observation, turns: list[Turn]) -> list[Tagged]:
     """:func:`candidate_actions` with each candidate's tags; ``called_before`` / ``same_as_last`` added."""
-    names = {t.get("function", {}).get("name") for t in initial.tools}
-    pool = _Pool()
-    _recovery(pool, initial, turns)
-    if names & RECORD_TOOLS:
-        _records(pool, task_view.get("prompt", initial.text), turns, names)
-    elif names & SEARCH_TOOLS:
-        _search(pool, task_view.get("prompt", initial.text), turns)
-    else:
-        _generic(pool, task_view.get("prompt", initial.text), initial)
-    if not pool.items:  # never leave a policy without a move
-        pool.add(Action.final("done"), "answer", "tag_answer_fallback")
+    tools = {t.name: t for t in read_tools(initial.tools)}
+    vals = _episode_values(task_view.get("prompt", initial.text), turns)
+    vals.examples = list(dict.fromkeys((k, v) for t in tools.values() for k, v in t.examples))
+    pool: dict[str, Tagged] = {}
+
+    def add(tagged: Iterable[Tagged], cap: int) -> None:
+        n = 0
+        for action, tags in tagged:
+            if n >= cap or len(pool) >= MAX_CANDIDATES:
+                return
+            if (k := action_key(action)) not in pool:
+                pool[k] = (action, tags)
+                n += 1
+
+    add(_recovery(tools, turns), MAX_CANDIDATES)
+    add(_answers(tools, turns), MAX_ANSWERS)
+    per_tool = [list(_calls(tool, vals)) for tool in tools.values()]
+    add((c for row in itertools.zip_longest(*per_tool) for c in row if c is not None), MAX_CANDIDATES)
     done = {action_key(t.action) for t in turns}
     last = action_key(turns[-1].action) if turns else None
     return [(a, tags + (("tag_called_before",) if k in done else ()) + (("tag_same_as_last",) if k == last else ()))
-            for k, (a, tags) in pool.items.items()]
+            for k, (a, tags) in pool.items()]
 
 
-class _Pool:
-    """Ordered, deduplicated candidates with per-group quotas."""
+def project(action: Action, candidates: list[Action]) -> int | None:
+    """The index of the candidate a demonstration ``action`` maps to: the same action, else the call of the
+    same tool whose arguments are a subset of the action's (most arguments first); None when there is none.
 
-    def __init__(self) -> None:
-        self.items: dict[str, Tagged] = {}
-        self.counts: dict[str, int] = {}
-
-    def full(self, group: str, quota: int | None) -> bool:
-        return quota is not None and self.counts.get(group, 0) >= quota
-
-    def add(self, action: Action, group: str, *tags: str, quota: int | None = None) -> None:
-        if self.full(group, quota):
-            return
-        key = action_key(action)
-        if key in self.items:
-            return
-        self.counts[group] = self.counts.get(group, 0) + 1
-        self.items[key] = (action, (f"tag_{group}", *tags))
-
-
-def _ok(turn: Turn) -> str | None:
-    """The content of a turn's first result when it is not an error, else None."""
-    results = turn.step.observation.results
-    return results[0].content if results and not results[0].is_error else None
-
-
-def _call(turn: Turn) -> ToolCall | None:
-    return turn.action.tool_calls[0] if turn.action.tool_calls else None
-
-
-def _signature(call: ToolCall) -> str:
-    """A call without its paging arguments (cursor, page, limit)."""
-    return repr((call.name, _freeze({k: v for k, v in call.arguments.items() if k not in _PAGING})))
-
-
-def _strip(call: ToolCall, *drop: str) -> dict[str, Any]:
-    return {k: v for k, v in call.arguments.items() if k not in drop}
-
-
-def _recovery(pool: _Pool, initial: Observation, turns: list[Turn]) -> None:
-    """The follow-up :class:`ToolRecovery` makes after the last result (retry, fix, narrow, page, repeat)."""
-    if not turns or _call(turns[-1]) is None or not turns[-1].step.observation.results:
-        return
-    last = turns[-1]
-    result = last.step.observation.results[0]
-    follow = ToolRecovery(initial.tools).next(last.action, result)
-    if isinstance(follow, Action):
-        same = action_key(follow) == action_key(last.action)
-        why = ("retry" if result.is_error else "repeat") if same else "fix" if result.is_error else "other"
-        pool.add(follow, "recover", f"tag_recover_{why}")
-
-
-# -- record tools ---------------------------------------------------------------------------------
-def _found(turns: list[Turn]) -> dict[str, list[str]]:
-    """Entity ids by type that ``find_by_name`` returned under the exact name asked for, in order."""
-    out: dict[str, list[str]] = {}
-    for turn in turns:
-        call, text = _call(turn), _ok(turn)
-        if call is None or call.name != "find_by_name" or text is None:
-            continue
-        page = read_records(text)
-        asked, kind = str(call.arguments.get("name", "")).casefold(), call.arguments.get("type")
-        for r in (page[0] if page else []):
-            if str(r.get("name", "")).casefold() == asked and (kind is None or r.get("type", kind) == kind):
-                ids = out.setdefault(str(r.get("type") or str(r.get("id", "")).split(":")[0]), [])
-                if r.get("id") and r["id"] not in ids:
-                    ids.append(r["id"])
-    return out
-
-
-def _listing(turns: list[Turn]) -> tuple[ToolCall, list[dict[str, Any]], str | None] | None:
-    """The current listing: (its first call, the distinct records of its pages, the last page's cursor)."""
-    last_i = next((i for i in range(len(turns) - 1, -1, -1)
-                   if _call(turns[i]) is not None and _call(turns[i]).name in LIST_TOOLS), None)
-    if last_i is None:
+    Demonstrations may set optional arguments the candidates leave out (``find_by_name(name, type)`` ->
+    ``find_by_name(name)``) and wrap answers in markup; behaviour cloning learns the projection.
+    """
+    keys = [action_key(c) for c in candidates]
+    if (k := action_key(action)) in keys:
+        return keys.index(k)
+    if action.is_final:  # an answer in markup (``<answer>3</answer>``) maps to the bare answer
+        bare = _MARKUP.sub("", action.answer or "").strip()
+        return next((i for i, c in enumerate(candidates) if c.is_final and c.answer == bare), None)
+    if len(action.tool_calls) != 1:
         return None
-    sig, pages, first, cursor = _signature(_call(turns[last_i])), [], _call(turns[last_i]), None
-    for turn in reversed(turns[:last_i + 1]):
-        call = _call(turn)
-        if call is None or _signature(call) != sig:
-            continue
-        page = read_records(_ok(turn) or "")
-        if page is not None:
-            pages.append(page[0])
-            cursor = page[1] if len(pages) == 1 else cursor
-        first = call
-        if not call.arguments.get("cursor"):
-            break
-    records: dict[str, dict[str, Any]] = {}
-    for page in reversed(pages):
-        for r in page:
-            records.setdefault(str(r.get("id", len(records))), r)
-    return first, list(records.values()), cursor
-
-
-def _records(pool: _Pool, prompt: str, turns: list[Turn], tools: set[str]) -> None:
-    last = turns[-1] if turns else None
-    listing = _listing(turns)
-    if last is not None and listing is not None and _call(last) is not None and _call(last).name in LIST_TOOLS:
-        page = read_records(_ok(last) or "")
-        if page is not None and page[1]:
-            pool.add(Action.call(_call(last).name, **_strip(_call(last), "cursor"), cursor=page[1]), "continue")
-            pool.add(Action.call(listing[0].name, **_strip(listing[0], "cursor", "limit"), cursor=page[1]), "continue")
-    if listing is not None and listing[1]:
-        _listing_answers(pool, listing[1], "tag_listing_open" if listing[2] else "tag_listing_complete")
-    if any(_call(t) is not None and _call(t).name in WRITE_TOOLS and _ok(t) is not None for t in turns):
-        pool.add(Action.final("<answer>done</answer>"), "answer", "tag_answer_done")
-    for i, (name, kind) in enumerate(prompt_entities(prompt)):
-        args = {"name": name} | ({"type": kind} if kind else {})
-        pool.add(Action.call("find_by_name", **args), "find", f"tag_prompt_{kind or 'name'}", f"tag_pos_{i}")
-    found = _found(turns)
-    orgs, cities, people = found.get("organization", []), found.get("city", []), found.get("person", [])
-    for org in orgs:
-        for tool in ("list_members", "list_products"):
-            if tool in tools:
-                pool.add(Action.call(tool, org_id=org), "list", f"tag_{tool}")
-    for city in cities:
-        pool.add(Action.call("search_records", type="organization", filters={"headquartered_in": city}),
-                 "list", "tag_orgs_in_city")
-    numbers, dates = prompt_numbers(prompt)
-    if "update_record" in tools:
-        for org in orgs:
-            for n in numbers:
-                pool.add(Action.call("update_record", id=org, fields={"employees": n}), "write", "tag_write_employees")
-            for city in cities:
-                pool.add(Action.call("update_record", id=org, fields={"headquartered_in": city}), "write",
-                         "tag_write_headquarters")
-    if "add_membership" in tools:
-        for person in people:
-            for org in orgs:
-                for date in dates:
-                    pool.add(Action.call("add_membership", person_id=person, org_id=org, start=date), "write",
-                             "tag_write_membership")
-
-
-def _listing_answers(pool: _Pool, records: list[dict[str, Any]], state: str) -> None:
-    """Count, sum of employees, earliest released: the answers a listing's records support."""
-    pool.add(Action.final(f"<answer>{len(records)}</answer>"), "answer", "tag_answer_count", state)
-    employees = [r.get("employees") for r in records]
-    if all(isinstance(e, int) and not isinstance(e, bool) for e in employees):
-        pool.add(Action.final(f"<answer>{sum(employees)}</answer>"), "answer", "tag_answer_sum_employees", state)
-    released = [r for r in records if isinstance(r.get("released"), str) and r.get("name")]
-    if released:
-        first = min(released, key=lambda r: r["released"])
-        pool.add(Action.final(f"<answer>{first['name']}</answer>"), "answer", "tag_answer_earliest_released", state)
-
-
-# -- search tools ---------------------------------------------------------------------------------
-def _trailing(turns: list[Turn], tool: str) -> tuple[ToolCall, str] | None:
-    """The last call when it is a ``tool`` call, with the successful results of its run of calls joined
-    (the parts of one page or one result list served in several calls)."""
-    if not turns or _call(turns[-1]) is None or _call(turns[-1]).name != tool:
-        return None
-    call, texts = _call(turns[-1]), []
-    for turn in reversed(turns):
-        if _call(turn) is None or _signature(_call(turn)) != _signature(call):
-            break
-        texts.append(_ok(turn) or "")
-    return call, "\n\n".join(reversed(texts))
-
-
-def _search(pool: _Pool, prompt: str, turns: list[Turn]) -> None:
-    q = QUOTAS
-    searched = _trailing(turns, "web_search")
-    if searched is not None:
-        query = str(searched[0].arguments.get("query", ""))
-        results = parse_search_results(searched[1])
-        for url, title in results:
-            if title.casefold() == query.casefold() or f"{title} page".casefold() == query.casefold():
-                pool.add(Action.call("web_extractor", url=url), "extract", "tag_title_match", quota=q["extract"])
-        for k, (url, _) in enumerate(results):
-            pool.add(Action.call("web_extractor", url=url), "extract", f"tag_rank_{k + 1}", quota=q["extract"])
-        if not results and query and not query.endswith(" page"):
-            pool.add(Action.call("web_search", query=f"{query} page"), "search", "tag_requery_page")
-    fetched = _trailing(turns, "web_extractor")
-    page = parse_page(fetched[1]) if fetched is not None else None
-    if page is not None:
-        _page_answers(pool, page)
-    for i, (name, _) in enumerate(prompt_entities(prompt)):
-        pool.add(Action.call("web_search", query=name), "search", "tag_search_prompt", f"tag_pos_{i}", quota=q["search"])
-    for rows in ([] if page is None else page.rows):
-        for text, _ in rows[2]:
-            pool.add(Action.call("web_search", query=text), "search", "tag_search_row", f"tag_row_{label_token(rows[0])}",
-                     quota=q["search"])
-    for title, news in _seen_titles(turns)[:3]:
-        pool.add(Action.call("web_search", query=title), "search", "tag_search_title", *(("tag_news",) * news),
-                 quota=q["search"])
-    for text, _ in ([] if page is None else page.links[:3]):
-        pool.add(Action.call("web_search", query=text), "search", "tag_search_link", quota=q["search"])
-
-
-def _page_answers(pool: _Pool, page: Any) -> None:
-    """Answers read off a fetched page: its title, infobox values (links, dates, years), news date, body links."""
-    def add(value: str, *tags: str) -> None:
-        pool.add(Action.final(f"<answer>{value}</answer>"), "answer", f"tag_page_{page.kind or 'none'}", *tags,
-                 quota=QUOTAS["answer"])
-
-    if page.date:
-        add(page.date, "tag_answer_news_date")
-    add(page.title, "tag_answer_title")
-    for label, value, links in page.rows:
-        for text, _ in links:
-            add(text, "tag_answer_row", f"tag_row_{label_token(label)}")
-        date = iso_date(value)
-        if date:
-            add(date[:4], "tag_answer_year", f"tag_row_{label_token(label)}")
-            add(date, "tag_answer_date", f"tag_row_{label_token(label)}")
-        elif value.isdigit() and len(value) == 4:
-            add(value, "tag_answer_year", f"tag_row_{label_token(label)}")
-    for text, _ in page.links[:3]:
-        add(text, "tag_answer_link")
-
-
-def _seen_titles(turns: list[Turn]) -> list[tuple[str, bool]]:
-    """``(title, dated)`` of the results of the latest ``web_search`` of the history not searched already,
-    dated results (news) first."""
-    asked = {str(c.arguments.get("query", "")).casefold() for t in turns for c in t.action.tool_calls}
-    for turn in reversed(turns):
-        call, text = _call(turn), _ok(turn)
-        if call is not None and call.name == "web_search" and text:
-            dated = set(_DATED.findall(text))
-            titles = [(t, t in dated) for _, t in parse_search_results(text) if t.casefold() not in asked]
-            return sorted(titles, key=lambda x: not x[1])
-    return []
-
-
-# -- any other tools ------------------------------------------------------------------------------
-def _generic(pool: _Pool, prompt: str, initial: Observation) -> None:
-    names = [n for n, _ in prompt_entities(prompt)][:3] or [" ".join(prompt.split()[:6])]
-    for tool in initial.tools:
-        fn = tool.get("function", {})
-        params = fn.get("parameters") or {}
-        required = params.get("required") or []
-        if len(required) == 1 and (params.get("properties", {}).get(required[0]) or {}).get("type") == "string":
-            for name in names:
-                pool.add(Action.call(fn["name"], **{required[0]: name}), "generic")
-    pool.add(Action.final("done"), "answer", "tag_answer_done")
+    call, best = action.tool_calls[0], None
+    for i, c in enumerate(candidates):
+        if len(c.tool_calls) == 1 and c.tool_calls[0].name == call.name:
+            args = c.tool_calls[0].arguments
+            if all(call.arguments.get(p) == v for p, v in args.items()):
+                if best is None or len(args) > len(candidates[best].tool_calls[0].arguments):
+                    best = i
+    return best

@@ -7,7 +7,8 @@ In the spirit of cleanrl's ``ppo.py`` (docs/design.md §5). :func:`train_arm` do
    (``make(env, world=W, world_model=backend, ...)``), wrapped in the arm's perturbation schedule whose
    curriculum is read at training progress ``(step - 1) / steps`` (ZeroSearch-style ramp; docs/design.md §4);
 3. the policy: :class:`~simrl.train.policy.ScorerPolicy` (DRRN-style scorer; He et al., 2016), warm
-   started by behaviour cloning on scripted-expert demonstrations collected in the REAL environment;
+   started by behaviour cloning on scripted-expert demonstrations collected in the REAL environment from
+   episodes that met no edge case (:func:`warm_start`: the tools, never the recovery skills compared);
 4. GRPO (Shao et al., 2024, DeepSeekMath §4.1): each step samples ``batch`` train tasks, runs
    ``group_size`` episodes of each, and takes one Adam step on
    ``loss = -(1/N) sum_i A_i sum_t log pi(a_it | s_it)`` over the N valid episodes, with the
@@ -23,11 +24,14 @@ In the spirit of cleanrl's ``ppo.py`` (docs/design.md §5). :func:`train_arm` do
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import itertools
 import json
 import math
 import random
 import statistics
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -151,25 +155,48 @@ def grpo_update(policy: Any, optimizer: Any, trajs: list, advantages: list[float
 async def warm_start(recipe: Recipe, policy: Any, world: Path, tasks: list, seed: int) -> dict[str, float] | None:
     """Behaviour cloning on ``recipe.warm_start.demos`` scripted-expert episodes in the REAL environment.
 
-    Only successful demonstrations are cloned. Returns behaviour_cloning's metrics plus ``demos``
-    (the number cloned), or None when the recipe has no warm start.
+    The expert runs once on every train task; only successful episodes that met no edge case
+    (:func:`simrl.train.evaluate.edge_cases`: no next page, no fault) may be demonstrations, chosen in turn
+    from each task template (a seeded shuffle within each), so the warm start teaches the tools but never
+    paging or recovery. Returns behaviour_cloning's metrics plus what the warm start saw (``demos``,
+    ``expert_episodes``, ``clean_episodes``, ``demo_turns``, ``demos/<template>``), or None without one.
     """
     from simrl.policies import make_policy
+    from simrl.train.evaluate import edge_cases
     from simrl.train.policy import behaviour_cloning
 
     ws = recipe.warm_start
-    if ws.demos == 0:
+    if ws is None or ws.demos == 0:
         return None
-    chosen = random.Random(f"simrl-warm-start-{seed}").sample(tasks, min(ws.demos, len(tasks)))
-    expert = make_policy("expert", recipe.env.id, world, chosen)
-    trajs = await rollout(runs.real_env_factory(recipe, world), expert, chosen, max_turns=recipe.budget.max_turns,
+    expert = make_policy("expert", recipe.env.id, world, tasks)
+    trajs = await rollout(runs.real_env_factory(recipe, world), expert, tasks, max_turns=recipe.budget.max_turns,
                           concurrency=recipe.trainer.concurrency, seed=seed * 1_000_003 + 999_999)
-    demos = [t for t in trajs if t.status == "success"]
+    template = {t.task_id: t.template for t in tasks}
+    clean = [t for t in trajs if t.status == "success" and not edge_cases(t)]
+    demos = stratified(clean, lambda t: template[t.task_id], ws.demos, random.Random(f"simrl-warm-start-{seed}"))
+    seen = {"expert_episodes": float(len(trajs)), "clean_episodes": float(len(clean)), "demos": float(len(demos)),
+            "demo_turns": float(sum(len(t.turns) for t in demos))}
+    seen |= {f"demos/{k}": float(v) for k, v in sorted(Counter(template[t.task_id] for t in demos).items())}
     if not demos:
-        return {"demos": 0.0}
-    views = {t.task_id: t.policy_view() for t in chosen}
+        return seen
+    views = {t.task_id: t.policy_view() for t in tasks}
     stats = behaviour_cloning(policy, demos, views, epochs=ws.epochs, lr=ws.lr, seed=seed)
-    return {**{k: float(v) for k, v in stats.items()}, "demos": float(len(demos))}
+    return {**{k: float(v) for k, v in stats.items()}, **seen}
+
+
+def stratified(items: list, key: Callable[[Any], str], n: int, rng: random.Random) -> list:
+    """``n`` of ``items`` taken in turn from each group of ``key`` (groups sorted, each shuffled by ``rng``).
+
+    >>> sorted(x % 2 for x in stratified([1, 3, 5, 7, 2, 4], lambda x: str(x % 2), 4, random.Random(0)))
+    [0, 0, 1, 1]
+    """
+    groups: dict[str, list] = {}
+    for item in items:
+        groups.setdefault(key(item), []).append(item)
+    for name in sorted(groups):
+        rng.shuffle(groups[name])
+    order = [g for row in itertools.zip_longest(*(groups[k] for k in sorted(groups))) for g in row if g is not None]
+    return order[:n]
 
 
 def signal_share(trajs: list, group_size: int) -> float | None:
@@ -304,29 +331,47 @@ async def _train(recipe: Recipe, arm_name: str, seed: int, files: runs.RunFiles,
     return policy, (start if ckpt is not None else None), ws_stats, history
 
 
+EVAL_SEED = 777_777
+"""Base episode seed of every evaluation: the same episodes (and pre-drawn faults) for every arm and seed."""
+
+
 def evaluate(recipe: Recipe, policy: Any, files: runs.RunFiles, world: Path, worlds: Path,
              seed: int) -> dict[str, dict[str, float]]:
     """Evaluate ``policy`` in the REAL environment on held-out tasks; returns label -> metrics.
 
     Labels: ``<evaluation.split>`` (that split of the training world) and ``heldout-seed<S>`` (every task of
     each held-out world, ``world.eval_worlds``), at most ``evaluation.max_tasks`` each, ``evaluation.trials``
-    episodes per task, written to ``eval/<label>/eval.json`` (+ ``eval_trajectories.jsonl``) by
-    :func:`simrl.train.evaluate.evaluate_policy`; ``all`` is their pool
+    episodes per task at episode seeds from :data:`EVAL_SEED` (not from ``seed``: every arm, seed and
+    baseline meets the same episodes), written to ``eval/<label>/eval.json`` (+ ``eval_trajectories.jsonl``)
+    by :func:`simrl.train.evaluate.evaluate_policy`; ``all`` is their pool
     (:func:`simrl.train.evaluate.merge_results`, as :func:`~simrl.train.evaluate.load_run_eval` reads it).
+    The task set is fixed first by :func:`simrl.train.eval_tasks.prepare` (tasks the scripted expert
+    cannot solve within ``budget.max_turns`` dropped; task properties), cached under ``worlds``.
     """
+    from simrl.train.eval_tasks import prepare
     from simrl.train.evaluate import evaluate_policy, merge_results
 
     ev = recipe.evaluation
     policy.greedy = ev.greedy
     targets = [(ev.split, world, ev.split)]
     targets += [(f"heldout-seed{s}", w, None) for s, w in zip(recipe.world.eval_worlds, runs.eval_worlds(recipe, worlds))]
+    key = json.dumps([recipe.env.id, recipe.real.make_options(), ev.trials, ev.max_tasks, recipe.budget.max_turns,
+                      EVAL_SEED], sort_keys=True, default=str)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     results = {}
     for label, w, split in targets:
         tasks = runs.world_tasks(recipe, w, split)[:ev.max_tasks]
-        results[label] = evaluate_policy(policy, runs.real_env_factory(recipe, w), tasks, trials=ev.trials,
-                                         max_turns=recipe.budget.max_turns, seed=seed * 1_000_003 + 777_777,
+        factory = runs.real_env_factory(recipe, w)
+        ready = prepare(tasks, factory, env_id=recipe.env.id, world=w, trials=ev.trials,
+                        max_turns=recipe.budget.max_turns, seed=EVAL_SEED, concurrency=recipe.trainer.concurrency,
+                        cache=worlds / "eval-sets" / f"{w.name}-{label}-{digest}.json")
+        if not ready.tasks:
+            raise SimrlError(f"no {label} task is solvable by the scripted expert within budget.max_turns "
+                             f"{recipe.budget.max_turns}; raise it")
+        results[label] = evaluate_policy(policy, factory, ready.tasks, trials=ev.trials,
+                                         max_turns=recipe.budget.max_turns, seed=EVAL_SEED,
                                          out=files.root / "eval" / label, concurrency=recipe.trainer.concurrency,
-                                         label=label)
+                                         label=label, properties=ready.properties, dropped=ready.dropped)
     pooled = merge_results(list(results.values()), label="all")
     return {"all": pooled.metrics} | {label: r.metrics for label, r in results.items()}
 

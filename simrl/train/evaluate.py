@@ -7,10 +7,14 @@ per episode, :func:`simrl.rollout.rollout`) and :func:`summarize` turns the traj
 over its k trials, then the mean over tasks. Table tasks also get item and row F1 (from the final
 step's ``info["metrics"]``, which the environment scores with WideSearch's metrics).
 
-Edge cases are read off each trajectory's own text (:func:`edge_cases`), so the split works for any
-environment: real pagination and real faults count as much as injected perturbations.
-:func:`evaluate_run` / :func:`evaluate_baseline` evaluate a training run's checkpoint, the untrained
-policy and the warm start on a recipe's held-out tasks (:mod:`simrl.train.recipe`).
+Subsets are defined BEFORE the run, from task properties that every arm shares
+(:attr:`TaskResult.properties`: ``kind`` read / write, ``pages`` the gold answer needs, ``faults``
+pre-drawn on the task's episode seeds; :mod:`simrl.train.eval_tasks` fixes them and drops the tasks
+the scripted expert cannot solve within the turn limit): :data:`SUBSETS` is the one registry of
+their names. Edge cases read off each trajectory's own text (:func:`edge_cases`) are kept as a
+description of what each policy met; they differ by arm and are not for comparisons.
+:func:`evaluate_run` / :func:`evaluate_baseline` evaluate a training run's checkpoint and the
+baselines (:data:`BASELINES`) on a recipe's held-out tasks (:mod:`simrl.train.recipe`).
 """
 
 from __future__ import annotations
@@ -86,13 +90,50 @@ class EdgeCaseScore(BaseModel):
     mean_turns: float
 
 
+Properties = dict[str, str | int | bool]
+"""Task properties fixed before a run: ``kind`` (``read`` | ``write``), ``pages``, ``faults``."""
+SUBSETS: dict[str, Callable[[Properties], bool]] = {
+    "read": lambda p: p.get("kind") == "read",
+    "write": lambda p: p.get("kind") == "write",
+    "multi_page": lambda p: int(p.get("pages", 1)) > 1,
+    "faulted": lambda p: int(p.get("faults", 0)) > 0,
+    "plain": lambda p: int(p.get("pages", 1)) <= 1 and int(p.get("faults", 0)) == 0,
+}
+"""The evaluation subsets, by task properties (identical membership in every arm): reads, writes, tasks whose
+gold answer needs more than one result page, tasks with at least one pre-drawn fault on their episodes, and
+tasks with neither (the skill-free rest)."""
+BASELINES = ("candidates", "warmstart", "untrained")
+"""Baseline policies evaluated beside the arms (:func:`evaluate_baseline`), in report order; a recipe's
+``primary.b`` may name one."""
+
+
 class TaskResult(BaseModel):
-    """One task's trials (in trial order)."""
+    """One task's trials (in trial order) and its properties (fixed before the run, the same in every arm)."""
 
     task_id: str
     type: str
     success: list[bool]
     reward: list[float]
+    properties: Properties = Field(default_factory=dict)
+
+
+class SubsetScore(BaseModel):
+    """A subset of :data:`SUBSETS`: its tasks, their episodes and the success rate over those episodes."""
+
+    tasks: int
+    episodes: int
+    success: float
+
+
+def subset_scores(per_task: Sequence[TaskResult]) -> dict[str, SubsetScore]:
+    """:class:`SubsetScore` of every subset of :data:`SUBSETS` that has tasks (tasks without properties: none)."""
+    out = {}
+    for name, member in SUBSETS.items():
+        chosen = [t for t in per_task if t.properties and member(t.properties)]
+        if chosen:
+            ok = [s for t in chosen for s in t.success]
+            out[name] = SubsetScore(tasks=len(chosen), episodes=len(ok), success=_mean([float(v) for v in ok]))
+    return out
 
 
 class EvalResult(BaseModel):
@@ -105,7 +146,11 @@ class EvalResult(BaseModel):
             ``avg@k`` / ``pass@k`` (success), ``item_f1`` / ``row_f1`` and their ``avg@k/`` /
             ``pass@k/`` forms (table tasks only), ``mean_turns``, ``env_failures`` (failed tool
             steps, summed), ``env_failure_rate`` / ``truncated_rate`` (shares of episodes). Ratios in [0, 1].
-        edge_cases: :class:`EdgeCaseScore` per edge case met (:func:`edge_cases`), then ``none``.
+        edge_cases: :class:`EdgeCaseScore` per edge case met (:func:`edge_cases`), then ``none``
+            (descriptive: what this policy met; not comparable across arms).
+        subsets: :class:`SubsetScore` per subset of :data:`SUBSETS` (task properties fixed before the run).
+        dropped, dropped_ids: evaluation tasks left out before the run because the scripted expert could
+            not solve them within the turn limit.
         per_task: every task's trials.
     """
 
@@ -116,6 +161,9 @@ class EvalResult(BaseModel):
     episodes: int
     metrics: dict[str, float]
     edge_cases: dict[str, EdgeCaseScore] = Field(default_factory=dict)
+    subsets: dict[str, SubsetScore] = Field(default_factory=dict)
+    dropped: int = 0
+    dropped_ids: list[str] = Field(default_factory=list)
     per_task: list[TaskResult] = Field(default_factory=list)
 
 
@@ -141,8 +189,11 @@ def split_by_edge_case(trajs: Sequence[Trajectory]) -> dict[str, EdgeCaseScore]:
 
 
 def summarize(trajs: Sequence[Trajectory], tasks: Sequence[Task], trials: int, *, label: str = "",
-              env_id: str = "") -> EvalResult:
+              env_id: str = "", properties: dict[str, Properties] | None = None,
+              dropped: Sequence[str] = ()) -> EvalResult:
     """Score trajectories laid out trial by trial: ``trajs[r * len(tasks) + i]`` is trial ``r`` of ``tasks[i]``.
+
+    ``properties`` (task id -> :data:`Properties`) gives the subsets; ``dropped`` the ids left out before.
 
     Raises:
         ValueError: ``len(trajs) != len(tasks) * trials`` or no tasks.
@@ -164,16 +215,21 @@ def summarize(trajs: Sequence[Trajectory], tasks: Sequence[Task], trials: int, *
         values = [[float((t.info.get("metrics") or {}).get(name, 0.0)) for t in ts] for ts in tables]
         metrics[f"avg@{k}/{name}"], metrics[f"pass@{k}/{name}"] = _avg_pass(values)
         metrics[name] = metrics[f"avg@{k}/{name}"]
+    props = properties or {}
     per_task = [TaskResult(task_id=task.task_id, type=task.type, success=[bool(v) for v in o],
-                           reward=[t.reward for t in ts]) for task, ts, o in zip(tasks, by_task, ok)]
+                           reward=[t.reward for t in ts], properties=props.get(task.task_id, {}))
+                for task, ts, o in zip(tasks, by_task, ok)]
     return EvalResult(label=label, env_id=env_id or (trajs[0].env_id if trajs else ""), tasks=n, trials=trials,
-                      episodes=len(trajs), metrics=metrics, edge_cases=split_by_edge_case(trajs), per_task=per_task)
+                      episodes=len(trajs), metrics=metrics, edge_cases=split_by_edge_case(trajs),
+                      subsets=subset_scores(per_task), dropped=len(dropped), dropped_ids=list(dropped),
+                      per_task=per_task)
 
 
 def evaluate_policy(policy: Policy, env_factory: Callable[[], Environment], tasks: Sequence[Task], *,
                     trials: int = 1, max_turns: int = 30, seed: int = 0, out: str | Path | None = None,
                     concurrency: int = 4, label: str = "",
-                    on_done: Callable[[Trajectory], None] | None = None) -> EvalResult:
+                    on_done: Callable[[Trajectory], None] | None = None,
+                    properties: dict[str, Properties] | None = None, dropped: Sequence[str] = ()) -> EvalResult:
     """Run ``trials`` episodes of ``policy`` on each task and score them (synchronous: runs its own event loop).
 
     Args:
@@ -187,6 +243,8 @@ def evaluate_policy(policy: Policy, env_factory: Callable[[], Environment], task
         out: a folder: writes ``eval.json`` and ``eval_trajectories.jsonl`` (both replaced).
         concurrency: episodes in flight at once.
         label: recorded in the result. on_done: called with each finished trajectory (progress).
+        properties, dropped: task properties and the ids dropped before the run
+            (:func:`simrl.train.eval_tasks.prepare`), recorded in the result.
 
     Returns:
         the :class:`EvalResult` (also ``out/eval.json`` when ``out`` is given).
@@ -219,7 +277,7 @@ def evaluate_policy(policy: Policy, env_factory: Callable[[], Environment], task
     finally:
         if writer is not None:
             writer.close()
-    result = summarize(trajs, tasks, trials, label=label)
+    result = summarize(trajs, tasks, trials, label=label, properties=properties, dropped=dropped)
     if out is not None:
         (Path(out) / EVAL_JSON).write_text(result.model_dump_json(indent=2) + "\n", encoding="utf-8")
     return result
@@ -267,7 +325,9 @@ def merge_results(results: Sequence[EvalResult], label: str = "") -> EvalResult:
         cases[name] = EdgeCaseScore(episodes=n, success=sum(p.success * p.episodes for p in parts) / n,
                                     mean_turns=sum(p.mean_turns * p.episodes for p in parts) / n)
     return EvalResult(label=label, env_id=results[0].env_id, tasks=len(per_task), trials=k,
-                      episodes=sum(r.episodes for r in results), metrics=metrics, edge_cases=cases, per_task=per_task)
+                      episodes=sum(r.episodes for r in results), metrics=metrics, edge_cases=cases,
+                      subsets=subset_scores(per_task), dropped=sum(r.dropped for r in results),
+                      dropped_ids=[i for r in results for i in r.dropped_ids], per_task=per_task)
 
 
 def load_run_eval(folder: str | Path) -> EvalResult | None:
@@ -329,19 +389,23 @@ def evaluate_baseline(recipe, name: str, seed: int, folder: str | Path, *, world
 
     ``untrained``: a fresh :class:`~simrl.train.policy.ScorerPolicy` built from ``recipe.policy`` with
     ``seed`` (the policy a run starts from, before any warm start); ``warmstart``: the behaviour-cloned
-    policy ``warmstart`` (a run's ``warmstart.pt``).
+    policy ``warmstart`` (a run's ``warmstart.pt``); ``candidates``: a uniform random choice among the
+    candidate actions of each turn (:class:`~simrl.train.policy.RandomCandidatePolicy`, seeded by ``seed``):
+    what the action space alone gives, the floor a trained policy must beat.
 
     Raises:
         SimrlError: an unknown baseline name, or ``warmstart`` without a file.
     """
     from simrl.errors import SimrlError
-    from simrl.train.policy import ScorerPolicy
+    from simrl.train.policy import RandomCandidatePolicy, ScorerPolicy
 
-    if name == "untrained":
+    if name == "candidates":
+        policy = RandomCandidatePolicy(seed=seed)
+    elif name == "untrained":
         p = recipe.policy  # the weights come from ``seed`` alone (ScorerPolicy seeds them itself, thread-safely)
         policy = ScorerPolicy(dim=p.dim, buckets=p.buckets, seed=seed, temperature=p.temperature, greedy=False)
     elif name == "warmstart" and warmstart is not None and Path(warmstart).is_file():
         policy = ScorerPolicy.load(warmstart)
     else:
-        raise SimrlError(f"baseline {name!r}: use untrained, or warmstart with a run's warmstart.pt")
+        raise SimrlError(f"baseline {name!r}: use untrained, candidates, or warmstart with a run's warmstart.pt")
     return _evaluate_into(recipe, policy, Path(folder), seed, Path(worlds))

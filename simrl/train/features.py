@@ -1,219 +1,143 @@
-"""Reading observations as text, and the text features of a state and of a candidate action.
+"""Reading observations generically, and the text features of a state and of a candidate action.
 
-Two halves, both pure functions of text (no world access, no gold):
+Two halves, both pure functions of text (no world access, no gold, no knowledge of any task family
+or environment):
 
-* **Reading.** The entity names of a task prompt (the prompt *formats* of
-  :mod:`simrl.world.templates` are public knowledge of the task family: a policy may know how a
-  question is phrased, not its answer), a record tool's JSON page (tolerant of the renamed fields of
-  schema drift: :func:`simrl.policies.records_expert.read_page`), search results
-  (:func:`simrl.policies.expert.parse_search_results`) and a fetched page (title, infobox rows, links,
-  news date).
-* **Featurising.** :func:`state_text` renders the prompt and a compact recent history (last action,
-  flags read off the last observation, a trimmed copy of it); :func:`action_text` renders a candidate
-  (tool, argument names and values, the tags that say where it came from). :class:`Hasher` turns text
-  into hashed word uni- and bi-gram ids (CRC-32, stable across processes, unlike ``hash``), the input of
-  the ``EmbeddingBag`` encoders of :class:`simrl.train.policy.ScorerPolicy` (DRRN, He et al., 2016).
+* **Reading.** :func:`prompt_values` takes the values a prompt writes (capitalised or quoted spans,
+  ISO dates, numbers: English capitalisation, not a prompt format); :func:`leaves` the scalar fields of
+  a tool result (JSON: every string / number leaf with the key it sits under; other text: URLs,
+  markdown link texts, ISO dates); :func:`items` the records of a result (the lists of JSON objects
+  in it); :func:`shape` a value's kind (``date``, ``number``, an id's ``prefix:``, ``name``, ``text``).
+* **Featurising.** :func:`state_text` renders the prompt (names, dates and numbers replaced by their
+  kind), the turn, the tools used, the last action and flags read off the last result (error and any
+  status code in it, the top-level keys of a JSON result that are set or null, the number of items);
+  :func:`action_text` renders a candidate (tool, argument names and value kinds, and the provenance
+  tags of :mod:`simrl.train.candidates`). :class:`Hasher` turns text into hashed word uni- and bi-gram
+  ids (CRC-32, stable across processes, unlike ``hash``), the input of the ``EmbeddingBag`` encoders of
+  :class:`simrl.train.policy.ScorerPolicy` (DRRN, He et al., 2016).
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import re
 import zlib
-from dataclasses import dataclass, field
 from typing import Any
 
 from simrl.types import Action, Observation, Turn
 
-_QA_FORMATS = [
-    "In which city was {name} born?", "In which city is {name} headquartered?", "In what year was {name} founded?",
-    "Which company makes {name}?", "Who created the {kind} {name}?", "In which city was {name} held?",
-    "Which company acquired {name}?", "On what date was {name} acquired?", "In which country was {name} born?",
-    "In which city is the company that makes {name} headquartered?",
-    "In which city was the creator of the {kind} {name} born?", "In which country did {name} take place?",
-    "Who was the chief executive of the company that acquired {name} at the time of the acquisition?",
-    "In which country is the company that makes {name} headquartered?",
-    "In which country was the creator of the {kind} {name} born?", "In which country was the founder of {name} born?",
-    "In which country is the publisher of the {kind} {name} headquartered?",
-    "In which country was the founder of the company that makes {name} born?",
-    "In which country is the company that acquired the maker of {name} headquartered?",
-    "In which country was the founder of the organizer of {name} born?",
-    "List every organization headquartered in {name}.", "List every product made by {name}.",
-    "List every person born in {name}.", "List every chief executive {name} has had,", "List every city of {name} with",
-]
-_RECORDS_FORMATS = [
-    "How many people are recorded as members of {organization}, past and present?",
-    "What is the total number of employees of all organizations headquartered in {city}?",
-    "Which product of {organization} was released first?",
-    "{organization} has moved its headquarters to {city}. Update its record.",
-    "{organization} now has {n} employees. Update its record.",
-    "Record that {person} became a member of {organization} on {date}.",
-]
-_KIND = r"(?:novel|film|album|painting|play|poetry collection|\w+)"
-
-
-def _compile(fmt: str) -> re.Pattern[str]:
-    parts = re.split(r"(\{\w+\})", fmt)
-    out = []
-    for part in parts:
-        if part == "{kind}":
-            out.append(_KIND)
-        elif part.startswith("{"):
-            out.append(f"(?P<{part[1:-1]}>.+?)")
-        else:
-            out.append(re.escape(part))
-    return re.compile("".join(out))
-
-
-_PATTERNS = [_compile(f) for f in sorted(_RECORDS_FORMATS + _QA_FORMATS, key=len, reverse=True)]  # specific first
+Scalar = str | int | float
 _SPAN = re.compile(r"[A-Z][\w'.-]*(?:(?:,? (?:and|of|the|de|&) |, | )[A-Z0-9][\w'.-]*)*")
-_LEAD = {"In", "Which", "Who", "What", "On", "How", "Record", "List", "Use", "Update", "The", "A", "An"}
-_LINK = re.compile(r"\[([^\]]+)\]\((https?://[^)\s]+)\)")
-_ROW = re.compile(r"^\|\s*([^|]+?)\s*\|\s*(.*?)\s*\|\s*$")
-_LONG_DATE = re.compile(r"\b(January|February|March|April|May|June|July|August|September|October|November|"
-                        r"December) (\d{1,2}), (\d{4})\b")
-_MONTHS = {m: i for i, m in enumerate(("January", "February", "March", "April", "May", "June", "July", "August",
-                                         "September", "October", "November", "December"), start=1)}
+_QUOTED = re.compile(r"[\"“']([^\"”'\n]{2,60})[\"”']")
 _ISO_DATE = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
+_NUMBER = re.compile(r"(?<![\w.:-])\d+(?![\w:-])")
+_ID = re.compile(r"^([a-z_]+):[\w:-]+$")
+_URL = re.compile(r"https?://[^\s)\]>\"']+")
+_LINK = re.compile(r"\[([^\]]{1,80})\]\((https?://[^)\s]+)\)")
+_STATUS = re.compile(r"\b([45]\d\d)\b")
 _WORD = re.compile(r"[a-z0-9_]+")
+MAX_LEAVES = 400
+"""Most scalar fields read from one result (a bound on what a huge result costs)."""
+MAX_TEXT = 200
+"""Longest string kept as a value (longer strings are prose, not arguments or answers)."""
+
+
+@functools.lru_cache(maxsize=8192)
+def tokens(name: str) -> frozenset[str]:
+    """The lower-case words of an identifier: ``"nextCursor"`` / ``"next_cursor"`` -> ``{"next", "cursor"}`` (cached)."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", str(name))
+    return frozenset(w for w in re.split(r"[^a-zA-Z0-9]+", spaced.lower()) if w)
 
 
 @functools.lru_cache(maxsize=4096)
-def prompt_entities(prompt: str) -> list[tuple[str, str | None]]:
-    """``(name, entity type or None)`` of the names in a task prompt, in prompt order.
+def prompt_values(prompt: str) -> tuple[tuple[str, Scalar], ...]:
+    """``(kind, value)`` of the values a prompt writes, in this order: ISO dates (``prompt_date``), numbers
+    outside dates (``prompt_number``, int), quoted spans and capitalised word spans (``prompt_span``; a
+    word capitalised only because it opens a sentence says nothing: a span that opens a sentence is
+    given with and without its first word, and not at all when it is one word). Deduplicated, at most 12.
 
-    Known prompt formats give typed names (``records`` tasks: ``organization`` / ``city`` / ``person``)
-    or untyped ones (``qa`` / ``table``); any other prompt falls back to its capitalised word spans.
-
-    >>> prompt_entities("Record that Ann Lee became a member of Acme Ltd on 2020-01-02. Use the record tools.")
-    [('Ann Lee', 'person'), ('Acme Ltd', 'organization')]
+    >>> prompt_values("Record that Ann Lee joined Acme Ltd on 2020-01-02. Use the tools.")
+    (('prompt_date', '2020-01-02'), ('prompt_span', 'Ann Lee'), ('prompt_span', 'Acme Ltd'))
     """
-    for pattern in _PATTERNS:
-        m = pattern.search(prompt)
-        if m:
-            groups = sorted((m.start(g), g) for g in m.groupdict() if g not in ("n", "date"))
-            return [(m.group(g).strip(), None if g == "name" else g) for _, g in groups]
-    spans = []
-    for span in _SPAN.findall(prompt):
-        words = span.rstrip(".,").split(" ")
-        while words and words[0] in _LEAD:
-            words = words[1:]
-        if words:
-            spans.append((" ".join(words), None))
-    return list(dict.fromkeys(spans))[:4]
-
-
-def prompt_numbers(prompt: str) -> tuple[list[int], list[str]]:
-    """``(integers, ISO dates)`` written in a prompt (integers inside dates excluded)."""
-    dates = _ISO_DATE.findall(prompt)
+    out: list[tuple[str, Scalar]] = [("prompt_date", d) for d in _ISO_DATE.findall(prompt)]
     rest = _ISO_DATE.sub(" ", prompt)
-    return [int(n) for n in re.findall(r"\b\d+\b", rest)], dates
+    out += [("prompt_number", int(n)) for n in _NUMBER.findall(rest)]
+    out += [("prompt_span", q.strip()) for q in _QUOTED.findall(prompt)]
+    for sentence in re.split(r"(?<=[.?!:])\s+", rest):
+        for m in _SPAN.finditer(sentence):
+            span = m.group(0).rstrip(".,")
+            if m.start() > 0:
+                out.append(("prompt_span", span))
+            elif " " in span:  # opens the sentence: its first word may be capitalised only for that
+                out += [("prompt_span", span), ("prompt_span", span.split(" ", 1)[1])]
+    return tuple(dict.fromkeys(out))[:12]
 
 
-def iso_date(text: str) -> str | None:
-    """``"May 28, 1970"`` -> ``"1970-05-28"`` (also an ISO date as is); None when there is none."""
-    m = _LONG_DATE.search(text)
-    if m:
-        return f"{int(m.group(3)):04d}-{_MONTHS[m.group(1)]:02d}-{int(m.group(2)):02d}"
-    iso = _ISO_DATE.search(text)
-    return iso.group(0) if iso else None
-
-
-@dataclass
-class Page:
-    """A fetched page: title, infobox rows ``(label, value text, [(link text, url)])``, body links, date."""
-
-    title: str = ""
-    kind: str = ""
-    rows: list[tuple[str, str, list[tuple[str, str]]]] = field(default_factory=list)
-    links: list[tuple[str, str]] = field(default_factory=list)
-    date: str | None = None
-
-
-@functools.lru_cache(maxsize=512)
-def parse_page(text: str) -> Page | None:
-    """The parts of a ``web_extractor`` page (tolerant of relabelled header lines); None for other text.
-
-    Cached by text: the result is shared, do not mutate it.
-    """
-    if "Markdown Content:" not in text and "\nContent:" not in text and not text.startswith("# "):
+def parse_json(text: str) -> Any:
+    """The JSON value of ``text``, or None when it is not JSON."""
+    text = text.strip()
+    if not text or text[0] not in "[{":
         return None
-    page = Page()
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("# ") and not page.title:
-            page.title = line[2:].strip()
-        elif re.match(r"^(?:Page )?[Tt]itle: ", line) and not page.title:
-            page.title = line.split(": ", 1)[1].strip()
-        elif line.startswith("*") and line.endswith("*") and page.date is None:
-            page.date = iso_date(line)
-        row = _ROW.match(line)
-        if row and not set(row.group(1)) <= set("-: "):
-            label, value = row.group(1), row.group(2)
-            if value == "" and not page.kind:
-                page.kind = label.lower()
-            elif value:
-                page.rows.append((label, _LINK.sub(r"\1", value), _LINK.findall(value)))
-        elif not row:
-            page.links += _LINK.findall(line)
-    return page
-
-
-@functools.lru_cache(maxsize=512)
-def parse_search_results(text: str) -> list[tuple[str, str]]:
-    """``(url, title)`` of ``web_search`` results (:func:`simrl.policies.expert.parse_search_results`),
-    cached by text: the result is shared, do not mutate it."""
-    from simrl.policies.expert import parse_search_results as parse
-
-    return parse(text)
-
-
-def label_token(label: str) -> str:
-    """An infobox label as one token: ``"Chief executive"`` -> ``"chief_executive"``."""
-    return "_".join(label.lower().split())
-
-
-@functools.lru_cache(maxsize=512)
-def read_records(text: str) -> tuple[list[dict[str, Any]], str | None] | None:
-    """``(records, next cursor)`` of a record tool's JSON page (renamed fields allowed), else None.
-
-    Cached by text: the result is shared, do not mutate it.
-    """
-    from simrl.policies.records_expert import read_page
-
     try:
-        records, cursor = read_page(text)
-    except (ValueError, AttributeError, TypeError):
+        return json.loads(text)
+    except ValueError:
         return None
-    return [r for r in records if isinstance(r, dict)], cursor if isinstance(cursor, str) and cursor else None
 
 
-def obs_flags(obs: Observation) -> list[str]:
-    """Flags of an observation read off its text: errors (kind), next cursor, empty, notices of more content."""
-    flags, text = [], obs.text
-    if any(r.is_error for r in obs.results):
-        flags.append("flag_error")
-        for code in ("422", "429", "500", "502", "503", "504", "404"):
-            if code in text:
-                flags.append(f"flag_error_{code}")
-        if "timed out" in text or "did not answer" in text:
-            flags.append("flag_error_timeout")
-    for r in obs.results:
-        page = read_records(r.content)
-        if page is not None:
-            flags += ["flag_page", "flag_next_cursor" if page[1] else "flag_last_page"]
-            if not page[0]:
-                flags.append("flag_empty")
-    checks = {"[response truncated at": "flag_truncated", "more results not shown": "flag_more_results",
-              "[output cut short": "flag_cut_short", '"page":': "flag_page_notice", "No results found": "flag_empty"}
-    flags += [flag for needle, flag in checks.items() if needle in text]
-    return list(dict.fromkeys(flags))
+@functools.lru_cache(maxsize=2048)
+def leaves(text: str) -> tuple[tuple[str, Scalar], ...]:
+    """``(key, value)`` of the scalar fields of a result, in document order (at most :data:`MAX_LEAVES`).
+
+    JSON: every string (1..:data:`MAX_TEXT` characters) and number leaf with the key it sits under (items
+    of a list take the list's key); other text: URLs (``url``), markdown link texts (``link``) and ISO
+    dates (``date``). Cached by text: the result is shared.
+    """
+    obj = parse_json(text)
+    out: list[tuple[str, Scalar]] = []
+    if obj is None:
+        out += [("link", t) for t, _ in _LINK.findall(text)]
+        out += [("url", u.rstrip(".,")) for u in _URL.findall(text)]
+        out += [("date", d) for d in _ISO_DATE.findall(text)]
+        return tuple(dict.fromkeys(out))[:MAX_LEAVES]
+
+    def walk(value: Any, key: str) -> None:
+        if len(out) >= MAX_LEAVES:
+            return
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, str(k))
+        elif isinstance(value, list):
+            for v in value:
+                walk(v, key)
+        elif isinstance(value, bool) or value is None:
+            return
+        elif isinstance(value, int | float) or (isinstance(value, str) and 0 < len(value) <= MAX_TEXT):
+            out.append((key, value))
+
+    walk(obj, "")
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=2048)
+def items(text: str) -> tuple[dict[str, Any], ...]:
+    """The records of a JSON result: the objects of its lists (top level, or one level down). Shared: do not mutate."""
+    obj = parse_json(text)
+    lists = [obj] if isinstance(obj, list) else [v for v in obj.values() if isinstance(v, list)] \
+        if isinstance(obj, dict) else []
+    return tuple(r for lst in lists for r in lst if isinstance(r, dict))
+
+
+def top_keys(text: str) -> dict[str, Any]:
+    """The top-level fields of a JSON object result (``{}`` for other text)."""
+    obj = parse_json(text)
+    return obj if isinstance(obj, dict) else {}
 
 
 def shape(value: Any) -> str:
-    """The words of a value that generalise across worlds: lower-case words kept, names, ids and numbers
-    replaced by their kind (``"Acme acquires Foo Ltd"`` -> ``"name acquires name"``, an id -> its type,
-    ``2020-01-02`` -> ``date``, ``17`` -> ``number``); dicts as ``key value`` pairs."""
+    """A value's kind, the words of it that generalise across worlds: ``date``, ``number``, an id's prefix
+    (``organization:000012`` -> ``organization``), ``url``, ``name`` (capitalised), else ``text``; dicts as
+    ``key kind`` pairs."""
     if isinstance(value, dict):
         return " ".join(f"{k} {shape(v)}" for k, v in value.items())
     if isinstance(value, list | tuple):
@@ -222,68 +146,72 @@ def shape(value: Any) -> str:
         return str(value).lower()
     if isinstance(value, int | float):
         return "number"
-    words = []
-    for word in str(value).replace("<answer>", " ").replace("</answer>", " ").split():
-        if _ISO_DATE.fullmatch(word):
-            words.append("date")
-        elif re.fullmatch(r"[a-z_]+:\d+(?::.*)?", word):
-            words.append(word.split(":")[0])
-        elif word.isdigit():
-            words.append("year" if len(word) == 4 else "number")
-        elif word[:1].islower():
-            words.append(word)
-        elif not words or words[-1] != "name":
-            words.append("name")
-    return " ".join(words)
+    text = str(value)
+    if _ISO_DATE.fullmatch(text):
+        return "date"
+    if (m := _ID.match(text)) is not None:
+        return m.group(1)
+    if text.isdigit():
+        return "number"
+    if _URL.match(text):
+        return "url"
+    return "name" if text[:1].isupper() else "text"
+
+
+def id_prefix(value: Any) -> str | None:
+    """The ``prefix`` of a ``prefix:rest`` id value, else None."""
+    m = _ID.match(value) if isinstance(value, str) else None
+    return m.group(1) if m else None
+
+
+def is_date(value: Any) -> bool:
+    """True for an ISO date string."""
+    return isinstance(value, str) and _ISO_DATE.fullmatch(value) is not None
+
+
+def obs_flags(obs: Observation) -> list[str]:
+    """Flags read off an observation: error and its status codes, set / null top-level keys, items, empty."""
+    flags: list[str] = []
+    for r in obs.results:
+        if r.is_error:
+            flags.append("flag_error")
+            flags += [f"flag_status_{c}" for c in _STATUS.findall(r.content)[:2]]
+            continue
+        keys = top_keys(r.content)
+        for k, v in list(keys.items())[:12]:
+            if not isinstance(v, list | dict):
+                flags.append(f"key_{k}_{'null' if v in (None, '') else 'set'}")
+        n = len(items(r.content))
+        flags.append("flag_items_none" if n == 0 else "flag_items_some")
+    return list(dict.fromkeys(flags))
+
+
+def _generic(text: str) -> str:
+    """``text`` with the values :func:`prompt_values` finds replaced by their kind."""
+    for kind, value in sorted(prompt_values(text), key=lambda kv: -len(str(kv[1]))):
+        text = text.replace(str(value), kind.split("_")[1])
+    return text
 
 
 def _call_words(action: Action) -> str:
     if action.is_final:
         return f"answer {shape(action.answer)}"
-    out = []
-    for call in action.tool_calls:
-        out.append(f"{call.name} " + " ".join(f"{k} {shape(v)}" for k, v in call.arguments.items()))
-    return " ; ".join(out)
+    return " ; ".join(f"{c.name} " + " ".join(f"{k} {shape(v)}" for k, v in c.arguments.items())
+                      for c in action.tool_calls)
 
 
-def state_text(task_view: dict[str, str], initial: Observation, turns: list[Turn], *, trim: int = 0,
-               error_trim: int = 160) -> str:
-    """The text the state encoder reads: prompt, turn count, tools used, last action, flags, last observation.
-
-    The last observation enters as its flags (:func:`obs_flags`), a fetched page's kind and title, and
-    its first ``trim`` characters (``error_trim`` for an error result); the prompt's names become
-    ``name``. Raw result text (names, ids) only dilutes the mean-pooled bag: measured with behaviour
-    cloning on the tiny world, greedy qa success was 0.63-0.73 with 300 characters, 0.80-0.83 with none.
-    """
-    parts = [f"type_{task_view.get('type', '')}", _generic_prompt(task_view.get("prompt", initial.text)),
+def state_text(task_view: dict[str, str], initial: Observation, turns: list[Turn]) -> str:
+    """The text the state encoder reads: prompt (values by kind), turn, tools used, last action, flags."""
+    parts = [f"type_{task_view.get('type', '')}", _generic(task_view.get("prompt", initial.text)),
              f"turn_{min(len(turns), 12)}"]
     used = [c.name for t in turns for c in t.action.tool_calls]
     parts += [f"used_{name}" for name in dict.fromkeys(used)]
     parts.append(f"calls_{min(len(used), 12)}")
-    if any(t.action.tool_calls and t.action.tool_calls[0].name in _WRITES and t.step.observation.results
-           and not t.step.observation.results[0].is_error for t in turns):
-        parts.append("flag_wrote")
     if turns:
         last = turns[-1]
         parts.append("last " + _call_words(last.action))
         parts += obs_flags(last.step.observation)
-        page = parse_page(last.step.observation.text)
-        if page is not None:
-            parts.append(f"page_kind_{page.kind or 'none'} page_title {shape(page.title)}")
-        error = any(r.is_error for r in last.step.observation.results)
-        parts.append(last.step.observation.text[:error_trim if error else trim])
     return "\n".join(parts)
-
-
-@functools.lru_cache(maxsize=4096)
-def _generic_prompt(prompt: str) -> str:
-    """The prompt with its entity names replaced by ``name`` (names do not generalise; the phrasing does)."""
-    for name, _ in prompt_entities(prompt):
-        prompt = prompt.replace(name, "name")
-    return prompt
-
-
-_WRITES = ("update_record", "add_membership", "end_membership", "appoint_ceo")
 
 
 def action_text(action: Action, tags: tuple[str, ...] = ()) -> str:

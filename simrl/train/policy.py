@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from simrl.train.candidates import Tagged, action_key, tagged_candidates
+from simrl.train.candidates import Tagged, action_key, candidate_actions, project, tagged_candidates
 from simrl.train.features import Hasher, action_text, state_text
 from simrl.types import Action, Observation, Trajectory, Turn
 
@@ -226,7 +226,9 @@ def behaviour_cloning(policy: ScorerPolicy, demos: list[Trajectory], views: dict
                       epochs: int = 5, lr: float = 0.01, seed: int = 0, batch_size: int = 32) -> dict[str, float]:
     """Supervised warm start: minimise the cross-entropy of each demonstration action among its candidates.
 
-    Turns whose action is not a candidate are skipped (counted in ``coverage``). Adam, mini-batches of
+    A demonstration action is mapped to its candidate by :func:`simrl.train.candidates.project` (the same
+    action, or the same tool call without the optional arguments the candidates leave out); turns with no
+    such candidate are skipped (counted in ``coverage``). Adam, mini-batches of
     ``batch_size`` turns, shuffled each epoch by a generator seeded with ``seed``.
 
     Args:
@@ -247,10 +249,10 @@ def behaviour_cloning(policy: ScorerPolicy, demos: list[Trajectory], views: dict
         for t, turn in enumerate(traj.turns):
             total += 1
             tagged = tagged_candidates(view, traj.initial, traj.turns[:t])
-            keys = [action_key(a) for a, _ in tagged]
-            if action_key(turn.action) in keys:
+            target = project(turn.action, [a for a, _ in tagged])
+            if target is not None:
                 state, cands = policy.encode(view, traj.initial, traj.turns[:t], tagged)
-                samples.append((state, cands, keys.index(action_key(turn.action))))
+                samples.append((state, cands, target))
     stats = {"loss": 0.0, "accuracy": 0.0, "coverage": len(samples) / total if total else 0.0,
              "samples": float(len(samples))}
     if not samples:
@@ -280,3 +282,26 @@ def _adam(params: Any, lr: float) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=lr, fused=True)
     except (RuntimeError, TypeError):
         return torch.optim.Adam(params, lr=lr)
+
+
+class RandomCandidatePolicy:
+    """The ``candidates`` baseline: a uniform random choice among the candidate actions of each turn.
+
+    What the action space alone is worth (:func:`simrl.train.candidates.candidate_actions`); a trained
+    policy that does not beat it has learned nothing. The draw of a turn comes from a generator seeded by
+    ``seed``, the episode seed (:data:`simrl.rollout.EPISODE_SEED`) and the turn, so concurrent episodes
+    give the same trajectories whatever their interleaving; a :class:`simrl.rollout.Policy`.
+    """
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed, self.greedy = seed, False
+
+    async def act(self, task_view: dict[str, str], initial: Observation, turns: list[Turn]) -> Action:
+        """One candidate, uniformly at random."""
+        import random
+
+        from simrl.rollout import EPISODE_SEED
+
+        cands = candidate_actions(task_view, initial, turns)
+        rng = random.Random(f"simrl-candidates-{self.seed}:{EPISODE_SEED.get()}:{len(turns)}")
+        return cands[rng.randrange(len(cands))]

@@ -56,7 +56,7 @@ from simrl.train.recipe_training import (
     WarmStart,
 )
 
-__all__ = ["BASELINE_NAMES", "ENV_TASK_TYPES", "Arm", "Budget", "EnvRef", "Evaluation", "Grid", "Logging",
+__all__ = ["ENV_TASK_TYPES", "Arm", "Budget", "EnvRef", "Evaluation", "Grid", "Logging",
            "PolicyConfig", "Primary", "RealEnv", "Recipe", "primary_metrics", "TrainerConfig", "TrlOptions", "VerlOptions",
            "WarmStart", "WorldRef", "load_recipe",
            "parse_recipe", "recipe_yaml", "resolve_files"]
@@ -70,12 +70,6 @@ class Grid(BaseModel):
     model_config = STRICT
     arm: str = Field(description="The world_model arm to copy (usually the controlled one).")
     schedules: list[str] = Field(min_length=1, description="Schedules to sweep (shipped names or YAML paths).")
-
-
-BASELINE_NAMES = ("candidates", "warmstart", "untrained")
-"""Baselines a primary comparison may name as ``b`` (evaluated by ``simrl ablate`` when it can make them), in
-the order the report compares each arm against them: uniform choice among the candidate actions, the
-behaviour-cloned warm start, the untrained policy."""
 
 
 def primary_metrics(trials: int, task_types: tuple[str, ...]) -> tuple[str, ...]:
@@ -118,7 +112,8 @@ class Recipe(BaseModel):
     policy: PolicyConfig = Field(default_factory=PolicyConfig, description="The trainable policy.")
     trainer: TrainerConfig = Field(default_factory=TrainerConfig, description="Trainer and optimiser.")
     budget: Budget = Field(description="Steps, group size, batch and turn limit.")
-    warm_start: WarmStart = Field(default_factory=WarmStart, description="Behaviour-cloning warm start.")
+    warm_start: WarmStart | None = Field(default_factory=WarmStart, description="Behaviour-cloning warm start "
+                                                                              "(null or demos: 0: none).")
     evaluation: Evaluation = Field(default_factory=Evaluation, description="Held-out evaluation.")
     logging: Logging = Field(default_factory=Logging, description="Experiment trackers (none by default).")
     seeds: list[int] = Field(default=[0], min_length=1, description="Training seeds; every arm runs each.")
@@ -154,12 +149,14 @@ class Recipe(BaseModel):
         return self
 
     def _check_primary(self, p: Primary) -> None:
+        from simrl.train.evaluate import BASELINES
+
         arms = list(self.all_arms())
         if p.a not in arms:
             raise ValueError(f"primary.a {p.a!r} is not an arm; arms: {', '.join(arms)}")
-        if p.b not in arms and p.b not in BASELINE_NAMES:
+        if p.b not in arms and p.b not in BASELINES:
             raise ValueError(f"primary.b {p.b!r} is neither an arm nor a baseline; use one of "
-                             f"{', '.join(arms + list(BASELINE_NAMES))}")
+                             f"{', '.join(arms + list(BASELINES))}")
         if p.a == p.b:
             raise ValueError(f"primary: a and b are both {p.a!r}; compare two different arms")
         known = primary_metrics(self.evaluation.trials, self.env.types())

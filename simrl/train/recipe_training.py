@@ -109,10 +109,16 @@ class Budget(BaseModel):
 
 
 class WarmStart(BaseModel):
-    """Behaviour cloning from scripted-expert demonstrations collected in the REAL environment."""
+    """Behaviour cloning from scripted-expert demonstrations collected in the REAL environment.
+
+    Only episodes that met no edge case (no result page beyond the first, no fault) are demonstrations,
+    spread evenly over the task templates: the warm start teaches the tools, not the recovery skills an
+    ablation compares (:func:`simrl.train.embedded.warm_start`).
+    """
 
     model_config = STRICT
-    demos: int = Field(default=0, ge=0, description="Train tasks with an expert demonstration (0: no warm start).")
+    demos: int = Field(default=0, ge=0, description="Expert demonstrations cloned, edge-case-free episodes of "
+                                                    "train tasks stratified over templates (0: no warm start).")
     epochs: int = Field(default=5, ge=1, description="Passes over the demonstrations.")
     lr: float = Field(default=0.01, gt=0, description="Learning rate of behaviour cloning.")
 

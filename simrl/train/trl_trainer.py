@@ -266,7 +266,7 @@ def train_arm_trl(recipe: Recipe, arm: str, seed: int, out_dir: str | Path, *, r
     if recipe.trainer.kind != "trl":
         raise SimrlError(f"train_arm_trl runs trainer.kind trl recipes; this one is {recipe.trainer.kind!r} "
                          "(run it with `simrl train`, which picks the trainer)")
-    if recipe.warm_start.demos or recipe.trainer.entropy_coef:
+    if (recipe.warm_start is not None and recipe.warm_start.demos) or recipe.trainer.entropy_coef:
         raise SimrlError("warm_start and trainer.entropy_coef are embedded-trainer options; set warm_start.demos: 0 "
                          "and entropy_coef: 0 for a trl recipe")
     recipe.arm(arm)

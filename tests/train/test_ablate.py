@@ -127,7 +127,7 @@ def test_ablation_end_to_end_with_a_failed_run_then_resume(tmp_path):
     unc, ctl = report["arms"]["sim-uncontrolled"], report["arms"]["sim-controlled"]
     assert unc["failed"] == {"1": "exit code 3: error: boom"} and list(unc["seeds"]) == ["0"]
     assert list(ctl["seeds"]) == ["0", "1"] and ctl["metrics"]["success"]["n"] == 2
-    assert set(report["baselines"]) == {"untrained", "warmstart"}
+    assert set(report["baselines"]) == {"untrained", "warmstart", "candidates"}
     assert report["comparisons"][0] == ["sim-controlled", "sim-uncontrolled"]
     p = report["primary"]
     assert (p["a"], p["b"], p["declared"]) == ("sim-controlled", "sim-uncontrolled", False)

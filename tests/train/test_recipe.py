@@ -44,8 +44,8 @@ def test_shipped_recipes_load():
         assert Path(recipe.world.spec).is_absolute() and Path(recipe.world.spec).exists()
         assert parse_recipe(yaml.safe_load(recipe_yaml(recipe))) == recipe  # recipe.yaml round-trips
     quick = load_recipe(ROOT / "recipes" / "quickstart.yaml")
-    assert list(quick.arms) == ["real", "sim-uncontrolled", "sim-controlled"] and len(quick.seeds) == 3
-    assert quick.real.make_options() == {"transport": "inprocess", "fault_rate": 0.05}
+    assert list(quick.arms) == ["real", "sim-uncontrolled", "sim-controlled"] and len(quick.seeds) >= 7
+    assert quick.real.make_options() == {"transport": "inprocess", "fault_rate": 0.1}
     ablation = load_recipe(ROOT / "recipes" / "mcp-controlled-vs-uncontrolled.yaml")
     assert "sim-controlled@fault-heavy" in ablation.all_arms() and len(ablation.seeds) == 5
     search = load_recipe(ROOT / "recipes" / "search-fictional-worlds.yaml")

@@ -46,11 +46,12 @@ def registered_env(value: str) -> str:
 
 
 def rollout_env(value: str) -> str:
-    """A typer ``parser``: an environment with tasks to run (:data:`simrl.policies.ENV_TASK_TYPES`)."""
-    from simrl.policies import ENV_TASK_TYPES
+    """A typer ``parser``: an environment with tasks to run (:func:`simrl.policies.env_task_types`)."""
+    from simrl.policies import env_task_types
 
-    if value not in ENV_TASK_TYPES:
-        raise typer.BadParameter(f"{value!r} is not one of {', '.join(ENV_TASK_TYPES)}")
+    served = env_task_types()
+    if value not in served:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(served)}")
     return value
 
 

@@ -88,7 +88,7 @@ def rollout(
     from simrl.envs.base import make
     from simrl.errors import SimrlError
     from simrl.perturb import compliance_rates, perturbed_factory, split_table
-    from simrl.policies import ENV_TASK_TYPES, episode_tasks, make_policy
+    from simrl.policies import env_task_types, episode_tasks, make_policy
     from simrl.progress import progress_bar
     from simrl.rollout import TrajectoryWriter
     from simrl.rollout import rollout as run_rollout
@@ -97,7 +97,7 @@ def rollout(
         raise SimrlError(f"--out {out} already holds trajectories: pass --append to add to it, or choose "
                          "another file")
     tasks = episode_tasks(env, world, split, n)
-    kinds = ENV_TASK_TYPES[env]
+    kinds = env_task_types()[env]
     pol = make_policy(policy, env, world, tasks)
     options = {"world": world} if world is not None else {}
     options |= wm_options(world_model, wm_model, wm_base_url, wm_api_key, wm_cache, wm_replay, wm_prompt,

@@ -163,7 +163,7 @@ async def rollout(make_env: Callable[[], Environment], policy: Policy, tasks: It
             env = make_env()
             try:
                 traj = await run_episode(env, policy, task, max_turns=max_turns, seed=seed + i,
-                                         backend=getattr(env, "backend_name", "real"))
+                                         backend=env.backend_name)
             finally:
                 await env.close()
             if writer:

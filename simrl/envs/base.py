@@ -1,16 +1,23 @@
-"""The environment contract and the registry.
+"""The environment contract, the :class:`Wrapper` base and the registry of :class:`EnvSpec`.
 
 An :class:`Environment` is async: ``reset(task, seed) -> Observation``, ``step(action) -> Step``,
 ``close()`` (safe to call twice). Errors of tools (bad arguments, unknown ids, server faults) come
-back as error observations, never as exceptions out of ``step``. Environments are made by id with
-:func:`make` (Gymnasium's ``make`` + registry, docs/design.md §5); the world-model version of an
-environment keeps the same id and is chosen by keyword options.
+back as error observations, never as exceptions out of ``step``. Besides those three it declares
+``tools``, ``backend_name``, ``controllable`` / ``set_control`` and ``score_final`` (defaults for a
+real environment that takes no control instructions); a layer over another environment (perturbations,
+a leakage guard) subclasses :class:`Wrapper`, which forwards all of them, and ``unwrapped`` reaches the
+innermost one (Gymnasium's ``Wrapper`` / ``unwrapped``).
+
+Environments are made by id with :func:`make` from the :class:`EnvSpec` each environment module
+registers next to its own code (Gymnasium's ``EnvSpec`` + registry, docs/design.md §5); the
+world-model version keeps the same id and is found through the spec. The spec types and the
+registry live in :mod:`simrl.envs.registry`; they are re-exported here.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from simrl.errors import SimrlError
@@ -23,10 +30,17 @@ class Environment(abc.ABC):
 
     Subclasses set ``env_id`` and implement the three async methods. ``tools`` lists the tool
     schemas (OpenAI function format: ``{"type": "function", "function": {"name", "description",
-    "parameters"}}``) available after ``reset``.
+    "parameters"}}``) available after ``reset`` (an environment may assign it; default: none).
+
+    Attributes:
+        env_id: the registered id (:func:`make`).
+        backend_name: ``real`` for a real environment; a world-model environment's backend name.
+        controllable: True when :meth:`set_control` takes per-call control instructions (a world model).
     """
 
     env_id: str = ""
+    backend_name: str = "real"
+    controllable: bool = False
 
     @abc.abstractmethod
     async def reset(self, task: Task, seed: int = 0) -> Observation:
@@ -40,11 +54,96 @@ class Environment(abc.ABC):
     async def close(self) -> None:
         """Release resources; calling it twice is a no-op."""
 
+    @property
+    def tools(self) -> list[dict[str, Any]]:
+        """The tool schemas of the current episode (empty before ``reset`` or when none are declared)."""
+        return self.__dict__.get("_declared_tools", [])
+
+    @tools.setter
+    def tools(self, value: list[dict[str, Any]]) -> None:
+        self.__dict__["_declared_tools"] = list(value)
+
+    @property
+    def unwrapped(self) -> Environment:
+        """The innermost environment (itself, for an environment that wraps none)."""
+        return self
+
+    def set_control(self, instructions: dict[int, str], *, checks: dict[int, Callable[[str], bool]] | None = None,
+                    retries: int = 0, no_effect: Iterable[int] = ()) -> None:
+        """Control instructions for the calls of the next step (world-model environments; see
+        :meth:`simrl.wm.env.WorldModelEnv.set_control`). An environment may ignore ``checks``/``retries``.
+
+        Raises:
+            SimrlError: the environment takes no control instructions (``controllable`` is False).
+        """
+        raise SimrlError(f"environment {self.env_id!r} takes no control instructions (no set_control); "
+                         "use mode inject, or a world-model environment")
+
+    def score_final(self, answer: str) -> tuple[float, dict[str, Any]]:
+        """The reward and info of ``answer`` on the current episode, callable mid-episode.
+
+        Raises:
+            NotImplementedError: the environment scores only at its final step.
+        """
+        raise NotImplementedError(f"environment {self.env_id!r} scores only at its final step")
+
     async def __aenter__(self) -> Environment:
         return self
 
     async def __aexit__(self, *exc) -> None:
         await self.close()
+
+
+class Wrapper(Environment):
+    """An environment over another one (``self.env``): forwards the whole contract unless overridden.
+
+    ``env_id``, ``tools``, ``backend_name``, ``controllable``, ``set_control``, ``score_final``,
+    ``reset``, ``step`` and ``close`` go to the wrapped environment; ``unwrapped`` is the innermost.
+    """
+
+    def __init__(self, env: Environment) -> None:
+        self.env = env
+        self.env_id = env.env_id
+
+    @property
+    def tools(self) -> list[dict[str, Any]]:  # type: ignore[override]
+        """The wrapped environment's tool schemas."""
+        return self.env.tools
+
+    @property
+    def backend_name(self) -> str:  # type: ignore[override]
+        """The wrapped environment's backend (``real`` for a real one), for trajectories."""
+        return self.env.backend_name
+
+    @property
+    def controllable(self) -> bool:  # type: ignore[override]
+        """Whether the wrapped environment takes control instructions."""
+        return self.env.controllable
+
+    @property
+    def unwrapped(self) -> Environment:
+        """The innermost environment."""
+        return self.env.unwrapped
+
+    def set_control(self, instructions: dict[int, str], **options: Any) -> None:
+        """Forwarded to the wrapped environment."""
+        self.env.set_control(instructions, **options)
+
+    def score_final(self, answer: str) -> tuple[float, dict[str, Any]]:
+        """Forwarded to the wrapped environment."""
+        return self.env.score_final(answer)
+
+    async def reset(self, task: Task, seed: int = 0) -> Observation:
+        """Forwarded to the wrapped environment."""
+        return await self.env.reset(task, seed)
+
+    async def step(self, action: Action) -> Step:
+        """Forwarded to the wrapped environment."""
+        return await self.env.step(action)
+
+    async def close(self) -> None:
+        """Closes the wrapped environment."""
+        await self.env.close()
 
 
 def unavailable_step(closed: bool, started: bool, done: bool) -> Step | None:
@@ -59,51 +158,19 @@ def unavailable_step(closed: bool, started: bool, done: bool) -> Step | None:
     return Step(observation=Observation(text=f"Error: {why}"), truncated=True, info={"error": why, "episode_over": True})
 
 
-_REGISTRY: dict[str, tuple[Callable[..., Environment], str]] = {}
+from simrl.envs.registry import (  # noqa: E402 - re-exported: the contract and the registry in one import
+    EnvSpec,
+    WorldModelAdapter,
+    find_spec,
+    make,
+    register,
+    registered,
+    render_contents,
+    render_tagged,
+    spec,
+    specs,
+    write_tools,
+)
 
-
-def register(env_id: str, factory: Callable[..., Environment], description: str) -> None:
-    """Register an environment factory under ``env_id`` (``factory(**kwargs) -> Environment``)."""
-    _REGISTRY[env_id] = (factory, description)
-
-
-def registered() -> dict[str, str]:
-    """Registered environment ids -> one-line descriptions."""
-    _load_builtin()
-    return {k: d for k, (_, d) in sorted(_REGISTRY.items())}
-
-
-def make(env_id: str, **kwargs: Any) -> Environment:
-    """Make the environment registered as ``env_id``.
-
-    With ``world_model=`` a backend name other than ``real`` (``oracle``, ``openai``,
-    ``transformers``, ``llamacpp``) or a backend object, the world-model version of the same id is
-    made instead (:func:`simrl.wm.factory.make_wm_env`; its ``wm_*`` options configure the backend).
-
-    Raises:
-        SimrlError: unknown id (the message lists the known ones); ``wm_*`` options without a world model.
-    """
-    _load_builtin()
-    if env_id not in _REGISTRY:
-        raise SimrlError(f"unknown environment {env_id!r}; known: {', '.join(sorted(_REGISTRY))}")
-    world_model = kwargs.pop("world_model", None)
-    if world_model is not None and world_model != "real":
-        from simrl.wm.factory import make_wm_env
-
-        return make_wm_env(env_id, world_model, **kwargs)
-    stray = sorted(k for k in kwargs if k.startswith("wm_"))
-    if stray:
-        raise SimrlError(f"{', '.join(stray)}: world-model options need world_model= (not 'real')")
-    return _REGISTRY[env_id][0](**kwargs)
-
-
-def _load_builtin() -> None:
-    """Import the built-in environment modules so they register themselves (lazily, on first use)."""
-    import importlib
-
-    for module in ("simrl.envs.search", "simrl.envs.mcp_env", "simrl.envs.bfcl"):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as err:  # a module not written yet must not hide the others
-            if err.name != module:
-                raise
+__all__ = ["EnvSpec", "Environment", "WorldModelAdapter", "Wrapper", "find_spec", "make", "register", "registered",
+           "render_contents", "render_tagged", "spec", "specs", "unavailable_step", "write_tools"]

@@ -29,7 +29,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from simrl.envs.base import Environment, register
+from simrl.envs.base import Environment
 from simrl.envs.bfcl_data import (
     INSTALL_HINT,
     first_turns,
@@ -38,6 +38,7 @@ from simrl.envs.bfcl_data import (
     require_bfcl,
     tool_schemas,
 )
+from simrl.envs.registry import EnvSpec, WorldModelAdapter, register
 from simrl.errors import SimrlError
 from simrl.types import Action, Observation, Step, ToolCall, ToolResult
 from simrl.world.schema import BFCLGold, Task
@@ -265,4 +266,16 @@ class BFCLEnv(Environment):
             self._ep.done = True
 
 
-register("bfcl", BFCLEnv, "BFCL v4 multi-turn executable tools (bfcl-eval), BFCL's checker as the reward")
+def _load_tasks(world: Any, split: str, n: int | None) -> list[Task]:
+    """BFCL's tasks (bfcl-eval's data; all of them ``test``: ``world`` and ``split`` are not used)."""
+    from simrl.envs.bfcl_data import load_bfcl_tasks
+
+    return load_bfcl_tasks(limit=n)
+
+
+register(EnvSpec(
+    id="bfcl", factory=BFCLEnv,
+    description="BFCL v4 multi-turn executable tools (bfcl-eval), BFCL's checker as the reward",
+    task_types=("bfcl",), score_final=None, load_tasks=_load_tasks,
+    wm_adapter=WorldModelAdapter(domain="bfcl", needs_world=False),
+    expert="simrl.policies.bfcl_expert:bfcl_expert"))

@@ -31,7 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from simrl import scratch
-from simrl.envs.base import Environment, register
+from simrl.envs import truth
+from simrl.envs.base import Environment
+from simrl.envs.registry import EnvSpec, WorldModelAdapter, register, render_tagged
 from simrl.errors import SimrlError
 from simrl.types import Action, Observation, Step, ToolCall, ToolResult
 from simrl.world.schema import Task
@@ -111,7 +113,7 @@ def tool_schema(tool: Any) -> dict[str, Any]:
                                              "parameters": params}}
 
 
-def _content_text(result: Any) -> str:
+def content_text(result: Any) -> str:
     """Text of a ``CallToolResult``: text blocks joined, other blocks as JSON, else structured content."""
     parts = []
     for block in result.content or []:
@@ -120,11 +122,6 @@ def _content_text(result: Any) -> str:
     if not parts and result.structured_content is not None:
         parts.append(json.dumps(result.structured_content, ensure_ascii=False))
     return "\n".join(parts)
-
-
-def render_results(results: list[ToolResult]) -> str:
-    """Tool results as the text of an observation: one block per result, errors marked."""
-    return "\n\n".join(f"[{r.name}{' error' if r.is_error else ''}]\n{r.content}" for r in results)
 
 
 class MCPEnv(Environment):
@@ -223,7 +220,7 @@ class MCPEnv(Environment):
             if failure:
                 failures.append(f"{call.name}: {failure}")
         info: dict[str, Any] = {"env_failure": True, "failures": failures} if failures else {}
-        text = render_results(results) if results else \
+        text = render_tagged(results) if results else \
             "no tool call and no final answer: call a tool or give the final answer"
         truncated = fatal or (self.max_steps is not None and self._steps >= self.max_steps)
         self._done = truncated
@@ -260,7 +257,7 @@ class MCPEnv(Environment):
         except Exception as err:  # broken pipe, closed streams, HTTP errors, ...
             reason = f"the MCP connection failed ({_describe(err)})"
             return result(reason), reason, True
-        return result(_content_text(out), bool(out.is_error)), None, False
+        return result(content_text(out), bool(out.is_error)), None, False
 
     def score_final(self, answer: str) -> tuple[float, dict[str, Any]]:
         """Reward of the final answer: score_state for records writes, score_answer otherwise.
@@ -351,8 +348,6 @@ class WorldMCPEnv(MCPEnv):
         self._cleanup()
 
 
-register("mcp", MCPEnv, "any MCP server as tools: stdio command (server_command=...) or streamable HTTP URL "
-                        "(server_url=...)")
 def make_world_env(transport: str = "stdio", **options: Any) -> Environment:
     """The ``mcp-world`` factory: :class:`WorldMCPEnv` (``transport="stdio"``, the real MCP transport) or
     :class:`~simrl.envs.records_local.LocalRecordsEnv` (``"inprocess"``: the same server called in process).
@@ -369,5 +364,19 @@ def make_world_env(transport: str = "stdio", **options: Any) -> Environment:
     return WorldMCPEnv(**options)
 
 
-register("mcp-world", make_world_env, "a world's record server (simrl serve mcp): paged search, validated writes, "
-                                      "fresh records per episode (world=...; transport=stdio | inprocess)")
+WRITE_TOOLS = frozenset({"update_record", "add_membership", "end_membership", "appoint_ceo"})
+"""The record server's tools that change state (:mod:`simrl.records.writes`)."""
+
+register(EnvSpec(
+    id="mcp", factory=MCPEnv,
+    description="any MCP server as tools: stdio command (server_command=...) or streamable HTTP URL (server_url=...)",
+    world_model="simrl.wm.factory:make_wm_env",
+    wm_adapter=WorldModelAdapter(tool_list=truth.mcp_tool_list, domain="mcp", needs_world=False)))
+register(EnvSpec(
+    id="mcp-world", factory=make_world_env,
+    description="a world's record server (simrl serve mcp): paged search, validated writes, "
+                "fresh records per episode (world=...; transport=stdio | inprocess)",
+    task_types=("records",), write_tools=WRITE_TOOLS,
+    world_model="simrl.wm.factory:make_wm_env",
+    wm_adapter=WorldModelAdapter(tool_list=truth.records_tool_list, domain="mcp", episode_truth=truth.records_truth),
+    expert="simrl.policies.records_expert:RecordsExpert"))

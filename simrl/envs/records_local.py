@@ -31,7 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from simrl.envs.base import Environment, unavailable_step
-from simrl.envs.mcp_env import _content_text, render_results, tool_schema
+from simrl.envs.mcp_env import content_text, tool_schema
+from simrl.envs.registry import render_tagged
+from simrl.envs.truth import base_records
 from simrl.errors import SimrlError
 from simrl.records.store import MAX_PAGE_SIZE, RecordStore
 from simrl.types import Action, Observation, Step, ToolCall, ToolResult
@@ -85,8 +87,6 @@ class _StoreProxy:
 
 def _base(world: Path) -> sqlite3.Connection:
     """The world's records in memory, loaded once per process (read only by backups, under the lock)."""
-    from simrl.wm.oracle import base_records
-
     if world not in _bases:
         conn = sqlite3.connect(":memory:", check_same_thread=False)
         src = sqlite3.connect(base_records(world))
@@ -191,7 +191,7 @@ class LocalRecordsEnv(Environment):
             return Step(observation=Observation(text="episode finished"), reward=reward, terminated=True, info=info)
         self._steps += 1
         results = [await self._call(call) for call in action.tool_calls]
-        text = render_results(results) if results else \
+        text = render_tagged(results) if results else \
             "no tool call and no final answer: call a tool or give the final answer"
         self._done = self.max_steps is not None and self._steps >= self.max_steps
         return Step(observation=Observation(text=text, results=results), truncated=self._done)
@@ -214,7 +214,7 @@ class LocalRecordsEnv(Environment):
         finally:
             _CURRENT.reset(token)
             self._episode.armed = False
-        return ToolResult(name=call.name, content=_content_text(out), is_error=bool(out.is_error),
+        return ToolResult(name=call.name, content=content_text(out), is_error=bool(out.is_error),
                           call_id=call.call_id)
 
     def score_final(self, answer: str) -> tuple[float, dict[str, Any]]:

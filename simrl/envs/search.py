@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from simrl.envs.base import Environment, register, unavailable_step
+from simrl.envs import truth
+from simrl.envs.base import Environment, unavailable_step
+from simrl.envs.registry import EnvSpec, WorldModelAdapter, register, render_contents
 from simrl.envs.search_index import CACHE_FORMAT, SearchHit, SearchIndex
 from simrl.envs.search_text import plain_text, snippet, tokenize
 from simrl.envs.search_tools import (
@@ -97,7 +99,7 @@ class SearchEnv(Environment):
                         info=info | {"turns": self._turns})
         if action.tool_calls:
             results = await asyncio.to_thread(lambda: [call_tool(self._index, c) for c in action.tool_calls])
-            text = "\n\n".join(r.content for r in results)
+            text = render_contents(results)
         else:
             results, text = [], "Error: the action has neither tool calls nor an answer"
         truncated = self.max_turns is not None and self._turns >= self.max_turns
@@ -112,4 +114,19 @@ class SearchEnv(Environment):
         self._closed = True
 
 
-register("search", SearchEnv, "Search over a world's corpus (web_search, web_extractor; bm25s)")
+def _unknown_tool(name: str, known: list[str]) -> str:
+    return f"Error: unknown tool {name!r}; available: {', '.join(known)}"
+
+
+def _invalid_arguments(name: str, reason: str) -> str:
+    return f"Error: {reason}"
+
+
+register(EnvSpec(
+    id="search", factory=SearchEnv, description="Search over a world's corpus (web_search, web_extractor; bm25s)",
+    task_types=("qa", "table"), tools=tuple(SEARCH_TOOLS), render=render_contents,
+    world_model="simrl.wm.factory:make_wm_env",
+    wm_adapter=WorldModelAdapter(tool_list=truth.search_tool_list, domain="search", shared_truth=truth.search_truth,
+                                 unknown_tool=_unknown_tool, invalid_arguments=_invalid_arguments,
+                                 default_max_turns=20),
+    expert="simrl.policies.expert:search_expert"))

@@ -35,14 +35,13 @@ the wrapper only (the wrapped environment's own step count does not advance).
 from __future__ import annotations
 
 import hashlib
-import inspect
 import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from simrl.choices import PerturbMode
-from simrl.envs.base import Environment
+from simrl.envs.base import Environment, Wrapper, find_spec, render_tagged
 from simrl.errors import SimrlError
 from simrl.perturb import formats as fmt
 from simrl.perturb.schedule import Schedule
@@ -59,12 +58,11 @@ OUTCOMES = ("attempts", "complied_first_try", "complied_after_retry", "fell_back
 def render(env_id: str, results: list[ToolResult]) -> str:
     """Observation text of ``results`` the way environment ``env_id`` lays it out.
 
-    ``search`` joins the contents with blank lines (``simrl/envs/search.py``); every other
-    environment uses the MCP layout (:func:`simrl.envs.mcp_env.render_results`).
+    The registered spec's ``render`` (:attr:`simrl.envs.base.EnvSpec.render`); an id that is not
+    registered (a stand-in environment) gets the default MCP layout (:func:`simrl.envs.base.render_tagged`).
     """
-    if env_id == "search":
-        return "\n\n".join(r.content for r in results)
-    return "\n\n".join(f"[{r.name}{' error' if r.is_error else ''}]\n{r.content}" for r in results)
+    found = find_spec(env_id)
+    return (found.render if found is not None else render_tagged)(results)
 
 
 @dataclass
@@ -95,7 +93,7 @@ def _splice(text: str, old: list[ToolResult], new: list[ToolResult]) -> str | No
     return "".join(out) + text[pos:]
 
 
-class PerturbedEnv(Environment):
+class PerturbedEnv(Wrapper):
     """Apply a :class:`~simrl.perturb.schedule.Schedule` to an environment's tool results.
 
     Example:
@@ -112,10 +110,10 @@ class PerturbedEnv(Environment):
         schedule: the schedule.
         progress: training progress in [0, 1] at which the curricula are read (:meth:`set_progress`).
         seed: wrapper seed, mixed with the schedule's and the episode's seeds.
-        mode: ``inject`` or ``control`` (the environment must have ``set_control``).
+        mode: ``inject`` or ``control`` (the environment must be ``controllable``).
         control_retries: control mode: re-asks of the world model when a prediction does not comply,
-            before falling back to inject (needs ``set_control(..., checks=, retries=)``; an
-            environment whose ``set_control`` takes only the instructions is never re-asked).
+            before falling back to inject (passed to ``set_control(..., checks=, retries=)``; an
+            environment that ignores them is never re-asked).
 
     Attributes:
         compliance: control mode: perturbation type -> :data:`OUTCOMES` counters, over every
@@ -123,7 +121,7 @@ class PerturbedEnv(Environment):
 
     Raises:
         SimrlError: progress outside [0, 1], an unknown mode, ``control_retries`` below 0, or
-            ``control`` on an environment without ``set_control``.
+            ``control`` on an environment that is not ``controllable``.
     """
 
     def __init__(self, env: Environment, schedule: Schedule, *, progress: float = 0.0, seed: int = 0,
@@ -131,15 +129,13 @@ class PerturbedEnv(Environment):
         self.check_options(progress, mode)
         if control_retries < 0:
             raise SimrlError(f"control_retries must be >= 0, got {control_retries}")
-        setter = getattr(env, "set_control", None)
-        if mode == "control" and not callable(setter):
+        if mode == "control" and not env.controllable:
             raise SimrlError(f"environment {env.env_id!r} takes no control instructions (no set_control); "
                              "use mode inject, or a world-model environment")
-        self._rich_control = mode == "control" and "checks" in inspect.signature(setter).parameters
+        super().__init__(env)
         self.control_retries = control_retries
         self.compliance: dict[str, dict[str, int]] = {}
-        self.env, self.schedule, self.seed, self.mode = env, schedule, seed, mode
-        self.env_id = env.env_id
+        self.schedule, self.seed, self.mode = schedule, seed, mode
         self.set_progress(progress)
         self._state, self._schemas = EpisodeState(), {}
         self._episode_seed, self._turn = 0, 0
@@ -160,16 +156,6 @@ class PerturbedEnv(Environment):
         if not 0.0 <= progress <= 1.0:
             raise SimrlError(f"training progress must be in [0, 1], got {progress}")
         self.progress = progress
-
-    @property
-    def backend_name(self) -> str:
-        """The wrapped environment's world-model backend (``real`` for a real one), for trajectories."""
-        return getattr(self.env, "backend_name", "real")
-
-    @property
-    def tools(self) -> list[dict[str, Any]]:
-        """The wrapped environment's tool schemas."""
-        return getattr(self.env, "tools", [])
 
     async def reset(self, task: Task, seed: int = 0) -> Observation:
         """Reset the wrapped environment and the episode's perturbation state."""
@@ -232,11 +218,7 @@ class PerturbedEnv(Environment):
             checks[n] = lambda text, p=p, ctx=ctx: p.complies(text, ctx)
             if p.phase == "before":
                 no_effect.append(n)
-        if self._rich_control:
-            self.env.set_control(instructions, checks=checks, retries=self.control_retries,  # type: ignore[attr-defined]
-                                 no_effect=no_effect)
-        else:
-            self.env.set_control(instructions)  # type: ignore[attr-defined]
+        self.env.set_control(instructions, checks=checks, retries=self.control_retries, no_effect=no_effect)
 
     def _count(self, kind: str, outcome: str) -> None:
         counts = self.compliance.setdefault(kind, dict.fromkeys(OUTCOMES, 0))

@@ -11,32 +11,39 @@ from pathlib import Path
 from simrl.errors import SimrlError
 from simrl.world.schema import Task
 
-ENV_TASK_TYPES = {"search": ("qa", "table"), "mcp-world": ("records",), "bfcl": ("bfcl",)}
-"""Environment id -> the task types it serves."""
+
+def env_task_types() -> dict[str, tuple[str, ...]]:
+    """Environment id -> the task types it serves, for every registered environment that serves some
+    (:attr:`simrl.envs.base.EnvSpec.task_types`)."""
+    from simrl.envs.base import specs
+
+    return {k: s.task_types for k, s in specs().items() if s.task_types}
 
 
 def episode_tasks(env_id: str, world: Path | None, split: str, n: int | None = None) -> list[Task]:
     """The tasks of ``split`` that ``env_id`` serves (at most ``n``), in a stable order.
 
-    ``search`` and ``mcp-world`` read them from a world folder; ``bfcl`` from bfcl-eval's data
-    (BFCL tasks are all ``test``; ``split`` is ignored for them).
+    From the world folder (tasks of the spec's ``task_types``), or the spec's ``load_tasks`` when it
+    has one (``bfcl``: bfcl-eval's data, all ``test``; ``split`` is ignored for them).
 
     Raises:
         SimrlError: unknown environment, missing ``world``, bad split, or no such tasks.
     """
-    if env_id not in ENV_TASK_TYPES:
-        raise SimrlError(f"rollout supports --env {', '.join(ENV_TASK_TYPES)} (got {env_id!r})")
+    from simrl.envs.base import spec as env_spec
+
+    served = env_task_types()
+    if env_id not in served:
+        raise SimrlError(f"rollout supports --env {', '.join(served)} (got {env_id!r})")
     if split not in ("train", "dev", "test"):
         raise SimrlError(f"--split must be train, dev or test (got {split!r})")
-    if env_id == "bfcl":
-        from simrl.envs.bfcl_data import load_bfcl_tasks
-
-        return load_bfcl_tasks(limit=n)
+    found = env_spec(env_id)
+    if found.load_tasks is not None:
+        return found.load_tasks(world, split, n)
     if world is None:
         raise SimrlError(f"--env {env_id} needs --world DIR (make one with `simrl world generate`)")
     from simrl.world.io import load_tasks
 
-    kinds = ENV_TASK_TYPES[env_id]
+    kinds = served[env_id]
     tasks = [t for t in load_tasks(world, split=split) if t.type in kinds][:n]
     if not tasks:
         raise SimrlError(f"no {'/'.join(kinds)} tasks in split {split!r} of {world}")
@@ -67,15 +74,10 @@ def make_policy(spec: str, env_id: str, world: Path | None, tasks: list[Task]):
         return parse_policy_spec(spec)
     if spec != "expert":
         raise SimrlError(f"unknown --policy {spec!r}; use `expert` or `openai:URL[#MODEL]`")
-    if env_id == "search":
-        from simrl.policies.expert import SearchExpert
-        from simrl.world import WorldIndex, load_graph
+    from simrl.envs.base import spec as env_spec
+    from simrl.envs.registry import load_entry
 
-        return SearchExpert(WorldIndex(load_graph(world)), tasks)
-    if env_id == "mcp-world":
-        from simrl.policies.records_expert import RecordsExpert
-
-        return RecordsExpert(world, tasks)
-    from simrl.policies.bfcl_expert import BFCLExpert
-
-    return BFCLExpert(tasks)
+    hook = env_spec(env_id).expert
+    if hook is None:
+        raise SimrlError(f"environment {env_id!r} has no scripted expert; use --policy openai:URL[#MODEL]")
+    return load_entry(hook)(world, tasks)

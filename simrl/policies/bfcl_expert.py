@@ -43,3 +43,8 @@ class BFCLExpert:
         if not calls:
             return Action.final("I cannot do that with the information and functions I have; please tell me more.")
         return Action(tool_calls=[parse_call(c, gold.involved_classes) for c in calls])
+
+
+def bfcl_expert(world: object, tasks: list[Task]) -> BFCLExpert:
+    """The scripted expert of ``bfcl`` (the spec's ``expert`` hook; BFCL has no world: ``world`` is unused)."""
+    return BFCLExpert(tasks)

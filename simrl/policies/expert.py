@@ -23,6 +23,7 @@ import json
 import re
 from collections.abc import Generator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from simrl.types import Action, Observation, ToolResult, Turn
@@ -264,3 +265,10 @@ class SearchExpert(ScriptedExpert):
         lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
         lines += ["| " + " | ".join(r[c] for c in cols) + " |" for r in rows]
         return "\n".join(lines)
+
+
+def search_expert(world: Path, tasks: list[Task]) -> SearchExpert:
+    """The scripted expert of ``search`` (the spec's ``expert`` hook): entity names read from ``world``'s graph."""
+    from simrl.world import load_graph
+
+    return SearchExpert(WorldIndex(load_graph(world)), tasks)

@@ -120,24 +120,13 @@ def load_model(spec: str, *, device: str = "cpu") -> tuple[Any, Any]:
         raise SimrlError(f"cannot load the policy model {spec!r}: {err}; set policy.model to a local model "
                          f"folder (e.g. `python -m simrl.testing.tiny_model runs/tiny-model`), a Hugging Face "
                          f"id in the local cache, or {SMOLLM2!r}") from err
+    from simrl.wm.local_models import use_chatml_eos
+
     ensure_tool_template(tokenizer)
     use_chatml_eos(model, tokenizer)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model.to(device), tokenizer
-
-
-def use_chatml_eos(model: Any, tokenizer: Any) -> None:
-    """Make ``<|im_end|>`` the eos (and generation eos) of a ChatML model whose metadata names another.
-
-    ChatML ends a turn with ``<|im_end|>``; SmolLM2's GGUF metadata names ``<|im_start|>`` as eos and pad.
-    """
-    if "<|im_end|>" in (tokenizer.chat_template or "") and tokenizer.eos_token != "<|im_end|>" \
-            and tokenizer.convert_tokens_to_ids("<|im_end|>") not in (None, tokenizer.unk_token_id):
-        tokenizer.eos_token = "<|im_end|>"
-        tokenizer.pad_token = "<|endoftext|>" if "<|endoftext|>" in tokenizer.get_vocab() else "<|im_end|>"
-        model.generation_config.eos_token_id = tokenizer.eos_token_id
-        model.generation_config.pad_token_id = tokenizer.pad_token_id
 
 
 def ensure_tool_template(tokenizer: Any) -> None:

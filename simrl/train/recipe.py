@@ -43,7 +43,7 @@ from pydantic import BaseModel, Field, model_validator
 from simrl.config import validate_mapping
 from simrl.errors import SpecError
 from simrl.overrides import apply_overrides
-from simrl.train.recipe_arms import ENV_TASK_TYPES, STRICT, Arm, EnvRef, RealEnv, WorldRef
+from simrl.train.recipe_arms import STRICT, Arm, EnvRef, RealEnv, WorldRef
 from simrl.train.recipe_files import resolve_files
 from simrl.train.recipe_training import (
     Budget,
@@ -56,7 +56,7 @@ from simrl.train.recipe_training import (
     WarmStart,
 )
 
-__all__ = ["ENV_TASK_TYPES", "Arm", "Budget", "EnvRef", "Evaluation", "Grid", "Logging",
+__all__ = ["Arm", "Budget", "EnvRef", "Evaluation", "Grid", "Logging",
            "PolicyConfig", "Primary", "RealEnv", "Recipe", "primary_metrics", "TrainerConfig", "TrlOptions", "VerlOptions",
            "WarmStart", "WorldRef", "load_recipe",
            "parse_recipe", "recipe_yaml", "resolve_files"]

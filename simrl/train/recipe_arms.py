@@ -16,8 +16,13 @@ from simrl.choices import PerturbMode, Transport, WorldModelName
 
 STRICT = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 """The model config of every recipe section: unknown fields rejected, values frozen."""
-ENV_TASK_TYPES = {"search": ("qa", "table"), "mcp-world": ("records",)}
-"""Environment ids a recipe may train in -> the task types each serves (as :mod:`simrl.policies`)."""
+
+
+def served_types(env_id: str) -> tuple[str, ...]:
+    """The task types environment ``env_id`` serves (its registered spec's ``task_types``)."""
+    from simrl.envs.base import spec
+
+    return spec(env_id).task_types
 
 
 class WorldRef(BaseModel):
@@ -55,15 +60,16 @@ class EnvRef(BaseModel):
 
     @model_validator(mode="after")
     def _served(self) -> EnvRef:
-        bad = [t for t in self.task_types if t not in ENV_TASK_TYPES[self.id]]
+        served = served_types(self.id)
+        bad = [t for t in self.task_types if t not in served]
         if bad:
             raise ValueError(f"task_types {bad} are not served by {self.id}; it serves "
-                             f"{', '.join(ENV_TASK_TYPES[self.id])}")
+                             f"{', '.join(served)}")
         return self
 
     def types(self) -> tuple[str, ...]:
         """The task types in use (``task_types`` or every type the environment serves)."""
-        return tuple(self.task_types) or ENV_TASK_TYPES[self.id]
+        return tuple(self.task_types) or served_types(self.id)
 
 
 class RealEnv(BaseModel):

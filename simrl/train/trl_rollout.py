@@ -194,7 +194,7 @@ class TrlRollout:
                 env = make_env()
                 try:
                     traj = await run_episode(env, recorder, self.tasks[prompt], max_turns=self.max_turns,
-                                             seed=base + i, backend=getattr(env, "backend_name", "real"))
+                                             seed=base + i, backend=env.backend_name)
                 finally:
                     await env.close()
             if recorder.tokens.out_of_budget:

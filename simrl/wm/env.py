@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from simrl.envs.base import Environment, unavailable_step
+from simrl.envs.base import Environment, spec, unavailable_step, write_tools
 from simrl.errors import SimrlError
 from simrl.types import Action, Observation, Step, ToolCall, ToolResult
 from simrl.wm import oracle, prompts
@@ -61,14 +61,11 @@ from simrl.wm.env_predict import (
     add_notes,
     bounded_history,
 )
-from simrl.wm.env_truth import CallValidator, EpisodeTruth, score, tool_list
+from simrl.wm.env_truth import CallValidator, EpisodeTruth, adapter, has_truth, oracle_envs, score, tool_list
 from simrl.wm.leak_guard import Secrets, call_guard, episode_secrets
-from simrl.wm.oracle import WRITE_TOOLS
 from simrl.world.schema import Task
 
-__all__ = ["RETRY_SEED_STRIDE", "SUPPORTED", "WorldModelEnv"]
-
-SUPPORTED = ("search", "mcp-world", "mcp")
+__all__ = ["RETRY_SEED_STRIDE", "WorldModelEnv"]
 
 
 class WorldModelEnv(Environment):
@@ -105,6 +102,8 @@ class WorldModelEnv(Environment):
             below 1.
     """
 
+    controllable = True
+
     def __init__(self, env_id: str, world: str | Path | None = None,
                  backend: WorldModelBackend | str = "oracle", *, sampling: Sampling | None = None,
                  cache: ResponseCache | None = None,
@@ -114,16 +113,15 @@ class WorldModelEnv(Environment):
                  control: str | None = None, own_backend: bool = False,
                  max_observation_chars: int = MAX_OBSERVATION_CHARS,
                  max_history_chars: int = MAX_HISTORY_CHARS) -> None:
-        if env_id not in SUPPORTED:
-            raise SimrlError(f"no world-model version of env {env_id!r}; supported: {', '.join(SUPPORTED)}")
+        self._adapter = adapter(env_id)  # SimrlError for an env without a world-model version
         if isinstance(backend, str) and backend != "oracle":
             raise SimrlError(f"backend must be a WorldModelBackend or 'oracle', got {backend!r}")
-        if env_id != "mcp" and world is None:
+        if self._adapter.needs_world and world is None:
             raise SimrlError(f"the world-model env {env_id!r} needs a world folder")
-        if env_id == "mcp" and backend == "oracle":
-            raise SimrlError("the oracle needs a world's ground truth: use it with search or mcp-world")
-        if env_id == "mcp" and tools is None and not (server_command or server_url):
-            raise SimrlError("the world-model env 'mcp' needs tools=... or server_command / server_url")
+        if backend == "oracle" and not has_truth(self._adapter):
+            raise SimrlError(f"the oracle needs a world's ground truth: use it with {' or '.join(oracle_envs())}")
+        if not self._adapter.needs_world and tools is None and not (server_command or server_url):
+            raise SimrlError(f"the world-model env {env_id!r} needs tools=... or server_command / server_url")
         if max_history_chars < 1:
             raise SimrlError(f"max_history_chars must be >= 1, got {max_history_chars}")
         self.max_history_chars = max_history_chars
@@ -184,7 +182,8 @@ class WorldModelEnv(Environment):
         """
         if self._closed:
             raise SimrlError("this world-model environment is closed; make a new one")
-        if self.env_id == "search" and task.type == "records":
+        served = spec(self.env_id).task_types
+        if task.type == "records" and served and task.type not in served:
             raise SimrlError(f"task {task.task_id} is a records task: its data lives in the world's record "
                              "server, not the corpus; run it with env `mcp-world`")
         self._truth.close()
@@ -196,7 +195,7 @@ class WorldModelEnv(Environment):
             self._sampling = self.sampling.model_copy(update={"seed": seed})
         await self._truth.open()
         instruction = oracle.instructions_of(self.world).get(task.task_id) if self.world else None
-        domain = prompts.ENV_DOMAINS.get(self.env_id, "generic")
+        domain = self._adapter.domain
         self._system = prompts.system_prompt(domain, self.tools, instruction, self.template)
         self._secrets = episode_secrets(task, instruction, self.tools)
         return Observation(text=task.policy_view()["prompt"], tools=self.tools)
@@ -244,16 +243,12 @@ class WorldModelEnv(Environment):
         return Step(observation=Observation(text=text, results=results), truncated=truncated, info=info)
 
     def _render(self, results: list[ToolResult]) -> str:
-        if self.env_id == "search":
-            return "\n\n".join(r.content for r in results)
-        from simrl.envs.mcp_env import render_results
-
-        return render_results(results)
+        return spec(self.env_id).render(results)
 
     def score_final(self, answer: str) -> tuple[float, dict[str, Any]]:
         """The episode's reward and info for ``answer`` (also read by ``simrl.train.verl.sessions.records_state``)."""
         assert self._task is not None
-        return score(self._task, answer, self._truth.current)
+        return score(self._task, answer, self._truth.current, spec(self.env_id).score_final)
 
     # -- one tool call ------------------------------------------------------------------------------
     async def _observe(self, call: ToolCall, ctl: CallControl) -> tuple[ToolResult, dict[str, Any]]:
@@ -267,7 +262,7 @@ class WorldModelEnv(Environment):
         if rejected is not None:
             result = ToolResult(name=call.name, content=rejected, is_error=True, call_id=call.call_id)
         elif self.backend == "oracle":  # cannot follow a control instruction: the clean ground truth
-            if not ctl.effect and call.name in WRITE_TOOLS:
+            if not ctl.effect and call.name in write_tools():
                 result = ToolResult(name=call.name, content=f"Error executing tool {call.name}: not applied",
                                     is_error=True, call_id=call.call_id)
             else:
@@ -284,7 +279,7 @@ class WorldModelEnv(Environment):
         """A world model's observation of ``call``, leak-guarded against the real one (when there is one)."""
         assert self._predictor is not None
         reference, shadow = None, {}
-        if self._truth.current is not None and call.name in WRITE_TOOLS and ctl.effect:
+        if self._truth.current is not None and call.name in write_tools() and ctl.effect:
             truth = await self._truth.current.call(call)  # the ground truth of the write, kept in the world
             reference, shadow = truth.content, {"shadow_error" if truth.is_error else "shadow_ok": 1}
         guard = call_guard(self._secrets, ctl.text, dict(call.arguments), reference,  # a read's real observation:

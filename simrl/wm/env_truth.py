@@ -16,52 +16,73 @@ from pathlib import Path
 from typing import Any
 
 from simrl import scratch
+from simrl.envs.base import WorldModelAdapter, find_spec, specs, write_tools
+from simrl.errors import SimrlError
 from simrl.types import ToolCall
-from simrl.wm import oracle
 from simrl.world.schema import Task
+
+
+def adapter(env_id: str) -> WorldModelAdapter:
+    """The world-model adapter of ``env_id`` (its registered spec's ``wm_adapter``).
+
+    Raises:
+        SimrlError: unknown id, or an environment without a world-model version (lists those with one).
+    """
+    found = find_spec(env_id)
+    if found is None or found.wm_adapter is None or found.wm_adapter.tool_list is None:
+        raise SimrlError(f"no world-model version of env {env_id!r}; supported: {', '.join(supported())}")
+    return found.wm_adapter
+
+
+def supported() -> list[str]:
+    """Ids of the registered environments that have a world-model version."""
+    return [k for k, s in specs().items() if s.wm_adapter is not None and s.wm_adapter.tool_list is not None]
+
+
+def has_truth(env_adapter: WorldModelAdapter) -> bool:
+    """Whether the adapter offers a world's ground truth (shared or per episode): the oracle can render it."""
+    return env_adapter.shared_truth is not None or env_adapter.episode_truth is not None
+
+
+def oracle_envs() -> list[str]:
+    """Ids of the registered environments whose observations a world's ground truth can produce."""
+    return [k for k, s in specs().items() if s.wm_adapter is not None and has_truth(s.wm_adapter)]
 
 
 async def tool_list(env_id: str, world: Path | None, tools: list[dict[str, Any]],
                     server: tuple[str | list[str] | None, str | None]) -> list[dict[str, Any]]:
-    """The real environment's tool schemas: search's, the record server's, or an MCP server's.
+    """The real environment's tool schemas, from its adapter (search's, the record server's, an MCP server's).
 
     Args:
-        env_id: ``search``, ``mcp-world`` or ``mcp``.
-        world: the world folder (``search``, ``mcp-world``).
-        tools: ``mcp``: schemas given up front (used as they are when non-empty).
+        env_id: a registered id with a world-model version.
+        world: the world folder (where the environment needs one).
+        tools: schemas given up front (``mcp``: used as they are when non-empty).
         server: ``mcp``: ``(server_command, server_url)`` listed when ``tools`` is empty.
     """
-    if env_id == "search":
-        from simrl.envs.search import SEARCH_TOOLS
-
-        return SEARCH_TOOLS
-    if env_id == "mcp-world":
-        return await oracle.record_tools(world)
-    if tools:
-        return tools
-    return await oracle.list_mcp_tools(*server)
+    lister = adapter(env_id).tool_list
+    assert lister is not None  # adapter() checked it
+    return await lister(world, tools, server)
 
 
 class CallValidator:
     """The environment's own error for an unknown tool or (world models only) schema-invalid arguments.
 
     Args:
-        env_id: decides the error wording (search's ``Error: ...`` or the MCP servers').
+        env_id: decides the error wording (the adapter's ``unknown_tool`` / ``invalid_arguments``).
         check_arguments: validate arguments against the tool's JSON schema (False for the oracle,
             whose real tools validate their own arguments).
     """
 
     def __init__(self, env_id: str, check_arguments: bool) -> None:
         self.env_id, self.check_arguments = env_id, check_arguments
+        self._adapter = adapter(env_id)
         self._validators: dict[str, Any] = {}
 
     def reject(self, call: ToolCall, tools: list[dict[str, Any]]) -> str | None:
         """The error text for ``call`` given the environment's ``tools``; None when the call is valid."""
         known = [t["function"]["name"] for t in tools]
         if call.name not in known:
-            if self.env_id == "search":
-                return f"Error: unknown tool {call.name!r}; available: {', '.join(known)}"
-            return f"unknown tool {call.name!r}; available tools: {', '.join(known)}"
+            return self._adapter.unknown_tool(call.name, known)
         if not self.check_arguments:
             return None
         import jsonschema
@@ -75,15 +96,16 @@ class CallValidator:
             return None
         where = "/".join(str(p) for p in error.absolute_path)
         reason = f"invalid arguments{f' at {where}' if where else ''}: {error.message}"
-        return f"Error: {reason}" if self.env_id == "search" else f"Error executing tool {call.name}: {reason}"
+        return self._adapter.invalid_arguments(call.name, reason)
 
 
 class EpisodeTruth:
     """The ground truth of each episode, opened at ``reset`` and closed at the next one or at the end.
 
-    ``search`` with the oracle: the world's shared search index; ``mcp-world``: a fresh copy of the
-    world's records per episode (``episode-N.sqlite`` in a temporary folder removed by
-    :meth:`cleanup`, or when this object is collected); otherwise none.
+    From the environment's adapter: its ``episode_truth`` when it has one (``mcp-world``: a fresh copy
+    of the world's records per episode, ``episode-N.sqlite`` in a temporary folder removed by
+    :meth:`cleanup`, or when this object is collected); else, with the oracle, its ``shared_truth``
+    (``search``: the world's shared index); otherwise none.
 
     Args:
         env_id: the environment id.
@@ -93,6 +115,7 @@ class EpisodeTruth:
 
     def __init__(self, env_id: str, world: Path | None, oracle_backend: bool) -> None:
         self.env_id, self.world, self.oracle_backend = env_id, world, oracle_backend
+        self._adapter = adapter(env_id)
         self.current: Any = None
         self._workdir: Path | None = None
         self._cleanup: Any = None
@@ -100,16 +123,15 @@ class EpisodeTruth:
 
     async def open(self) -> Any:
         """Open (and return) the next episode's ground truth; None where the environment keeps none."""
-        if self.env_id == "search" and self.oracle_backend:
-            self.current = oracle.SearchTruth(await asyncio.to_thread(oracle.shared_index, self.world))
-        elif self.env_id == "mcp-world":
+        if self._adapter.episode_truth is not None:
             if self._workdir is None:
                 self._workdir = scratch.mkdtemp("simrl-wm-env-")
                 self._cleanup = weakref.finalize(self, shutil.rmtree, self._workdir, True)
             self._episodes += 1
             db = self._workdir / f"episode-{self._episodes}.sqlite"
-            store = await asyncio.to_thread(oracle.episode_store, self.world, db, self.oracle_backend)
-            self.current = oracle.RecordsTruth(store)
+            self.current = await asyncio.to_thread(self._adapter.episode_truth, self.world, db, self.oracle_backend)
+        elif self._adapter.shared_truth is not None and self.oracle_backend:
+            self.current = await asyncio.to_thread(self._adapter.shared_truth, self.world)
         else:
             self.current = None
         return self.current
@@ -117,16 +139,15 @@ class EpisodeTruth:
     async def reference(self, call: ToolCall) -> str | None:
         """The real observation of a read ``call`` now (the leakage guard's ground truth), or None.
 
-        ``search``: the world's search index answers it; ``mcp-world``: the episode's records copy
-        (a read changes nothing; a write's real result is the caller's, from applying it). None for
-        ``mcp`` (no ground truth), an oracle episode (whose observations are the truth) or a write.
+        The adapter's ``shared_truth`` answers it (``search``: the world's index); else the episode's
+        truth (``mcp-world``: the records copy; a read changes nothing, a write's real result is the
+        caller's, from applying it). None without ground truth (``mcp``), for an oracle episode (whose
+        observations are the truth) or a write.
         """
-        from simrl.wm.oracle import WRITE_TOOLS
-
-        if self.oracle_backend or self.world is None or call.name in WRITE_TOOLS:
+        if self.oracle_backend or self.world is None or call.name in write_tools():
             return None
-        if self.env_id == "search":
-            return (await oracle.SearchTruth(oracle.shared_index(self.world)).call(call)).content
+        if self._adapter.shared_truth is not None:
+            return (await self._adapter.shared_truth(self.world).call(call)).content
         if self.current is not None:
             return (await self.current.call(call)).content
         return None
@@ -146,8 +167,11 @@ class EpisodeTruth:
             self._cleanup()
 
 
-def score(task: Task, answer: str, truth: Any) -> tuple[float, dict[str, Any]]:
+def score(task: Task, answer: str, truth: Any, scorer: Any = None) -> tuple[float, dict[str, Any]]:
     """The reward and info of a final ``answer``; a records write task is scored on ``truth``'s records.
+
+    ``scorer``: the environment's ``score_final(task, answer, read)`` (its spec's; default
+    :func:`simrl.reward.task.score_final`).
 
     Returns:
         ``(reward, {"success", "metrics"})``, or ``(0.0, {"score_error"})`` for a write task
@@ -158,4 +182,4 @@ def score(task: Task, answer: str, truth: Any) -> tuple[float, dict[str, Any]]:
     store = getattr(truth, "store", None)
     if is_records_write(task) and store is None:
         return 0.0, {"score_error": "a records write task needs the world's records (env mcp-world)"}
-    return score_final(task, answer, store.read if store is not None else None)
+    return (scorer or score_final)(task, answer, store.read if store is not None else None)

@@ -16,15 +16,12 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from simrl.choices import WorldModelName, values
 from simrl.errors import SimrlError
 from simrl.wm.backend import Sampling, WorldModelBackend
-
-BACKENDS = values(WorldModelName)
-"""World-model backend names (``real`` is not one: it means the real environment)."""
 
 INSTALL = {"transformers": "pip install 'simrl[transformers]'", "llamacpp": "pip install 'simrl[llamacpp]'"}
 _NEEDS = {"transformers": ("torch", "transformers"), "llamacpp": ("llama_cpp",)}
@@ -40,8 +37,50 @@ def _require(name: str) -> None:
                          f"install it with: {INSTALL[name]}")
 
 
+def _oracle(**options: Any) -> str:
+    return "oracle"
+
+
+def _openai(**options: Any) -> WorldModelBackend:
+    if not options.get("base_url") or not options.get("model"):
+        raise SimrlError("the openai world model needs a base URL and a model id "
+                         "(--wm-base-url http://HOST:PORT/v1 --wm-model NAME)")
+    from simrl.config import check_url
+
+    check_url(options["base_url"], "--wm-base-url")
+    from simrl.wm.openai_backend import OpenAIBackend
+
+    return OpenAIBackend(**options)
+
+
+def _transformers(**options: Any) -> WorldModelBackend:
+    _require("transformers")
+    from simrl.wm.transformers_backend import TransformersBackend
+
+    return TransformersBackend(options.pop("model", "smollm2"), **options)
+
+
+def _llamacpp(**options: Any) -> WorldModelBackend:
+    _require("llamacpp")
+    from simrl.wm.llamacpp_backend import LlamaCppBackend
+
+    return LlamaCppBackend(options.pop("model", None), **options)
+
+
+MAKERS: dict[str, Callable[..., WorldModelBackend | str]] = {
+    "oracle": _oracle, "openai": _openai, "transformers": _transformers, "llamacpp": _llamacpp}
+"""The world-model backend registry: name -> ``maker(**options)`` (the oracle is the string ``"oracle"``)."""
+
+BACKENDS = tuple(MAKERS)
+"""World-model backend names (``real`` is not one: it means the real environment). The static
+:data:`simrl.choices.WorldModelName` (recipe and CLI types) must list the same names (a test checks it)."""
+
+LLM_BACKENDS = tuple(name for name in BACKENDS if name != "oracle")
+"""The backends that are models (every one but the ground-truth ``oracle``)."""
+
+
 def make_backend(name: str, **options: Any) -> WorldModelBackend | str:
-    """A world-model backend by name.
+    """A world-model backend by name (:data:`MAKERS`).
 
     Options: ``openai``: ``base_url`` (required), ``model`` (required), ``api_key``, ``timeout``,
     ``max_concurrency``; ``transformers``: ``model`` (a folder, a ``.gguf`` file or ``smollm2``;
@@ -52,26 +91,9 @@ def make_backend(name: str, **options: Any) -> WorldModelBackend | str:
     Raises:
         SimrlError: unknown name, a missing required option, or an optional package not installed.
     """
-    options = {k: v for k, v in options.items() if v is not None}
-    if name == "oracle":
-        return "oracle"
-    if name == "openai":
-        if not options.get("base_url") or not options.get("model"):
-            raise SimrlError("the openai world model needs a base URL and a model id "
-                             "(--wm-base-url http://HOST:PORT/v1 --wm-model NAME)")
-        from simrl.config import check_url
-
-        check_url(options["base_url"], "--wm-base-url")
-        from simrl.wm.openai_backend import OpenAIBackend
-
-        return OpenAIBackend(**options)
-    if name in ("transformers", "llamacpp"):
-        _require(name)
-        module = importlib.import_module(f"simrl.wm.{name}_backend")
-        if name == "transformers":
-            return module.TransformersBackend(options.pop("model", "smollm2"), **options)
-        return module.LlamaCppBackend(options.pop("model", None), **options)
-    raise SimrlError(f"unknown world-model backend {name!r}; known: real, {', '.join(BACKENDS)}")
+    if name not in MAKERS:
+        raise SimrlError(f"unknown world-model backend {name!r}; known: real, {', '.join(BACKENDS)}")
+    return MAKERS[name](**{k: v for k, v in options.items() if v is not None})
 
 
 def shared_backend(name: str, **options: Any) -> WorldModelBackend | str:
@@ -110,7 +132,7 @@ def make_wm_env(env_id: str, world_model: str | WorldModelBackend, *, world: str
     """The world-model version of ``env_id`` (a :class:`~simrl.wm.env.WorldModelEnv`).
 
     Args:
-        env_id: ``search``, ``mcp-world`` or ``mcp``.
+        env_id: a registered id whose spec has a world-model adapter (``search``, ``mcp-world``, ``mcp``).
         world_model: a backend name (:data:`BACKENDS`) or a backend object.
         world: the world folder.
         wm_model, wm_base_url, wm_api_key: backend options (model id or path; endpoint; key).
@@ -127,6 +149,7 @@ def make_wm_env(env_id: str, world_model: str | WorldModelBackend, *, world: str
         SimrlError: bad backend name or options, an unsupported env id, a missing world.
     """
     from simrl.wm.env import WorldModelEnv
+    from simrl.wm.env_truth import adapter
 
     if isinstance(world_model, WorldModelBackend):
         backend: WorldModelBackend | str = world_model
@@ -139,8 +162,8 @@ def make_wm_env(env_id: str, world_model: str | WorldModelBackend, *, world: str
     keep = {k: env_options[k] for k in ("tools", "server_command", "server_url", "max_parse_retries",
                                         "max_observation_chars", "max_history_chars") if k in env_options}
     turns = max_turns if max_turns is not None else max_steps
-    if turns is None and env_id == "search":
-        turns = 20  # SearchEnv's default
+    if turns is None:
+        turns = adapter(env_id).default_max_turns
     return WorldModelEnv(env_id, world, backend,
                          sampling=Sampling(temperature=wm_temperature, max_tokens=wm_max_tokens),
                          cache=shared_cache(wm_cache, wm_replay), prompt_template=wm_prompt,

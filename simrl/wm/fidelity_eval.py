@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from simrl.choices import WmTools, WmUnparsed
 from simrl.wm.backend import BackendError, Sampling, WorldModelBackend
+from simrl.wm.factory import BACKENDS
 from simrl.wm.fidelity import DIMENSIONS, score_prediction, world_facts
 from simrl.wm.fidelity_oracle import ORACLE_ENVS, oracle_skip_reason, replay_episode
 from simrl.wm.fidelity_predict import baseline_prediction, called_tools_system, generate
@@ -44,8 +45,6 @@ from simrl.wm.transitions import Transition
 
 BASELINES = ("repeat-previous", "empty")
 """Trivial predictors every evaluation includes unless told not to."""
-LLM_BACKENDS = ("openai", "transformers", "llamacpp")
-BACKENDS = ("oracle", *LLM_BACKENDS)
 
 
 class EvalConfig(BaseModel):

@@ -11,10 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from simrl.wm.env_truth import oracle_envs
 from simrl.wm.transitions import Transition
 
-ORACLE_ENVS = ("search", "mcp-world")
-"""Environments whose observations a world's ground truth can produce."""
+ORACLE_ENVS = tuple(oracle_envs())
+"""Environments whose observations a world's ground truth can produce (from the registry)."""
 
 
 def oracle_skip_reason(tr: Transition, world: Path | None, task_ids: set[str]) -> str | None:

@@ -81,3 +81,16 @@ def drop_oldest_turns(messages: list[dict[str, Any]], count: Callable[[dict[str,
                            f"{budget} that a {n_ctx}-token context leaves for it; use a larger context or a "
                            "shorter system prompt", retryable=False)
     return fixed + history + last
+
+
+def use_chatml_eos(model: Any, tokenizer: Any) -> None:
+    """Make ``<|im_end|>`` the eos (and generation eos) of a ChatML model whose metadata names another.
+
+    ChatML ends a turn with ``<|im_end|>``; SmolLM2's GGUF metadata names ``<|im_start|>`` as eos and pad.
+    """
+    if "<|im_end|>" in (tokenizer.chat_template or "") and tokenizer.eos_token != "<|im_end|>" \
+            and tokenizer.convert_tokens_to_ids("<|im_end|>") not in (None, tokenizer.unk_token_id):
+        tokenizer.eos_token = "<|im_end|>"
+        tokenizer.pad_token = "<|endoftext|>" if "<|endoftext|>" in tokenizer.get_vocab() else "<|im_end|>"
+        model.generation_config.eos_token_id = tokenizer.eos_token_id
+        model.generation_config.pad_token_id = tokenizer.pad_token_id

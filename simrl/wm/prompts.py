@@ -88,8 +88,14 @@ environment returns to an autonomous agent after each of its actions.
 DOMAIN_PROMPTS: dict[str, str] = {"search": _SEARCH, "mcp": _MCP, "generic": _GENERIC}
 """Domain -> world-model role prompt (our own wording; Qwen-AgentWorld's prompts are per domain too)."""
 
-ENV_DOMAINS: dict[str, str] = {"search": "search", "mcp-world": "mcp", "mcp": "mcp"}
-"""Environment id -> prompt domain (other ids use ``generic``)."""
+
+
+def env_domain(env_id: str) -> str:
+    """The prompt domain of environment ``env_id``: its spec's world-model adapter's, else ``generic``."""
+    from simrl.envs.base import find_spec
+
+    found = find_spec(env_id)
+    return found.wm_adapter.domain if found is not None and found.wm_adapter is not None else "generic"
 
 OUTPUT_RULE = """\
 # Output format

@@ -152,7 +152,7 @@ def load_base(spec: str) -> tuple[Any, Any]:
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from simrl.policies.hf_policy import use_chatml_eos
+    from simrl.wm.local_models import use_chatml_eos
     from simrl.wm.transformers_backend import resolve_model
 
     source, gguf = resolve_model(spec, None)

@@ -40,12 +40,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from simrl.envs.base import find_spec
 from simrl.errors import SimrlError
 from simrl.types import ToolCall, Trajectory
 from simrl.wm import prompts
-
-ENV_DOMAINS: dict[str, str] = {**prompts.ENV_DOMAINS, "bfcl": "bfcl"}
-"""simrl environment id -> domain (search -> search, mcp-world/mcp -> mcp, bfcl -> bfcl)."""
 
 BFCL_TEMPLATE = """\
 # Role
@@ -236,9 +234,12 @@ def _from_trajectory(traj: Trajectory, key: str, world: Path | None, domain: str
     if traj.backend != "real":
         skipped[f"trajectory from backend {traj.backend} (not real observations)"] += 1
         return []
-    dom = domain or ENV_DOMAINS.get(traj.env_id, "generic")
+    dom = domain or prompts.env_domain(traj.env_id)
+    found = find_spec(traj.env_id)
+    lister = found.wm_adapter.tool_list if found is not None and found.wm_adapter is not None else None
+    in_world = lister is not None and found.wm_adapter.needs_world  # type: ignore[union-attr]
     instruction = None
-    if world is not None and traj.env_id in ("search", "mcp-world"):
+    if world is not None and in_world:
         from simrl.wm.oracle import instructions_of
 
         instruction = instructions_of(world).get(traj.task_id)
@@ -246,8 +247,8 @@ def _from_trajectory(traj: Trajectory, key: str, world: Path | None, domain: str
             raise SimrlError(f"{key}: task {traj.task_id!r} is not in world {world}; pass the world the "
                              "trajectories were recorded in (--world), or none")
     tools = _episode_tools(traj)
-    if world is not None and traj.env_id == "mcp-world":
-        tools = _as_listed(tools, world, listed)
+    if world is not None and in_world:
+        tools = _as_listed(tools, world, listed, lister)
     system = domain_system_prompt(dom, tools, instruction)
     steps: list[dict[str, Any]] = []
     for turn in traj.turns:
@@ -288,24 +289,22 @@ def _episode_tools(traj: Trajectory) -> list[dict[str, Any]]:
     return tools
 
 
-def _as_listed(tools: list[dict[str, Any]], world: Path, listed: dict[str, list[dict[str, Any]]]
-               ) -> list[dict[str, Any]]:
-    """``tools`` as :class:`~simrl.wm.env.WorldModelEnv` lists them for ``mcp-world`` (the record server's
-    own listing, :func:`simrl.wm.oracle.record_tools`), when they are the same tools.
+def _as_listed(tools: list[dict[str, Any]], world: Path, listed: dict[str, list[dict[str, Any]]],
+               lister: Any) -> list[dict[str, Any]]:
+    """``tools`` as :class:`~simrl.wm.env.WorldModelEnv` lists them (the environment adapter's ``tool_list``:
+    for ``mcp-world`` the record server's own listing), when they are the same tools.
 
     A client receives the schemas with another key order than the in-process listing the world-model
     environment shows its model, and the system prompt prints them as JSON: without this, training
     data and evaluation prompts would differ from the prompts at inference. Tools that differ (the
     world changed since the recording) stay as recorded.
     """
-    key = str(Path(world).resolve())
+    key = f"{getattr(lister, '__qualname__', lister)}:{Path(world).resolve()}"
     if key not in listed:
         from concurrent.futures import ThreadPoolExecutor
 
-        from simrl.wm.oracle import record_tools
-
         with ThreadPoolExecutor(1) as pool:  # works with or without a running event loop
-            listed[key] = pool.submit(asyncio.run, record_tools(Path(world))).result()
+            listed[key] = pool.submit(asyncio.run, lister(Path(world), [], (None, None))).result()
     return listed[key] if listed[key] == tools else tools
 
 

@@ -76,7 +76,9 @@ class ControlFake(FakeEnv):
         super().__init__()
         self.obey, self.instructions, self._pending = obey, [], {}
 
-    def set_control(self, instructions: dict[int, str]) -> None:
+    controllable = True
+
+    def set_control(self, instructions: dict[int, str], **_: Any) -> None:  # checks / retries ignored
         self._pending = dict(instructions)
         self.instructions.append(dict(instructions))
 

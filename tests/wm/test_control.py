@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from simrl.envs.base import make
+from simrl.envs.base import make, write_tools
 from simrl.envs.search import call_tool
 from simrl.errors import SimrlError
 from simrl.perturb import PerturbContext, PerturbedEnv, Schedule, parse_schedule, perturbation_class
@@ -269,14 +269,14 @@ async def test_a_controlled_error_on_a_write_never_reaches_the_ground_truth(back
     solved = await run_episode(make("mcp-world", world=tiny_world, world_model="oracle"),
                                RecordsExpert(tiny_world, [task]), task, max_turns=20)
     assert solved.reward == 1.0
-    writes = [c for t in solved.turns for c in t.action.tool_calls if c.name in oracle.WRITE_TOOLS]
+    writes = [c for t in solved.turns for c in t.action.tool_calls if c.name in write_tools()]
     ep.stub.reply = '{"ok": true}'  # the stub obeys the 5xx instruction; the oracle cannot (fallback)
 
     def inner():
         return make("mcp-world", world=tiny_world, world_model="oracle") if backend == "oracle" \
             else _wm(tiny_world, ep, env_id="mcp-world")
 
-    for schedule, expected in ((Schedule.single("server_error", 1.0, tools=sorted(oracle.WRITE_TOOLS)), 0.0),
+    for schedule, expected in ((Schedule.single("server_error", 1.0, tools=sorted(write_tools())), 0.0),
                                (Schedule.single("server_error", 0.0), 1.0)):
         env = PerturbedEnv(inner(), schedule, mode="control")
         await env.reset(task, seed=0)

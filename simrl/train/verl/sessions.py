@@ -90,17 +90,14 @@ def _cut(text: str, limit: int) -> str:
 def records_state(env: Any) -> dict[str, Any] | None:
     """The records-state score of the environment's current episode (write tasks), or None.
 
-    Unwraps perturbation wrappers (``.env``) and asks the environment's own scorer (``score_final``:
-    the record store it holds, scored by :func:`simrl.reward.task.score_state`).
+    Asks the environment's own scorer (``score_final``, forwarded by wrappers: the record store it
+    holds, scored by :func:`simrl.reward.task.score_state`); None for an environment that scores only
+    at its final step.
     """
-    inner = env
-    while hasattr(inner, "env") and hasattr(inner.env, "step"):
-        inner = inner.env
-    scorer = getattr(inner, "score_final", None)
-    if scorer is None:
-        return None
     try:
-        reward, info = scorer("")
+        reward, info = env.score_final("")
+    except NotImplementedError:
+        return None
     except Exception as err:  # noqa: BLE001 - a failed read is reported, not raised
         return {"reward": 0.0, "success": False, "metrics": {}, "error": f"{type(err).__name__}: {err}"}
     return {"reward": float(reward), "success": bool(info.get("success", False)), "metrics": info.get("metrics", {})}

@@ -1,0 +1,197 @@
+"""Ground truth of the built-in environments as in-process tools: what their world-model adapters offer.
+
+The world-model version of an environment (:mod:`simrl.wm.env`) and its ``oracle`` backend take the
+world's ground truth from here, through each spec's :class:`~simrl.envs.registry.WorldModelAdapter`:
+
+* ``search``: the real :class:`~simrl.envs.search_index.SearchIndex` tools (``web_search``,
+  ``web_extractor``), one index per world shared by the process (:func:`shared_index`, :class:`SearchTruth`).
+* ``mcp-world``: the record server's own tools (:func:`simrl.records.server.build_server`, called
+  in process) on an episode's copy of the records (:class:`RecordsTruth`); for the oracle on an
+  :class:`UnpagedStore`: every list returns all its results in one page (``next_cursor`` null).
+  The JSON layout and the error texts are the server's.
+* ``mcp``: any MCP server's tool list (:func:`list_mcp_tools`); no ground truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+from simrl import scratch
+from simrl.envs.search_index import SearchIndex
+from simrl.envs.search_tools import call_tool
+from simrl.records.store import MAX_PAGE_SIZE, RecordStore
+from simrl.types import ToolCall, ToolResult
+
+_lock = threading.Lock()
+_indexes: dict[Path, SearchIndex] = {}
+_bases: dict[Path, Path] = {}
+_tools: dict[Path, list[dict[str, Any]]] = {}
+_mcp_tools: dict[tuple, list[dict[str, Any]]] = {}
+
+
+class UnpagedStore(RecordStore):
+    """A :class:`RecordStore` whose lists come in one page: all matches, ``next_cursor`` None.
+
+    ``search`` ignores a valid ``limit`` (an invalid one fails as in the real store) and, given a
+    cursor, continues from it to the end; ``find_by_name`` returns up to ``MAX_PAGE_SIZE`` matches.
+    """
+
+    def search(self, type_name: str, filters: dict[str, Any] | None = None, limit: int | None = None,
+               cursor: str | None = None) -> dict[str, Any]:
+        """All records of a type matching ``filters`` (see :meth:`RecordStore.search` for the layout)."""
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+            return super().search(type_name, filters, limit, cursor)  # raises the store's own error
+        page = super().search(type_name, filters, MAX_PAGE_SIZE, cursor)
+        records = list(page["records"])
+        while page["next_cursor"]:
+            page = super().search(type_name, filters, MAX_PAGE_SIZE, page["next_cursor"])
+            records += page["records"]
+        return {"records": records, "next_cursor": None, "total": page["total"]}
+
+    def find_by_name(self, name: str, type_name: str | None = None, limit: int | None = None) -> dict[str, Any]:
+        """Entities by exact or prefix name, up to ``MAX_PAGE_SIZE`` of them."""
+        return super().find_by_name(name, type_name, MAX_PAGE_SIZE)
+
+
+def shared_index(world: Path) -> SearchIndex:
+    """The search index of ``world``, opened once per process and shared (read-only, thread-safe)."""
+    key = Path(world).resolve()
+    with _lock:
+        if key not in _indexes:
+            _indexes[key] = SearchIndex.open(key)
+        return _indexes[key]
+
+
+def base_records(world: Path) -> Path:
+    """A records database built from ``world`` once per process (a temporary file; never written to)."""
+    key = Path(world).resolve()
+    with _lock:
+        if key not in _bases or not _bases[key].is_file():  # a run's tmp/ is emptied when the run ends
+            folder = scratch.mkdtemp("simrl-wm-records-")
+            atexit.register(shutil.rmtree, folder, True)
+            RecordStore.create(key, folder / "base.sqlite").close()
+            _bases[key] = folder / "base.sqlite"
+        return _bases[key]
+
+
+def episode_store(world: Path, db: Path, unpaged: bool) -> RecordStore:
+    """A fresh copy of ``world``'s records at ``db``, opened as an UnpagedStore or a RecordStore."""
+    with RecordStore.open(base_records(world)) as base:
+        base.copy_to(db).close()
+    return (UnpagedStore if unpaged else RecordStore).open(db)
+
+
+async def record_tools(world: Path) -> list[dict[str, Any]]:
+    """The record server's tool list (OpenAI function format), read from the server once per world.
+
+    The server is :func:`simrl.records.server.build_server`, the same object ``simrl serve mcp``
+    runs; its tools are listed in process, through the MCP SDK's ``list_tools``.
+    """
+    from simrl.envs.mcp_env import tool_schema
+    from simrl.records.server import build_server
+
+    key = Path(world).resolve()
+    if key not in _tools:
+        with RecordStore.open(base_records(key)) as store:
+            tools = await build_server(store).list_tools()
+        _tools[key] = [tool_schema(t) for t in tools]
+    return _tools[key]
+
+
+async def list_mcp_tools(server_command: str | list[str] | None, server_url: str | None) -> list[dict[str, Any]]:
+    """The tool list of any real MCP server, read once per server through :class:`~simrl.envs.mcp_env.MCPEnv`
+    (a stdio command is started, listed and stopped)."""
+    from simrl.envs.mcp_env import MCPEnv
+    from simrl.world.schema import Evidence, QAGold, Task
+
+    key = (tuple(server_command) if isinstance(server_command, list) else server_command, server_url)
+    if key not in _mcp_tools:
+        env = MCPEnv(server_command=server_command, server_url=server_url)
+        probe = Task(task_id="tools", type="qa", split="dev", prompt="list tools", gold=QAGold(answer="-"),
+                     evidence=Evidence(), hops=1, difficulty="easy", template="tools")
+        try:
+            _mcp_tools[key] = (await env.reset(probe)).tools
+        finally:
+            await env.close()
+    return _mcp_tools[key]
+
+
+class SearchTruth:
+    """The real search tools over a world's index (``web_search``, ``web_extractor``)."""
+
+    def __init__(self, index: SearchIndex) -> None:
+        self.index = index
+
+    async def call(self, call: ToolCall) -> ToolResult:
+        """Run one call; errors are ``is_error`` results (:func:`simrl.envs.search_tools.call_tool`)."""
+        return await asyncio.to_thread(call_tool, self.index, call)
+
+    def close(self) -> None:
+        """Nothing to release (the index is shared)."""
+
+
+class RecordsTruth:
+    """The record server's tools, in process, on one episode's store (paged or not).
+
+    Results are the server's JSON text; failures are ``is_error`` results with the server's
+    message (``Error executing tool NAME: reason``). No operational faults are ever drawn.
+    """
+
+    def __init__(self, store: RecordStore) -> None:
+        from simrl.records.server import build_server
+
+        self.store = store
+        self._server = build_server(store)
+
+    async def call(self, call: ToolCall) -> ToolResult:
+        """Run one call of the record tools on the store."""
+        from mcp.server.mcpserver.exceptions import ToolError
+
+        def result(text: str, error: bool) -> ToolResult:
+            return ToolResult(name=call.name, content=text, is_error=error, call_id=call.call_id)
+
+        try:
+            out = await self._server.call_tool(call.name, dict(call.arguments))
+        except ToolError as err:
+            return result(str(err), True)
+        texts = [getattr(block, "text", "") for block in getattr(out, "content", None) or []]
+        return result("\n".join(t for t in texts if isinstance(t, str)), bool(getattr(out, "is_error", False)))
+
+    def close(self) -> None:
+        """Close the episode's store (idempotent)."""
+        self.store.close()
+
+
+def search_truth(world: Path) -> SearchTruth:
+    """The shared ground truth of ``search`` on ``world`` (its index)."""
+    return SearchTruth(shared_index(world))
+
+
+def records_truth(world: Path, db: Path, unpaged: bool) -> RecordsTruth:
+    """A fresh ground truth of ``mcp-world`` for one episode: ``world``'s records copied to ``db``."""
+    return RecordsTruth(episode_store(world, db, unpaged))
+
+
+async def search_tool_list(world: Path | None, tools: list[dict[str, Any]], server: tuple[Any, Any]) -> list[dict[str, Any]]:
+    """``search``'s tool schemas (static)."""
+    from simrl.envs.search_tools import SEARCH_TOOLS
+
+    return SEARCH_TOOLS
+
+
+async def records_tool_list(world: Path | None, tools: list[dict[str, Any]], server: tuple[Any, Any]) -> list[dict[str, Any]]:
+    """``mcp-world``'s tool schemas: the record server's own list for ``world``."""
+    assert world is not None
+    return await record_tools(world)
+
+
+async def mcp_tool_list(world: Path | None, tools: list[dict[str, Any]], server: tuple[Any, Any]) -> list[dict[str, Any]]:
+    """``mcp``'s tool schemas: ``tools`` when given, else listed from the server ``(command, url)``."""
+    if tools:
+        return tools
+    return await list_mcp_tools(*server)

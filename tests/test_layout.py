@@ -1,0 +1,64 @@
+"""The package layout: import edges between simrl's packages form no cycle, and no module imports
+another package's private names (read from the source with ``ast``; nothing is imported)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import networkx as nx
+
+ROOT = Path(__file__).resolve().parents[1] / "simrl"
+
+
+def _package(module: str) -> str:
+    """``simrl.envs.search`` -> ``envs``; a top-level module (``simrl.types``) is its own package."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def _imports() -> list[tuple[str, str, list[str], int]]:
+    """``(importing module, imported module, imported names, line)`` for every ``simrl`` import."""
+    found = []
+    for path in sorted(ROOT.rglob("*.py")):
+        module = ".".join(path.relative_to(ROOT.parent).with_suffix("").parts).removesuffix(".__init__")
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and node.module.startswith("simrl"):
+                found.append((module, node.module, [a.name for a in node.names], node.lineno))
+            elif isinstance(node, ast.Import):
+                found += [(module, a.name, [], node.lineno) for a in node.names if a.name.startswith("simrl")]
+    return found
+
+
+def package_graph() -> nx.DiGraph:
+    """Package -> package import edges (any import, top-level or inside a function)."""
+    graph = nx.DiGraph()
+    for source, target, names, _ in _imports():
+        src = _package(source)
+        targets = [_package(f"{target}.{n}") for n in names] if target == "simrl" else [_package(target)]
+        graph.add_edges_from((src, t) for t in targets if t != src)
+    return graph
+
+
+def test_no_import_cycle_between_packages():
+    cycles = list(nx.simple_cycles(package_graph()))
+    assert not cycles, f"import cycles between simrl packages: {cycles}"
+
+
+def test_envs_never_imports_wm():
+    graph = package_graph()
+    assert graph.has_node("envs") and not graph.has_edge("envs", "wm")
+    assert graph.has_edge("wm", "envs")  # the world-model version builds on the environments
+
+
+def test_no_private_name_imported_across_packages():
+    crossing = [f"{source}:{line} imports {target}.{name}" for source, target, names, line in _imports()
+                for name in names
+                if name.startswith("_") and not name.startswith("__") and _package(source) != _package(target)]
+    assert not crossing, crossing
+
+
+def test_the_checker_sees_a_cycle():
+    graph = package_graph()
+    graph.add_edge("envs", "wm")
+    assert any({"envs", "wm"} <= set(c) for c in nx.simple_cycles(graph))

@@ -4,12 +4,12 @@ An :class:`Environment` is async: ``reset(task, seed) -> Observation``, ``step(a
 ``close()`` (safe to call twice). Errors of tools (bad arguments, unknown ids, server faults) come
 back as error observations, never as exceptions out of ``step``. Besides those three it declares
 ``tools``, ``backend_name``, ``controllable`` / ``set_control`` and ``score_final`` (defaults for a
-real environment that takes no control instructions); a layer over another environment (perturbations,
-a leakage guard) subclasses :class:`Wrapper`, which forwards all of them, and ``unwrapped`` reaches the
+real environment that takes no control instructions); a layer over another environment (the perturbation
+wrapper) subclasses :class:`Wrapper`, which forwards all of them, and ``unwrapped`` reaches the
 innermost one (Gymnasium's ``Wrapper`` / ``unwrapped``).
 
 Environments are made by id with :func:`make` from the :class:`EnvSpec` each environment module
-registers next to its own code (Gymnasium's ``EnvSpec`` + registry, docs/design.md §5); the
+registers next to its own code (Gymnasium's ``EnvSpec`` + registry, docs/design.md §6); the
 world-model version keeps the same id and is found through the spec. The spec types and the
 registry live in :mod:`simrl.envs.registry`; they are re-exported here.
 """

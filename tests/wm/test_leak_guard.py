@@ -1,7 +1,7 @@
 """The leakage guard against adversarial world models: one real local OpenAI-compatible endpoint
 (StubEndpoint on 127.0.0.1) whose "world model" leaks on purpose, one route at a time, for every
 environment that has a world-model version (``search``, ``mcp-world``, ``mcp`` over any server's tools;
-``bfcl`` has none: :data:`simrl.wm.env.SUPPORTED`).
+``bfcl`` has none: :func:`simrl.wm.env_truth.supported`).
 
 Routes: the whole prompt echoed; ``reference answer = <gold>`` in lower case; the control instruction
 case-changed or reworded; the tool definitions echoed. And the false-positive rule: a gold answer
@@ -20,7 +20,8 @@ from simrl.rollout import run_episode
 from simrl.testing.openai_stub import StubEndpoint
 from simrl.types import Action, ToolCall
 from simrl.wm import oracle, prompts
-from simrl.wm.env import SUPPORTED, WorldModelEnv
+from simrl.wm.env import WorldModelEnv
+from simrl.wm.env_truth import supported
 from simrl.wm.leak_guard import REFUSED, LeakGuard, Secrets, normalise
 from simrl.wm.openai_backend import OpenAIBackend
 from simrl.world import load_instructions, load_tasks
@@ -109,7 +110,7 @@ def _shown(step) -> str:
 
 
 def test_every_world_model_env_is_covered():
-    assert set(SUPPORTED) == set(CASES)
+    assert set(supported()) == set(CASES)
 
 
 @pytest.mark.parametrize("env_id", sorted(CASES))

@@ -1,0 +1,130 @@
+"""The EnvSpec registry and the Wrapper base: a spec registered from outside simrl is made, listed,
+rendered and forwarded like a built-in one; derived lists follow the registry."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from simrl.choices import WorldModelName, values
+from simrl.envs import registry
+from simrl.envs.base import (
+    Environment,
+    EnvSpec,
+    Wrapper,
+    find_spec,
+    make,
+    register,
+    registered,
+    spec,
+    write_tools,
+)
+from simrl.errors import SimrlError
+from simrl.perturb.inject import render
+from simrl.types import Action, Observation, Step, ToolResult
+
+TOOL = {"type": "function", "function": {"name": "ping", "description": "Ping.", "parameters": {"type": "object"}}}
+
+
+class Ping(Environment):
+    env_id = "test-ping"
+
+    def __init__(self, prefix: str = "pong") -> None:
+        self.prefix, self.closed = prefix, 0
+
+    async def reset(self, task, seed: int = 0) -> Observation:
+        self.tools = [TOOL]
+        return Observation(text="ping", tools=self.tools)
+
+    async def step(self, action: Action) -> Step:
+        results = [ToolResult(name=c.name, content=f"{self.prefix} {c.arguments.get('n')}") for c in action.tool_calls]
+        return Step(observation=Observation(text=spec(self.env_id).render(results), results=results))
+
+    async def close(self) -> None:
+        self.closed += 1
+
+
+def _contents_upper(results: list[ToolResult]) -> str:
+    return " | ".join(r.content.upper() for r in results)
+
+
+@pytest.fixture
+def ping_spec():
+    registered_spec = register(EnvSpec(id="test-ping", factory=Ping, description="a test env",
+                                       task_types=("qa",), tools=(TOOL,), write_tools=frozenset({"save_ping"}),
+                                       render=_contents_upper))
+    yield registered_spec
+    registry._REGISTRY.pop("test-ping")
+
+
+def test_a_registered_spec_is_made_listed_and_rendered(ping_spec):
+    assert registered()["test-ping"] == "a test env" and spec("test-ping") is ping_spec
+    assert "save_ping" in write_tools() and {"update_record", "appoint_ceo"} <= write_tools()
+    env = make("test-ping", prefix="pang")
+    assert isinstance(env, Ping) and env.prefix == "pang"
+    step = asyncio.run(env.step(Action.call("ping", n=3)))
+    assert step.observation.text == "PANG 3"
+    results = [ToolResult(name="ping", content="a"), ToolResult(name="ping", content="b")]
+    assert render("test-ping", results) == "A | B"  # the perturbation wrapper lays results out with the spec
+    assert render("not-registered", results) == "[ping]\na\n\n[ping]\nb"  # the default MCP layout
+
+
+def test_world_model_needs_a_world_model_entry(ping_spec):
+    with pytest.raises(SimrlError, match="no world-model version of env 'test-ping'; supported: mcp, mcp-world, search"):
+        make("test-ping", world_model="oracle")
+    with pytest.raises(SimrlError, match="wm_model: world-model options need world_model="):
+        make("test-ping", wm_model="x")
+    assert find_spec("test-ping") is ping_spec and find_spec("nope") is None
+    with pytest.raises(SimrlError, match="unknown environment 'nope'; known: bfcl, mcp, mcp-world, search, test-ping"):
+        make("nope")
+
+
+def test_the_world_model_entry_point_is_loaded_by_name(ping_spec):
+    seen = {}
+
+    def fake_wm(env_id, world_model, **options):
+        seen.update(env_id=env_id, world_model=world_model, options=options)
+        return Ping()
+
+    registry._REGISTRY["test-ping"] = EnvSpec(id="test-ping", factory=Ping, description="d",
+                                              world_model=f"{__name__}:FAKE_WM")
+    globals()["FAKE_WM"] = fake_wm
+    try:
+        assert isinstance(make("test-ping", world_model="openai", wm_model="m"), Ping)
+    finally:
+        globals().pop("FAKE_WM")
+    assert seen == {"env_id": "test-ping", "world_model": "openai", "options": {"wm_model": "m"}}
+    with pytest.raises(SimrlError, match="entry point 'nomodule' must be 'module:attribute'"):
+        registry.load_entry("nomodule")
+
+
+def test_wrapper_forwards_the_contract():
+    inner = Ping()
+    outer = Wrapper(Wrapper(inner))
+    asyncio.run(outer.reset(None))
+    assert outer.tools == [TOOL] and outer.backend_name == "real" and outer.env_id == "test-ping"
+    assert outer.unwrapped is inner and not outer.controllable
+    with pytest.raises(SimrlError, match="takes no control instructions"):
+        outer.set_control({0: "fail"})
+    with pytest.raises(NotImplementedError):
+        outer.score_final("x")
+    asyncio.run(outer.close())
+    assert inner.closed == 1
+
+
+def test_backend_registry_matches_the_static_choices():
+    from simrl.wm.factory import BACKENDS, LLM_BACKENDS
+
+    assert BACKENDS == values(WorldModelName) and "oracle" not in LLM_BACKENDS
+    with pytest.raises(SimrlError, match="unknown world-model backend 'nope'; known: real, oracle, openai"):
+        from simrl.wm.factory import make_backend
+
+        make_backend("nope")
+
+
+def test_task_types_come_from_the_specs():
+    from simrl.policies import env_task_types
+
+    assert env_task_types() == {k: s.task_types for k, s in registry.specs().items() if s.task_types}
+    assert env_task_types()["bfcl"] == ("bfcl",) and "mcp" not in env_task_types()

@@ -23,13 +23,15 @@ def list_envs() -> None:
 
 def env_options(env_id: str, world: Path | None, server_command: str | None, server_url: str | None) -> dict:
     """Keyword options for ``make(env_id, ...)`` from the shared CLI options (raises SimrlError if missing)."""
+    from simrl.envs.base import spec
     from simrl.errors import SimrlError
 
-    if env_id == "mcp":
+    env_spec = spec(env_id)
+    if env_spec.needs_server:
         if not (server_command or server_url):
-            raise SimrlError("env 'mcp' needs --server-command \"CMD ARGS\" or --server-url URL")
+            raise SimrlError(f"env {env_id!r} needs --server-command \"CMD ARGS\" or --server-url URL")
         return {"server_command": server_command, "server_url": server_url}
-    if env_id in ("search", "mcp-world"):
+    if env_spec.needs_world:
         if world is None:
             raise SimrlError(f"env {env_id!r} needs --world DIR (make one with `simrl world generate`)")
         return {"world": world}
@@ -102,16 +104,15 @@ WmTemperatureOpt = Annotated[float, typer.Option(help=WM_HELP["wm_temperature"],
 
 def probe_task(env_id: str, world: Path | None):
     """A task to check ``env_id`` with: a dev task of a type the environment serves, or a synthetic one."""
+    from simrl.envs.base import spec
     from simrl.world.io import load_tasks
     from simrl.world.schema import Evidence, QAGold, Task
 
-    if env_id == "bfcl":
-        from simrl.envs.bfcl import probe_task as bfcl_probe
-
-        return bfcl_probe()
-    if world is not None and env_id in ("search", "mcp-world"):
-        kind = "records" if env_id == "mcp-world" else "qa"
-        tasks = load_tasks(world, type=kind)
+    env_spec = spec(env_id)
+    if env_spec.probe_task is not None:
+        return env_spec.probe_task()
+    if world is not None and env_spec.needs_world and env_spec.task_types:
+        tasks = load_tasks(world, type=env_spec.task_types[0])
         return next((t for t in tasks if t.split == "dev"), tasks[0])
     return Task(task_id="probe", type="qa", split="dev", prompt="List the tools you can use and call one.",
                 gold=QAGold(answer="n/a"), evidence=Evidence(), hops=1, difficulty="easy", template="probe")

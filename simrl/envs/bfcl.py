@@ -276,6 +276,6 @@ def _load_tasks(world: Any, split: str, n: int | None) -> list[Task]:
 register(EnvSpec(
     id="bfcl", factory=BFCLEnv,
     description="BFCL v4 multi-turn executable tools (bfcl-eval), BFCL's checker as the reward",
-    task_types=("bfcl",), score_final=None, load_tasks=_load_tasks,
-    wm_adapter=WorldModelAdapter(domain="bfcl", needs_world=False),
+    task_types=("bfcl",), score_final=None, load_tasks=_load_tasks, probe_task=probe_task,
+    wm_adapter=WorldModelAdapter(domain="bfcl"),
     expert="simrl.policies.bfcl_expert:bfcl_expert"))

@@ -86,7 +86,6 @@ class WorldModelAdapter:
             are applied to (a records copy at ``db_path``; ``unpaged`` for the oracle); None when none.
         unknown_tool, invalid_arguments: the environment's own error texts ``(tool, known names)`` /
             ``(tool, reason)`` for a call it rejects.
-        needs_world: a world folder is required.
         default_max_turns: the real environment's default turn limit (None: no limit).
     """
 
@@ -96,7 +95,6 @@ class WorldModelAdapter:
     episode_truth: Callable[[Path, Path, bool], Truth] | None = None
     unknown_tool: Callable[[str, list[str]], str] = _mcp_unknown_tool
     invalid_arguments: Callable[[str, str], str] = _mcp_invalid_arguments
-    needs_world: bool = True
     default_max_turns: int | None = None
 
 
@@ -115,6 +113,9 @@ class EnvSpec:
         score_final: ``(task, answer, read=None) -> (reward, info)``; None when the environment scores
             in its own way (BFCL's checker).
         load_tasks: ``(world, split, n) -> tasks`` when its tasks do not come from a world folder.
+        probe_task: ``() -> Task``: the task ``simrl env check`` uses when its tasks are not in a world.
+        needs_world: the factory needs ``world=`` (a world folder).
+        needs_server: the factory needs ``server_command=`` or ``server_url=`` (a real MCP server).
         world_model: ``"module:function"`` making the world-model version:
             ``function(env_id, world_model, **options) -> Environment``; None: none.
         wm_adapter: what the world-model version needs (:class:`WorldModelAdapter`).
@@ -130,6 +131,9 @@ class EnvSpec:
     render: Callable[[list[ToolResult]], str] = render_tagged
     score_final: Callable[..., tuple[float, dict[str, Any]]] | None = _default_score
     load_tasks: Callable[[Path | None, str, int | None], list[Task]] | None = None
+    probe_task: Callable[[], Task] | None = None
+    needs_world: bool = False
+    needs_server: bool = False
     world_model: str | None = None
     wm_adapter: WorldModelAdapter | None = None
     expert: str | None = None

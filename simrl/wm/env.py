@@ -116,11 +116,12 @@ class WorldModelEnv(Environment):
         self._adapter = adapter(env_id)  # SimrlError for an env without a world-model version
         if isinstance(backend, str) and backend != "oracle":
             raise SimrlError(f"backend must be a WorldModelBackend or 'oracle', got {backend!r}")
-        if self._adapter.needs_world and world is None:
+        env_spec = spec(env_id)
+        if env_spec.needs_world and world is None:
             raise SimrlError(f"the world-model env {env_id!r} needs a world folder")
         if backend == "oracle" and not has_truth(self._adapter):
             raise SimrlError(f"the oracle needs a world's ground truth: use it with {' or '.join(oracle_envs())}")
-        if not self._adapter.needs_world and tools is None and not (server_command or server_url):
+        if env_spec.needs_server and tools is None and not (server_command or server_url):
             raise SimrlError(f"the world-model env {env_id!r} needs tools=... or server_command / server_url")
         if max_history_chars < 1:
             raise SimrlError(f"max_history_chars must be >= 1, got {max_history_chars}")

@@ -83,7 +83,9 @@ def domain_of(name: str | None) -> str:
     name = (name or "").lower()
     if name in ("search", "mcp", "bfcl"):
         return name
-    return {"mcp-world": "mcp"}.get(name, "generic")
+    from simrl.wm.prompts import env_domain
+
+    return env_domain(name)
 
 
 # -- layout ------------------------------------------------------------------------------------------

@@ -237,7 +237,7 @@ def _from_trajectory(traj: Trajectory, key: str, world: Path | None, domain: str
     dom = domain or prompts.env_domain(traj.env_id)
     found = find_spec(traj.env_id)
     lister = found.wm_adapter.tool_list if found is not None and found.wm_adapter is not None else None
-    in_world = lister is not None and found.wm_adapter.needs_world  # type: ignore[union-attr]
+    in_world = lister is not None and found.needs_world  # type: ignore[union-attr]
     instruction = None
     if world is not None and in_world:
         from simrl.wm.oracle import instructions_of

@@ -96,7 +96,7 @@ async def _step(env_id, world, ep, route, control=None):
     task, instruction = make_task(world) if env_id != "mcp" else make_task()
     ep.leaker.route, ep.leaker.gold = route, task.gold.answer
     env = WorldModelEnv(env_id, world if env_id != "mcp" else None, OpenAIBackend(ep.url, "stub", timeout=5),
-                        tools=GENERIC_TOOLS if env_id == "mcp" else None, backoff=0.01)
+                        tools=GENERIC_TOOLS if env_id == "mcp" else None)
     await env.reset(task)
     if control:
         env.set_control({0: control}, checks={0: lambda text: "503" in text})

@@ -1,8 +1,9 @@
 """The enumerations several modules and the CLI share, defined once (``Literal`` types).
 
 Kept free of heavy imports so the command line can use them as its options' choices without slowing
-``simrl --help``; the pydantic models (tasks, recipes, fidelity evaluation) and the registries
-(:data:`simrl.wm.factory.BACKENDS`) take them from here.
+``simrl --help``; the pydantic models (tasks, recipes, fidelity evaluation) take them from here.
+:data:`WorldModelName` is the static mirror of the world-model backend registry
+(:data:`simrl.wm.factory.MAKERS`); ``tests/envs/test_registry.py`` checks they list the same names.
 """
 
 from __future__ import annotations

@@ -11,10 +11,10 @@ unbalanced quote in ``--server-command``. ``PROBES`` is reported in benchmarks/R
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
-import re
 from pathlib import Path
 
 import pytest

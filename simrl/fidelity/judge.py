@@ -23,8 +23,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from simrl.errors import SimrlError
+from simrl.fidelity.scoring import DIMENSIONS
 from simrl.wm.backend import BackendError, Sampling
-from simrl.wm.fidelity import DIMENSIONS
 
 JUDGE_SYSTEM = """\
 You are a strict judge of environment simulators. A world model predicted the observation a tool

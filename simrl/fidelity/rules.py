@@ -1,6 +1,6 @@
 """What the rule-based fidelity scorers read from an observation's text: layout, status, facts, tokens.
 
-(The bindings of the consistency scorer are in :mod:`simrl.wm.fidelity_bindings`.)
+(The bindings of the consistency scorer are in :mod:`simrl.fidelity.bindings`.)
 
 Every function takes the raw text of one observation (real or predicted) and a *domain*:
 

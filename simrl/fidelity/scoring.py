@@ -2,8 +2,8 @@
 
 The dimensions are AgentWorldBench's (QwenLM/Qwen-AgentWorld ``eval/``; docs/design.md §4): format,
 factuality, consistency, realism, quality. AgentWorldBench has an LLM judge give each 1-5
-(:mod:`simrl.wm.judge` does that too); these scorers are deterministic rules over what
-:mod:`simrl.wm.fidelity_rules` reads from the texts, per domain (``search``, ``mcp``, ``bfcl``,
+(:mod:`simrl.fidelity.judge` does that too); these scorers are deterministic rules over what
+:mod:`simrl.fidelity.rules` reads from the texts, per domain (``search``, ``mcp``, ``bfcl``,
 ``generic``). A prediction equal to the real observation scores 100 on every dimension.
 
 Formulas (``P`` the prediction, ``R`` the real observation, ``H`` the episode's earlier real
@@ -41,8 +41,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from simrl.wm.fidelity_bindings import bindings
-from simrl.wm.fidelity_rules import (
+from simrl.fidelity.bindings import bindings
+from simrl.fidelity.rules import (
     domain_of,
     error_family,
     facts,
@@ -100,7 +100,7 @@ def _ratio(a: float, b: float) -> float:
 
 
 def world_facts(instruction: SimulationInstruction | None) -> set[str]:
-    """The strong facts (:func:`~simrl.wm.fidelity_rules.facts`) of a task's simulation instruction:
+    """The strong facts (:func:`~simrl.fidelity.rules.facts`) of a task's simulation instruction:
     its facts, reference answer and page URLs (empty without an instruction)."""
     if instruction is None:
         return set()

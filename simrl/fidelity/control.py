@@ -65,9 +65,9 @@ def _check(t: Transition, p: Any, text: str, seed: int) -> bool:
 
 async def _predict(label: str, backend: Any, t: Transition, p: Any, instruction: str, config: Any, cache: Any,
                    seed: int) -> dict[str, Any]:
+    from simrl.fidelity.predict import called_tools_system, generate
     from simrl.wm.backend import BackendError
     from simrl.wm.env_predict import guard
-    from simrl.wm.fidelity_predict import called_tools_system, generate
     from simrl.wm.prompts import parse_prediction
 
     row = {"backend": label, "domain": t.domain, "trajectory": t.trajectory, "turn_idx": t.turn_idx,
@@ -92,7 +92,7 @@ async def run_compliance(transitions: Sequence[Transition], config: Any, out_dir
 
     Args:
         transitions: real transitions (held-out ones, for a before/after comparison).
-        config: the evaluation's :class:`~simrl.wm.fidelity_eval.EvalConfig` (backends, sampling, cache).
+        config: the evaluation's :class:`~simrl.fidelity.evaluate.EvalConfig` (backends, sampling, cache).
         out_dir: ``control.jsonl`` (one row per prediction) is written here.
         n: how many perturbed transitions.
         schedule: whose types and targets the perturbations use (None: every recoverable type).
@@ -104,9 +104,9 @@ async def run_compliance(transitions: Sequence[Transition], config: Any, out_dir
     """
     from collections import Counter
 
+    from simrl.fidelity.evaluate import BASELINES
+    from simrl.fidelity.predict import baseline_prediction
     from simrl.wm.factory import shared_backend, shared_cache
-    from simrl.wm.fidelity_eval import BASELINES
-    from simrl.wm.fidelity_predict import baseline_prediction
 
     cases = control_cases(transitions, n, schedule, seed)
     cache = shared_cache(config.cache)

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
+from simrl.fidelity.judge import Judge, JudgeError, judge_messages, normalise, parse_judge
+from simrl.fidelity.rules import facts, layout, status_class
+from simrl.fidelity.scoring import DIMENSIONS, score_prediction, world_facts
 from simrl.testing.openai_stub import StubEndpoint
-from simrl.wm.fidelity import DIMENSIONS, score_prediction, world_facts
-from simrl.wm.fidelity_rules import facts, layout, status_class
-from simrl.wm.judge import Judge, JudgeError, judge_messages, normalise, parse_judge
 from simrl.world.schema import SimulationInstruction
 from tests.wm import trajectory_fixtures as fx
 
@@ -221,8 +221,8 @@ def test_judge_gives_up_after_its_retries():
 
 # -- baselines below the oracle on real trajectories ---------------------------------------------------------
 def test_baselines_score_below_the_oracle_on_real_trajectories(real_trajectories, tmp_path):
-    from simrl.wm.fidelity_eval import EvalConfig, run_eval
-    from simrl.wm.fidelity_report import summarise
+    from simrl.fidelity.evaluate import EvalConfig, run_eval
+    from simrl.fidelity.report import summarise
     from simrl.wm.transitions import load_transitions
 
     world = real_trajectories["world"]
@@ -242,5 +242,5 @@ def test_the_scorer_modules_doctests_hold():
     import doctest
     import importlib
 
-    for name in ("simrl.wm.fidelity_rules", "simrl.wm.fidelity", "simrl.wm.judge", "simrl.wm.prompts"):
+    for name in ("simrl.fidelity.rules", "simrl.fidelity.scoring", "simrl.fidelity.judge", "simrl.wm.prompts"):
         assert doctest.testmod(importlib.import_module(name)).failed == 0, name

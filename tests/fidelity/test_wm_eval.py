@@ -15,8 +15,8 @@ import pytest
 from simrl.cli.main import app
 from typer.testing import CliRunner
 
+from simrl.fidelity.scoring import DIMENSIONS
 from simrl.testing.openai_stub import StubEndpoint
-from simrl.wm.fidelity import DIMENSIONS
 from simrl.wm.transitions import load_transitions
 from tests.wm import trajectory_fixtures as fx
 
@@ -158,7 +158,7 @@ def test_agentworldbench_rows_are_scored_with_the_baselines(real_trajectories, t
 
 
 def test_selection_and_the_called_tools_prompt(real_trajectories):
-    from simrl.wm.fidelity_predict import called_tools_system, select
+    from simrl.fidelity.predict import called_tools_system, select
 
     world = real_trajectories["world"]
     trs = [t for env in ("search", "mcp-world", "bfcl") for t in load_transitions(real_trajectories[env], world=world)]
@@ -177,9 +177,9 @@ def test_selection_and_the_called_tools_prompt(real_trajectories):
 def test_a_failing_judge_or_scorer_loses_no_rows(real_trajectories, tmp_path, monkeypatch):
     import asyncio
 
-    import simrl.wm.fidelity_eval as fe
-    from simrl.wm.fidelity_report import summarise
-    from simrl.wm.judge import JudgeScores
+    import simrl.fidelity.evaluate as fe
+    from simrl.fidelity.judge import JudgeScores
+    from simrl.fidelity.report import summarise
 
     class Flaky:  # a judge whose client breaks in a way it does not expect (not a JudgeError)
         def __init__(self) -> None:
@@ -215,10 +215,10 @@ def test_a_failing_judge_or_scorer_loses_no_rows(real_trajectories, tmp_path, mo
 
 def test_cli_labelled_backends_side_by_side_with_control_compliance(real_trajectories, tmp_path):
     """Two models of one backend under their own labels; compliance without the fallback, per model."""
+    from simrl.fidelity.control import control_cases
+    from simrl.fidelity.predict import select
     from simrl.types import ToolResult
     from simrl.wm.data import variant_context
-    from simrl.wm.fidelity_control import control_cases
-    from simrl.wm.fidelity_predict import select
 
     picked = select([t for env in ("search", "mcp-world", "bfcl")
                      for t in load_transitions(real_trajectories[env], world=real_trajectories["world"])], 9)

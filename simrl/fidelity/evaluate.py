@@ -17,9 +17,9 @@ backend:
 * baselines: ``repeat-previous`` (the previous real observation of the episode; empty at its first
   call) and ``empty`` (an empty observation), so a score can be read against them.
 
-Each prediction is scored by :func:`simrl.wm.fidelity.score_prediction` (and by the LLM judge,
-:mod:`simrl.wm.judge`, when one is given) and appended to ``predictions.jsonl`` at once, so
-finished scores survive a crash. :func:`simrl.wm.fidelity_report.summarise` turns the rows into
+Each prediction is scored by :func:`simrl.fidelity.scoring.score_prediction` (and by the LLM judge,
+:mod:`simrl.fidelity.judge`, when one is given) and appended to ``predictions.jsonl`` at once, so
+finished scores survive a crash. :func:`simrl.fidelity.report.summarise` turns the rows into
 the ``scores.json`` layout.
 """
 
@@ -36,10 +36,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from simrl.choices import WmTools, WmUnparsed
+from simrl.fidelity.oracle import ORACLE_ENVS, oracle_skip_reason, replay_episode
+from simrl.fidelity.predict import baseline_prediction, called_tools_system, generate
+from simrl.fidelity.scoring import DIMENSIONS, score_prediction, world_facts
 from simrl.wm.backend import BackendError, Sampling, WorldModelBackend
-from simrl.wm.fidelity import DIMENSIONS, score_prediction, world_facts
-from simrl.wm.fidelity_oracle import ORACLE_ENVS, oracle_skip_reason, replay_episode
-from simrl.wm.fidelity_predict import baseline_prediction, called_tools_system, generate
 from simrl.wm.transitions import Transition
 
 BASELINES = ("repeat-previous", "empty")
@@ -168,7 +168,7 @@ async def run_eval(transitions: Sequence[Transition], config: EvalConfig, out_di
         transitions: the real transitions to evaluate.
         config: backends, world, sampling, cache, concurrency.
         out_dir: ``predictions.jsonl`` is (re)written here as predictions finish.
-        judge: a :class:`~simrl.wm.judge.Judge`, or None (rule-based scores only).
+        judge: a :class:`~simrl.fidelity.judge.Judge`, or None (rule-based scores only).
         on_done: called with each finished row (progress bars).
         timings: if given, filled with each backend's wall time, seconds (backends run one after another).
 
@@ -262,7 +262,7 @@ def _world_facts(transitions: Sequence[Transition], world: Path | None) -> dict[
 
 
 async def _judge(judge: Any, row: Prediction, tr: Transition) -> None:
-    from simrl.wm.judge import JudgeError, judge_messages
+    from simrl.fidelity.judge import JudgeError, judge_messages
 
     messages = judge_messages(domain=tr.domain, history=[(h.action_text, h.observation) for h in tr.history],
                               action=tr.action_text, real=tr.observation, predicted=row.prediction or "")

@@ -13,14 +13,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from simrl.wm.fidelity import DIMENSIONS, aggregate
-from simrl.wm.fidelity_rules import domain_of
+from simrl.fidelity.rules import domain_of
+from simrl.fidelity.scoring import DIMENSIONS, aggregate
 
 ROWS = (*DIMENSIONS, "overall")
 
 
 def summarise(rows: Sequence[Any], names: Sequence[str]) -> dict[str, Any]:
-    """The ``scores.json`` object from prediction rows (:class:`~simrl.wm.fidelity_eval.Prediction`).
+    """The ``scores.json`` object from prediction rows (:class:`~simrl.fidelity.evaluate.Prediction`).
 
     ``{backend: {"format": .., ..., "overall": .., "n": scored, "unparsed": k, "failed": k,
     "skipped": {reason: k}, "by_domain": {domain: {dim: .., "n": ..}}, "judge": {the same for the

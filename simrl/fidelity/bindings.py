@@ -1,6 +1,6 @@
 """What an observation states about named things (the consistency scorer's *bindings*).
 
-Split from :mod:`simrl.wm.fidelity_rules` (same layouts): a search item or page binds its URL to a
+Split from :mod:`simrl.fidelity.rules` (same layouts): a search item or page binds its URL to a
 title and a date; a JSON record binds its id to each scalar field and its name to its id.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from simrl.fidelity.rules import _NOTICES, _SEARCH_ITEM, _json, norm_value
 from simrl.perturb.formats import list_key, parse_search
-from simrl.wm.fidelity_rules import _NOTICES, _SEARCH_ITEM, _json, norm_value
 
 
 def bindings(text: str) -> dict[tuple[str, str], str]:

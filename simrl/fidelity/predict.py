@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from simrl.errors import SimrlError
+from simrl.fidelity.oracle import ORACLE_ENVS
 from simrl.wm.backend import Sampling, WorldModelBackend
-from simrl.wm.fidelity_oracle import ORACLE_ENVS
 from simrl.wm.transitions import Transition
 
 

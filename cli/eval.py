@@ -179,7 +179,7 @@ def _policy(checkpoint: Path | None, spec: str | None, setup: dict):
             return HFPolicy.load(str(checkpoint), greedy=True)
         if not checkpoint.is_file():
             raise SimrlError(f"--checkpoint {checkpoint}: no such file or folder")
-        from simrl.train.policy import ScorerPolicy
+        from simrl.policies.scorer import ScorerPolicy
 
         pol = ScorerPolicy.load(checkpoint)
         pol.greedy = True

@@ -2,12 +2,12 @@
 
 How the pieces fit (each module's docstring has the details):
 
-* :mod:`simrl.train.candidates` — ``candidate_actions(task_view, initial, turns) -> list[Action]``:
+* :mod:`simrl.policies.candidates` — ``candidate_actions(task_view, initial, turns) -> list[Action]``:
   the actions a small policy chooses among at a turn, built from the tool schemas and the values of the
   episode only (the prompt's, the results'), with recovery expressible (repeat, continue a cursor) and
   generic answers (values, count / sum / min / max / earliest / latest over the records seen).
   Deterministic: the same history gives the same list in the same order.
-* :mod:`simrl.train.policy` — ``ScorerPolicy``: a DRRN-style scorer (He et al., 2016) that embeds the
+* :mod:`simrl.policies.scorer` — ``ScorerPolicy``: a DRRN-style scorer (He et al., 2016) that embeds the
   state text and each candidate's text (hashed n-gram bags), scores them by a dot product and samples
   from the softmax. It is a :class:`~simrl.rollout.Policy` (``async act``) and gives
   ``log_probs(trajectory, task_view)`` of a finished trajectory's actions for policy-gradient updates.

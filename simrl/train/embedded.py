@@ -6,7 +6,7 @@ In the spirit of cleanrl's ``ppo.py`` (docs/design.md §5). :func:`train_arm` do
 2. the arm's environment: real (``make(env, world=W, **recipe.real)``) or its world-model version
    (``make(env, world=W, world_model=backend, ...)``), wrapped in the arm's perturbation schedule whose
    curriculum is read at training progress ``(step - 1) / steps`` (ZeroSearch-style ramp; docs/design.md §4);
-3. the policy: :class:`~simrl.train.policy.ScorerPolicy` (DRRN-style scorer; He et al., 2016), warm
+3. the policy: :class:`~simrl.policies.scorer.ScorerPolicy` (DRRN-style scorer; He et al., 2016), warm
    started by behaviour cloning on scripted-expert demonstrations collected in the REAL environment from
    episodes that met no edge case (:func:`warm_start`: the tools, never the recovery skills compared);
 4. GRPO (Shao et al., 2024, DeepSeekMath §4.1): each step samples ``batch`` train tasks, runs
@@ -162,8 +162,8 @@ async def warm_start(recipe: Recipe, policy: Any, world: Path, tasks: list, seed
     ``expert_episodes``, ``clean_episodes``, ``demo_turns``, ``demos/<template>``), or None without one.
     """
     from simrl.policies import make_policy
+    from simrl.policies.scorer import behaviour_cloning
     from simrl.train.evaluate import edge_cases
-    from simrl.train.policy import behaviour_cloning
 
     ws = recipe.warm_start
     if ws is None or ws.demos == 0:
@@ -262,7 +262,7 @@ async def _train(recipe: Recipe, arm_name: str, seed: int, files: runs.RunFiles,
                  report: Progress, tracker: Any) -> tuple[Any, int | None, dict | None, list[StepMetrics]]:
     import torch
 
-    from simrl.train.policy import ScorerPolicy
+    from simrl.policies.scorer import ScorerPolicy
     from simrl.train.tracking import step_metrics
 
     arm, budget, tc = recipe.arm(arm_name), recipe.budget, recipe.trainer

@@ -372,7 +372,7 @@ def evaluate_run(run_dir: str | Path, recipe, *, worlds: str | Path | None = Non
         SimrlError: no such checkpoint, or a folder name without ``seed-<S>``.
     """
     from simrl.errors import SimrlError
-    from simrl.train.policy import ScorerPolicy
+    from simrl.policies.scorer import ScorerPolicy
 
     run = Path(run_dir)
     match = re.fullmatch(r"seed-(\d+)", run.name)
@@ -387,17 +387,17 @@ def evaluate_baseline(recipe, name: str, seed: int, folder: str | Path, *, world
                       warmstart: str | Path | None = None) -> EvalResult:
     """Evaluate a baseline of ``seed`` like a run (same tasks, same episode seeds): writes ``folder/eval/``.
 
-    ``untrained``: a fresh :class:`~simrl.train.policy.ScorerPolicy` built from ``recipe.policy`` with
+    ``untrained``: a fresh :class:`~simrl.policies.scorer.ScorerPolicy` built from ``recipe.policy`` with
     ``seed`` (the policy a run starts from, before any warm start); ``warmstart``: the behaviour-cloned
     policy ``warmstart`` (a run's ``warmstart.pt``); ``candidates``: a uniform random choice among the
-    candidate actions of each turn (:class:`~simrl.train.policy.RandomCandidatePolicy`, seeded by ``seed``):
+    candidate actions of each turn (:class:`~simrl.policies.scorer.RandomCandidatePolicy`, seeded by ``seed``):
     what the action space alone gives, the floor a trained policy must beat.
 
     Raises:
         SimrlError: an unknown baseline name, or ``warmstart`` without a file.
     """
     from simrl.errors import SimrlError
-    from simrl.train.policy import RandomCandidatePolicy, ScorerPolicy
+    from simrl.policies.scorer import RandomCandidatePolicy, ScorerPolicy
 
     if name == "candidates":
         policy = RandomCandidatePolicy(seed=seed)

@@ -20,7 +20,7 @@ from simrl.train.recipe_arms import STRICT
 class PolicyConfig(BaseModel):
     """The trainable policy.
 
-    ``scorer``: :class:`simrl.train.policy.ScorerPolicy` (DRRN-style; He et al., 2016), the embedded
+    ``scorer``: :class:`simrl.policies.scorer.ScorerPolicy` (DRRN-style; He et al., 2016), the embedded
     trainer's CPU policy. ``llm``: a Hugging Face causal LM (``model``: an id or a local folder) that
     writes tool calls itself, trained by TRL (one node) or verl (a Ray cluster).
     """

@@ -79,7 +79,7 @@ class RunFiles:
 
     @property
     def final(self) -> Path:
-        """The trained policy (:meth:`~simrl.train.policy.ScorerPolicy.save`)."""
+        """The trained policy (:meth:`~simrl.policies.scorer.ScorerPolicy.save`)."""
         return self.root / "final.pt"
 
     @property

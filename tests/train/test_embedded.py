@@ -17,9 +17,9 @@ import yaml
 
 from simrl.envs.base import Environment
 from simrl.errors import SimrlError
+from simrl.policies.scorer import ScorerPolicy
 from simrl.train import embedded, runs
 from simrl.train.embedded import group_advantages, train_arm
-from simrl.train.policy import ScorerPolicy
 from simrl.train.recipe import parse_recipe
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,14 +9,14 @@ import json
 import random
 
 from simrl.envs.base import make
+from simrl.policies.candidates import action_key, candidate_actions
 from simrl.policies.records_expert import RecordsExpert
+from simrl.policies.scorer import RandomCandidatePolicy, ScorerPolicy
 from simrl.records.server import Faults, fault_plan
 from simrl.rollout import rollout
-from simrl.train.candidates import action_key, candidate_actions
 from simrl.train.embedded import stratified, warm_start
 from simrl.train.eval_tasks import prepare
 from simrl.train.evaluate import SUBSETS, edge_cases, evaluate_policy
-from simrl.train.policy import RandomCandidatePolicy, ScorerPolicy
 from simrl.train.recipe import parse_recipe
 from simrl.world import load_tasks
 from tests.train.test_embedded import TINY
@@ -106,7 +106,7 @@ def test_warm_start_clones_only_edge_case_free_episodes(tiny_world, monkeypatch)
                            "warm_start": {"demos": 6, "epochs": 1}})
     tasks = load_tasks(tiny_world, type="records")
     cloned = []
-    monkeypatch.setattr("simrl.train.policy.behaviour_cloning",
+    monkeypatch.setattr("simrl.policies.scorer.behaviour_cloning",
                         lambda policy, demos, views, **kw: cloned.extend(demos) or {"loss": 0.0})
     seen = asyncio.run(warm_start(recipe, ScorerPolicy(seed=0), tiny_world, tasks, seed=0))
     assert cloned and len(cloned) == seen["demos"] <= 6 and seen["clean_episodes"] < seen["expert_episodes"]

@@ -14,9 +14,15 @@ import pytest
 from simrl.envs.base import make
 from simrl.perturb import PerturbedEnv, load_schedule
 from simrl.perturb.schedule import SHIPPED
+from simrl.policies.candidates import (
+    MAX_CANDIDATES,
+    action_key,
+    candidate_actions,
+    project,
+    tagged_candidates,
+)
 from simrl.policies.records_expert import RecordsExpert
 from simrl.rollout import rollout
-from simrl.train.candidates import MAX_CANDIDATES, action_key, candidate_actions, project, tagged_candidates
 from simrl.types import Action, Observation, Step, ToolResult, Turn
 from simrl.world import load_tasks
 

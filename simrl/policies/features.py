@@ -12,9 +12,9 @@ or environment):
   kind), the turn, the tools used, the last action and flags read off the last result (error and any
   status code in it, the top-level keys of a JSON result that are set or null, the number of items);
   :func:`action_text` renders a candidate (tool, argument names and value kinds, and the provenance
-  tags of :mod:`simrl.train.candidates`). :class:`Hasher` turns text into hashed word uni- and bi-gram
+  tags of :mod:`simrl.policies.candidates`). :class:`Hasher` turns text into hashed word uni- and bi-gram
   ids (CRC-32, stable across processes, unlike ``hash``), the input of the ``EmbeddingBag`` encoders of
-  :class:`simrl.train.policy.ScorerPolicy` (DRRN, He et al., 2016).
+  :class:`simrl.policies.scorer.ScorerPolicy` (DRRN, He et al., 2016).
 """
 
 from __future__ import annotations

@@ -7,9 +7,9 @@ It reads three things:
   things in the descriptions: quoted literals (``'organization'``; offered to the tool's required string
   parameters) and JSON object examples (``{"employees": 120}``; their keys, with a value of the same kind,
   are offered to every object parameter);
-* **the values of this episode**: those the prompt writes (:func:`simrl.train.features.prompt_values`)
+* **the values of this episode**: those the prompt writes (:func:`simrl.policies.features.prompt_values`)
   and the scalar fields of every successful result so far, with the key they sat under
-  (:func:`simrl.train.features.leaves`);
+  (:func:`simrl.policies.features.leaves`);
 * **the last call and its result.**
 
 Calls. Each tool's required parameters are filled from values that fit them: an enum's values; for a
@@ -22,7 +22,7 @@ tool. Recovery is only made *expressible*, never chosen: the last call repeated 
 last call with each optional parameter set to a value of the last result under a matching key
 (``continue``: a cursor), the last failed call without each optional argument (``drop``).
 
-Answers. Each scalar value of the last result; over the records (:func:`simrl.train.features.items`) of
+Answers. Each scalar value of the last result; over the records (:func:`simrl.policies.features.items`) of
 the current listing — every successful result of the last call that returned records and of the calls
 that differ from it only in optional scalar arguments (its pages) — their count, the sum / min / max of
 each numeric field, the earliest / latest of each date field and the other fields of the records that
@@ -41,7 +41,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from simrl.train.features import Scalar, id_prefix, is_date, items, leaves, prompt_values, shape, tokens
+from simrl.policies.features import Scalar, id_prefix, is_date, items, leaves, prompt_values, shape, tokens
 from simrl.types import Action, Observation, ToolCall, Turn
 
 Tagged = tuple[Action, tuple[str, ...]]
@@ -222,7 +222,7 @@ def _recovery(tools: dict[str, Tool], turns: list[Turn]) -> Iterable[Tagged]:
 
 
 def _top_keys(text: str) -> set[str]:
-    from simrl.train.features import top_keys
+    from simrl.policies.features import top_keys
 
     return set(top_keys(text))
 

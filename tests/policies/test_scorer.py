@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from simrl.envs.base import make
+from simrl.policies.candidates import action_key, tagged_candidates
 from simrl.policies.expert import SearchExpert
 from simrl.policies.records_expert import RecordsExpert
+from simrl.policies.scorer import ScorerPolicy, behaviour_cloning
 from simrl.rollout import rollout
-from simrl.train.candidates import action_key, tagged_candidates
-from simrl.train.policy import ScorerPolicy, behaviour_cloning
 from simrl.world import WorldIndex, load_graph, load_tasks
 
 

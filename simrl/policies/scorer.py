@@ -1,6 +1,6 @@
 """``ScorerPolicy``: a small trainable policy that scores candidate actions (DRRN), and its warm start.
 
-The policy chooses among :func:`simrl.train.candidates.tagged_candidates` at each turn. Following the
+The policy chooses among :func:`simrl.policies.candidates.tagged_candidates` at each turn. Following the
 Deep Reinforcement Relevance Network (He et al., 2016, "Deep Reinforcement Learning with a Natural
 Language Action Space", ACL; arXiv:1511.04636), the state text and each action text are embedded by
 *separate* encoders and an action's score is their inner product:
@@ -8,9 +8,9 @@ Language Action Space", ACL; arXiv:1511.04636), the state text and each action t
     score(s, a) = <f(s), g(a)> / temperature,   pi(a | s) = softmax over the candidates of s
 
 ``f`` and ``g`` are an ``EmbeddingBag`` (mean of the hashed word uni- and bi-gram ids of
-:class:`simrl.train.features.Hasher`, ``buckets`` rows of ``dim`` floats) followed by an MLP
-(``dim -> dim -> dim``, tanh). The texts are :func:`simrl.train.features.state_text` (prompt, recent
-history, flags read off the last observation) and :func:`simrl.train.features.action_text` (the call
+:class:`simrl.policies.features.Hasher`, ``buckets`` rows of ``dim`` floats) followed by an MLP
+(``dim -> dim -> dim``, tanh). The texts are :func:`simrl.policies.features.state_text` (prompt, recent
+history, flags read off the last observation) and :func:`simrl.policies.features.action_text` (the call
 or answer and its provenance tags). Everything runs on CPU: one ``act`` on ~10 candidates takes well
 under a millisecond.
 
@@ -32,8 +32,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from simrl.train.candidates import Tagged, action_key, candidate_actions, project, tagged_candidates
-from simrl.train.features import Hasher, action_text, state_text
+from simrl.policies.candidates import Tagged, action_key, candidate_actions, project, tagged_candidates
+from simrl.policies.features import Hasher, action_text, state_text
 from simrl.types import Action, Observation, Trajectory, Turn
 
 _INIT_LOCK = threading.Lock()
@@ -226,7 +226,7 @@ def behaviour_cloning(policy: ScorerPolicy, demos: list[Trajectory], views: dict
                       epochs: int = 5, lr: float = 0.01, seed: int = 0, batch_size: int = 32) -> dict[str, float]:
     """Supervised warm start: minimise the cross-entropy of each demonstration action among its candidates.
 
-    A demonstration action is mapped to its candidate by :func:`simrl.train.candidates.project` (the same
+    A demonstration action is mapped to its candidate by :func:`simrl.policies.candidates.project` (the same
     action, or the same tool call without the optional arguments the candidates leave out); turns with no
     such candidate are skipped (counted in ``coverage``). Adam, mini-batches of
     ``batch_size`` turns, shuffled each epoch by a generator seeded with ``seed``.
@@ -287,7 +287,7 @@ def _adam(params: Any, lr: float) -> torch.optim.Optimizer:
 class RandomCandidatePolicy:
     """The ``candidates`` baseline: a uniform random choice among the candidate actions of each turn.
 
-    What the action space alone is worth (:func:`simrl.train.candidates.candidate_actions`); a trained
+    What the action space alone is worth (:func:`simrl.policies.candidates.candidate_actions`); a trained
     policy that does not beat it has learned nothing. The draw of a turn comes from a generator seeded by
     ``seed``, the episode seed (:data:`simrl.rollout.EPISODE_SEED`) and the turn, so concurrent episodes
     give the same trajectories whatever their interleaving; a :class:`simrl.rollout.Policy`.

@@ -126,7 +126,7 @@ def test_project_maps_optional_arguments_and_markup():
 
 
 def test_embedded_policy_imports_no_expert_or_templates():
-    root = Path(__file__).resolve().parents[2] / "simrl" / "train"
-    for name in ("candidates.py", "features.py", "policy.py", "embedded.py"):
+    root = Path(__file__).resolve().parents[2] / "simrl"
+    for name in ("policies/candidates.py", "policies/features.py", "policies/scorer.py", "trainers/embedded.py"):
         text = (root / name).read_text(encoding="utf-8")
         assert not re.search(r"simrl\.policies\.expert|simrl\.world\.templates|records_expert", text), name

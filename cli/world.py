@@ -31,9 +31,10 @@ def generate(
     from rich.console import Console
 
     from simrl.progress import progress_bar
-    from simrl.world import STAGES, generate_world, load_spec
+    from simrl.world import STAGES, check_out, generate_world, load_spec
 
     world_spec = load_spec(spec)
+    check_out(out, force=force)  # a bad --out fails before the progress display starts
     console = Console(stderr=True)
     start = time.perf_counter()
     with progress_bar(console=console, count=False, transient=True) as bar:

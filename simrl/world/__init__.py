@@ -16,6 +16,7 @@ from simrl.world.corpus import render_corpus
 from simrl.world.graph import build_graph
 from simrl.world.index import WorldIndex
 from simrl.world.io import (
+    check_out,
     iter_documents,
     load_checks,
     load_graph,
@@ -63,6 +64,7 @@ def generate_world(spec: WorldSpec, seed: int, out: str | Path, *, entities: int
     if not least <= n <= most:
         raise SimrlError(f"--entities must be between {least} and {most:,}, the bounds of a spec's "
                          f"`entities` (got {n:,})")
+    check_out(Path(out), force=force)  # before minutes of generation
     step = progress or (lambda stage: None)
     step("graph")
     graph = build_graph(spec, seed, n)
@@ -87,6 +89,6 @@ def generate_world(spec: WorldSpec, seed: int, out: str | Path, *, entities: int
     return manifest
 
 
-__all__ = ["STAGES", "WorldIndex", "WorldSpec", "generate_world", "iter_documents", "load_checks",
+__all__ = ["STAGES", "WorldIndex", "WorldSpec", "check_out", "generate_world", "iter_documents", "load_checks",
            "load_graph", "load_instructions", "load_manifest", "load_spec", "load_tasks", "parse_spec",
            "verify_files"]

@@ -65,6 +65,19 @@ def _counts(graph: nx.MultiDiGraph, docs: list[Document], tasks: list[Task]) -> 
             "tasks": {k: dict(sorted(v.items())) for k, v in sorted(by_split.items())}}
 
 
+def check_out(out: Path, *, force: bool = False) -> None:
+    """Refuse an output path a world cannot be written to (checked before generating, and again on writing).
+
+    Raises:
+        SimrlError: ``out`` exists and is not a world folder, or is one and ``force`` is False.
+    """
+    if out.exists():
+        if not out.is_dir() or (any(out.iterdir()) and not (out / "manifest.json").exists()):
+            raise SimrlError(f"{out} exists and is not a world folder; choose another --out")
+        if (out / "manifest.json").exists() and not force:
+            raise SimrlError(f"{out} already holds a world; pass --force to replace it")
+
+
 def write_world(out: Path, *, spec_yaml: str, spec_name: str, seed: int, heldout: bool,
                 graph: nx.MultiDiGraph, documents: list[Document], tasks: list[Task],
                 instructions: list[SimulationInstruction], checks: CheckReport, graphml: bool = False,
@@ -75,11 +88,7 @@ def write_world(out: Path, *, spec_yaml: str, spec_name: str, seed: int, heldout
         SimrlError: ``out`` exists and is not a world folder, or is one and ``force`` is False.
     """
     out = Path(out)
-    if out.exists():
-        if not out.is_dir() or (any(out.iterdir()) and not (out / "manifest.json").exists()):
-            raise SimrlError(f"{out} exists and is not a world folder; choose another --out")
-        if (out / "manifest.json").exists() and not force:
-            raise SimrlError(f"{out} already holds a world; pass --force to replace it")
+    check_out(out, force=force)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:

@@ -11,6 +11,7 @@ unbalanced quote in ``--server-command``. ``PROBES`` is reported in benchmarks/R
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -86,15 +87,16 @@ def _world_probes(tmp: Path, world: Path) -> list[tuple[str, list[str]]]:
 def _misc_probes(tmp: Path, world: Path) -> list[tuple[str, list[str]]]:
     recipe = (ROOT / "recipes" / "quickstart.yaml").read_text(encoding="utf-8")
     inf = tmp / "inf.yaml"
-    inf.write_text(recipe.replace("temperature: 1.0", "temperature: .inf").replace("../worlds", str(ROOT / "worlds")),
-                   encoding="utf-8")
+    bad = re.sub(r"temperature: [0-9.]+", "temperature: .inf", recipe, count=1)
+    assert bad != recipe, "the probe must put .inf into the recipe"
+    inf.write_text(bad.replace("../worlds", str(ROOT / "worlds")), encoding="utf-8")
     afile = tmp / "a-file"
     afile.write_text("x", encoding="utf-8")
     rollout = ["rollout", "--env", "search", "--world", str(world), "-n", "1"]
     return [
         ("recipe:.inf", ["train", str(inf), "--dry-run"]),
-        ("wm-base-url:notaurl", [*rollout, "--out", str(tmp / "u.jsonl"), "--world-model", "openai",
-                                 "--wm-model", "m", "--wm-base-url", "notaurl"]),
+        ("wm-base-url:notaurl", [*rollout, "--out", str(tmp / "u.jsonl"), "--world-model", "openai:m",
+                                 "--wm-base-url", "notaurl"]),
         ("server-command:quote", ["env", "check", "mcp", "--server-command", "python -c 'unbalanced"]),
         ("out:folder", [*rollout, "--out", str(tmp)]),
         ("out:under-a-file", [*rollout, "--out", str(afile / "t.jsonl")]),

@@ -26,10 +26,10 @@ def ablate(
     from rich.console import Console
     from rich.markdown import Markdown
 
-    from simrl.train.ablate import run_ablation
-    from simrl.train.recipe import load_recipe
-    from simrl.train.report_md import statements
-    from simrl.train.tracking import with_report_to
+    from simrl.experiment.ablate import run_ablation
+    from simrl.experiment.recipe import load_recipe
+    from simrl.experiment.report_md import statements
+    from simrl.experiment.tracking import with_report_to
 
     rec = with_report_to(load_recipe(recipe), report_to)
     rec = load_recipe(recipe, overrides)

@@ -58,7 +58,7 @@ def eval_(
     """
     from simrl.envs.base import make
     from simrl.errors import SimrlError
-    from simrl.train.evaluate import evaluate_policy
+    from simrl.experiment.evaluate import evaluate_policy
 
     if (checkpoint is None) == (policy is None):
         raise SimrlError("give exactly one of --checkpoint PATH or --policy expert|openai:URL")
@@ -102,14 +102,14 @@ def _run_recipe(run: Path) -> Path:
 
 
 def _eval_run(run: Path, checkpoint: Path, recipe: Path | None, out: Path | None) -> None:
-    """Evaluate a run's checkpoint as the run evaluated itself (:func:`simrl.train.evaluate.evaluate_run`) and
+    """Evaluate a run's checkpoint as the run evaluated itself (:func:`simrl.experiment.evaluate.evaluate_run`) and
     say whether it reproduces the run's own ``eval/``."""
     import tempfile
 
     from rich.console import Console
 
-    from simrl.train.evaluate import evaluate_run, load_run_eval
-    from simrl.train.recipe import load_recipe
+    from simrl.experiment.evaluate import evaluate_run, load_run_eval
+    from simrl.experiment.recipe import load_recipe
 
     console = Console(stderr=True)
     rec = load_recipe(_run_recipe(run))
@@ -141,8 +141,8 @@ def _setup(recipe, env, world, split, trials, n, max_turns, transport, fault_rat
 
     options: dict = {}
     if recipe is not None:
-        from simrl.train import runs
-        from simrl.train.recipe import load_recipe
+        from simrl.experiment import runs
+        from simrl.experiment.recipe import load_recipe
 
         rec = load_recipe(recipe)
         if env is not None and env != rec.env.id:
@@ -179,7 +179,7 @@ def _policy(checkpoint: Path | None, spec: str | None, setup: dict):
             return HFPolicy.load(str(checkpoint), greedy=True)
         if not checkpoint.is_file():
             raise SimrlError(f"--checkpoint {checkpoint}: no such file or folder")
-        from simrl.train.policy import ScorerPolicy
+        from simrl.policies.scorer import ScorerPolicy
 
         pol = ScorerPolicy.load(checkpoint)
         pol.greedy = True

@@ -12,7 +12,7 @@ def report(
     folder: Annotated[Path, typer.Argument(help="An ablation folder (`simrl ablate --out`), holding report.json.")],
 ) -> None:
     """Re-render report.md and the PNG plots of an ablation folder."""
-    from simrl.train.report import render_report
+    from simrl.experiment.report import render_report
 
     for path in render_report(folder):
         typer.echo(str(path))

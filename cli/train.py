@@ -45,11 +45,11 @@ def train(
     from rich.progress import TextColumn
     from rich.table import Table
 
+    from simrl.experiment import runs
+    from simrl.experiment.recipe import load_recipe, recipe_yaml
+    from simrl.experiment.tracking import with_report_to
     from simrl.progress import progress_bar
-    from simrl.train import runs
-    from simrl.train.embedded import train_arm
-    from simrl.train.recipe import load_recipe, recipe_yaml
-    from simrl.train.tracking import with_report_to
+    from simrl.trainers.embedded import train_arm
 
     rec = with_report_to(load_recipe(recipe), report_to)
     rec = load_recipe(recipe, overrides)
@@ -64,7 +64,7 @@ def train(
 
         raise SimrlError(f"--ray-address is for verl recipes; {recipe} uses trainer.kind {rec.trainer.kind!r}")
     if rec.trainer.kind == "verl":
-        from simrl.train.verl.launch import train_verl
+        from simrl.trainers.verl.launch import train_verl
 
         for name in arms:
             for s in seeds:
@@ -77,7 +77,7 @@ def train(
         return
     trainer = train_arm
     if rec.trainer.kind == "trl":
-        from simrl.train.trl_trainer import train_arm_trl as trainer
+        from simrl.trainers.trl import train_arm_trl as trainer
     summaries = []
     with progress_bar(TextColumn("{task.fields[line]}"), console=console) as bar:
         for name in arms:
@@ -111,7 +111,7 @@ def _plan(rec, arms: list[str], seeds: list[int], out: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from simrl.train import runs
+    from simrl.experiment import runs
 
     b = rec.budget
     table = Table(title=f"plan: {b.steps} steps x {b.batch} tasks x {b.group_size} episodes = "
@@ -136,12 +136,12 @@ def _plan(rec, arms: list[str], seeds: list[int], out: Path) -> None:
 
 def _state(rec, files) -> str:
     """A run folder's state for the plan: new, started, resumable at step N, or finished."""
-    from simrl.train import runs
+    from simrl.experiment import runs
 
     if files.summary.exists():
         return "finished"
     if rec.trainer.kind == "trl" and files.checkpoints.is_dir():
-        from simrl.train.trl_trainer import latest_trl_checkpoint
+        from simrl.trainers.trl import latest_trl_checkpoint
 
         ckpt = latest_trl_checkpoint(files)
         step = int(ckpt.name.rsplit("-", 1)[1]) if ckpt is not None else None

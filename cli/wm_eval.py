@@ -37,7 +37,7 @@ def parse_backends(specs: list[str], wm_model: str | None) -> tuple[dict[str, st
             with two LLM backends.
     """
     from simrl.errors import SimrlError
-    from simrl.wm.fidelity_eval import BACKENDS, BASELINES
+    from simrl.fidelity.evaluate import BACKENDS, BASELINES
 
     out: dict[str, str | None] = {}
     kinds: dict[str, str] = {}
@@ -125,11 +125,11 @@ def eval_(
     from rich.console import Console
 
     from simrl.errors import SimrlError
+    from simrl.fidelity.evaluate import EvalConfig, run_eval
+    from simrl.fidelity.predict import select
+    from simrl.fidelity.report import rich_tables, summarise, write_scores
     from simrl.progress import progress_bar
     from simrl.wm.backend import Sampling
-    from simrl.wm.fidelity_eval import EvalConfig, run_eval
-    from simrl.wm.fidelity_predict import select
-    from simrl.wm.fidelity_report import rich_tables, summarise, write_scores
     from simrl.wm.transitions import load_transitions
 
     chosen, kinds = parse_backends(list(backend), wm_model)
@@ -160,7 +160,7 @@ def eval_(
     picked = select(loaded, max_transitions)
     judge = None
     if judge_base_url:
-        from simrl.wm.judge import Judge
+        from simrl.fidelity.judge import Judge
 
         judge = Judge(judge_base_url, judge_model or "", judge_api_key, max_retries=judge_retries)
     console = Console(stderr=True)
@@ -202,7 +202,7 @@ def eval_(
     if perturb:
         from rich.markdown import Markdown
 
-        from simrl.wm.fidelity_control import markdown
+        from simrl.fidelity.control import markdown
 
         Console().print(Markdown(markdown(scores["_compliance"])))
         with (out / "scores.md").open("a", encoding="utf-8") as f:
@@ -211,11 +211,11 @@ def eval_(
 
 
 def _compliance(picked: list, config: object, out: Path, n: int, schedule: str | None, seed: int) -> dict:
-    """The control-compliance summary (:func:`simrl.wm.fidelity_control.run_compliance`)."""
+    """The control-compliance summary (:func:`simrl.fidelity.control.run_compliance`)."""
     import asyncio
 
+    from simrl.fidelity.control import run_compliance
     from simrl.perturb.schedule import load_schedule
-    from simrl.wm.fidelity_control import run_compliance
 
     sched = load_schedule(schedule) if schedule else None
     return asyncio.run(run_compliance(picked, config, out, n=n, schedule=sched, seed=seed))

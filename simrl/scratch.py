@@ -4,7 +4,7 @@ Environments copy a world's records into per-episode databases under temporary f
 (``simrl-wm-env-*``, ``simrl-wm-records-*``, ``simrl-mcp-world-*``); they are removed when the
 environment closes or the process exits, but a ``kill -9`` runs no clean-up. A trainer therefore
 puts them under its run folder (:func:`under`): the next writer of that run (a ``--resume``, which
-holds the run's lock, :mod:`simrl.train.locks`) clears what a killed process left there.
+holds the run's lock, :mod:`simrl.experiment.locks`) clears what a killed process left there.
 """
 
 from __future__ import annotations

@@ -221,7 +221,7 @@ class LocalRecordsEnv(Environment):
         """Reward of the final answer: score_state on the episode's store for writes, score_answer otherwise.
 
         Returns ``(reward, info)`` (info: ``success``, ``metrics``). Callable mid-episode: the verl adapters
-        read a write task's record state after each call (:func:`simrl.train.verl.sessions.records_state`).
+        read a write task's record state after each call (:func:`simrl.trainers.verl.sessions.records_state`).
         """
         from simrl.reward.task import score_final
 

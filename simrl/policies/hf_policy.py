@@ -11,7 +11,7 @@ verl read: each ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` blo
 
 :class:`HFPolicy` is stateless (it re-renders the whole chat every turn), so one instance can serve
 many concurrent episodes: it is the evaluation policy of TRL runs. Training needs the exact tokens
-the model sampled; :mod:`simrl.train.trl_rollout` records them turn by turn around the same
+the model sampled; :mod:`simrl.trainers.trl_rollout` records them turn by turn around the same
 :meth:`HFPolicy.generate`.
 
 Models: a local folder or a Hugging Face id (``from_pretrained``; no hub is needed for a folder), a

@@ -227,7 +227,7 @@ def export(inputs: list[Path], out: Path, *, world: Path | None = None, perturb:
             AgentWorldBench files, :func:`write_benchmark`).
         think: put an empty ``<think>`` block before the target's prediction block.
         tools: ``all`` (the system prompt lists the episode's tools) or ``called`` (only the tools called so
-            far, this call included: :func:`simrl.wm.fidelity_predict.called_tools_system`, the prompt
+            far, this call included: :func:`simrl.wm.transitions.called_tools_system`, the prompt
             ``simrl wm eval --wm-tools called`` shows; for small-context models).
 
     Returns:
@@ -256,7 +256,7 @@ def export(inputs: list[Path], out: Path, *, world: Path | None = None, perturb:
     if tools not in ("all", "called"):
         raise SimrlError(f"--wm-tools takes all or called, got {tools!r}")
     if tools == "called":
-        from simrl.wm.fidelity_predict import called_tools_system
+        from simrl.wm.transitions import called_tools_system
 
         transitions = [t.model_copy(update={"system": called_tools_system(t, world)}) for t in transitions]
     rows, notes = build_rows(transitions, perturb=perturb, schedule=sched, seed=seed, think=think)

@@ -247,7 +247,7 @@ class WorldModelEnv(Environment):
         return spec(self.env_id).render(results)
 
     def score_final(self, answer: str) -> tuple[float, dict[str, Any]]:
-        """The episode's reward and info for ``answer`` (also read by ``simrl.train.verl.sessions.records_state``)."""
+        """The episode's reward and info for ``answer`` (also read by ``simrl.trainers.verl.sessions.records_state``)."""
         assert self._task is not None
         return score(self._task, answer, self._truth.current, spec(self.env_id).score_final)
 

@@ -152,6 +152,26 @@ def domain_system_prompt(domain: str, tools: list[dict[str, Any]], instruction: 
     return prompts.system_prompt(domain, tools, instruction, BFCL_TEMPLATE if domain == "bfcl" else None)
 
 
+def called_tools_system(tr: Transition, world: Path | None) -> str:
+    """``tr``'s system prompt rebuilt with only the tools its episode has called so far (this call included).
+
+    Transitions without tool schemas (AgentWorldBench rows) keep their system prompt; the task's instruction is
+    added from ``world``'s ground truth when ``tr``'s environment has one (:func:`simrl.wm.env_truth.oracle_envs`).
+    """
+    from simrl.wm.env_truth import oracle_envs
+
+    if not tr.tools:
+        return tr.system
+    called = {h.name for h in tr.history} | {tr.action_name}
+    tools = [t for t in tr.tools if (t.get("function") or {}).get("name") in called]
+    instruction = None
+    if world is not None and tr.env_id in oracle_envs():
+        from simrl.wm.oracle import instructions_of
+
+        instruction = instructions_of(world).get(tr.task_id or "")
+    return domain_system_prompt(tr.domain, tools, instruction)
+
+
 def load_transitions(path: str | Path, *, world: Path | None = None, domain: str | None = None,
                      skipped: Counter | None = None) -> list[Transition]:
     """Read the transitions of a simrl trajectory JSONL or an AgentWorldBench JSONL file (told apart per line).

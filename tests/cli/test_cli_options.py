@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from simrl.assets import resolve, shipped_names
 from simrl.errors import SpecError
+from simrl.experiment.recipe import load_recipe
 from simrl.perturb import load_schedule
-from simrl.train.recipe import load_recipe
 from simrl.world import load_spec
 
 runner = CliRunner()

@@ -14,8 +14,8 @@ from pathlib import Path
 import yaml
 from rich.console import Console
 
+from simrl.experiment.ablate import RunJob, run_jobs
 from simrl.progress import LineProgress, progress_bar
-from simrl.train.ablate import RunJob, run_jobs
 
 ROOT = Path(__file__).resolve().parents[2]
 LINE = re.compile(r"^\[\d\d:\d\d:\d\d\] (?P<what>.+?): (?P<done>\d+)/(?P<total>\d+) \(\d+%\) elapsed \d+:\d\d:\d\d "

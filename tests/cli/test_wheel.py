@@ -58,7 +58,7 @@ def _run(env_dir: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_the_wheel_ships_and_resolves_every_file_by_name(wheel_venv, tmp_path):
-    code = ("import simrl, simrl.assets as a; from simrl.train.recipe import load_recipe; "
+    code = ("import simrl, simrl.assets as a; from simrl.experiment.recipe import load_recipe; "
             "from simrl.perturb import load_schedule; from simrl.world import load_spec; "
             "assert 'site-packages' in simrl.__file__, simrl.__file__; "
             "[load_recipe(n) for n in a.shipped_names('recipe')]; "

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from simrl.train.recipe import load_recipe, parse_recipe
-from simrl.train.recipe_files import resolve_files
+from simrl.experiment.recipe import load_recipe, parse_recipe
+from simrl.experiment.recipe_files import resolve_files
 from tests.wm.tiny_llama import HAVE_TRANSFORMERS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,7 +28,7 @@ def test_the_shipped_recipe_has_the_three_arms_and_a_cached_language_model():
 def test_language_model_arm_trains_and_counts_unparsed_answers(tmp_path):
     """A tiny random model answers gibberish: every prediction is unparsed, shown raw, and counted."""
     from simrl.testing.tiny_model import make_tiny_model
-    from simrl.train.embedded import train_arm
+    from simrl.trainers.embedded import train_arm
 
     data = yaml.safe_load(RECIPE.read_text())
     lwm = data["arms"]["sim-lwm"] | {"model": str(make_tiny_model(tmp_path / "tiny")),

@@ -178,7 +178,7 @@ def test_agentworldbench_files_per_domain_read_back_and_score(real_trajectories,
 
 
 def test_called_tools_rows_list_only_the_tools_called_so_far(real_trajectories, tmp_path):
-    from simrl.wm.fidelity_predict import called_tools_system
+    from simrl.wm.transitions import called_tools_system
 
     world = real_trajectories["world"]
     result = _run("--trajectories", str(real_trajectories["mcp-world"]), "--world", str(world), "--wm-tools",

@@ -1,0 +1,144 @@
+"""Recipe sections that say where the arms' observations come from: the world, the environment, the arms.
+
+Part of :mod:`simrl.experiment.recipe` (import the models from there): the training and held-out worlds
+(:class:`WorldRef`), the environment every arm shares (:class:`EnvRef`) and its real options
+(:class:`RealEnv`), and the arms themselves (:class:`Arm`: real | world model | world model +
+perturbation schedule). Validated once, by pydantic, with one help text per field.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from simrl.choices import PerturbMode, Transport, WorldModelName
+
+STRICT = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+"""The model config of every recipe section: unknown fields rejected, values frozen."""
+
+
+def served_types(env_id: str) -> tuple[str, ...]:
+    """The task types environment ``env_id`` serves (its registered spec's ``task_types``)."""
+    from simrl.envs.base import spec
+
+    return spec(env_id).task_types
+
+
+class WorldRef(BaseModel):
+    """The world the arms train in, and the held-out worlds they are evaluated in."""
+
+    model_config = STRICT
+    spec: str = Field(description="A world spec YAML (generated with `seed`) or an existing world folder "
+                                  "(used as is); relative paths are read from the recipe's folder.")
+    seed: int = Field(default=0, ge=0, description="World seed of the training world (ignored for a folder).")
+    entities: int | None = Field(default=None, ge=30, description="Entity count, overriding the spec's.")
+    eval_worlds: list[int] = Field(
+        default_factory=list,
+        description="Seeds of held-out worlds (same spec) to evaluate in; empty: evaluate on the "
+                    "training world's `evaluation.split` tasks only.")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> WorldRef:
+        if self.seed in self.eval_worlds:
+            raise ValueError(f"eval_worlds holds the training seed {self.seed}; held-out worlds need other seeds")
+        if len(set(self.eval_worlds)) != len(self.eval_worlds):
+            raise ValueError("eval_worlds has a seed twice")
+        if any(s < 0 for s in self.eval_worlds):
+            raise ValueError("eval_worlds seeds must be >= 0")
+        return self
+
+
+class EnvRef(BaseModel):
+    """The environment every arm shares (the real one, or its world-model version)."""
+
+    model_config = STRICT
+    id: Literal["mcp-world", "search"] = Field(description="Environment id: mcp-world (record tools) or search.")
+    task_types: list[str] = Field(default_factory=list,
+                                  description="Task types to train and evaluate on (empty: every type the "
+                                              "environment serves: mcp-world records; search qa, table).")
+
+    @model_validator(mode="after")
+    def _served(self) -> EnvRef:
+        served = served_types(self.id)
+        bad = [t for t in self.task_types if t not in served]
+        if bad:
+            raise ValueError(f"task_types {bad} are not served by {self.id}; it serves "
+                             f"{', '.join(served)}")
+        return self
+
+    def types(self) -> tuple[str, ...]:
+        """The task types in use (``task_types`` or every type the environment serves)."""
+        return tuple(self.task_types) or served_types(self.id)
+
+
+class RealEnv(BaseModel):
+    """Options of the real environment (the natural edge cases it has), passed to ``make``."""
+
+    model_config = STRICT
+    transport: Transport | None = Field(
+        default=None, description="mcp-world only: how the record server runs (inprocess: in this "
+                                  "process, fast; stdio: a server subprocess per episode; null: the default).")
+    fault_rate: float = Field(default=0.0, ge=0, le=1,
+                              description="mcp-world only: rate of the record server's own faults (errors, "
+                                          "timeouts) per tool call.")
+    options: dict[str, Any] = Field(default_factory=dict,
+                                    description="Further keyword options of the real environment (e.g. "
+                                                "fault_delay, call_timeout).")
+
+    def make_options(self) -> dict[str, Any]:
+        """Keyword options for ``make(env_id, world=W, **options)``; unset fields left out."""
+        out = dict(self.options)
+        if self.transport is not None:
+            out["transport"] = self.transport
+        if self.fault_rate:
+            out["fault_rate"] = self.fault_rate
+        return out
+
+
+class Arm(BaseModel):
+    """One arm: where its observations come from. Every other part of the recipe is shared."""
+
+    model_config = STRICT
+    environment: Literal["real", "world_model"] = Field(
+        description="real: the real environment (with `real`'s options); world_model: its world-model version.")
+    backend: WorldModelName | None = Field(
+        default=None, description="World-model backend (world_model arms; default oracle: the world's ground truth).")
+    model: str | None = Field(default=None, description="World-model id or path (openai: required; "
+                                                        "transformers/llamacpp: default the shipped SmolLM2).")
+    base_url: str | None = Field(default=None, description="openai backend: endpoint, e.g. http://127.0.0.1:8000/v1 "
+                                                           "(the key comes from $OPENAI_API_KEY).")
+    temperature: float = Field(default=0.0, ge=0, description="World-model sampling temperature.")
+    options: dict[str, Any] = Field(default_factory=dict,
+                                    description="Further backend options (e.g. timeout, max_concurrency, n_threads).")
+    cache: str | None = Field(default=None, description="World-model response cache folder (world_model arms; "
+                                                        "relative to the working directory): a repeated prompt is "
+                                                        "answered from it, so a local model is asked once.")
+    max_tokens: int = Field(default=4096, ge=1, le=262144, description="World model: most tokens per prediction.")
+    schedule: str | None = Field(default=None, description="Perturbation schedule (world_model arms): a shipped "
+                                                           "name (gentle, mcpmark, fault-heavy) or a YAML path.")
+    mode: PerturbMode = Field(
+        default="inject", description="How the schedule is applied: inject (in code, guaranteed) or control "
+                                      "(a control instruction to the world model, verified).")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Arm:
+        if self.environment == "real":
+            stray = [k for k in ("backend", "model", "base_url", "schedule", "cache") if getattr(self, k) is not None]
+            if self.options or self.temperature:
+                stray.append("options/temperature")
+            if stray:
+                raise ValueError(f"{', '.join(stray)}: only world_model arms take these (a real arm is the "
+                                 "environment as it is; set environment: world_model)")
+            if self.mode == "control":
+                raise ValueError("mode control needs a world_model arm (the world model gets the instruction)")
+        else:
+            if self.backend == "openai" and not (self.model and self.base_url):
+                raise ValueError("the openai backend needs model and base_url")
+            if self.mode == "control" and self.schedule is None:
+                raise ValueError("mode control needs a schedule (the perturbations to instruct)")
+        return self
+
+    def world_model(self) -> str:
+        """The backend name, ``real`` for a real arm."""
+        return "real" if self.environment == "real" else (self.backend or "oracle")

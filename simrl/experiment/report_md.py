@@ -1,0 +1,271 @@
+"""``report.md`` from ``report.json``: the primary test first, then plain statements and tables.
+
+Every sentence is generated from the numbers (:mod:`simrl.experiment.report` builds them): whether an
+interval holds 0 is computed, never written by hand. Intervals print as ``mean [low, high]``; a single-seed
+value prints without an interval and is said to be one run. Order: the preregistered primary comparison,
+what each arm's environment was and which tasks were dropped, each trained arm against the baselines,
+the Holm-corrected secondary comparisons, then the tables (final scores, task-property subsets, the edge
+cases the policy met, per-seed values) and the plots.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from simrl.experiment.report_compare import OVERALL, excludes_zero
+
+ORACLE_NOTE = ("`oracle` arms train against the world's exact ground truth, served without page limits or "
+               "operational faults (for mcp-world: the exact record server, unpaged and fault-free): a perfect "
+               "simulator, not a language model. This report therefore says nothing about the fidelity of a "
+               "language world model; that is measured by `simrl wm eval`.")
+CANDIDATES = "candidates"
+
+
+def fmt(d: Mapping[str, Any], metric: str = "success", signed: bool = False) -> str:
+    """``0.62 [0.55, 0.69]`` (or ``0.62 (1 seed)`` when degenerate); turns and counts with one decimal.
+
+    >>> fmt({"mean": 0.625, "low": 0.5, "high": 0.75, "n": 3, "degenerate": False})
+    '0.62 [0.50, 0.75]'
+    >>> fmt({"mean": 0.1, "low": 0.1, "high": 0.1, "n": 1, "degenerate": True}, signed=True)
+    '+0.10 (1 seed)'
+    >>> fmt({"mean": -1.0, "low": -1.0, "high": -1.0, "n": 2, "degenerate": False}, signed=True)
+    '-1.00 (the same at all 2 seeds: no spread)'
+    """
+    spec = ".1f" if metric in ("mean_turns", "env_failures") else ".2f"
+    sign = "+" if signed else ""
+    head = f"{d['mean']:{sign}{spec}}"
+    if d.get("degenerate"):
+        return f"{head} ({d['n']} seed{'s' if d['n'] != 1 else ''})"
+    if d["low"] == d["high"]:
+        return f"{head} (the same at all {d['n']} seeds: no spread)"
+    return f"{head} [{d['low']:{spec}}, {d['high']:{spec}}]"
+
+
+def pval(p: float | None) -> str:
+    """A p-value for a table: ``0.042``, ``< 0.001``, or ``—`` (no test).
+
+    >>> pval(0.04213), pval(1e-5), pval(None)
+    ('0.042', '< 0.001', '—')
+    """
+    return "—" if p is None else "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def p_is(p: float | None) -> str:
+    """``p = 0.042`` or ``p < 0.001`` (``p: none`` without a test).
+
+    >>> p_is(0.04213), p_is(1e-5)
+    ('p = 0.042', 'p < 0.001')
+    """
+    return "p: none" if p is None else f"p {'<' if p < 0.001 else '='} {max(p, 0.001):.3f}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return lines + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def _how(d: Mapping[str, Any]) -> str:
+    if d["paired"]:
+        return f"paired over seeds {', '.join(map(str, d['seeds']))}"
+    return "unpaired (Welch: fewer than two seeds shared)"
+
+
+def _entries(report: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    return {**report["arms"], **report["baselines"]}
+
+
+def primary_lines(report: Mapping[str, Any]) -> list[str]:
+    """The opening section: the primary comparison's paired test, its bootstrap and a plain verdict."""
+    p, level = report["primary"], report["level"]
+    a, b, metric = p["a"], p["b"], p["metric"]
+    origin = ("Declared in the recipe (`primary`) before running." if p["declared"] else
+              "Not declared in the recipe: the default (controlled minus uncontrolled world model, else world "
+              "model minus real, else an arm minus a baseline) on success. Declare `primary: {a, b, metric}` "
+              "in the recipe before running to preregister it.")
+    lines = ["## Primary comparison", "", f"**{a} − {b}** on `{metric}`. {origin}", ""]
+    t = p["test"]
+    if t is None:
+        return lines + [f"The primary comparison could not be computed: {p['why_not']}."]
+    if t.get("degenerate"):
+        lines.append(f"- Difference {fmt(t, metric, True)}, {_how(t)}: too few seeds for an interval or a test.")
+    else:
+        stat = f"t = {t['t']:.2f}, " if t.get("t") is not None else ""
+        test = "paired t test (scipy.stats.ttest_rel)" if t["paired"] else "Welch's t test"
+        lines.append(f"- Difference {t['mean']:+.3f}, {_how(t)} ({t['n']} seeds): {level:.0%} interval "
+                     f"[{t['low']:+.3f}, {t['high']:+.3f}]; {test}: {stat}df = {t['df']:.3g}, {p_is(t['p'])}"
+                     + (" (every seed gave the same difference: no spread, so no real interval)."
+                        if t["low"] == t["high"] else "."))
+    bs = p["bootstrap"]
+    if bs is not None:
+        lines.append(f"- Task × seed stratified bootstrap of the per-task differences ({bs['tasks']} task(s) × "
+                     f"{bs['runs']} seeds; each task's seeds resampled with replacement, {bs['reps']} replicates, "
+                     f"seed {bs['seed']}; Agarwal et al., NeurIPS 2021): {bs['mean']:+.3f}, {bs['level']:.0%} "
+                     f"interval [{bs['low']:+.3f}, {bs['high']:+.3f}].")
+    else:
+        lines.append(f"- No task × seed bootstrap: {p['why_not']}.")
+    lines += ["", _verdict(t, bs, a, b, metric, level)]
+    return lines
+
+
+def _verdict(t: Mapping[str, Any], bs: Mapping[str, Any] | None, a: str, b: str, metric: str, level: float) -> str:
+    if t.get("degenerate"):
+        return f"**No interval**: with {t['n']} seed(s) the primary comparison cannot exclude 0."
+    if excludes_zero(t):
+        head = (f"**The primary interval excludes 0**: {a} is {'higher' if t['mean'] > 0 else 'lower'} than {b} "
+                f"on {metric} at the {level:.0%} level")
+    else:
+        head = f"**The primary interval includes 0**: these seeds cannot tell {a} and {b} apart on {metric}"
+    if bs is None:
+        return head + "."
+    agree = not bs["low"] <= 0.0 <= bs["high"]
+    return head + f"; the task × seed bootstrap interval {'excludes' if agree else 'includes'} 0."
+
+
+def environment_lines(report: Mapping[str, Any]) -> list[str]:
+    """What each arm's environment was, the oracle caveat, the evaluation and the dropped tasks."""
+    rows = [[name, e["kind"], e.get("description") or "—"] for name, e in report["arms"].items()]
+    lines = ["## Environments", ""] + _table(["arm", "environment", "description"], rows)
+    if any(e.get("world_model") == "oracle" for e in report["arms"].values()):
+        lines += ["", ORACLE_NOTE]
+    ev = report.get("evaluation", {})
+    if ev:
+        lines += ["", "Held-out evaluation in the real environment: " +
+                  ", ".join(f"{k} {v}" for k, v in ev.items()) + "."]
+    lines += ["", _dropped_line(report)]
+    return lines
+
+
+def _dropped_line(report: Mapping[str, Any]) -> str:
+    dropped = report.get("dropped") or {}
+    if not dropped:
+        return "Dropped tasks: not reported by this evaluation."
+    turns = report.get("evaluation", {}).get("max_turns")
+    within = f"within {turns} turns" if turns else "within the turn limit"
+    counts = {s: d["count"] for s, d in dropped.items()}
+    if not any(counts.values()):
+        return f"No evaluation task was dropped: the scripted expert solves every one {within}."
+    ids = sorted({i for d in dropped.values() for i in d["ids"]})
+    per = ", ".join(f"seed {s}: {n}" for s, n in counts.items())
+    shown = ", ".join(f"`{i}`" for i in ids[:20]) + (f" and {len(ids) - 20} more" if len(ids) > 20 else "")
+    return (f"Dropped as unsolvable by the scripted expert {within} (left out of every arm's score): {per}"
+            + (f" ({shown})." if ids else "."))
+
+
+def baseline_lines(report: Mapping[str, Any]) -> list[str]:
+    """Per trained arm: does it beat ``candidates`` (interval excluding 0), and its differences to the other
+    baselines (secondary tests, Holm-corrected)."""
+    metric, bases = report["primary"]["metric"], list(report["baselines"])
+    lines = ["## Trained arms against the baselines", ""]
+    if CANDIDATES not in bases:
+        lines.append("No `candidates` baseline (uniform choice among the candidate actions) in this report.")
+    overall = {(d["a"], d["b"]): d for d in report["secondary"] if d["subset"] == OVERALL and d["metric"] == metric}
+    if (report["primary"]["a"], report["primary"]["b"]) not in overall and report["primary"]["test"] is not None:
+        overall[(report["primary"]["a"], report["primary"]["b"])] = {**report["primary"]["test"], "p_holm": None}
+    for arm, e in report["arms"].items():
+        if not e["seeds"]:
+            continue
+        for base in bases:
+            d = overall.get((arm, base))
+            if d is None:
+                continue
+            if d.get("degenerate"):
+                lines.append(f"- **{arm}** − **{base}** on {metric}: {fmt(d, metric, True)}: no interval.")
+                continue
+            holm = f", Holm {p_is(d['p_holm'])}" if d.get("p_holm") is not None else ""
+            tail = (f"**{arm} {'beats' if d['mean'] > 0 else 'is below'} {base}** (the interval excludes 0"
+                    + (", though not after Holm's correction" if (d.get("p_holm") or 0.0) >= 0.05 else "") + ")"
+                    if excludes_zero(d) else f"{arm} does not beat {base} (the interval includes 0)")
+            lines.append(f"- **{arm}** − **{base}** on {metric}: {fmt(d, metric, True)}, {_how(d)}{holm}: {tail}.")
+    return lines
+
+
+def secondary_lines(report: Mapping[str, Any]) -> list[str]:
+    """The secondary comparisons table, labelled as such, with raw and Holm-adjusted p-values."""
+    tests = report["secondary"]
+    lines = ["## Secondary comparisons", "",
+             f"Secondary, not preregistered: {len(tests)} paired t tests (overall on `{report['primary']['metric']}`, "
+             "and success within each task-property subset); p-values Holm-corrected over all of them "
+             f"(Holm, 1979); intervals are unadjusted {report['level']:.0%} t intervals.", ""]
+    rows = [[f"{d['a']} − {d['b']}", d["subset"] + ("" if d.get("same_tasks", True) else " †"), d["metric"],
+             fmt(d, d["metric"], True), "paired" if d["paired"] else "Welch", pval(d["p"]), pval(d["p_holm"]),
+             "yes" if excludes_zero(d) else "no"] for d in tests]
+    if not rows:
+        return lines + ["No secondary comparison could be computed."]
+    lines += _table(["a − b", "subset", "metric", "difference", "test", "p", "Holm p", "excludes 0"], rows)
+    if not all(d.get("same_tasks", True) for d in tests):
+        lines += ["", "† The subset held different numbers of tasks in the two arms at some seed: not the same "
+                      "tasks, so not a like-for-like comparison."]
+    return lines
+
+
+def _score_rows(report: Mapping[str, Any], headline: Sequence[str]) -> list[list[str]]:
+    rows = []
+    for name, e in _entries(report).items():
+        cells = [fmt(e["metrics"][m], m) if m in e["metrics"] else "—" for m in headline]
+        rows.append([name, e["kind"], str(len(e["seeds"])), *cells])
+    return rows
+
+
+def _seed_rows(report: Mapping[str, Any], headline: Sequence[str]) -> list[list[str]]:
+    rows = []
+    for name, e in _entries(report).items():
+        for s, rec in e["seeds"].items():
+            rows.append([name, s, *(f"{rec['metrics'][m]:.2f}" if m in rec["metrics"] else "—" for m in headline)])
+        rows += [[name, s, *(["failed"] * len(headline))] for s in e["failed"]]
+    return rows
+
+
+def _by_name(report: Mapping[str, Any], key: str, count: str, unit: str,
+             order: Any = None) -> tuple[list[str], list[list[str]]]:
+    """Columns (subset or edge-case names) and one row per arm / baseline of ``success [interval] (n unit)``."""
+    entries, names = _entries(report), []
+    for e in entries.values():
+        names += [c for c in e[key] if c not in names]
+    names = sorted(names, key=order) if order else names
+    rows = []
+    for name, e in entries.items():
+        cells = []
+        for c in names:
+            ns = sorted({rec[key][c][count] for rec in e["seeds"].values() if c in rec[key]})
+            n = f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}–{ns[-1]}" if ns else "0"
+            cells.append(f"{fmt(e[key][c])} ({n} {unit})" if c in e[key] else "—")
+        rows.append([name, *cells])
+    return names, rows
+
+
+def statements(report: Mapping[str, Any]) -> list[str]:
+    """The opening statements: the primary section, then the trained arms against the baselines and the
+    failed runs (the Markdown lines of those sections)."""
+    failed = [f"{arm} seed {s} ({why.splitlines()[0][:120] if why else 'no reason given'})"
+              for arm, e in report["arms"].items() for s, why in e["failed"].items()]
+    tail = ([f"{len(failed)} run(s) failed and are left out of the statistics: " + "; ".join(failed) + "."]
+            if failed else [])
+    return [*primary_lines(report), "", *baseline_lines(report), *(["", *tail] if tail else [])]
+
+
+def markdown(report: Mapping[str, Any], plots: Sequence[Path] = ()) -> str:
+    """The whole ``report.md`` text: the primary comparison first."""
+    headline = report["headline"]
+    lines = [f"# Ablation report: {report.get('recipe') or 'unnamed recipe'}", ""]
+    lines += statements(report)
+    lines += ["", *environment_lines(report), "", *secondary_lines(report)]
+    lines += ["", "## Final scores", "",
+              f"Mean over seeds with {report['level']:.0%} Student-t intervals, rates clipped to [0, 1].", ""]
+    lines += _table(["arm", "kind", "seeds", *headline], _score_rows(report, headline))
+    names, rows = _by_name(report, "subsets", "tasks", "tasks per seed")
+    if names:
+        lines += ["", "## Success by task property", "",
+                  "Subsets fixed before the run from each task and its episode seeds: the same tasks in every arm "
+                  "of a seed.", ""] + _table(["arm", *names], rows)
+    names, rows = _by_name(report, "edge_cases", "episodes", "ep. per seed", order=lambda c: (c == "none", c))
+    if names:
+        lines += ["", "## Edge cases met by the policy (descriptive)", "",
+                  "Met by the policy, not comparable across arms: an episode counts under every edge case its "
+                  "own actions ran into (`none`: it met none), so each arm's groups hold different episodes.", ""]
+        lines += _table(["arm", *names], rows)
+    lines += ["", "## Per-seed values", ""] + _table(["arm", "seed", *headline], _seed_rows(report, headline))
+    if plots:
+        lines += ["", "## Plots", ""] + [f"![{p.stem.replace('_', ' ')}]({p.as_posix()})" for p in plots]
+    return "\n".join(lines) + "\n"

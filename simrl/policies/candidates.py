@@ -1,0 +1,338 @@
+"""The actions a small policy chooses among at a turn, built from the tool schemas and the episode's values.
+
+``tagged_candidates(task_view, initial, turns)`` knows no environment, task family or prompt format.
+It reads three things:
+
+* **the tool schemas** (``initial.tools``): names, parameters (type, enum, required), and two generic
+  things in the descriptions: quoted literals (``'organization'``; offered to the tool's required string
+  parameters) and JSON object examples (``{"employees": 120}``; their keys, with a value of the same kind,
+  are offered to every object parameter);
+* **the values of this episode**: those the prompt writes (:func:`simrl.policies.features.prompt_values`)
+  and the scalar fields of every successful result so far, with the key they sat under
+  (:func:`simrl.policies.features.leaves`);
+* **the last call and its result.**
+
+Calls. Each tool's required parameters are filled from values that fit them: an enum's values; for a
+string, values observed under a key that shares a word with the parameter's name (``org_id`` <- ``id``,
+``org``), kept to those whose id prefix matches a word of the name when any does (``person_id`` <-
+``person:...``), then the description's literals, then the prompt's values; for a number, the prompt's
+and matching observed numbers; for an object, ``{example key: value of the example's kind}``. Optional
+parameters are left out, except object ones (tried absent and filled). At most :data:`PER_TOOL` calls a
+tool. Recovery is only made *expressible*, never chosen: the last call repeated (``repeat_last``), the
+last call with each optional parameter set to a value of the last result under a matching key
+(``continue``: a cursor), the last failed call without each optional argument (``drop``).
+
+Answers. Each scalar value of the last result; over the records (:func:`simrl.policies.features.items`) of
+the current listing — every successful result of the last call that returned records and of the calls
+that differ from it only in optional scalar arguments (its pages) — their count, the sum / min / max of
+each numeric field, the earliest / latest of each date field and the other fields of the records that
+hold them; and ``done``. At most :data:`MAX_ANSWERS`.
+
+Deterministic: the same history gives the same list in the same order; duplicates are removed (actions
+compared by calls and answer, not ``text``); at most :data:`MAX_CANDIDATES` in all.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from simrl.policies.features import Scalar, id_prefix, is_date, items, leaves, prompt_values, shape, tokens
+from simrl.types import Action, Observation, ToolCall, Turn
+
+Tagged = tuple[Action, tuple[str, ...]]
+"""A candidate and its provenance tags (e.g. ``("tag_continue_cursor",)``)."""
+PER_TOOL = 6
+"""Most calls of one tool among the candidates of a turn."""
+MAX_VALUES = 6
+"""Most values tried for one parameter."""
+MAX_ANSWERS = 10
+"""Most final answers among the candidates of a turn."""
+MAX_CANDIDATES = 64
+"""Most candidates of a turn: recovery first, then answers, then the tools' calls taken in turn (one call of
+each tool, then a second of each, ...), so that no tool is crowded out by the tools listed before it."""
+_LITERAL = re.compile(r"'([A-Za-z_][\w-]{0,40})'")
+_MARKUP = re.compile(r"</?[A-Za-z_]\w*>")
+_EXAMPLE = re.compile(r"\{[^{}]{1,200}\}")
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, dict):
+        return tuple(sorted((str(k), _freeze(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def action_key(action: Action) -> str:
+    """The identity of an action for matching: its calls (name, arguments) and answer, not ``text``/ids."""
+    return repr((tuple((c.name, _freeze(c.arguments)) for c in action.tool_calls), action.answer))
+
+
+@dataclass(frozen=True)
+class Tool:
+    """What a tool schema says: parameters (name -> JSON schema), required names, literals, examples."""
+
+    name: str
+    params: dict[str, dict[str, Any]]
+    required: tuple[str, ...]
+    literals: tuple[str, ...]
+    examples: tuple[tuple[str, Any], ...]
+
+    def kind(self, param: str) -> str:
+        """The JSON type of a parameter (the first non-null one of an ``anyOf``), ``string`` if unsaid."""
+        spec = self.params.get(param, {})
+        kinds = [spec.get("type")] + [s.get("type") for s in spec.get("anyOf", []) if isinstance(s, dict)]
+        return next((k for k in kinds if isinstance(k, str) and k != "null"), "string")
+
+    def optional(self) -> list[str]:
+        return [p for p in self.params if p not in self.required]
+
+
+def read_tools(schemas: list[dict[str, Any]]) -> list[Tool]:
+    """:class:`Tool` of each OpenAI-style tool schema (``{"function": {"name", "description", "parameters"}}``)."""
+    out = []
+    for t in schemas:
+        fn = t.get("function", t)
+        params = (fn.get("parameters") or {}).get("properties") or {}
+        desc = str(fn.get("description") or "") + " " + " ".join(str(p.get("description", "")) for p in
+                                                                 params.values() if isinstance(p, dict))
+        examples = []
+        for m in _EXAMPLE.findall(desc):
+            try:
+                obj = json.loads(m)
+            except ValueError:
+                continue
+            if isinstance(obj, dict):
+                examples += [(str(k), v) for k, v in obj.items() if isinstance(v, str | int | float)]
+        literals = tuple(dict.fromkeys(v for v in _LITERAL.findall(desc) if id_prefix(v) is None))
+        out.append(Tool(str(fn.get("name", "")), {k: v for k, v in params.items() if isinstance(v, dict)},
+                        tuple((fn.get("parameters") or {}).get("required") or ()), literals, tuple(examples)))
+    return out
+
+
+@dataclass
+class _Values:
+    """The values of this episode: the prompt's, and every successful result's (newest first)."""
+
+    prompt: list[tuple[str, Scalar]]
+    seen: list[tuple[str, Scalar]] = field(default_factory=list)
+    examples: list[tuple[str, Any]] = field(default_factory=list)
+
+    def matching(self, param: str) -> list[tuple[str, Scalar]]:
+        """Observed ``(key, value)`` whose key shares a word with ``param``; narrowed to id prefixes it names."""
+        words = tokens(param)
+        hits = [(k, v) for k, v in self.seen if tokens(k) & words]
+        typed = [(k, v) for k, v in hits if (p := id_prefix(v)) is not None
+                 and any(p.startswith(w) or w.startswith(p) for w in words if len(w) > 2)]
+        return typed or hits
+
+    def like(self, example: Any) -> list[tuple[str, Scalar]]:
+        """Values of the same kind as ``example`` (numbers, dates, ids of the same prefix, else prompt spans)."""
+        if isinstance(example, int | float):
+            return [(k, v) for k, v in self.prompt + self.seen if type(v) is type(example)]
+        if is_date(example):
+            return [(k, v) for k, v in self.prompt + self.seen if is_date(v)]
+        if (p := id_prefix(example)) is not None:
+            return [(k, v) for k, v in self.seen if id_prefix(v) == p]
+        return [(k, v) for k, v in self.prompt if k == "prompt_span"]
+
+
+def _ok(turn: Turn) -> list[str]:
+    """The contents of a turn's successful results."""
+    return [r.content for r in turn.step.observation.results if not r.is_error]
+
+
+def _episode_values(prompt: str, turns: list[Turn]) -> _Values:
+    vals = _Values(list(prompt_values(prompt)))
+    for turn in reversed(turns):
+        for text in _ok(turn):
+            vals.seen += [kv for kv in leaves(text) if kv not in vals.seen]
+    return vals
+
+
+def _options(tool: Tool, param: str, vals: _Values) -> list[tuple[Any, str]]:
+    """``(value, source tag)`` for one parameter, best first, at most :data:`MAX_VALUES`."""
+    spec, kind = tool.params.get(param, {}), tool.kind(param)
+    out: list[tuple[Any, str]] = []
+    if isinstance(spec.get("enum"), list):
+        out = [(v, "enum") for v in spec["enum"]]
+    elif kind == "string":
+        seen = [(v, f"key_{k}") for k, v in vals.matching(param) if isinstance(v, str)]
+        prompt = [(str(v), k) for k, v in vals.prompt if k != "prompt_number"]
+        out = [(v, "literal") for v in tool.literals]
+        out += [x for pair in itertools.zip_longest(seen, prompt) for x in pair if x is not None]
+    elif kind in ("integer", "number"):
+        out = [(v, k) for k, v in vals.prompt if k == "prompt_number"]
+        out += [(v, f"key_{k}") for k, v in vals.matching(param) if isinstance(v, int | float)]
+    elif kind == "object":
+        for key, example in vals.examples:
+            out += [({key: v}, f"example_{key}_{k}") for k, v in vals.like(example)[:3]]
+    seen, unique = set(), []
+    for v, tag in out:
+        if (f := repr(_freeze(v))) not in seen:
+            seen.add(f)
+            unique.append((v, tag))
+    return unique[:MAX_VALUES]
+
+
+def _calls(tool: Tool, vals: _Values) -> Iterable[Tagged]:
+    """The tool's calls: its required parameters filled (every combination), optional objects absent or filled."""
+    params = list(tool.required) + [p for p in tool.optional() if tool.kind(p) == "object"]
+    choices = []
+    for p in params:
+        opts = _options(tool, p, vals)
+        if p not in tool.required:
+            opts = [(None, "absent")] + opts
+        if not opts:
+            return
+        choices.append(opts)
+    for combo in itertools.islice(itertools.product(*choices), PER_TOOL):
+        args = {p: v for p, (v, _) in zip(params, combo) if v is not None}
+        yield Action.call(tool.name, **args), (f"tag_call_{tool.name}",) + tuple(
+            f"src_{p}_{tag}" for p, (_, tag) in zip(params, combo))
+
+
+def _recovery(tools: dict[str, Tool], turns: list[Turn]) -> Iterable[Tagged]:
+    """The last call repeated, continued (an optional parameter set from its result) or without an optional argument."""
+    if not turns or not turns[-1].action.tool_calls:
+        return
+    call, obs = turns[-1].action.tool_calls[0], turns[-1].step.observation
+    failed = any(r.is_error for r in obs.results)
+    yield Action(tool_calls=[call]), ("tag_repeat_last", "tag_after_error" if failed else "tag_after_ok")
+    tool = tools.get(call.name)
+    if tool is None:
+        return
+    if failed:
+        for p in call.arguments:
+            if p not in tool.required:
+                args = {k: v for k, v in call.arguments.items() if k != p}
+                yield Action.call(call.name, **args), ("tag_drop_arg", f"tag_drop_{p}")
+        return
+    for text in _ok(turns[-1]):
+        top = [(k, v) for k, v in leaves(text) if k and k in _top_keys(text)]
+        for p in tool.optional():
+            for k, v in top:
+                if tokens(k) & tokens(p) and v != call.arguments.get(p):
+                    yield Action.call(call.name, **{**call.arguments, p: v}), ("tag_continue", f"tag_continue_{p}")
+
+
+def _top_keys(text: str) -> set[str]:
+    from simrl.policies.features import top_keys
+
+    return set(top_keys(text))
+
+
+def _signature(call: ToolCall, tool: Tool | None) -> str:
+    """A call without its optional scalar arguments (a cursor, a limit): the calls of one listing share it."""
+    keep = {k: v for k, v in call.arguments.items()
+            if tool is None or k in tool.required or isinstance(v, dict | list)}
+    return repr((call.name, _freeze(keep)))
+
+
+def listing(tools: dict[str, Tool], turns: list[Turn]) -> tuple[list[dict[str, Any]], int]:
+    """``(records, pages)`` of the current listing (see the module docstring); ``([], 0)`` when none."""
+    last = next((t for t in reversed(turns) if t.action.tool_calls and any(items(c) for c in _ok(t))), None)
+    if last is None:
+        return [], 0
+    call = last.action.tool_calls[0]
+    sig = _signature(call, tools.get(call.name))
+    records, keys, pages = [], set(), 0
+    for turn in turns:
+        if turn.action.tool_calls and _signature(turn.action.tool_calls[0], tools.get(call.name)) == sig:
+            for text in _ok(turn):
+                pages += 1
+                for r in items(text):
+                    if (k := json.dumps(r, sort_keys=True, default=str)) not in keys:
+                        keys.add(k)
+                        records.append(r)
+    return records, pages
+
+
+def _aggregates(records: list[dict[str, Any]]) -> Iterable[tuple[Scalar, str]]:
+    """Count; sum / min / max of numeric fields; earliest / latest of date fields and their records' fields."""
+    yield len(records), "agg_count"
+    fields = list(dict.fromkeys(k for r in records for k in r))
+    for f in fields:
+        values = [r.get(f) for r in records]
+        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            yield sum(values), f"agg_sum_{f}"
+            yield min(values), f"agg_min_{f}"
+            yield max(values), f"agg_max_{f}"
+        elif all(is_date(v) for v in values):
+            for pick, name in ((min, "earliest"), (max, "latest")):
+                best = pick(records, key=lambda r: r[f])
+                for g, v in best.items():
+                    if isinstance(v, str | int) and not isinstance(v, bool) and shape(v) in ("name", "text", "date"):
+                        yield v, f"agg_{name}_{f}_{g}"
+
+
+def _answers(tools: dict[str, Tool], turns: list[Turn]) -> Iterable[Tagged]:
+    records, pages = listing(tools, turns)
+    state = f"tag_pages_{min(pages, 4)}"
+    for value, tag in (_aggregates(records) if records else ()):
+        yield Action.final(str(value)), ("tag_answer", f"tag_{tag}", state)
+    for text in (_ok(turns[-1]) if turns else ()):
+        for k, v in leaves(text)[:6]:
+            yield Action.final(str(v)), ("tag_answer", "tag_answer_value", f"tag_value_{k}")
+    yield Action.final("done"), ("tag_answer", "tag_answer_done")
+
+
+def candidate_actions(task_view: dict[str, str], initial: Observation, turns: list[Turn]) -> list[Action]:
+    """The candidate actions at this turn (deterministic, deduplicated; see the module docstring)."""
+    return [a for a, _ in tagged_candidates(task_view, initial, turns)]
+
+
+def tagged_candidates(task_view: dict[str, str], initial: Observation, turns: list[Turn]) -> list[Tagged]:
+    """:func:`candidate_actions` with each candidate's tags; ``called_before`` / ``same_as_last`` added."""
+    tools = {t.name: t for t in read_tools(initial.tools)}
+    vals = _episode_values(task_view.get("prompt", initial.text), turns)
+    vals.examples = list(dict.fromkeys((k, v) for t in tools.values() for k, v in t.examples))
+    pool: dict[str, Tagged] = {}
+
+    def add(tagged: Iterable[Tagged], cap: int) -> None:
+        n = 0
+        for action, tags in tagged:
+            if n >= cap or len(pool) >= MAX_CANDIDATES:
+                return
+            if (k := action_key(action)) not in pool:
+                pool[k] = (action, tags)
+                n += 1
+
+    add(_recovery(tools, turns), MAX_CANDIDATES)
+    add(_answers(tools, turns), MAX_ANSWERS)
+    per_tool = [list(_calls(tool, vals)) for tool in tools.values()]
+    add((c for row in itertools.zip_longest(*per_tool) for c in row if c is not None), MAX_CANDIDATES)
+    done = {action_key(t.action) for t in turns}
+    last = action_key(turns[-1].action) if turns else None
+    return [(a, tags + (("tag_called_before",) if k in done else ()) + (("tag_same_as_last",) if k == last else ()))
+            for k, (a, tags) in pool.items()]
+
+
+def project(action: Action, candidates: list[Action]) -> int | None:
+    """The index of the candidate a demonstration ``action`` maps to: the same action, else the call of the
+    same tool whose arguments are a subset of the action's (most arguments first); None when there is none.
+
+    Demonstrations may set optional arguments the candidates leave out (``find_by_name(name, type)`` ->
+    ``find_by_name(name)``) and wrap answers in markup; behaviour cloning learns the projection.
+    """
+    keys = [action_key(c) for c in candidates]
+    if (k := action_key(action)) in keys:
+        return keys.index(k)
+    if action.is_final:  # an answer in markup (``<answer>3</answer>``) maps to the bare answer
+        bare = _MARKUP.sub("", action.answer or "").strip()
+        return next((i for i, c in enumerate(candidates) if c.is_final and c.answer == bare), None)
+    if len(action.tool_calls) != 1:
+        return None
+    call, best = action.tool_calls[0], None
+    for i, c in enumerate(candidates):
+        if len(c.tool_calls) == 1 and c.tool_calls[0].name == call.name:
+            args = c.tool_calls[0].arguments
+            if all(call.arguments.get(p) == v for p, v in args.items()):
+                if best is None or len(args) > len(candidates[best].tool_calls[0].arguments):
+                    best = i
+    return best

@@ -1,0 +1,307 @@
+"""``ScorerPolicy``: a small trainable policy that scores candidate actions (DRRN), and its warm start.
+
+The policy chooses among :func:`simrl.policies.candidates.tagged_candidates` at each turn. Following the
+Deep Reinforcement Relevance Network (He et al., 2016, "Deep Reinforcement Learning with a Natural
+Language Action Space", ACL; arXiv:1511.04636), the state text and each action text are embedded by
+*separate* encoders and an action's score is their inner product:
+
+    score(s, a) = <f(s), g(a)> / temperature,   pi(a | s) = softmax over the candidates of s
+
+``f`` and ``g`` are an ``EmbeddingBag`` (mean of the hashed word uni- and bi-gram ids of
+:class:`simrl.policies.features.Hasher`, ``buckets`` rows of ``dim`` floats) followed by an MLP
+(``dim -> dim -> dim``, tanh). The texts are :func:`simrl.policies.features.state_text` (prompt, recent
+history, flags read off the last observation) and :func:`simrl.policies.features.action_text` (the call
+or answer and its provenance tags). Everything runs on CPU: one ``act`` on ~10 candidates takes well
+under a millisecond.
+
+Randomness never touches the global generators: the weights are initialised under
+``torch.random.fork_rng`` with ``torch.manual_seed(seed)`` (the global state is restored afterwards;
+construction holds a lock, so policies built in threads at once each get their seed's weights), sampling inside an episode draws from a generator derived
+from ``seed``, the episode's seed and the turn (so concurrent episodes give the same trajectories
+however they interleave), outside one from the policy's own ``torch.Generator`` (its state is part of
+:meth:`ScorerPolicy.state_dict`), and behaviour cloning shuffles with its own generator.
+"""
+
+from __future__ import annotations
+
+import threading
+import zlib
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from simrl.policies.candidates import Tagged, action_key, candidate_actions, project, tagged_candidates
+from simrl.policies.features import Hasher, action_text, state_text
+from simrl.types import Action, Observation, Trajectory, Turn
+
+_INIT_LOCK = threading.Lock()
+"""Held while a policy seeds torch's global generator and initialises its weights."""
+
+
+class _Scorer(nn.Module):
+    """The two encoders: ``EmbeddingBag(buckets, dim, mean)`` + MLP for states and for actions."""
+
+    def __init__(self, dim: int, buckets: int) -> None:
+        super().__init__()
+        self.state_bag = nn.EmbeddingBag(buckets, dim, mode="mean")
+        self.action_bag = nn.EmbeddingBag(buckets, dim, mode="mean")
+        self.state_head = nn.Sequential(nn.Linear(dim, dim), nn.Tanh(), nn.Linear(dim, dim))
+        self.action_head = nn.Sequential(nn.Linear(dim, dim), nn.Tanh(), nn.Linear(dim, dim))
+
+    @staticmethod
+    def _pack(bags: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        offsets, flat, n = [], [], 0
+        for bag in bags:
+            offsets.append(n)
+            flat += bag
+            n += len(bag)
+        return torch.tensor(flat, dtype=torch.long), torch.tensor(offsets, dtype=torch.long)
+
+    def score_one(self, state: list[int], actions: list[list[int]]) -> torch.Tensor:
+        """Scores ``[K]`` of one state's K candidates (the fast path of ``act``), before temperature."""
+        f = self.state_head(self.state_bag(torch.tensor([state])))                       # [1, dim]
+        g = self.action_head(self.action_bag(*self._pack(actions)))                     # [K, dim]
+        return g @ f[0]
+
+    def forward(self, states: list[list[int]], actions: list[list[list[int]]]) -> torch.Tensor:
+        """Scores ``[B, K]`` of each state's candidates (``-inf`` past a state's own K_b), before temperature.
+
+        Args:
+            states: B bags of token ids.
+            actions: for each state, its K_b >= 1 candidates' bags of token ids.
+        """
+        f = self.state_head(self.state_bag(*self._pack(states)))                          # [B, dim]
+        g = self.action_head(self.action_bag(*self._pack([a for c in actions for a in c])))  # [N, dim]
+        sizes = [len(c) for c in actions]
+        rows = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
+        cols = torch.cat([torch.arange(k) for k in sizes])
+        raw = (f[rows] * g).sum(-1)                                                        # [N]
+        out = raw.new_full((len(sizes), max(sizes)), float("-inf"))
+        return out.index_put((rows, cols), raw)
+
+
+class ScorerPolicy:
+    """A DRRN-style candidate scorer; a :class:`simrl.rollout.Policy` (``async act``).
+
+    Args:
+        dim: embedding and hidden size.
+        buckets: rows of each ``EmbeddingBag`` (hashed n-gram ids).
+        seed: seeds the weights and the sampling generator.
+        temperature: softmax temperature of the scores (> 0).
+        greedy: True: argmax (evaluation); False: sample from the softmax (training).
+
+    Attributes:
+        module: all trainable parameters (``torch.nn.Module``).
+        greedy: the action-selection mode (may be changed at any time).
+
+    Raises:
+        ValueError: ``dim`` or ``buckets`` < 1, ``temperature`` <= 0.
+    """
+
+    def __init__(self, *, dim: int = 64, buckets: int = 1 << 15, seed: int = 0, temperature: float = 1.0,
+                 greedy: bool = False) -> None:
+        if dim < 1 or buckets < 1 or not temperature > 0:
+            raise ValueError(f"need dim >= 1, buckets >= 1, temperature > 0; got {dim}, {buckets}, {temperature}")
+        self.dim, self.buckets, self.seed, self.temperature, self.greedy = dim, buckets, seed, temperature, greedy
+        with _INIT_LOCK, torch.random.fork_rng(devices=[]):  # threads build policies at once (ablate's evals)
+            torch.manual_seed(seed)
+            self.module = _Scorer(dim, buckets)
+        self._gen = torch.Generator().manual_seed(seed)
+        self._hasher = Hasher(buckets)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments (what :meth:`load` rebuilds the policy from)."""
+        return {"dim": self.dim, "buckets": self.buckets, "seed": self.seed, "temperature": self.temperature,
+                "greedy": self.greedy}
+
+    # -- features -------------------------------------------------------------------------------
+    def encode(self, task_view: dict[str, str], initial: Observation, turns: list[Turn],
+               tagged: list[Tagged]) -> tuple[list[int], list[list[int]]]:
+        """Token ids of the state and of each candidate (the inputs of :meth:`scores`)."""
+        ids = self._hasher.ids
+        return ids(state_text(task_view, initial, turns)), [ids(action_text(a, tags)) for a, tags in tagged]
+
+    def scores(self, states: list[list[int]], actions: list[list[list[int]]]) -> torch.Tensor:
+        """Tempered scores ``[B, K]`` (``-inf`` padding) of encoded states and candidates; differentiable."""
+        return self.module(states, actions) / self.temperature
+
+    # -- acting ---------------------------------------------------------------------------------
+    async def act(self, task_view: dict[str, str], initial: Observation, turns: list[Turn]) -> Action:
+        """The chosen candidate: argmax when ``greedy``, else a draw from the softmax (:meth:`_generator`)."""
+        tagged = tagged_candidates(task_view, initial, turns)
+        if len(tagged) == 1:
+            return tagged[0][0]
+        state, cands = self.encode(task_view, initial, turns, tagged)
+        with torch.inference_mode():
+            s = self.module.score_one(state, cands) / self.temperature
+            if self.greedy:
+                i = int(torch.argmax(s))
+            else:
+                i = int(torch.multinomial(torch.softmax(s, 0), 1, generator=self._generator(len(turns))))
+        return tagged[i][0]
+
+    def _generator(self, turn: int) -> torch.Generator:
+        """The draw's generator: inside an episode (:data:`simrl.rollout.EPISODE_SEED`), one derived from the
+        policy seed, the episode seed and the turn, so concurrent episodes draw the same whatever their
+        interleaving; outside one, the policy's own generator."""
+        from simrl.rollout import EPISODE_SEED
+
+        episode = EPISODE_SEED.get()
+        if episode is None:
+            return self._gen
+        key = zlib.crc32(f"{self.seed}:{episode}:{turn}".encode())
+        return torch.Generator().manual_seed(key)
+
+    def log_probs(self, traj: Trajectory, task_view: dict[str, str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probabilities of a trajectory's actions under the current weights (differentiable).
+
+        Returns:
+            ``(logp, mask)``, both ``[T]`` for T turns: ``logp[t]`` = log pi(action_t | candidates of
+            ``traj.turns[:t]``) as in :meth:`act`; ``mask[t]`` False where the action was not among the
+            candidates (then ``logp[t]`` is 0).
+        """
+        states, actions, targets = [], [], []
+        for t, turn in enumerate(traj.turns):
+            tagged = tagged_candidates(task_view, traj.initial, traj.turns[:t])
+            keys = [action_key(a) for a, _ in tagged]
+            key = action_key(turn.action)
+            targets.append(keys.index(key) if key in keys else -1)
+            state, cands = self.encode(task_view, traj.initial, traj.turns[:t], tagged)
+            states.append(state)
+            actions.append(cands)
+        mask = torch.tensor([i >= 0 for i in targets], dtype=torch.bool)
+        if not states:
+            return torch.zeros(0), mask
+        logp = torch.log_softmax(self.scores(states, actions), dim=1)
+        picked = logp.gather(1, torch.tensor([max(i, 0) for i in targets]).unsqueeze(1)).squeeze(1)
+        return torch.where(mask, picked, torch.zeros_like(picked)), mask
+
+    # -- persistence ----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """``{"config", "weights", "generator"}``: everything needed to continue exactly."""
+        return {"config": self.config, "weights": self.module.state_dict(), "generator": self._gen.get_state()}
+
+    def load_state_dict(self, sd: dict[str, Any]) -> None:
+        """Load weights (and the sampling generator's state when present); a bare module state dict works too.
+
+        Raises:
+            RuntimeError: weights of another shape (another ``dim`` or ``buckets``).
+        """
+        self.module.load_state_dict(sd["weights"] if "weights" in sd else sd)
+        if "generator" in sd:
+            self._gen.set_state(sd["generator"])
+
+    def save(self, path: str | Path) -> None:
+        """Write config, weights and generator state to one file (``torch.save``)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(self.state_dict(), path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ScorerPolicy:
+        """A policy saved by :meth:`save` (``torch.load(weights_only=True)``).
+
+        Raises:
+            SimrlError: the file is not such a checkpoint (binary garbage, YAML, truncated, another model).
+        """
+        from simrl.errors import SimrlError
+
+        try:
+            sd = torch.load(Path(path), weights_only=True)
+            policy = cls(**sd["config"])
+            policy.load_state_dict(sd)
+        except OSError:
+            raise
+        except Exception as err:  # noqa: BLE001 - torch reports a bad file with many exception types
+            reason = (str(err).splitlines() or [type(err).__name__])[0][:200]
+            raise SimrlError(f"{path}: not a scorer checkpoint of simrl ({reason}); give a run's final.pt, "
+                             "warmstart.pt or checkpoints/step-N.pt") from None
+        return policy
+
+
+def behaviour_cloning(policy: ScorerPolicy, demos: list[Trajectory], views: dict[str, dict[str, str]], *,
+                      epochs: int = 5, lr: float = 0.01, seed: int = 0, batch_size: int = 32) -> dict[str, float]:
+    """Supervised warm start: minimise the cross-entropy of each demonstration action among its candidates.
+
+    A demonstration action is mapped to its candidate by :func:`simrl.policies.candidates.project` (the same
+    action, or the same tool call without the optional arguments the candidates leave out); turns with no
+    such candidate are skipped (counted in ``coverage``). Adam, mini-batches of
+    ``batch_size`` turns, shuffled each epoch by a generator seeded with ``seed``.
+
+    Args:
+        policy: trained in place.
+        demos: demonstration trajectories (e.g. the scripted experts' successful ones).
+        views: ``task_id -> Task.policy_view()`` for every demo's task.
+
+    Returns:
+        ``loss`` (mean cross-entropy, nats, last epoch), ``accuracy`` (argmax == demo action, last epoch),
+        ``coverage`` (share of demo turns whose action was a candidate), ``samples`` (turns trained on).
+
+    Raises:
+        KeyError: a demo whose task has no view.
+    """
+    samples, total = [], 0
+    for traj in demos:
+        view = views[traj.task_id]
+        for t, turn in enumerate(traj.turns):
+            total += 1
+            tagged = tagged_candidates(view, traj.initial, traj.turns[:t])
+            target = project(turn.action, [a for a, _ in tagged])
+            if target is not None:
+                state, cands = policy.encode(view, traj.initial, traj.turns[:t], tagged)
+                samples.append((state, cands, target))
+    stats = {"loss": 0.0, "accuracy": 0.0, "coverage": len(samples) / total if total else 0.0,
+             "samples": float(len(samples))}
+    if not samples:
+        return stats
+    opt = _adam(policy.module.parameters(), lr)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        loss_sum, correct = 0.0, 0
+        for batch in torch.randperm(len(samples), generator=gen).split(batch_size):
+            chosen = [samples[int(i)] for i in batch]
+            logp = torch.log_softmax(policy.scores([s for s, _, _ in chosen], [c for _, c, _ in chosen]), dim=1)
+            target = torch.tensor([y for _, _, y in chosen])
+            loss = -logp.gather(1, target.unsqueeze(1)).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            loss_sum += float(loss.detach()) * len(chosen)
+            correct += int((logp.argmax(1) == target).sum())
+        stats["loss"], stats["accuracy"] = loss_sum / len(samples), correct / len(samples)
+    return stats
+
+
+def _adam(params: Any, lr: float) -> torch.optim.Optimizer:
+    """Adam, fused where this torch build has the fused CPU kernel (about 4x faster on the embeddings)."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(params, lr=lr)
+
+
+class RandomCandidatePolicy:
+    """The ``candidates`` baseline: a uniform random choice among the candidate actions of each turn.
+
+    What the action space alone is worth (:func:`simrl.policies.candidates.candidate_actions`); a trained
+    policy that does not beat it has learned nothing. The draw of a turn comes from a generator seeded by
+    ``seed``, the episode seed (:data:`simrl.rollout.EPISODE_SEED`) and the turn, so concurrent episodes
+    give the same trajectories whatever their interleaving; a :class:`simrl.rollout.Policy`.
+    """
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed, self.greedy = seed, False
+
+    async def act(self, task_view: dict[str, str], initial: Observation, turns: list[Turn]) -> Action:
+        """One candidate, uniformly at random."""
+        import random
+
+        from simrl.rollout import EPISODE_SEED
+
+        cands = candidate_actions(task_view, initial, turns)
+        rng = random.Random(f"simrl-candidates-{self.seed}:{EPISODE_SEED.get()}:{len(turns)}")
+        return cands[rng.randrange(len(cands))]

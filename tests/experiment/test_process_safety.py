@@ -1,0 +1,143 @@
+"""Killing and racing trainers: children die with `simrl ablate` (even on kill -9), one writer per run and
+ablation folder (a second is refused naming the holder's pid), reports refuse runs with duplicated steps, and
+a killed trainer's temporary folders live (and are cleaned) under its run folder. Real processes, real signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+from simrl.errors import SimrlError
+from simrl.experiment import locks, runs
+
+ROOT = Path(__file__).resolve().parents[2]
+RECIPE = {
+    "name": "process-safety",
+    "world": {"spec": str(ROOT / "worlds" / "tiny.yaml"), "seed": 0},
+    "env": {"id": "mcp-world"},
+    "real": {"transport": "inprocess"},
+    "arms": {"sim": {"environment": "world_model", "backend": "oracle"}},
+    "trainer": {"checkpoint_every": 1, "trajectories_per_step": 1},
+    "budget": {"steps": 400, "group_size": 2, "batch": 1, "max_turns": 6},
+    "warm_start": {"demos": 0},
+    "evaluation": {"trials": 1, "max_tasks": 1},
+    "seeds": [0, 1],
+}
+
+
+def _simrl(args: list[str], tmpdir: Path) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(tmpdir)}
+    return subprocess.Popen([sys.executable, "-m", "simrl.cli.main", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _holder(folder: Path, proc: subprocess.Popen, timeout: float = 120) -> int:
+    """Wait until ``folder`` is locked and return the holder's pid (from the lock file)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = (folder / locks.LOCK).read_text() if (folder / locks.LOCK).is_file() else ""
+        if text.strip():
+            return int(text)
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"{folder} not locked within {timeout} s"
+        time.sleep(0.05)
+
+
+def _refused(args: list[str], tmpdir: Path, pid: int) -> None:
+    proc = _simrl(args, tmpdir)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, err[-3000:]
+    errors = [line for line in err.splitlines() if line.startswith("error:")]  # `train` shows its bar first
+    assert len(errors) == 1 and f"pid {pid}" in errors[0] and "Traceback" not in err, err
+
+
+def _ours(tmpdir: Path) -> list[str]:
+    """simrl's temporary folders in ``tmpdir`` (torch keeps caches there too)."""
+    return [p.name for p in tmpdir.iterdir() if p.name.startswith("simrl-")]
+
+
+def _recipe(tmp_path: Path, **patch) -> Path:
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump({**RECIPE, **patch}))
+    return path
+
+
+def test_kill_9_of_ablate_kills_its_trainers_and_writers_are_exclusive(tmp_path):
+    recipe, out, tmp = _recipe(tmp_path), tmp_path / "abl", tmp_path / "sys-tmp"
+    tmp.mkdir()
+    ablate = _simrl(["ablate", str(recipe), "--out", str(out), "--jobs", "2"], tmp)
+    try:
+        assert _holder(out, ablate) == ablate.pid
+        trainers = [_holder(runs.run_dir(out, "sim", s), ablate) for s in (0, 1)]
+        assert {p.pid for p in psutil.Process(ablate.pid).children()} == set(trainers)
+        # a second ablation of the same folder, and a second trainer of a run, are refused naming the holder
+        _refused(["ablate", str(recipe), "--out", str(out)], tmp, ablate.pid)
+        _refused(["train", str(out / "recipe.yaml"), "--arm", "sim", "--seed", "0", "--out", str(out), "--resume"],
+                 tmp, trainers[0])
+        procs = [psutil.Process(p) for p in trainers]
+        ablate.send_signal(signal.SIGKILL)
+        ablate.wait()
+        gone, alive = psutil.wait_procs(procs, timeout=60)
+        assert not alive, f"trainers outlived `simrl ablate` (kill -9): {alive}"
+    finally:
+        for p in psutil.Process().children(recursive=True):
+            p.kill()
+    assert not _ours(tmp), "temporary folders left outside the run folders"
+
+
+def test_kill_9_of_train_leaves_temporary_folders_only_in_its_run_which_resume_clears(tmp_path):
+    recipe = _recipe(tmp_path, budget={**RECIPE["budget"], "steps": 3}, seeds=[0])
+    out, tmp = tmp_path / "out", tmp_path / "sys-tmp"
+    tmp.mkdir()
+    run = runs.RunFiles(runs.run_dir(out, "sim", 0))
+    args = ["train", str(recipe), "--arm", "sim", "--seed", "0", "--out", str(out), "--no-evaluate"]
+    proc = _simrl(args, tmp)
+    deadline = time.monotonic() + 120
+    while not (run.metrics.is_file() and run.metrics.read_text().count("\n") >= 1):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not _ours(tmp), "kill -9 left temporary folders outside the run"
+    assert any((run.root / "tmp").glob("simrl-wm-*")), "the episodes' records were not under the run folder"
+    resumed = _simrl([*args, "--resume"], tmp)
+    out_, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err[-3000:]
+    assert not (run.root / "tmp").exists() and not _ours(tmp)
+    assert [json.loads(x)["step"] for x in run.metrics.read_text().splitlines()] == [1, 2, 3]
+
+
+def test_lock_names_the_holder_and_is_released_on_exit(tmp_path):
+    with locks.lock_folder(tmp_path / "run", "run folder"):
+        with pytest.raises(SimrlError, match=f"pid {os.getpid()}"):
+            with locks.lock_folder(tmp_path / "run", "run folder"):
+                pass
+    with locks.lock_folder(tmp_path / "run", "run folder"):  # released: free again
+        pass
+
+
+def test_report_refuses_a_run_with_duplicated_steps(tmp_path):
+    from simrl.experiment.report import build_report, render_report, write_report
+    from tests.experiment.test_report import _eval
+
+    run = tmp_path / "sim" / "seed-0"
+    run.mkdir(parents=True)
+    steps = [1, 2, 3, 2, 3]  # a second trainer logged steps 2-3 again
+    (run / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "reward": 0.1}) + "\n" for s in steps))
+    report = build_report({"sim": {0: _eval(0.5)}}, {}, comparisons=[], run_dirs={"sim": {0: "sim/seed-0"}})
+    with pytest.raises(SimrlError, match=r"step\(s\) 2, 3 logged more than once"):
+        write_report(report, tmp_path)
+    proc = _simrl(["report", str(tmp_path)], tmp_path)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and len(err.strip().splitlines()) == 1 and "metrics.jsonl" in err, err
+    (run / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "reward": 0.1}) + "\n" for s in (1, 2, 3)))
+    assert render_report(tmp_path)[0].name == "report.md"

@@ -1,0 +1,132 @@
+"""Candidate actions: built from tool schemas and episode values only (an unseen tool set works), bounded,
+deterministic; the records expert's actions project onto them (perturbed runs included); recovery is
+expressible (repeat, continue a cursor) but never preferred; the embedded policy imports no expert or templates."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from simrl.envs.base import make
+from simrl.perturb import PerturbedEnv, load_schedule
+from simrl.perturb.schedule import SHIPPED
+from simrl.policies.candidates import (
+    MAX_CANDIDATES,
+    action_key,
+    candidate_actions,
+    project,
+    tagged_candidates,
+)
+from simrl.policies.records_expert import RecordsExpert
+from simrl.rollout import rollout
+from simrl.types import Action, Observation, Step, ToolResult, Turn
+from simrl.world import load_tasks
+
+# A made-up service no code of simrl knows: a paged "ticket" listing with a cursor and an enum status.
+TOOLS = [
+    {"type": "function", "function": {
+        "name": "lookup_customer", "description": "Find a customer by name.",
+        "parameters": {"type": "object", "properties": {"customer_name": {"type": "string"}},
+                       "required": ["customer_name"]}}},
+    {"type": "function", "function": {
+        "name": "list_tickets", "description": "Tickets of a customer, one page at a time.",
+        "parameters": {"type": "object", "properties": {
+            "customer_id": {"type": "string"}, "status": {"type": "string", "enum": ["open", "closed"]},
+            "page_token": {"type": "string"}}, "required": ["customer_id", "status"]}}},
+]
+PROMPT = "How many open tickets does Zorblax Industries have?"
+
+
+def _turn(action: Action, content: str, error: bool = False) -> Turn:
+    result = ToolResult(name=action.tool_calls[0].name, content=content, is_error=error)
+    return Turn(action=action, step=Step(observation=Observation(text=content, results=[result])))
+
+
+def _episode() -> tuple[dict, Observation, list[Turn]]:
+    view = {"task_id": "t", "type": "custom", "prompt": PROMPT}
+    initial = Observation(text=PROMPT, tools=TOOLS)
+    find = _turn(Action.call("lookup_customer", customer_name="Zorblax Industries"),
+                 json.dumps({"matches": [{"id": "cust:0042", "name": "Zorblax Industries"}]}))
+    page = {"tickets": [{"id": "tk:1", "opened": "2024-02-01", "cost": 3}, {"id": "tk:2", "opened": "2023-05-06",
+                                                                          "cost": 4}],
+            "next_page_token": "abc123"}
+    listing = _turn(Action.call("list_tickets", customer_id="cust:0042", status="open"), json.dumps(page))
+    return view, initial, [find, listing]
+
+
+def test_unseen_tool_set_schema_only():
+    view, initial, turns = _episode()
+    first = candidate_actions(view, initial, [])
+    assert Action.call("lookup_customer", customer_name="Zorblax Industries") in first
+    ids = {a.tool_calls[0].arguments["customer_id"] for a in first if a.tool_calls and a.tool_calls[0].name ==
+           "list_tickets"}
+    assert ids and "cust:0042" not in ids  # before any result, only the prompt's values
+    after_find = candidate_actions(view, initial, turns[:1])
+    assert Action.call("list_tickets", customer_id="cust:0042", status="open") in after_find
+    assert Action.call("list_tickets", customer_id="cust:0042", status="closed") in after_find
+    tagged = dict((action_key(a), tags) for a, tags in tagged_candidates(view, initial, turns))
+    follow = Action.call("list_tickets", customer_id="cust:0042", status="open", page_token="abc123")
+    assert "tag_continue_page_token" in tagged[action_key(follow)]  # the cursor is expressible, from the schema
+    answers = {a.answer for a in candidate_actions(view, initial, turns) if a.is_final}
+    assert {"2", "7", "tk:2", "2023-05-06"} <= answers  # count, sum of cost, earliest opened (its id and date)
+
+
+def test_recovery_is_expressible_after_an_error():
+    view, initial, turns = _episode()
+    failed = _turn(Action.call("list_tickets", customer_id="cust:0042", status="open"),
+                   "429 Too Many Requests: retry after 2 s", error=True)
+    tagged = tagged_candidates(view, initial, turns[:1] + [failed])
+    repeat = [tags for a, tags in tagged if action_key(a) == action_key(failed.action)]
+    assert repeat and "tag_repeat_last" in repeat[0] and "tag_after_error" in repeat[0]
+    assert tagged[0][0] == failed.action  # listed, not chosen: the policy decides
+
+
+def test_candidates_are_bounded_and_deterministic(tiny_world):
+    tasks = load_tasks(tiny_world, type="records")
+    trajs = asyncio.run(rollout(lambda: make("mcp-world", world=tiny_world, transport="inprocess"),
+                                RecordsExpert(tiny_world, tasks), tasks, max_turns=30))
+    for traj, task in zip(trajs, tasks):
+        for i in range(len(traj.turns) + 1):
+            a = candidate_actions(task.policy_view(), traj.initial, traj.turns[:i])
+            b = candidate_actions(task.policy_view(), traj.initial, traj.turns[:i])
+            assert [action_key(x) for x in a] == [action_key(x) for x in b]
+            assert 1 <= len(a) <= MAX_CANDIDATES and len({action_key(x) for x in a}) == len(a)
+
+
+@pytest.mark.parametrize("schedule,fault_rate", [(None, 0.0), (None, 0.2), ("records-edge-cases", 0.0),
+                                                 ("mcpmark", 0.0)])
+def test_expert_actions_project_onto_candidates(tiny_world, schedule, fault_rate):
+    tasks = load_tasks(tiny_world, type="records")
+
+    def make_env():
+        env = make("mcp-world", world=tiny_world, transport="inprocess", fault_rate=fault_rate)
+        return env if schedule is None else PerturbedEnv(env, load_schedule(SHIPPED / f"{schedule}.yaml"),
+                                                         progress=1.0, seed=1)
+
+    trajs = asyncio.run(rollout(make_env, RecordsExpert(tiny_world, tasks), tasks, max_turns=60))
+    assert all(t.status == "success" for t in trajs)
+    hits = total = 0
+    for traj, task in zip(trajs, tasks):
+        for i, turn in enumerate(traj.turns):
+            hits += project(turn.action, candidate_actions(task.policy_view(), traj.initial, traj.turns[:i])) \
+                is not None
+            total += 1
+    assert hits / total >= 0.97, (hits, total)  # measured: 1.0 unperturbed and with 10% faults
+
+
+def test_project_maps_optional_arguments_and_markup():
+    cands = [Action.call("find", name="A"), Action.call("find", name="B"), Action.final("3")]
+    assert project(Action.call("find", name="B", type="city"), cands) == 1
+    assert project(Action.final("<answer>3</answer>"), cands) == 2
+    assert project(Action.call("find", name="C"), cands) is None
+
+
+def test_embedded_policy_imports_no_expert_or_templates():
+    root = Path(__file__).resolve().parents[2] / "simrl"
+    for name in ("policies/candidates.py", "policies/features.py", "policies/scorer.py", "trainers/embedded.py"):
+        text = (root / name).read_text(encoding="utf-8")
+        assert not re.search(r"simrl\.policies\.expert|simrl\.world\.templates|records_expert", text), name

@@ -1,0 +1,166 @@
+"""ScorerPolicy: deterministic greedy choice, seeded sampling, log-probabilities equal to the ones
+``act`` samples from, behaviour cloning that makes it solve tasks, save/load, no global RNG use."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import torch
+
+from simrl.envs.base import make
+from simrl.policies.candidates import action_key, tagged_candidates
+from simrl.policies.expert import SearchExpert
+from simrl.policies.records_expert import RecordsExpert
+from simrl.policies.scorer import ScorerPolicy, behaviour_cloning
+from simrl.rollout import rollout
+from simrl.world import WorldIndex, load_graph, load_tasks
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors: intra-op threads only contend (10x slower on a busy 2-core box)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_world):
+    tasks = load_tasks(tiny_world)
+    records, qa = [t for t in tasks if t.type == "records"], [t for t in tasks if t.type == "qa"]
+    envs = {"records": lambda: make("mcp-world", world=tiny_world, transport="inprocess"),
+            "qa": lambda: make("search", world=tiny_world)}
+    demos = asyncio.run(rollout(envs["records"], RecordsExpert(tiny_world, records), records, max_turns=40))
+    demos += asyncio.run(rollout(envs["qa"], SearchExpert(WorldIndex(load_graph(tiny_world)), qa), qa, max_turns=40))
+    assert all(d.status == "success" for d in demos)
+    views = {t.task_id: t.policy_view() for t in tasks}
+    return {"records": records, "qa": qa}, envs, demos, views
+
+
+def _run(policy, envs, tasks, kind, concurrency=4):
+    return asyncio.run(rollout(envs[kind], policy, tasks[kind], max_turns=20, concurrency=concurrency))
+
+
+def _success(trajs) -> float:
+    return sum(t.status == "success" for t in trajs) / len(trajs)
+
+
+def _actions(trajs) -> list[list[str]]:
+    return [[action_key(t.action) for t in traj.turns] for traj in trajs]
+
+
+def test_greedy_is_deterministic_and_sampling_is_seeded(setup):
+    tasks, envs, _, _ = setup
+    greedy = [_actions(_run(ScorerPolicy(seed=1, greedy=True), envs, tasks, "records")) for _ in range(2)]
+    assert greedy[0] == greedy[1]
+    sampled = [_actions(_run(ScorerPolicy(seed=s), envs, tasks, "records", concurrency=1)) for s in (5, 5, 6)]
+    assert sampled[0] == sampled[1] and sampled[0] != sampled[2]
+
+
+class _Jittery:
+    """The real environment with a random delay before every reset and step: episodes interleave differently."""
+
+    def __init__(self, env, rng) -> None:
+        self.env, self.env_id, self.rng = env, env.env_id, rng
+
+    async def reset(self, task, seed=0):
+        await asyncio.sleep(self.rng.random() * 0.01)
+        return await self.env.reset(task, seed=seed)
+
+    async def step(self, action):
+        await asyncio.sleep(self.rng.random() * 0.01)
+        return await self.env.step(action)
+
+    async def close(self):
+        await self.env.close()
+
+
+def test_sampling_does_not_depend_on_how_concurrent_episodes_interleave(setup):
+    import random
+
+    tasks, envs, _, _ = setup
+    runs = []
+    for order_seed in (1, 2):
+        rng = random.Random(order_seed)
+        trajs = asyncio.run(rollout(lambda rng=rng: _Jittery(envs["records"](), rng), ScorerPolicy(seed=5),
+                                    tasks["records"], max_turns=20, concurrency=4))
+        runs.append(_actions(trajs))
+    assert runs[0] == runs[1]
+    alone = _actions(_run(ScorerPolicy(seed=5), envs, tasks, "records", concurrency=1))
+    assert alone == runs[0]  # one at a time, or four at once in any order: the same draws
+
+
+def test_global_rng_is_untouched(setup):
+    tasks, envs, demos, views = setup
+    state = torch.random.get_rng_state()
+    policy = ScorerPolicy(seed=3)
+    _run(policy, envs, tasks, "records")
+    behaviour_cloning(policy, demos[:3], views, epochs=1)
+    assert torch.equal(state, torch.random.get_rng_state())
+
+
+def test_log_probs_match_act(setup):
+    tasks, envs, _, views = setup
+    policy = ScorerPolicy(seed=2, temperature=0.7)
+    traj = max(_run(policy, envs, tasks, "qa"), key=lambda t: len(t.turns))
+    view = views[traj.task_id]
+    logp, mask = policy.log_probs(traj, view)
+    assert logp.shape == mask.shape == (len(traj.turns),) and bool(mask.all()) and logp.requires_grad
+    for t, turn in enumerate(traj.turns):  # the distribution act sampled from, recomputed on its fast path
+        tagged = tagged_candidates(view, traj.initial, traj.turns[:t])
+        state, cands = policy.encode(view, traj.initial, traj.turns[:t], tagged)
+        with torch.no_grad():
+            probs = torch.softmax(policy.module.score_one(state, cands) / policy.temperature, 0)
+        i = [action_key(a) for a, _ in tagged].index(action_key(turn.action))
+        assert float(logp[t].detach().exp()) == pytest.approx(float(probs[i]), abs=1e-5)
+    (-logp.sum()).backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in policy.module.parameters())
+    foreign = traj.model_copy(update={"turns": [traj.turns[0].model_copy(update={"action": traj.turns[0].action.final(
+        "<answer>nowhere</answer>")})]})
+    logp, mask = policy.log_probs(foreign, view)
+    assert mask.tolist() == [False] and logp.tolist() == [0.0]
+
+
+def test_behaviour_cloning_makes_the_policy_solve_tasks(setup):
+    # Measured (seed 0, 5 epochs, generic candidates): greedy records success 0.00 -> 0.73; accuracy 0.96 on
+    # the demo turns that project onto a candidate (0.90 of them: the search tasks' are fewer, as the
+    # generic candidates read few values off a fetched page; qa stays at 0, so only records are asserted).
+    tasks, envs, demos, views = setup
+    policy = ScorerPolicy(seed=0, greedy=True)
+    before = _success(_run(policy, envs, tasks, "records"))
+    stats = behaviour_cloning(policy, demos, views, epochs=5, seed=0)
+    after = _success(_run(policy, envs, tasks, "records"))
+    assert stats["coverage"] > 0.8 and stats["accuracy"] > 0.85, stats
+    assert after >= before + 0.5, (before, after)
+
+
+def test_save_load_round_trip(setup, tmp_path):
+    tasks, envs, demos, views = setup
+    policy = ScorerPolicy(seed=4, dim=16, buckets=1 << 10)
+    behaviour_cloning(policy, demos[:5], views, epochs=1)
+    policy.save(tmp_path / "p" / "policy.pt")
+    loaded = ScorerPolicy.load(tmp_path / "p" / "policy.pt")
+    assert loaded.config == policy.config
+    assert _actions(_run(loaded, envs, tasks, "records", 1)) == _actions(_run(policy, envs, tasks, "records", 1))
+    fresh = ScorerPolicy(seed=9, dim=16, buckets=1 << 10)
+    fresh.load_state_dict(policy.state_dict())
+    policy.greedy = fresh.greedy = True
+    assert _actions(_run(fresh, envs, tasks, "qa")) == _actions(_run(policy, envs, tasks, "qa"))
+    with pytest.raises(RuntimeError):
+        ScorerPolicy(dim=8, buckets=1 << 10).load_state_dict(policy.state_dict())
+    with pytest.raises(ValueError):
+        ScorerPolicy(temperature=0)
+
+
+def test_policies_built_in_threads_get_their_own_seeds_weights():
+    from concurrent.futures import ThreadPoolExecutor
+
+    seeds = list(range(12)) * 3
+    alone = {s: ScorerPolicy(seed=s, dim=8, buckets=256) for s in set(seeds)}
+    with ThreadPoolExecutor(max_workers=6) as pool:  # as ablate evaluates baselines and runs
+        built = list(pool.map(lambda s: ScorerPolicy(seed=s, dim=8, buckets=256), seeds))
+    for s, policy in zip(seeds, built):
+        for a, b in zip(policy.module.parameters(), alone[s].module.parameters()):
+            assert torch.equal(a, b), s

@@ -31,8 +31,7 @@ def ablate(
     from simrl.experiment.report_md import statements
     from simrl.experiment.tracking import with_report_to
 
-    rec = with_report_to(load_recipe(recipe), report_to)
-    rec = load_recipe(recipe, overrides)
+    rec = with_report_to(load_recipe(recipe, overrides), report_to)
     folder = out if out is not None else Path("runs") / rec.name
     report = run_ablation(rec, folder, jobs=jobs, resume=resume)
     console = Console()

@@ -51,8 +51,7 @@ def train(
     from simrl.progress import progress_bar
     from simrl.trainers.embedded import train_arm
 
-    rec = with_report_to(load_recipe(recipe), report_to)
-    rec = load_recipe(recipe, overrides)
+    rec = with_report_to(load_recipe(recipe, overrides), report_to)
     arms = [arm] if arm is not None else list(rec.all_arms())
     for name in arms:
         rec.arm(name)  # fail fast on an unknown arm

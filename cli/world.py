@@ -31,10 +31,11 @@ def generate(
     from rich.console import Console
 
     from simrl.progress import progress_bar
-    from simrl.world import STAGES, check_out, generate_world, load_spec
+    from simrl.world import STAGES, check_out, entity_count, generate_world, load_spec
 
     world_spec = load_spec(spec)
-    check_out(out, force=force)  # a bad --out fails before the progress display starts
+    entity_count(world_spec, seed, entities)  # bad arguments and a bad --out fail before the progress display
+    check_out(out, force=force)
     console = Console(stderr=True)
     start = time.perf_counter()
     with progress_bar(console=console, count=False, transient=True) as bar:

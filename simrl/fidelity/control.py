@@ -13,7 +13,7 @@ injecting the perturbation in code when it does not comply. This module measures
 2. each LLM backend predicts the observation from the real history and the action with the control
    instruction appended (:meth:`Transition.messages(control=...) <simrl.wm.transitions.Transition.messages>`),
    through the response cache; the prediction goes through the environment's leakage guard
-   (:func:`simrl.wm.env_predict.guard`: lines that echo the instruction are removed), then the check
+   (:class:`simrl.wm.leak_guard.LeakGuard`: lines that echo the instruction are removed), then the check
    runs on a fresh context with the same seeded details, as the environment checks it;
 3. an answer without a ``<predicted_observation>`` block counts as not complied (``unparsed``); a
    failed call is left out (``failed``). The baselines (repeat-previous, empty) are checked too, as the
@@ -67,7 +67,7 @@ async def _predict(label: str, backend: Any, t: Transition, p: Any, instruction:
                    seed: int) -> dict[str, Any]:
     from simrl.fidelity.predict import generate
     from simrl.wm.backend import BackendError
-    from simrl.wm.env_predict import guard
+    from simrl.wm.leak_guard import Secrets, call_guard
     from simrl.wm.prompts import parse_prediction
     from simrl.wm.transitions import called_tools_system
 
@@ -77,13 +77,13 @@ async def _predict(label: str, backend: Any, t: Transition, p: Any, instruction:
     if config.tools == "called":
         messages[0] = {"role": "system", "content": called_tools_system(t, config.world)}
     try:
-        raw = await generate(backend, messages, config.sampling, cache, config.max_retries, config.backoff)
+        raw = await generate(backend, messages, config.sampling, cache)
     except BackendError as err:
         return row | {"error": f"{label} failed: {err}"}
     predicted = parse_prediction(raw)
     if predicted is None:
         return row | {"unparsed": True, "complied": False, "raw": raw[:2000]}
-    shown, _ = guard(predicted, {}, instruction)
+    shown, _ = call_guard(Secrets(), instruction, {}).check(predicted)  # the control instruction's echo goes
     return row | {"prediction": shown[:4000], "complied": _check(t, p, shown, seed)}
 
 

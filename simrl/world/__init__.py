@@ -36,6 +36,22 @@ STAGES = ("graph", "checks", "corpus", "tasks", "write")
 """The stages :func:`generate_world` reports through its ``progress`` callback, in order."""
 
 
+def entity_count(spec: WorldSpec, seed: int, entities: int | None = None) -> int:
+    """The entity count a world of ``spec`` at ``seed`` gets: ``entities`` or the spec's own, checked.
+
+    Raises:
+        SimrlError: ``seed`` below 0, or the count outside :meth:`WorldSpec.entity_bounds`.
+    """
+    if seed < 0:
+        raise SimrlError(f"--seed must be >= 0 (got {seed})")
+    n = spec.entities if entities is None else entities
+    least, most = WorldSpec.entity_bounds()
+    if not least <= n <= most:
+        raise SimrlError(f"--entities must be between {least} and {most:,}, the bounds of a spec's "
+                         f"`entities` (got {n:,})")
+    return n
+
+
 def generate_world(spec: WorldSpec, seed: int, out: str | Path, *, entities: int | None = None,
                    graphml: bool = False, force: bool = False,
                    progress: Callable[[str], None] | None = None) -> Manifest:
@@ -57,13 +73,7 @@ def generate_world(spec: WorldSpec, seed: int, out: str | Path, *, entities: int
         SimrlError: bad arguments, an unusable ``out``, or a world that fails its constraint checks
             (exit code 1: a bug, since worlds are consistent by construction; the folder is still written).
     """
-    if seed < 0:
-        raise SimrlError(f"--seed must be >= 0 (got {seed})")
-    n = spec.entities if entities is None else entities
-    least, most = WorldSpec.entity_bounds()
-    if not least <= n <= most:
-        raise SimrlError(f"--entities must be between {least} and {most:,}, the bounds of a spec's "
-                         f"`entities` (got {n:,})")
+    n = entity_count(spec, seed, entities)
     check_out(Path(out), force=force)  # before minutes of generation
     step = progress or (lambda stage: None)
     step("graph")
@@ -89,6 +99,6 @@ def generate_world(spec: WorldSpec, seed: int, out: str | Path, *, entities: int
     return manifest
 
 
-__all__ = ["STAGES", "WorldIndex", "WorldSpec", "check_out", "generate_world", "iter_documents", "load_checks",
+__all__ = ["STAGES", "WorldIndex", "WorldSpec", "check_out", "entity_count", "generate_world", "iter_documents", "load_checks",
            "load_graph", "load_instructions", "load_manifest", "load_spec", "load_tasks", "parse_spec",
            "verify_files"]

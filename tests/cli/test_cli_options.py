@@ -26,7 +26,7 @@ runner = CliRunner()
 def test_every_shipped_file_loads_by_name_from_any_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert {"quickstart", "gpu/tiny-smoke"} <= set(shipped_names("recipe"))
-    assert {"mcpmark", "gentle", "fault-heavy"} == set(shipped_names("schedule"))
+    assert {"mcpmark", "gentle", "fault-heavy", "records-edge-cases"} == set(shipped_names("schedule"))
     for name in shipped_names("recipe"):
         assert load_recipe(name).name
     for name in shipped_names("schedule"):
@@ -57,6 +57,10 @@ def test_train_takes_a_name_and_set_overrides(tmp_path):
                                  "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "  steps: 3\n" in result.output and "3 steps x" in result.output and "seeds:\n- 7\n" in result.output
+    both = runner.invoke(app, ["train", "quickstart", "--dry-run", "--set", "budget.steps=3", "--report-to",
+                               "tensorboard", "--out", str(tmp_path)])  # --set and --report-to together
+    assert both.exit_code == 0 and "  steps: 3\n" in both.output and "report_to:\n  - tensorboard" in both.output, \
+        both.output
     bad = runner.invoke(app, ["ablate", "quickstart", "--set", "budget.steps=zero", "--out", str(tmp_path)])
     assert bad.exit_code == 2 and "budget.steps" in bad.output and "Traceback" not in bad.output
 

@@ -14,9 +14,10 @@ from collections import Counter
 from simrl.wm.transitions import load_transitions
 
 
-def _rollout(world, out, n: int) -> subprocess.Popen:
+def _rollout(world, out, n: int, append: bool = False) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "simrl.cli.main", "rollout", "--env", "mcp-world", "--world",
-                             str(world), "--split", "train", "-n", str(n), "--concurrency", "1", "--out", str(out)],
+                             str(world), "--split", "train", "-n", str(n), "--concurrency", "1", "--out", str(out)]
+                            + (["--append"] if append else []),
                             env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
 
@@ -29,7 +30,7 @@ def test_append_after_a_torn_line_starts_a_new_line_and_readers_skip_it(tiny_wor
     assert len(whole) == 2
     with out.open("a") as f:  # what a kill -9 in the middle of a write leaves
         f.write(whole[0][: len(whole[0]) // 2])
-    again = _rollout(tiny_world, out, 2)
+    again = _rollout(tiny_world, out, 2, append=True)
     assert again.wait(timeout=300) == 0, again.communicate()[1].decode()[-2000:]
     lines = out.read_text().splitlines()
     assert len(lines) == 5 and lines[2] == whole[0][: len(whole[0]) // 2]  # the torn line stays on its own
@@ -51,7 +52,7 @@ def test_kill_9_mid_rollout_then_append(tiny_world, tmp_path):
         time.sleep(0.002)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    again = _rollout(tiny_world, out, 1)
+    again = _rollout(tiny_world, out, 1, append=True)
     assert again.wait(timeout=300) == 0, again.communicate()[1].decode()[-2000:]
     bad = []
     for n, line in enumerate(out.read_text().splitlines(), 1):

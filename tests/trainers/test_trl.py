@@ -41,7 +41,7 @@ def _recipe(world: Path, model: str, **patch) -> object:
             "policy": {"kind": "llm", "model": model, "max_tokens_per_turn": 12, "max_response_tokens": 96,
                        "temperature": 1.0},
             "trainer": {"kind": "trl", "checkpoint_every": 1, "lr": 0.05, "trajectories_per_step": 8},
-            "budget": {"steps": 2, "group_size": 2, "batch": 2, "max_turns": 3},
+            "budget": {"steps": 2, "group_size": 2, "batch": 2, "max_turns": 6},
             "evaluation": {"max_tasks": 1}}
     for key, value in patch.items():
         data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value

@@ -44,7 +44,7 @@ def test_newest_checkpoint_is_merged_and_evaluated(tiny_world, tmp_path):
     recipe = recipe.model_copy(update={
         "policy": recipe.policy.model_copy(update={"max_tokens_per_turn": 8}),
         "evaluation": recipe.evaluation.model_copy(update={"max_tasks": 2}),
-        "budget": recipe.budget.model_copy(update={"max_turns": 2})})
+        "budget": recipe.budget.model_copy(update={"max_turns": 6})})
     run = tmp_path / "out" / "real" / "seed-0"
     files = VerlFiles(run / "verl", "real")
     with pytest.raises(SimrlError, match="no verl checkpoint"):

@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # The main job on embedded defaults: the three-arm ablation of recipes/quickstart.yaml (real vs
-# uncontrolled vs controlled Sim-RL, 3 seeds) on CPU, written to runs/quickstart/report.md.
+# uncontrolled vs controlled Sim-RL, 7 seeds) on CPU, written to runs/quickstart/report.md.
 quickstart: install
 	$(BIN)/simrl ablate recipes/quickstart.yaml --out runs/quickstart
 

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 import torch
 
-from simrl.envs.base import make
+from simrl.envs.base import Wrapper, make
 from simrl.policies.candidates import action_key, tagged_candidates
 from simrl.policies.expert import SearchExpert
 from simrl.policies.records_expert import RecordsExpert
@@ -59,11 +59,12 @@ def test_greedy_is_deterministic_and_sampling_is_seeded(setup):
     assert sampled[0] == sampled[1] and sampled[0] != sampled[2]
 
 
-class _Jittery:
+class _Jittery(Wrapper):
     """The real environment with a random delay before every reset and step: episodes interleave differently."""
 
     def __init__(self, env, rng) -> None:
-        self.env, self.env_id, self.rng = env, env.env_id, rng
+        super().__init__(env)
+        self.rng = rng
 
     async def reset(self, task, seed=0):
         await asyncio.sleep(self.rng.random() * 0.01)
@@ -72,10 +73,6 @@ class _Jittery:
     async def step(self, action):
         await asyncio.sleep(self.rng.random() * 0.01)
         return await self.env.step(action)
-
-    async def close(self):
-        await self.env.close()
-
 
 def test_sampling_does_not_depend_on_how_concurrent_episodes_interleave(setup):
     import random

@@ -111,6 +111,10 @@ def probe_task(env_id: str, world: Path | None):
     env_spec = spec(env_id)
     if env_spec.probe_task is not None:
         return env_spec.probe_task()
+    if env_spec.load_tasks is not None:  # an environment with its own tasks (a plugin's): its first dev task
+        own = env_spec.load_tasks(world, "dev", 1)
+        if own:
+            return own[0]
     if world is not None and env_spec.needs_world and env_spec.task_types:
         tasks = load_tasks(world, type=env_spec.task_types[0])
         return next((t for t in tasks if t.split == "dev"), tasks[0])
@@ -122,7 +126,8 @@ def probe_task(env_id: str, world: Path | None):
 def check(
     env_ids: Annotated[list[str], typer.Argument(help="Environment ids to check (see `simrl env list`).",
                                                  parser=registered_env, metavar="ENV")],
-    world: Annotated[Path | None, typer.Option(help="World folder, for `search` and `mcp-world`.")] = None,
+    world: Annotated[Path | None, typer.Option(help="World folder, for `search`, `mcp-world` and any environment "
+                                                    "that needs one.")] = None,
     server_command: Annotated[str | None, typer.Option(
         help="For `mcp`: the command that starts any MCP server over stdio, e.g. "
              "\"npx -y @modelcontextprotocol/server-filesystem /tmp\".")] = None,

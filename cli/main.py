@@ -77,8 +77,23 @@ def _version(value: bool) -> None:
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="Print the simrl version and exit."),
+    import_: list[str] = typer.Option([], "--import", metavar="MODULE",
+                                      help="Import MODULE first (repeatable): a module that registers your own "
+                                           "environments (simrl.envs.base.register), e.g. "
+                                           "`simrl --import my_envs rollout --env my-env ...`; see docs/plugins.md. "
+                                           "Installed packages can declare an entry point in group simrl.envs "
+                                           "instead."),
 ) -> None:
     """Simulated-environment RL for LLM agents."""
+    if import_:
+        import os
+
+        from simrl.envs.registry import IMPORT_ENV_VAR, import_plugins
+
+        # the environment variable carries the modules to the processes simrl starts (ablate's runs)
+        before = [m for m in os.environ.get(IMPORT_ENV_VAR, "").split(",") if m]
+        os.environ[IMPORT_ENV_VAR] = ",".join(dict.fromkeys(before + import_))
+        import_plugins()
 
 
 def _terminate(signum: int, frame) -> None:

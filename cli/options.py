@@ -46,12 +46,13 @@ def registered_env(value: str) -> str:
 
 
 def rollout_env(value: str) -> str:
-    """A typer ``parser``: an environment with tasks to run (:func:`simrl.policies.env_task_types`)."""
-    from simrl.policies import env_task_types
+    """A typer ``parser``: a registered environment id (built-in, an installed plugin's, or ``--import``'s)."""
+    from simrl.envs.base import specs
 
-    served = env_task_types()
-    if value not in served:
-        raise typer.BadParameter(f"{value!r} is not one of {', '.join(served)}")
+    known = specs()
+    if value not in known:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(known)} (your own: `simrl --import MODULE`, "
+                                 "docs/plugins.md)")
     return value
 
 

@@ -15,6 +15,7 @@ from simrl.cli.env import (
     WmReplayOpt,
     WmTemperatureOpt,
     WorldModelOpt,
+    env_options,
     wm_options,
 )
 from simrl.cli.options import (
@@ -34,7 +35,8 @@ _ENV, _POL, _EP, _PERT, _OUT = "Environment", "Policy", "Episodes", "Perturbatio
 
 def rollout(
     env: Annotated[str, typer.Option("--env", "-e", parser=rollout_env, metavar="ENV", rich_help_panel=_ENV,
-                                     help="Environment id: search, mcp-world or bfcl (see `simrl env list`).")],
+                                     help="Environment id: search, mcp-world, bfcl, mcp (with --server-command or "
+                                          "--server-url) or your own (`simrl --import MODULE`); see `simrl env list`.")],
     out: Annotated[Path, typer.Option("--out", "-o", rich_help_panel=_OUT,
                                       help="Trajectories JSONL, one line per finished episode (flushed as it "
                                            "ends). An existing file is an error unless --append.")],
@@ -42,6 +44,11 @@ def rollout(
                                          rich_help_panel=_OUT)] = False,
     world: Annotated[Path | None, typer.Option(help="World folder (from `simrl world generate`); not for bfcl.",
                                                rich_help_panel=_ENV)] = None,
+    server_command: Annotated[str | None, typer.Option(
+        help="For `mcp`: the command that starts any MCP server over stdio, e.g. \"simrl serve mcp --world W\" "
+             "(the tasks come from --world).", rich_help_panel=_ENV)] = None,
+    server_url: Annotated[str | None, typer.Option(help="For `mcp`: a streamable-HTTP MCP server URL.",
+                                                   rich_help_panel=_ENV)] = None,
     policy: Annotated[str, typer.Option("--policy", "-p", help=POLICY_HELP, rich_help_panel=_POL)] = "expert",
     split: SplitOpt = SPLIT,
     n: Annotated[int | None, typer.Option("-n", help="At most this many tasks (default: all of the split).",
@@ -76,6 +83,10 @@ def rollout(
 
     simrl rollout --env mcp-world --world runs/worlds/tiny-0 --split dev -n 8 --out runs/traj/records.jsonl
 
+    Example, any MCP server (here a world's record server over stdio) with an endpoint's model:
+
+    simrl rollout -e mcp --server-command "simrl serve mcp --world W" --world W -p openai:http://127.0.0.1:8000/v1#MODEL -o runs/traj/mcp.jsonl
+
     Example, an endpoint's model in the world-model version with injected faults:
 
     simrl rollout -e search --world W -p openai:http://127.0.0.1:8000/v1#MODEL --world-model oracle --schedule fault-heavy -o runs/traj/llm.jsonl
@@ -97,11 +108,13 @@ def rollout(
         raise SimrlError(f"--out {out} already holds trajectories: pass --append to add to it, or choose "
                          "another file")
     tasks = episode_tasks(env, world, split, n)
-    kinds = env_task_types()[env]
+    kinds = env_task_types()[env] or tuple(dict.fromkeys(t.type for t in tasks))
     pol = make_policy(policy, env, world, tasks)
-    options = {"world": world} if world is not None else {}
+    options = env_options(env, world, server_command, server_url)
     options |= wm_options(world_model, wm_model, wm_base_url, wm_api_key, wm_cache, wm_replay, wm_prompt,
                           wm_temperature)
+    if world is not None and world_model != "real":
+        options.setdefault("world", world)  # a world model reads the world's facts for its tasks
     if world_model != "real":
         asyncio.run(make(env, **options).close())  # fail fast on bad world-model options, before any episode
     make_env = perturbed_factory(lambda: make(env, **options), schedule, progress=progress, mode=mode,

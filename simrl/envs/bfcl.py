@@ -277,5 +277,6 @@ register(EnvSpec(
     id="bfcl", factory=BFCLEnv,
     description="BFCL v4 multi-turn executable tools (bfcl-eval), BFCL's checker as the reward",
     task_types=("bfcl",), score_final=None, load_tasks=_load_tasks, probe_task=probe_task,
+    world_model=None,  # BFCL's state lives in its Python classes; no world-model version (transition data only)
     wm_adapter=WorldModelAdapter(domain="bfcl"),
     expert="simrl.policies.bfcl_expert:bfcl_expert"))

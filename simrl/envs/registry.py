@@ -15,14 +15,19 @@ simrl needs to know about it, so no other module branches on an id:
   needs from the environment: tool listing, ground truth, error wording, prompt domain) and
   ``expert`` (``"module:function"`` making its scripted expert policy).
 
-Built-in modules register themselves on first use (:data:`BUILTIN_MODULES`).
+Built-in modules register themselves on first use (:data:`BUILTIN_MODULES`); so do plugins: every
+entry point of the group ``simrl.envs`` (:data:`ENTRY_POINT_GROUP`; a module, or a function called with
+no arguments) and every module named in ``$SIMRL_IMPORT`` (comma-separated; ``simrl --import MODULE``
+sets it, so child processes load the same plugins). docs/plugins.md is the worked example.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
+import os
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -35,6 +40,12 @@ if TYPE_CHECKING:
 
 BUILTIN_MODULES = ("simrl.envs.search", "simrl.envs.mcp_env", "simrl.envs.bfcl")
 """The modules of the built-in environments (each registers its specs when imported)."""
+
+ENTRY_POINT_GROUP = "simrl.envs"
+"""The entry-point group of environment plugins (``[project.entry-points."simrl.envs"]``)."""
+
+IMPORT_ENV_VAR = "SIMRL_IMPORT"
+"""Comma-separated modules imported before the registry is read (``simrl --import MODULE``)."""
 
 
 def render_tagged(results: list[ToolResult]) -> str:
@@ -78,12 +89,18 @@ class WorldModelAdapter:
         domain: the prompt domain of its world model (:data:`simrl.wm.prompts.DOMAIN_PROMPTS`, or ``bfcl``
             for transition data); ``generic`` by default.
         tool_list: ``async (world, tools, (server_command, server_url)) -> schemas``: the real tool list
-            (``tools``: schemas given up front by the caller, possibly empty); None: no world-model
+            (``tools``: schemas given up front by the caller, possibly empty); None: the spec's static
+            ``tools`` (:func:`wm_adapter_of`), or, for a spec with ``world_model`` None, no world-model
             environment (the adapter only names the domain of recorded transitions).
         shared_truth: ``(world) -> Truth``: read-only ground truth shared by all episodes (a search index),
             the reference of reads and the oracle's observations; None when the world has none.
         episode_truth: ``(world, db_path, unpaged) -> Truth``: a fresh per-episode ground truth that writes
             are applied to (a records copy at ``db_path``; ``unpaged`` for the oracle); None when none.
+        real_truth: the real environment itself, reset on each episode's task and seed, is the ground
+            truth (:class:`simrl.envs.truth.RealTruth`): the oracle's observations are its unperturbed
+            results, and an LLM world model's writes are applied to it. The default of an environment
+            registered without an adapter (:func:`wm_adapter_of`); set False where the real environment
+            is not a reproducible ground truth (a remote service).
         unknown_tool, invalid_arguments: the environment's own error texts ``(tool, known names)`` /
             ``(tool, reason)`` for a call it rejects.
         default_max_turns: the real environment's default turn limit (None: no limit).
@@ -93,9 +110,14 @@ class WorldModelAdapter:
     tool_list: Callable[[Path | None, list[dict[str, Any]], tuple[Any, Any]], Awaitable[list[dict[str, Any]]]] | None = None
     shared_truth: Callable[[Path], Truth] | None = None
     episode_truth: Callable[[Path, Path, bool], Truth] | None = None
+    real_truth: bool = False
     unknown_tool: Callable[[str, list[str]], str] = _mcp_unknown_tool
     invalid_arguments: Callable[[str, str], str] = _mcp_invalid_arguments
     default_max_turns: int | None = None
+
+
+GENERIC_WORLD_MODEL = "simrl.wm.factory:make_wm_env"
+"""The world-model maker every environment gets unless its spec names another (or None)."""
 
 
 @dataclass(frozen=True)
@@ -117,8 +139,10 @@ class EnvSpec:
         needs_world: the factory needs ``world=`` (a world folder).
         needs_server: the factory needs ``server_command=`` or ``server_url=`` (a real MCP server).
         world_model: ``"module:function"`` making the world-model version:
-            ``function(env_id, world_model, **options) -> Environment``; None: none.
-        wm_adapter: what the world-model version needs (:class:`WorldModelAdapter`).
+            ``function(env_id, world_model, **options) -> Environment``; default: simrl's generic
+            :class:`~simrl.wm.env.WorldModelEnv` maker (:data:`GENERIC_WORLD_MODEL`); None: none.
+        wm_adapter: what the world-model version needs (:class:`WorldModelAdapter`); None: the generic
+            adapter built from ``tools`` (:func:`wm_adapter_of`).
         expert: ``"module:function"``: ``function(world, tasks) -> Policy``, its scripted expert.
     """
 
@@ -134,7 +158,7 @@ class EnvSpec:
     probe_task: Callable[[], Task] | None = None
     needs_world: bool = False
     needs_server: bool = False
-    world_model: str | None = None
+    world_model: str | None = GENERIC_WORLD_MODEL
     wm_adapter: WorldModelAdapter | None = None
     expert: str | None = None
 
@@ -220,11 +244,79 @@ def make(env_id: str, **kwargs: Any) -> Environment:
     return env_spec.factory(**kwargs)
 
 
+def wm_adapter_of(env_spec: EnvSpec) -> WorldModelAdapter | None:
+    """What the world-model version of ``env_spec`` takes from it: its own ``wm_adapter``, else the generic
+    adapter (tools: the spec's static ``tools`` or those the caller gives; ground truth: the real
+    environment itself, ``real_truth``); an own adapter without ``tool_list`` gets the static tools.
+    With ``world_model`` None: the spec's adapter as it is (its ``tool_list`` None: no world-model version).
+    """
+    if env_spec.world_model is None:
+        return env_spec.wm_adapter  # no world-model version (bfcl: the adapter names its transition domain only)
+    if env_spec.wm_adapter is None:
+        return WorldModelAdapter(tool_list=_static_tools(env_spec), real_truth=True)
+    if env_spec.wm_adapter.tool_list is None:  # an adapter without a tool list: the spec's static tools
+        return replace(env_spec.wm_adapter, tool_list=_static_tools(env_spec))
+    return env_spec.wm_adapter
+
+
+def _static_tools(env_spec: EnvSpec) -> Callable[..., Awaitable[list[dict[str, Any]]]]:
+    async def tool_list(world: Path | None, tools: list[dict[str, Any]], server: tuple[Any, Any]) -> list[dict[str, Any]]:
+        if tools:
+            return list(tools)
+        if not env_spec.tools:
+            raise SimrlError(f"environment {env_spec.id!r} declares no static tool schemas (EnvSpec.tools): its "
+                             "world-model version needs tools=[...] or a wm_adapter with a tool_list")
+        return list(env_spec.tools)
+
+    return tool_list
+
+
+_loaded_plugins: set[str] = set()
+
+
+def import_plugins(modules: list[str] | tuple[str, ...] = ()) -> None:
+    """Import environment plugin modules (each registers its specs), plus those of ``$SIMRL_IMPORT``.
+
+    A module already imported is not imported again.
+
+    Raises:
+        SimrlError: a module cannot be imported (the message names it and the error).
+    """
+    named = [m.strip() for m in os.environ.get(IMPORT_ENV_VAR, "").split(",")] + list(modules)
+    for module in dict.fromkeys(m for m in named if m):
+        if module in _loaded_plugins:
+            continue
+        try:
+            importlib.import_module(module)
+        except Exception as err:  # noqa: BLE001 - any failure of a user's module is one clear line
+            raise SimrlError(f"cannot import environment module {module!r} (--import / ${IMPORT_ENV_VAR}): "
+                             f"{type(err).__name__}: {err}") from None
+        _loaded_plugins.add(module)
+
+
+def _load_entry_points() -> None:
+    """Load every ``simrl.envs`` entry point, once per process (the installed packages are scanned once)."""
+    if ENTRY_POINT_GROUP in _loaded_plugins:
+        return
+    _loaded_plugins.add(ENTRY_POINT_GROUP)
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            loaded = entry.load()
+            if callable(loaded):
+                loaded()
+        except Exception as err:  # noqa: BLE001 - a broken plugin is named, not a traceback
+            raise SimrlError(f"environment plugin {entry.name!r} ({entry.value}, entry-point group "
+                             f"{ENTRY_POINT_GROUP}) failed to load: {type(err).__name__}: {err}") from None
+
+
 def _load_builtin() -> None:
-    """Import the built-in environment modules so they register themselves (lazily, on first use)."""
+    """Import the built-in environment modules and the plugins so they register themselves (lazily,
+    on first use)."""
     for module in BUILTIN_MODULES:
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as err:  # a module not written yet must not hide the others
             if err.name != module:
                 raise
+    _load_entry_points()
+    import_plugins()

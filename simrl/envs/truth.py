@@ -195,3 +195,51 @@ async def mcp_tool_list(world: Path | None, tools: list[dict[str, Any]], server:
     if tools:
         return tools
     return await list_mcp_tools(*server)
+
+
+class RealTruth:
+    """The real environment itself as a ground truth: one instance per episode, reset on its task and seed.
+
+    The generic world-model adapter's ground truth (:attr:`~simrl.envs.registry.WorldModelAdapter.real_truth`):
+    each call is one step of the real environment with that call alone, and its result is the truth (an
+    error observation stays an ``is_error`` result). Made with no turn limit of its own.
+
+    Args:
+        env_id: the registered id of the real environment.
+        world: the world folder, given to the factory when the environment needs one.
+    """
+
+    def __init__(self, env_id: str, world: Path | None) -> None:
+        self.env_id, self.world = env_id, world
+        self._env: Any = None
+
+    async def start(self, task: Any, seed: int) -> RealTruth:
+        """Make the real environment and reset it on ``task`` (returns self)."""
+        from simrl.envs.registry import make, spec
+
+        self._env = make(self.env_id, **({"world": self.world} if spec(self.env_id).needs_world else {}))
+        await self._env.reset(task, seed)
+        return self
+
+    async def call(self, call: ToolCall) -> ToolResult:
+        """One step of the real environment with ``call`` alone; its result (or its text as the result)."""
+        from simrl.types import Action
+
+        step = await self._env.step(Action(tool_calls=[call]))
+        results = step.observation.results
+        if results:
+            return results[0].model_copy(update={"call_id": call.call_id})
+        return ToolResult(name=call.name, content=step.observation.text, is_error=True, call_id=call.call_id)
+
+    def score_final(self, answer: str) -> tuple[float, dict[str, Any]] | None:
+        """The real environment's own score of ``answer`` mid-episode, or None where it scores only at its end."""
+        try:
+            return self._env.score_final(answer)
+        except NotImplementedError:
+            return None
+
+    async def close(self) -> None:
+        """Close the real environment (idempotent)."""
+        env, self._env = self._env, None
+        if env is not None:
+            await env.close()

@@ -53,13 +53,23 @@ class EnvRef(BaseModel):
     """The environment every arm shares (the real one, or its world-model version)."""
 
     model_config = STRICT
-    id: Literal["mcp-world", "search"] = Field(description="Environment id: mcp-world (record tools) or search.")
+    id: str = Field(description="Environment id: mcp-world (record tools), search, or any registered environment "
+                                "with tasks (an installed plugin's, or one named by `simrl --import MODULE`).")
     task_types: list[str] = Field(default_factory=list,
                                   description="Task types to train and evaluate on (empty: every type the "
                                               "environment serves: mcp-world records; search qa, table).")
 
     @model_validator(mode="after")
     def _served(self) -> EnvRef:
+        from simrl.envs.base import specs
+
+        known = specs()
+        if self.id not in known:
+            raise ValueError(f"unknown environment {self.id!r}; registered: {', '.join(known)} (your own: "
+                             "`simrl --import MODULE`, docs/plugins.md)")
+        if not known[self.id].task_types:
+            raise ValueError(f"environment {self.id!r} declares no task types (EnvSpec.task_types): a recipe "
+                             "trains and evaluates on the tasks its environment serves")
         served = served_types(self.id)
         bad = [t for t in self.task_types if t not in served]
         if bad:

@@ -36,10 +36,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from simrl.choices import WmTools, WmUnparsed
-from simrl.fidelity.oracle import ORACLE_ENVS, oracle_skip_reason, replay_episode
+from simrl.fidelity.oracle import oracle_skip_reason, replay_episode
 from simrl.fidelity.predict import baseline_prediction, generate
 from simrl.fidelity.scoring import DIMENSIONS, score_prediction, world_facts
 from simrl.wm.backend import BackendError, Sampling, WorldModelBackend
+from simrl.wm.env_truth import oracle_envs
 from simrl.wm.factory import BACKENDS
 from simrl.wm.transitions import Transition, called_tools_system
 
@@ -257,7 +258,7 @@ def _world_facts(transitions: Sequence[Transition], world: Path | None) -> dict[
 
     instructions = instructions_of(world)
     return {tr.trajectory: world_facts(instructions.get(tr.task_id or ""))
-            for tr in transitions if tr.env_id in ORACLE_ENVS}
+            for tr in transitions if tr.env_id in oracle_envs()}
 
 
 async def _judge(judge: Any, row: Prediction, tr: Transition) -> None:

@@ -3,7 +3,7 @@
 Each episode's real calls are replayed in order through ``WorldModelEnv(env_id, world, "oracle")``
 (reset on the episode's task, one step per real call). The oracle's state depends on the actions
 only, so the replay is teacher-forced by construction: a write the real agent made is made again
-before the later reads. Only ``search`` and ``mcp-world`` have a ground truth in a world.
+before the later reads. The environments with a ground truth: :func:`simrl.wm.env_truth.oracle_envs`.
 """
 
 from __future__ import annotations
@@ -14,14 +14,12 @@ from typing import Any
 from simrl.wm.env_truth import oracle_envs
 from simrl.wm.transitions import Transition
 
-ORACLE_ENVS = tuple(oracle_envs())
-"""Environments whose observations a world's ground truth can produce (from the registry)."""
-
 
 def oracle_skip_reason(tr: Transition, world: Path | None, task_ids: set[str]) -> str | None:
     """Why the oracle cannot predict ``tr`` (None: it can)."""
-    if tr.env_id not in ORACLE_ENVS:
-        return f"no ground truth for env {tr.env_id or tr.domain!r} (the oracle covers {', '.join(ORACLE_ENVS)})"
+    covered = oracle_envs()  # read now: plugins register after this module is imported
+    if tr.env_id not in covered:
+        return f"no ground truth for env {tr.env_id or tr.domain!r} (the oracle covers {', '.join(covered)})"
     if world is None:
         return "no --world given (the oracle needs the world's ground truth)"
     if tr.task_id not in task_ids:

@@ -13,40 +13,38 @@ from simrl.world.schema import Task
 
 
 def env_task_types() -> dict[str, tuple[str, ...]]:
-    """Environment id -> the task types it serves, for every registered environment that serves some
-    (:attr:`simrl.envs.base.EnvSpec.task_types`)."""
+    """Environment id -> the task types it serves, for every registered environment
+    (:attr:`simrl.envs.base.EnvSpec.task_types`; empty: any task of a world, e.g. ``mcp``)."""
     from simrl.envs.base import specs
 
-    return {k: s.task_types for k, s in specs().items() if s.task_types}
+    return {k: s.task_types for k, s in specs().items()}
 
 
 def episode_tasks(env_id: str, world: Path | None, split: str, n: int | None = None) -> list[Task]:
     """The tasks of ``split`` that ``env_id`` serves (at most ``n``), in a stable order.
 
-    From the world folder (tasks of the spec's ``task_types``), or the spec's ``load_tasks`` when it
-    has one (``bfcl``: bfcl-eval's data, all ``test``; ``split`` is ignored for them).
+    From the spec's ``load_tasks`` when it has one (``bfcl``: bfcl-eval's data, all ``test``; a plugin's
+    own tasks), else from the world folder: tasks of the spec's ``task_types`` (every task when it
+    declares none, e.g. ``mcp`` given a world's record server).
 
     Raises:
         SimrlError: unknown environment, missing ``world``, bad split, or no such tasks.
     """
     from simrl.envs.base import spec as env_spec
 
-    served = env_task_types()
-    if env_id not in served:
-        raise SimrlError(f"rollout supports --env {', '.join(served)} (got {env_id!r})")
+    found = env_spec(env_id)  # SimrlError listing the registered ids
     if split not in ("train", "dev", "test"):
         raise SimrlError(f"--split must be train, dev or test (got {split!r})")
-    found = env_spec(env_id)
     if found.load_tasks is not None:
         return found.load_tasks(world, split, n)
     if world is None:
         raise SimrlError(f"--env {env_id} needs --world DIR (make one with `simrl world generate`)")
     from simrl.world.io import load_tasks
 
-    kinds = served[env_id]
-    tasks = [t for t in load_tasks(world, split=split) if t.type in kinds][:n]
+    kinds = found.task_types
+    tasks = [t for t in load_tasks(world, split=split) if not kinds or t.type in kinds][:n]
     if not tasks:
-        raise SimrlError(f"no {'/'.join(kinds)} tasks in split {split!r} of {world}")
+        raise SimrlError(f"no {'/'.join(kinds) or 'tasks'}{' tasks' if kinds else ''} in split {split!r} of {world}")
     return tasks
 
 

@@ -187,14 +187,14 @@ class WorldModelEnv(Environment):
         if task.type == "records" and served and task.type not in served:
             raise SimrlError(f"task {task.task_id} is a records task: its data lives in the world's record "
                              "server, not the corpus; run it with env `mcp-world`")
-        self._truth.close()
+        await self._truth.close()
         self.tools = await tool_list(self.env_id, self.world, self.tools, self._server)
         self._task, self._history, self._turns, self._done = task, [], 0, False
         self._pending = StepControl()  # control set for a step that never came does not carry over
         self._sampling = self.sampling  # sampled (temperature > 0) without a seed: the episode's seed
         if self.sampling.temperature > 0 and self.sampling.seed is None:
             self._sampling = self.sampling.model_copy(update={"seed": seed})
-        await self._truth.open()
+        await self._truth.open(task, seed)
         instruction = oracle.instructions_of(self.world).get(task.task_id) if self.world else None
         domain = self._adapter.domain
         self._system = prompts.system_prompt(domain, self.tools, instruction, self.template)
@@ -297,7 +297,7 @@ class WorldModelEnv(Environment):
         if self._closed:
             return
         self._closed = True
-        self._truth.close()
+        await self._truth.close()
         self._truth.cleanup()
         if self.own_backend and isinstance(self.backend, WorldModelBackend):
             await self.backend.close()

@@ -10,6 +10,7 @@ or a shadow copy of the records that writes are applied to with the record serve
 from __future__ import annotations
 
 import asyncio
+import inspect
 import shutil
 import weakref
 from pathlib import Path
@@ -17,36 +18,44 @@ from typing import Any
 
 from simrl import scratch
 from simrl.envs.base import WorldModelAdapter, find_spec, specs, write_tools
+from simrl.envs.registry import wm_adapter_of
 from simrl.errors import SimrlError
 from simrl.types import ToolCall
 from simrl.world.schema import Task
 
 
 def adapter(env_id: str) -> WorldModelAdapter:
-    """The world-model adapter of ``env_id`` (its registered spec's ``wm_adapter``).
+    """The world-model adapter of ``env_id`` (its spec's ``wm_adapter``, else the generic one:
+    :func:`simrl.envs.registry.wm_adapter_of`).
 
     Raises:
         SimrlError: unknown id, or an environment without a world-model version (lists those with one).
     """
     found = find_spec(env_id)
-    if found is None or found.wm_adapter is None or found.wm_adapter.tool_list is None:
+    env_adapter = wm_adapter_of(found) if found is not None else None
+    if env_adapter is None or env_adapter.tool_list is None:
         raise SimrlError(f"no world-model version of env {env_id!r}; supported: {', '.join(supported())}")
-    return found.wm_adapter
+    return env_adapter
+
+
+def _adapters() -> dict[str, WorldModelAdapter]:
+    return {k: a for k, s in specs().items() if (a := wm_adapter_of(s)) is not None and a.tool_list is not None}
 
 
 def supported() -> list[str]:
     """Ids of the registered environments that have a world-model version."""
-    return [k for k, s in specs().items() if s.wm_adapter is not None and s.wm_adapter.tool_list is not None]
+    return list(_adapters())
 
 
 def has_truth(env_adapter: WorldModelAdapter) -> bool:
-    """Whether the adapter offers a world's ground truth (shared or per episode): the oracle can render it."""
-    return env_adapter.shared_truth is not None or env_adapter.episode_truth is not None
+    """Whether the adapter offers a ground truth (the world's, shared or per episode, or the real
+    environment itself): the oracle can render it."""
+    return env_adapter.shared_truth is not None or env_adapter.episode_truth is not None or env_adapter.real_truth
 
 
 def oracle_envs() -> list[str]:
-    """Ids of the registered environments whose observations a world's ground truth can produce."""
-    return [k for k, s in specs().items() if s.wm_adapter is not None and has_truth(s.wm_adapter)]
+    """Ids of the registered environments whose observations a ground truth can produce (the oracle's)."""
+    return [k for k, a in _adapters().items() if has_truth(a)]
 
 
 async def tool_list(env_id: str, world: Path | None, tools: list[dict[str, Any]],
@@ -121,9 +130,13 @@ class EpisodeTruth:
         self._cleanup: Any = None
         self._episodes = 0
 
-    async def open(self) -> Any:
+    async def open(self, task: Task, seed: int = 0) -> Any:
         """Open (and return) the next episode's ground truth; None where the environment keeps none."""
-        if self._adapter.episode_truth is not None:
+        if self._adapter.real_truth and self._adapter.episode_truth is None and self._adapter.shared_truth is None:
+            from simrl.envs.truth import RealTruth
+
+            self.current = await RealTruth(self.env_id, self.world).start(task, seed)
+        elif self._adapter.episode_truth is not None:
             if self._workdir is None:
                 self._workdir = scratch.mkdtemp("simrl-wm-env-")
                 self._cleanup = weakref.finalize(self, shutil.rmtree, self._workdir, True)
@@ -144,7 +157,8 @@ class EpisodeTruth:
         caller's, from applying it). None without ground truth (``mcp``), for an oracle episode (whose
         observations are the truth) or a write.
         """
-        if self.oracle_backend or self.world is None or call.name in write_tools():
+        no_world = self.world is None and not self._adapter.real_truth
+        if self.oracle_backend or no_world or call.name in write_tools():
             return None
         if self._adapter.shared_truth is not None:
             return (await self._adapter.shared_truth(self.world).call(call)).content
@@ -152,11 +166,13 @@ class EpisodeTruth:
             return (await self.current.call(call)).content
         return None
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """Close the current episode's ground truth and delete its records copy (if any)."""
         truth, self.current = self.current, None
         if truth is not None:
-            truth.close()
+            closing = truth.close()
+            if inspect.isawaitable(closing):  # the real environment (RealTruth) closes asynchronously
+                await closing
             store = getattr(truth, "store", None)
             if store is not None:
                 Path(store.path).unlink(missing_ok=True)
@@ -179,6 +195,9 @@ def score(task: Task, answer: str, truth: Any, scorer: Any = None) -> tuple[floa
     """
     from simrl.reward.task import is_records_write, score_final
 
+    own = getattr(truth, "score_final", None)  # the real environment as the truth scores by its own rule
+    if own is not None and (scored := own(answer)) is not None:
+        return scored
     store = getattr(truth, "store", None)
     if is_records_write(task) and store is None:
         return 0.0, {"score_error": "a records write task needs the world's records (env mcp-world)"}

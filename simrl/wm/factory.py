@@ -132,7 +132,8 @@ def make_wm_env(env_id: str, world_model: str | WorldModelBackend, *, world: str
     """The world-model version of ``env_id`` (a :class:`~simrl.wm.env.WorldModelEnv`).
 
     Args:
-        env_id: a registered id whose spec has a world-model adapter (``search``, ``mcp-world``, ``mcp``).
+        env_id: any registered id with a world-model version (every one but ``bfcl``: an environment
+            registered without an adapter gets the generic one, :func:`simrl.envs.registry.wm_adapter_of`).
         world_model: a backend name (:data:`BACKENDS`) or a backend object.
         world: the world folder.
         wm_model, wm_base_url, wm_api_key: backend options (model id or path; endpoint; key).

@@ -254,7 +254,9 @@ class Task(BaseModel):
 
     Attributes:
         task_id: ``"{world}-{seed}-{type}-{n:05d}"``.
-        type: ``qa``, ``table``, ``records`` or ``bfcl`` (a BFCL v4 multi-turn entry).
+        type: ``qa``, ``table``, ``records``, ``bfcl`` (a BFCL v4 multi-turn entry), or a type a
+            registered environment serves (``EnvSpec.task_types``, scored by its ``score_final``):
+            lower-case letters, digits, ``_`` and ``-``, at most 40 characters.
         split: ``train``, ``dev`` or ``test`` (held-out worlds put every task in ``test``).
         prompt: the request the policy sees.
         gold: a :class:`QAGold`, :class:`TableGold`, :class:`RecordsGold` or :class:`BFCLGold` (matching
@@ -268,7 +270,7 @@ class Task(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     task_id: str
-    type: Literal["qa", "table", "records", "bfcl"]
+    type: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,39}$")
     split: Split
     prompt: str
     gold: QAGold | TableGold | RecordsGold | BFCLGold

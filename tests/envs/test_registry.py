@@ -126,5 +126,5 @@ def test_backend_registry_matches_the_static_choices():
 def test_task_types_come_from_the_specs():
     from simrl.policies import env_task_types
 
-    assert env_task_types() == {k: s.task_types for k, s in registry.specs().items() if s.task_types}
-    assert env_task_types()["bfcl"] == ("bfcl",) and "mcp" not in env_task_types()
+    assert env_task_types() == {k: s.task_types for k, s in registry.specs().items()}
+    assert env_task_types()["bfcl"] == ("bfcl",) and env_task_types()["mcp"] == ()

@@ -1,0 +1,158 @@
+"""Bring your own environment: a real plugin package installed with pip, used through the CLI only.
+
+``tests/plugins/simrl_codebook`` is one module plus its registration (docs/plugins.md). Installed with
+``pip install --target`` (a real build of the folder, its ``simrl.envs`` entry point included), it must
+be listed and checked, run by the scripted expert, run in its (generic) world-model version under a
+perturbation schedule, with an LLM world model served on 127.0.0.1, and compared in a tiny ablation; the
+same module named by ``simrl --import`` must work without installing it, in ablate's child processes too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from simrl.testing.openai_stub import StubEndpoint
+
+ROOT = Path(__file__).resolve().parents[2]
+PLUGIN = ROOT / "tests" / "plugins" / "simrl_codebook"
+TINY = ROOT / "worlds" / "tiny.yaml"
+
+RECIPE = """\
+name: codebook-tiny
+description: The codebook plugin's three arms; a mechanics check, not an experiment.
+world: {{spec: {spec}, seed: 0, eval_worlds: [1000]}}
+env: {{id: codebook}}
+arms:
+  real: {{environment: real}}
+  sim-uncontrolled: {{environment: world_model, backend: oracle}}
+  sim-controlled: {{environment: world_model, backend: oracle, schedule: gentle, mode: inject}}
+policy: {{kind: scorer, dim: 16, buckets: 1024}}
+trainer: {{kind: embedded, checkpoint_every: 2}}
+budget: {{steps: 2, group_size: 2, batch: 1, max_turns: 6}}
+warm_start: {{demos: 2, epochs: 1}}
+evaluation: {{split: test, trials: 1, greedy: true}}
+primary: {{a: sim-controlled, b: sim-uncontrolled, metric: success}}
+seeds: {seeds}
+"""
+
+
+def _simrl(args: list[str], path: Path, cwd: Path, check: bool = True, **env: str) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if k != "SIMRL_IMPORT"} | {"PYTHONPATH": str(path)} | env
+    proc = subprocess.run([sys.executable, "-m", "simrl.cli.main", *args], capture_output=True, text=True,
+                          cwd=cwd, env=environ, timeout=600)
+    if check:
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    """The plugin package, built and installed by pip into a folder (put on PYTHONPATH by the tests)."""
+    target = tmp_path_factory.mktemp("site")
+    build = tmp_path_factory.mktemp("src") / "simrl_codebook"
+    shutil.copytree(PLUGIN, build, ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                           "--no-index", "--target", str(target), str(build)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert list(target.glob("simrl_codebook-*.dist-info/entry_points.txt"))
+    return target
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("cbworld") / "tiny-0"
+    subprocess.run([sys.executable, "-m", "simrl.cli.main", "world", "generate", str(TINY), "--seed", "0",
+                    "--out", str(out)], check=True, capture_output=True)
+    return out
+
+
+def test_installed_plugin_is_listed_checked_and_rolled_out(installed, world, tmp_path):
+    listed = _simrl(["env", "list"], installed, tmp_path).stdout
+    assert "codebook" in listed and "lookup(word)" in listed
+    for backend in ("real", "oracle"):
+        checked = _simrl(["env", "check", "codebook", "--world", str(world), "--world-model", backend],
+                         installed, tmp_path).stdout
+        assert checked.count(" ok ") == 4 and "FAIL" not in checked
+
+    real = tmp_path / "real.jsonl"
+    _simrl(["rollout", "--env", "codebook", "--world", str(world), "--split", "train", "-o", str(real)],
+           installed, tmp_path)
+    trajs = _lines(real)
+    assert len(trajs) == 8 and all(t["env_id"] == "codebook" and t["backend"] == "real" for t in trajs)
+    assert all(t["status"] == "success" for t in trajs)  # the plugin's expert and its own reward
+
+    sim = tmp_path / "sim.jsonl"
+    _simrl(["rollout", "--env", "codebook", "--world", str(world), "--split", "train", "--world-model", "oracle",
+            "--schedule", "fault-heavy", "--perturb-seed", "3", "-o", str(sim)], installed, tmp_path)
+    trajs = _lines(sim)
+    assert len(trajs) == 8 and all(t["backend"] == "oracle" for t in trajs)
+    applied = [p for t in trajs for turn in t["turns"] for p in turn["step"]["info"].get("perturbations", [])]
+    assert applied, "the schedule perturbed no call of the world-model version"
+    # the generic oracle is the real environment itself: clean calls answer as the real codebook does
+    real_codes = {t["task_id"]: t["turns"][0]["step"]["observation"]["text"] for t in _lines(real)}
+    clean = [t for t in trajs if not t["turns"][0]["step"]["info"].get("perturbations")]
+    assert clean and all(t["turns"][0]["step"]["observation"]["text"] == real_codes[t["task_id"]] for t in clean)
+
+
+def test_installed_plugin_runs_a_tiny_ablation(installed, tmp_path):
+    recipe = tmp_path / "codebook.yaml"
+    recipe.write_text(RECIPE.format(spec=TINY, seeds="[0, 1]"))
+    _simrl(["ablate", str(recipe), "--out", str(tmp_path / "out")], installed, tmp_path)
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "codebook" in report and "sim-controlled" in report
+    runs = [tmp_path / "out" / arm / f"seed-{s}" for arm in ("real", "sim-uncontrolled", "sim-controlled") for s in (0, 1)]
+    assert all((run / "final.pt").is_file() for run in runs), sorted(p.name for p in (tmp_path / "out").iterdir())
+
+
+def test_import_option_loads_an_uninstalled_module_in_every_process(world, tmp_path):
+    plain = tmp_path / "mods"
+    plain.mkdir()
+    shutil.copy(PLUGIN / "simrl_codebook.py", plain / "simrl_codebook.py")
+    assert "codebook" not in _simrl(["env", "list"], plain, tmp_path).stdout  # no entry point: not loaded
+    assert "codebook" in _simrl(["--import", "simrl_codebook", "env", "list"], plain, tmp_path).stdout
+
+    bad = _simrl(["--import", "no_such_module_xyz", "env", "list"], plain, tmp_path, check=False)
+    assert bad.returncode == 2 and "no_such_module_xyz" in bad.stderr and "Traceback" not in bad.stderr
+    unknown = _simrl(["rollout", "--env", "codebook", "--world", str(world), "-o", str(tmp_path / "x.jsonl")],
+                     plain, tmp_path, check=False)
+    assert unknown.returncode == 2 and "--import" in unknown.stderr
+
+    recipe = tmp_path / "codebook.yaml"
+    recipe.write_text(RECIPE.format(spec=TINY, seeds="[0]"))
+    _simrl(["--import", "simrl_codebook", "ablate", str(recipe), "--out", str(tmp_path / "out")], plain, tmp_path)
+    assert (tmp_path / "out" / "report.md").is_file()
+
+
+def test_llm_world_model_of_a_plugin_environment(world, tmp_path):
+    """The generic world-model version with an LLM (a stub endpoint): the tools in its prompt, its
+    predictions as the observations, and a prediction leaking the simulation's hidden text is refused."""
+    plain = tmp_path / "mods"
+    plain.mkdir()
+    shutil.copy(PLUGIN / "simrl_codebook.py", plain / "simrl_codebook.py")
+
+    def respond(request: dict) -> str:
+        return '<think>ok</think><predicted_observation>{"word": "amber", "code": "Z999"}</predicted_observation>'
+
+    with StubEndpoint(respond) as endpoint:
+        out = tmp_path / "llm.jsonl"
+        _simrl(["--import", "simrl_codebook", "rollout", "--env", "codebook", "--world", str(world), "--split",
+                "dev", "--world-model", "openai:stub-model", "--wm-base-url", endpoint.url, "-o", str(out)],
+               plain, tmp_path)
+        system = endpoint.requests[0]["messages"][0]["content"]
+    trajs = _lines(out)
+    assert trajs and all(t["backend"] == "openai" for t in trajs)
+    assert "lookup" in system and "list_words" in system
+    first = trajs[0]["turns"][0]["step"]["observation"]["text"]
+    assert first == '{"word": "amber", "code": "Z999"}'  # the model's prediction, not the real codebook
+    assert all(t["status"] == "failure" for t in trajs)  # the expert answers the predicted code: wrong

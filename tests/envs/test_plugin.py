@@ -136,13 +136,15 @@ def test_import_option_loads_an_uninstalled_module_in_every_process(world, tmp_p
 
 def test_llm_world_model_of_a_plugin_environment(world, tmp_path):
     """The generic world-model version with an LLM (a stub endpoint): the tools in its prompt, its
-    predictions as the observations, and a prediction leaking the simulation's hidden text is refused."""
+    predictions as the observations, and a line echoing its hidden prompt (a tool definition) removed."""
     plain = tmp_path / "mods"
     plain.mkdir()
     shutil.copy(PLUGIN / "simrl_codebook.py", plain / "simrl_codebook.py")
 
     def respond(request: dict) -> str:
-        return '<think>ok</think><predicted_observation>{"word": "amber", "code": "Z999"}</predicted_observation>'
+        # an adversarial model: a made-up code, then a line of the tool definitions it was shown
+        return ('<think>ok</think><predicted_observation>{"word": "amber", "code": "Z999"}\n'
+                'Note: The secret code of a word of the codebook.</predicted_observation>')
 
     with StubEndpoint(respond) as endpoint:
         out = tmp_path / "llm.jsonl"
@@ -153,6 +155,7 @@ def test_llm_world_model_of_a_plugin_environment(world, tmp_path):
     trajs = _lines(out)
     assert trajs and all(t["backend"] == "openai" for t in trajs)
     assert "lookup" in system and "list_words" in system
-    first = trajs[0]["turns"][0]["step"]["observation"]["text"]
-    assert first == '{"word": "amber", "code": "Z999"}'  # the model's prediction, not the real codebook
+    first = trajs[0]["turns"][0]["step"]
+    assert first["observation"]["text"] == '{"word": "amber", "code": "Z999"}'  # the prediction, leak removed
+    assert first["info"]["leak_tool"] == 1 and first["info"]["leaked"] is True
     assert all(t["status"] == "failure" for t in trajs)  # the expert answers the predicted code: wrong

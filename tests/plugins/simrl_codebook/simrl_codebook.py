@@ -16,7 +16,7 @@ import json
 import random
 from pathlib import Path
 
-from simrl.envs.base import Environment, EnvSpec, register, unavailable_step
+from simrl.envs.base import Environment, EnvSpec, register, render_contents, unavailable_step
 from simrl.types import Action, Observation, Step, ToolResult, Turn
 from simrl.world.schema import Evidence, QAGold, Task
 
@@ -107,7 +107,7 @@ class CodebookEnv(Environment):
                         info=info | {"turns": self._turns})
         results = [self._call(c.name, dict(c.arguments)).model_copy(update={"call_id": c.call_id})
                    for c in action.tool_calls]
-        text = "\n\n".join(r.content for r in results) or "Error: the action has neither tool calls nor an answer"
+        text = render_contents(results) or "Error: the action has neither tool calls nor an answer"
         truncated = self.max_turns is not None and self._turns >= self.max_turns
         self._done = truncated
         return Step(observation=Observation(text=text, results=results), truncated=truncated,
@@ -145,5 +145,5 @@ def expert(world: Path | None, tasks: list[Task]) -> CodebookExpert:
 register(EnvSpec(
     id=ENV_ID, factory=CodebookEnv, needs_world=True,
     description="a world's secret codebook (plugin example): lookup(word), list_words(cursor)",
-    task_types=("codebook",), tools=TOOLS, score_final=score, load_tasks=load_tasks,
+    task_types=("codebook",), tools=TOOLS, render=render_contents, score_final=score, load_tasks=load_tasks,
     expert="simrl_codebook:expert"))

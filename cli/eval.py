@@ -154,10 +154,14 @@ def _setup(recipe, env, world, split, trials, n, max_turns, transport, fault_rat
         tasks = runs.world_tasks(rec, world, split)[:n]
     else:
         if env is None:
-            raise SimrlError("give --env ID (search, mcp-world, bfcl) or --recipe RECIPE")
+            raise SimrlError("give --env ID (see `simrl env list`) or --recipe RECIPE")
         tasks = episode_tasks(env, world, split or SPLIT, n)
-    if (transport is not None or fault_rate is not None) and env != "mcp-world":
-        raise SimrlError(f"--transport and --fault-rate are options of mcp-world, not {env}")
+    given = [k for k, v in (("transport", transport), ("fault_rate", fault_rate)) if v is not None]
+    if given:
+        from simrl.envs.registry import option_error
+
+        if (why := option_error(env, given)) is not None:
+            raise SimrlError(f"--{' and --'.join(k.replace('_', '-') for k in given)}: {why}")
     options |= {k: v for k, v in (("transport", transport), ("fault_rate", fault_rate)) if v is not None}
     if world is not None:
         options["world"] = world

@@ -109,8 +109,8 @@ def rollout(
                          "another file")
     tasks = episode_tasks(env, world, split, n)
     kinds = env_task_types()[env] or tuple(dict.fromkeys(t.type for t in tasks))
-    pol = make_policy(policy, env, world, tasks)
     options = env_options(env, world, server_command, server_url)
+    pol = make_policy(policy, env, world, tasks)
     options |= wm_options(world_model, wm_model, wm_base_url, wm_api_key, wm_cache, wm_replay, wm_prompt,
                           wm_temperature)
     if world is not None and world_model != "real":

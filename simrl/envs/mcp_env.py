@@ -370,13 +370,12 @@ WRITE_TOOLS = frozenset({"update_record", "add_membership", "end_membership", "a
 register(EnvSpec(
     id="mcp", factory=MCPEnv, needs_server=True,
     description="any MCP server as tools: stdio command (server_command=...) or streamable HTTP URL (server_url=...)",
-    world_model="simrl.wm.factory:make_wm_env",
     wm_adapter=WorldModelAdapter(tool_list=truth.mcp_tool_list, domain="mcp")))
 register(EnvSpec(
     id="mcp-world", factory=make_world_env,
     description="a world's record server (simrl serve mcp): paged search, validated writes, "
                 "fresh records per episode (world=...; transport=stdio | inprocess)",
     task_types=("records",), write_tools=WRITE_TOOLS, needs_world=True,
-    world_model="simrl.wm.factory:make_wm_env",
+    options=frozenset({"transport", "fault_rate", "fault_delay", "call_timeout", "connect_timeout", "max_steps"}),
     wm_adapter=WorldModelAdapter(tool_list=truth.records_tool_list, domain="mcp", episode_truth=truth.records_truth),
     expert="simrl.policies.records_expert:RecordsExpert"))

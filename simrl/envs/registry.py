@@ -138,6 +138,9 @@ class EnvSpec:
         probe_task: ``() -> Task``: the task ``simrl env check`` uses when its tasks are not in a world.
         needs_world: the factory needs ``world=`` (a world folder).
         needs_server: the factory needs ``server_command=`` or ``server_url=`` (a real MCP server).
+        options: keyword options of the real factory that a recipe's ``real:`` section and the CLI
+            (``--transport``, ``--fault-rate``) may set, beyond ``world`` (``mcp-world``: ``transport``,
+            ``fault_rate``, ...); :func:`option_error` checks them.
         world_model: ``"module:function"`` making the world-model version:
             ``function(env_id, world_model, **options) -> Environment``; default: simrl's generic
             :class:`~simrl.wm.env.WorldModelEnv` maker (:data:`GENERIC_WORLD_MODEL`); None: none.
@@ -158,6 +161,7 @@ class EnvSpec:
     probe_task: Callable[[], Task] | None = None
     needs_world: bool = False
     needs_server: bool = False
+    options: frozenset[str] = frozenset()
     world_model: str | None = GENERIC_WORLD_MODEL
     wm_adapter: WorldModelAdapter | None = None
     expert: str | None = None
@@ -198,6 +202,20 @@ def spec(env_id: str) -> EnvSpec:
 def find_spec(env_id: str) -> EnvSpec | None:
     """The spec of ``env_id``, or None when it is not registered (a test's stand-in environment)."""
     return specs().get(env_id)
+
+
+def option_error(env_id: str, names: list[str] | tuple[str, ...]) -> str | None:
+    """Why ``env_id``'s real factory does not take the options ``names`` (None when it takes them all).
+
+    The message names the environments that do take them (from the registry's ``options``).
+    """
+    env_options = spec(env_id).options
+    missing = [n for n in names if n not in env_options]
+    if not missing:
+        return None
+    takers = [k for k, s in specs().items() if set(missing) <= s.options]
+    return (f"{', '.join(missing)} {'is not an option' if len(missing) == 1 else 'are not options'} of environment "
+            f"{env_id!r}" + (f" (they are options of {', '.join(takers)})" if takers else ""))
 
 
 def write_tools() -> frozenset[str]:

@@ -125,7 +125,7 @@ def _invalid_arguments(name: str, reason: str) -> str:
 register(EnvSpec(
     id="search", factory=SearchEnv, description="Search over a world's corpus (web_search, web_extractor; bm25s)",
     task_types=("qa", "table"), tools=tuple(SEARCH_TOOLS), render=render_contents, needs_world=True,
-    world_model="simrl.wm.factory:make_wm_env",
+    options=frozenset({"max_turns"}),
     wm_adapter=WorldModelAdapter(tool_list=truth.search_tool_list, domain="search", shared_truth=truth.search_truth,
                                  unknown_tool=_unknown_tool, invalid_arguments=_invalid_arguments,
                                  default_max_turns=20),

@@ -132,8 +132,12 @@ class Recipe(BaseModel):
                              "(not 'worlds' or 'cache', which name run folders)")
         if len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
             raise ValueError("seeds must be distinct and >= 0")
-        if self.env.id != "mcp-world" and (self.real.transport or self.real.fault_rate):
-            raise ValueError(f"real: transport and fault_rate are options of mcp-world, not {self.env.id}")
+        set_options = [k for k in ("transport", "fault_rate") if getattr(self.real, k)] + list(self.real.options)
+        if set_options:
+            from simrl.envs.registry import option_error
+
+            if (why := option_error(self.env.id, set_options)) is not None:
+                raise ValueError(f"real: {why}")
         if self.trainer.kind == "embedded" and self.policy.kind != "scorer":
             raise ValueError("the embedded trainer trains the scorer policy; for an llm policy set "
                              "trainer.kind: trl (one node) or verl (Ray cluster)")

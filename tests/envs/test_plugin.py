@@ -159,3 +159,30 @@ def test_llm_world_model_of_a_plugin_environment(world, tmp_path):
     assert first["observation"]["text"] == '{"word": "amber", "code": "Z999"}'  # the prediction, leak removed
     assert first["info"]["leak_tool"] == 1 and first["info"]["leaked"] is True
     assert all(t["status"] == "failure" for t in trajs)  # the expert answers the predicted code: wrong
+
+
+def test_rollout_on_any_mcp_server_by_command(world, tmp_path):
+    """``--env mcp --server-command``: a real MCP server started per episode (here a world's record
+    server, ``simrl serve mcp``), the world's tasks, and an LLM policy (a stub endpoint) calling its tools."""
+
+    def policy(request: dict) -> dict | str:
+        if request["messages"][-1]["role"] == "tool":
+            return "<answer>unknown</answer>"
+        assert "find_by_name" in {t["function"]["name"] for t in request["tools"]}  # the server's own listing
+        return {"content": None, "tool_calls": [{"id": "c1", "type": "function", "function": {
+            "name": "find_by_name", "arguments": json.dumps({"name": "a"})}}]}
+
+    command = f"{sys.executable} -m simrl.cli.main serve mcp --world {world}"
+    out = tmp_path / "mcp.jsonl"
+    with StubEndpoint(policy) as endpoint:
+        _simrl(["rollout", "--env", "mcp", "--server-command", command, "--world", str(world), "--split", "dev",
+                "-n", "2", "-p", f"openai:{endpoint.url}#stub-model", "-o", str(out)], tmp_path, tmp_path)
+    trajs = _lines(out)
+    assert len(trajs) == 2 and all(t["env_id"] == "mcp" and t["task_id"].startswith("tiny-0-") for t in trajs)
+    first = trajs[0]["turns"][0]["step"]["observation"]
+    assert first["results"][0]["name"] == "find_by_name" and not first["results"][0]["is_error"]
+    assert "total" in json.loads(first["results"][0]["content"])  # the record server answered (its JSON layout)
+
+    missing = _simrl(["rollout", "--env", "mcp", "--world", str(world), "-o", str(tmp_path / "x.jsonl")],
+                     tmp_path, tmp_path, check=False)
+    assert missing.returncode == 2 and "--server-command" in missing.stderr

@@ -148,7 +148,9 @@ def tool_schemas(recipe: Any, world: Path) -> list[dict[str, Any]]:
     from simrl.experiment.runs import real_env_factory, world_tasks
 
     task = world_tasks(recipe, Path(world), None)[0]
-    if recipe.env.id == "mcp-world":
+    from simrl.envs.base import spec
+
+    if "transport" in spec(recipe.env.id).options:  # a record server: read it in process
         recipe = recipe.model_copy(update={"real": recipe.real.model_copy(update={"transport": "inprocess"})})
 
     async def read() -> list[dict[str, Any]]:

@@ -70,12 +70,36 @@ def test_a_registered_spec_is_made_listed_and_rendered(ping_spec):
     assert render("not-registered", results) == "[ping]\na\n\n[ping]\nb"  # the default MCP layout
 
 
-def test_world_model_needs_a_world_model_entry(ping_spec):
+def test_every_environment_gets_a_generic_world_model_version_unless_it_opts_out(ping_spec):
+    """A spec without a world-model adapter gets the generic one: its static tools, and the real environment
+    itself (a fresh one per episode) as the oracle's ground truth, rendered with the spec's renderer."""
+    from dataclasses import replace
+
+    from simrl.world.schema import Evidence, QAGold, Task
+
+    task = Task(task_id="t", type="qa", split="dev", prompt="ping?", gold=QAGold(answer="pong"), evidence=Evidence(),
+                hops=1, difficulty="easy", template="t")
+
+    async def episode():
+        env = make("test-ping", world_model="oracle")
+        try:
+            first = await env.reset(task)
+            step = await env.step(Action.call("ping", n=3))
+            unknown = await env.step(Action.call("nope"))
+        finally:
+            await env.close()
+        return env, first, step, unknown
+
+    env, first, step, unknown = asyncio.run(episode())
+    assert env.backend_name == "oracle" and first.tools == [TOOL]
+    assert step.observation.text == "PONG 3" and step.observation.results[0].content == "pong 3"
+    assert unknown.observation.results[0].is_error  # the environment rejects a tool it does not have
+    registry._REGISTRY["test-ping"] = replace(ping_spec, world_model=None)  # opted out, as bfcl
     with pytest.raises(SimrlError, match="no world-model version of env 'test-ping'; supported: mcp, mcp-world, search"):
         make("test-ping", world_model="oracle")
     with pytest.raises(SimrlError, match="wm_model: world-model options need world_model="):
         make("test-ping", wm_model="x")
-    assert find_spec("test-ping") is ping_spec and find_spec("nope") is None
+    assert find_spec("test-ping").world_model is None and find_spec("nope") is None
     with pytest.raises(SimrlError, match="unknown environment 'nope'; known: bfcl, mcp, mcp-world, search, test-ping"):
         make("nope")
 

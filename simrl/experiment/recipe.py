@@ -144,6 +144,17 @@ class Recipe(BaseModel):
         if self.trainer.kind in ("trl", "verl") and self.policy.kind != "llm":
             raise ValueError(f"trainer {self.trainer.kind} trains an llm policy; set policy.kind: llm and "
                              "policy.model (or use trainer.kind: embedded)")
+        simulated = {n: a for n, a in self.arms.items() if a.environment == "world_model"}
+        if simulated:
+            from simrl.wm.env_truth import oracle_envs, supported
+
+            if self.env.id not in supported():
+                raise ValueError(f"arms {sorted(simulated)} train in a world model, but environment {self.env.id!r} "
+                                 f"has no world-model version (those with one: {', '.join(supported())})")
+            oracle = sorted(n for n, a in simulated.items() if a.world_model() == "oracle")
+            if oracle and self.env.id not in oracle_envs():
+                raise ValueError(f"arms {oracle} use the oracle, but environment {self.env.id!r} has no ground "
+                                 f"truth for it (the oracle covers {', '.join(oracle_envs())})")
         if self.grid is not None:
             base = self.arms.get(self.grid.arm)
             if base is None or base.environment != "world_model":

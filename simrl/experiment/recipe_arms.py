@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from simrl.choices import PerturbMode, Transport, WorldModelName
 
@@ -59,17 +59,22 @@ class EnvRef(BaseModel):
                                   description="Task types to train and evaluate on (empty: every type the "
                                               "environment serves: mcp-world records; search qa, table).")
 
-    @model_validator(mode="after")
-    def _served(self) -> EnvRef:
+    @field_validator("id")
+    @classmethod
+    def _registered(cls, value: str) -> str:
         from simrl.envs.base import specs
 
         known = specs()
-        if self.id not in known:
-            raise ValueError(f"unknown environment {self.id!r}; registered: {', '.join(known)} (your own: "
+        if value not in known:
+            raise ValueError(f"unknown environment {value!r}; registered: {', '.join(known)} (your own: "
                              "`simrl --import MODULE`, docs/plugins.md)")
-        if not known[self.id].task_types:
-            raise ValueError(f"environment {self.id!r} declares no task types (EnvSpec.task_types): a recipe "
+        if not known[value].task_types:
+            raise ValueError(f"environment {value!r} declares no task types (EnvSpec.task_types): a recipe "
                              "trains and evaluates on the tasks its environment serves")
+        return value
+
+    @model_validator(mode="after")
+    def _served(self) -> EnvRef:
         served = served_types(self.id)
         bad = [t for t in self.task_types if t not in served]
         if bad:

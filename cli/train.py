@@ -45,11 +45,11 @@ def train(
     from rich.progress import TextColumn
     from rich.table import Table
 
+    from simrl.envs.registry import load_entry
     from simrl.experiment import runs
     from simrl.experiment.recipe import load_recipe, recipe_yaml
-    from simrl.experiment.tracking import with_report_to
-    from simrl.envs.registry import load_entry
     from simrl.experiment.recipe_training import TRAINERS
+    from simrl.experiment.tracking import with_report_to
     from simrl.progress import progress_bar
 
     rec = with_report_to(load_recipe(recipe, overrides), report_to)

@@ -45,11 +45,11 @@ from simrl.errors import SpecError
 from simrl.experiment.recipe_arms import STRICT, Arm, EnvRef, RealEnv, WorldRef
 from simrl.experiment.recipe_files import resolve_files
 from simrl.experiment.recipe_training import (
+    TRAINERS,
     Budget,
     Evaluation,
     Logging,
     PolicyConfig,
-    TRAINERS,
     TrainerConfig,
     TrlOptions,
     VerlOptions,

@@ -1,6 +1,6 @@
 """``simrl train``: train a recipe's arms with its trainer (embedded, trl or verl), or show the plan (--dry-run).
 
-The recipe's ``trainer.kind`` picks the trainer: ``embedded`` and ``trl`` train here, one run after
+The recipe's ``trainer.kind`` picks the trainer (:data:`simrl.experiment.recipe_training.TRAINERS`): ``embedded`` and ``trl`` train here, one run after
 another; ``verl`` writes the verl job (datasets, tool config, reward module, Hydra overrides) and
 launches ``verl.trainer.main_ppo`` locally, or submits it to a Ray cluster with ``--ray-address``.
 """
@@ -45,11 +45,12 @@ def train(
     from rich.progress import TextColumn
     from rich.table import Table
 
+    from simrl.envs.registry import load_entry
     from simrl.experiment import runs
     from simrl.experiment.recipe import load_recipe, recipe_yaml
+    from simrl.experiment.recipe_training import TRAINERS
     from simrl.experiment.tracking import with_report_to
     from simrl.progress import progress_bar
-    from simrl.trainers.embedded import train_arm
 
     rec = with_report_to(load_recipe(recipe, overrides), report_to)
     arms = [arm] if arm is not None else list(rec.all_arms())
@@ -58,25 +59,26 @@ def train(
     seeds = [seed if seed is not None else rec.seeds[0]]
     out = out if out is not None else Path("runs") / rec.name
     console = Console(stderr=True)
-    if ray_address is not None and rec.trainer.kind != "verl":
+    kind = TRAINERS[rec.trainer.kind]
+    if ray_address is not None and kind.launch is None:
         from simrl.errors import SimrlError
 
-        raise SimrlError(f"--ray-address is for verl recipes; {recipe} uses trainer.kind {rec.trainer.kind!r}")
-    if rec.trainer.kind == "verl":
-        from simrl.trainers.verl.launch import train_verl
-
+        launchers = [k for k, t in TRAINERS.items() if t.launch is not None]
+        raise SimrlError(f"--ray-address is for {' or '.join(launchers)} recipes; {recipe} uses trainer.kind "
+                         f"{rec.trainer.kind!r}")
+    if kind.launch is not None:  # a trainer that writes a job and runs or submits it (verl)
+        launch = load_entry(kind.launch)
         for name in arms:
             for s in seeds:
-                train_verl(rec, name, s, runs.run_dir(out, name, s), worlds=runs.worlds_dir(out), dry_run=dry_run,
-                           ray_address=ray_address, resume=resume, console=console, run_eval=evaluate)
+                launch(rec, name, s, runs.run_dir(out, name, s), worlds=runs.worlds_dir(out), dry_run=dry_run,
+                       ray_address=ray_address, resume=resume, console=console, run_eval=evaluate)
         return
     if dry_run:
         typer.echo(recipe_yaml(rec))
         _plan(rec, arms, seeds, out)
         return
-    trainer = train_arm
-    if rec.trainer.kind == "trl":
-        from simrl.trainers.trl import train_arm_trl as trainer
+    assert kind.train is not None
+    trainer = load_entry(kind.train)
     summaries = []
     with progress_bar(TextColumn("{task.fields[line]}"), console=console) as bar:
         for name in arms:
@@ -139,11 +141,12 @@ def _state(rec, files) -> str:
 
     if files.summary.exists():
         return "finished"
-    if rec.trainer.kind == "trl" and files.checkpoints.is_dir():
-        from simrl.trainers.trl import latest_trl_checkpoint
+    from simrl.envs.registry import load_entry
+    from simrl.experiment.recipe_training import TRAINERS
 
-        ckpt = latest_trl_checkpoint(files)
-        step = int(ckpt.name.rsplit("-", 1)[1]) if ckpt is not None else None
+    resume_step = TRAINERS[rec.trainer.kind].resume_step
+    if resume_step is not None:
+        step = load_entry(resume_step)(files)
     else:
         found = runs.latest_checkpoint(files) if files.started() else None
         step = found[0] if found else None

@@ -311,8 +311,12 @@ def _design(text: str) -> object:
 
 def _check(recipe: Recipe, out: Path, resume: bool, jobs: int) -> str:
     """Validate before starting anything; returns the recipe YAML to write to ``OUT/recipe.yaml``."""
-    if recipe.trainer.kind != "embedded":
-        raise SimrlError(f"trainer.kind {recipe.trainer.kind!r}: ablations run the embedded trainer only")
+    from simrl.experiment.recipe_training import TRAINERS
+
+    if not TRAINERS[recipe.trainer.kind].ablate:
+        able = [k for k, t in TRAINERS.items() if t.ablate]
+        raise SimrlError(f"trainer.kind {recipe.trainer.kind!r}: ablations run the {' or '.join(able)} trainer "
+                         "(their baselines and evaluation are the scorer policy's); train its arms with `simrl train`")
     clash = [a for a in recipe.all_arms() if a in RESERVED]
     if clash:
         raise SimrlError(f"arm name(s) {clash} are folder names of an ablation ({', '.join(RESERVED)}); rename them")

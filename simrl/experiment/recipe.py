@@ -45,6 +45,7 @@ from simrl.errors import SpecError
 from simrl.experiment.recipe_arms import STRICT, Arm, EnvRef, RealEnv, WorldRef
 from simrl.experiment.recipe_files import resolve_files
 from simrl.experiment.recipe_training import (
+    TRAINERS,
     Budget,
     Evaluation,
     Logging,
@@ -138,12 +139,11 @@ class Recipe(BaseModel):
 
             if (why := option_error(self.env.id, set_options)) is not None:
                 raise ValueError(f"real: {why}")
-        if self.trainer.kind == "embedded" and self.policy.kind != "scorer":
-            raise ValueError("the embedded trainer trains the scorer policy; for an llm policy set "
-                             "trainer.kind: trl (one node) or verl (Ray cluster)")
-        if self.trainer.kind in ("trl", "verl") and self.policy.kind != "llm":
-            raise ValueError(f"trainer {self.trainer.kind} trains an llm policy; set policy.kind: llm and "
-                             "policy.model (or use trainer.kind: embedded)")
+        trains = TRAINERS[self.trainer.kind].policy
+        if self.policy.kind != trains:
+            others = [k for k, t in TRAINERS.items() if t.policy == self.policy.kind]
+            raise ValueError(f"the {self.trainer.kind} trainer trains the {trains} policy (policy.kind: {trains}); "
+                             f"for a {self.policy.kind} policy set trainer.kind: {' or '.join(others)}")
         simulated = {n: a for n, a in self.arms.items() if a.environment == "world_model"}
         if simulated:
             from simrl.wm.env_truth import oracle_envs, supported

@@ -9,6 +9,7 @@ Part of :mod:`simrl.experiment.recipe` (import the models from there): the train
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
@@ -77,14 +78,50 @@ class TrlOptions(BaseModel):
                                                                       "(e.g. beta, loss_type).")
 
 
+@dataclass(frozen=True)
+class TrainerKind:
+    """One trainer (``trainer.kind``): the module that trains a run, and what the rest of simrl needs to know.
+
+    Attributes:
+        description: one line (the recipe field's help).
+        policy: the ``policy.kind`` it trains (``scorer`` or ``llm``).
+        train: ``"module:function"`` training one arm x seed into a run folder:
+            ``function(recipe, arm, seed, run_dir, *, resume, progress, worlds, run_eval) -> RunSummary``
+            (every trainer starts, resumes and finishes its run with :mod:`simrl.trainers.lifecycle`).
+        launch: ``"module:function"`` of a trainer that writes a job and runs or submits it instead (verl):
+            ``function(recipe, arm, seed, run_dir, *, worlds, dry_run, ray_address, resume, console, run_eval)``.
+        resume_step: ``"module:function"``: ``(RunFiles) -> step | None``, the step a resume continues from
+            (None: the embedded trainer's ``checkpoints/step-N.pt``).
+        ablate: ``simrl ablate`` can compare its runs (their checkpoints, the scorer baselines).
+    """
+
+    description: str
+    policy: str
+    train: str | None = None
+    launch: str | None = None
+    resume_step: str | None = None
+    ablate: bool = False
+
+
+TRAINERS: dict[str, TrainerKind] = {
+    "embedded": TrainerKind("the in-process CPU GRPO trainer (simrl.trainers.embedded)", "scorer",
+                            train="simrl.trainers.embedded:train_arm", ablate=True),
+    "trl": TrainerKind("TRL's GRPO trainer on one node (simrl.trainers.trl)", "llm",
+                       train="simrl.trainers.trl:train_arm_trl", resume_step="simrl.trainers.trl:resume_step"),
+    "verl": TrainerKind("verl on a Ray cluster, GPUs (simrl.trainers.verl)", "llm",
+                        launch="simrl.trainers.verl.launch:train_verl"),
+}
+"""The trainer registry: ``trainer.kind`` -> :class:`TrainerKind`. A new trainer is its module, an entry here
+and its options below (every list of trainers, and the policy each trains, is read from this registry)."""
+
+
 class TrainerConfig(BaseModel):
     """Which trainer runs the arm, and its optimiser settings."""
 
     model_config = STRICT
-    kind: Literal["embedded", "trl", "verl"] = Field(
-        default="embedded", description="embedded: the in-process CPU GRPO trainer (simrl.trainers.embedded, "
-                                        "scorer policy); trl: TRL's GRPO trainer on one node (llm policy); "
-                                        "verl: verl on a Ray cluster (llm policy, GPUs).")
+    kind: str = Field(
+        default="embedded", description="; ".join(f"{k}: {t.description}, {t.policy} policy" for k, t in TRAINERS.items())
+        + ".")
     lr: float = Field(default=0.003, gt=0, description="Adam learning rate of the GRPO updates.")
     grad_clip: float = Field(default=1.0, gt=0, description="Gradient-norm clip per update.")
     entropy_coef: float = Field(default=0.0, ge=0, description="Entropy bonus weight (0: none).")
@@ -96,6 +133,12 @@ class TrainerConfig(BaseModel):
     concurrency: int = Field(default=8, ge=1, description="Episodes in flight at once.")
     verl: VerlOptions = Field(default_factory=VerlOptions, description="verl options (kind verl).")
     trl: TrlOptions = Field(default_factory=TrlOptions, description="TRL options (kind trl).")
+
+    @model_validator(mode="after")
+    def _known(self) -> TrainerConfig:
+        if self.kind not in TRAINERS:
+            raise ValueError(f"kind {self.kind!r}: not a trainer; known: {', '.join(TRAINERS)}")
+        return self
 
 
 class Budget(BaseModel):

@@ -129,6 +129,14 @@ def latest_trl_checkpoint(files: runs.RunFiles) -> Path | None:
     return None
 
 
+def resume_step(files: runs.RunFiles) -> int | None:
+    """The step a resume of the run continues from (its newest complete checkpoint), or None."""
+    if not files.checkpoints.is_dir():
+        return None
+    ckpt = latest_trl_checkpoint(files)
+    return _checkpoint_step(ckpt) if ckpt is not None else None
+
+
 def _checkpoint_step(path: Path) -> int:
     """``global_step`` of a TRL checkpoint folder's ``trainer_state.json``."""
     return int(json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))["global_step"])

@@ -31,7 +31,7 @@ def eval_(
                                                      "override). A checkpoint inside a run folder uses the run's own "
                                                      "RUN/recipe.yaml instead.")] = None,
     env: Annotated[str | None, typer.Option("--env", "-e", parser=rollout_env, metavar="ENV",
-                                            help="Environment id: search, mcp-world or bfcl.")] = None,
+                                            help="Environment id (see `simrl env list`; your own: `simrl --import MODULE`).")] = None,
     world: Annotated[Path | None, typer.Option(help="World folder (with --recipe: default the recipe's training "
                                                     "world under runs/<recipe>/worlds).")] = None,
     split: Annotated[Split | None, typer.Option(help=f"Task split (default {SPLIT}, or the recipe's).")] = None,

@@ -247,7 +247,7 @@ def make(env_id: str, **kwargs: Any) -> Environment:
 
     Raises:
         SimrlError: unknown id (the message lists the known ones); no world-model version of the id;
-            ``wm_*`` options without a world model.
+            ``wm_*`` options without a world model; options the factory does not take (or lacks).
     """
     env_spec = spec(env_id)
     world_model = kwargs.pop("world_model", None)
@@ -259,7 +259,13 @@ def make(env_id: str, **kwargs: Any) -> Environment:
     stray = sorted(k for k in kwargs if k.startswith("wm_"))
     if stray:
         raise SimrlError(f"{', '.join(stray)}: world-model options need world_model= (not 'real')")
-    return env_spec.factory(**kwargs)
+    try:
+        return env_spec.factory(**kwargs)
+    except TypeError as err:  # an option the factory does not take, or one it needs: the caller's input
+        text = str(err)
+        if "keyword argument" in text or "required positional argument" in text:
+            raise SimrlError(f"environment {env_id!r} cannot be made with options {sorted(kwargs)}: {text}") from None
+        raise
 
 
 def wm_adapter_of(env_spec: EnvSpec) -> WorldModelAdapter | None:

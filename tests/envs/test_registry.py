@@ -61,6 +61,8 @@ def ping_spec():
 def test_a_registered_spec_is_made_listed_and_rendered(ping_spec):
     assert registered()["test-ping"] == "a test env" and spec("test-ping") is ping_spec
     assert "save_ping" in write_tools() and {"update_record", "appoint_ceo"} <= write_tools()
+    with pytest.raises(SimrlError, match=r"environment 'test-ping' cannot be made with options \['bogus'\]"):
+        make("test-ping", bogus=1)  # a factory's TypeError for the caller's option: one clear error
     env = make("test-ping", prefix="pang")
     assert isinstance(env, Ping) and env.prefix == "pang"
     step = asyncio.run(env.step(Action.call("ping", n=3)))

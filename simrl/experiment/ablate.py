@@ -222,10 +222,32 @@ def comparisons(recipe: Recipe, baselines: Sequence[str]) -> list[tuple[str, str
 
 
 def environments(recipe: Recipe) -> dict[str, dict[str, str]]:
-    """Arm -> ``{kind, description, world_model}``: :func:`arm_kind`, the arm's ``description`` (when the
-    recipe gives one) and its backend (``real``, ``oracle``, ``openai``...), for the report."""
-    return {n: {"kind": arm_kind(a), "description": str(getattr(a, "description", "") or ""),
-                "world_model": a.world_model()} for n, a in recipe.all_arms().items()}
+    """Arm -> ``{kind, description, world_model}``: :func:`arm_kind`, what the arm's environment is in
+    words (:func:`arm_description`) and its backend (``real``, ``oracle``, ``openai``...), for the report."""
+    return {n: {"kind": arm_kind(a), "description": arm_description(recipe, a), "world_model": a.world_model()}
+            for n, a in recipe.all_arms().items()}
+
+
+def arm_description(recipe: Recipe, arm: Arm) -> str:
+    """What ``arm`` trains in, in words: the real environment and its options, or the world model (the
+    oracle: the ground truth, a perfect simulator) and its schedule's own ``description``."""
+    if arm.environment == "real":
+        options = ", ".join(f"{k}={v}" for k, v in recipe.real.make_options().items())
+        return f"the real {recipe.env.id} environment" + (f" ({options})" if options else "")
+    backend = arm.world_model()
+    text = ("the oracle: the environment's ground truth served without page limits or faults, a perfect "
+            "simulator, not a language model" if backend == "oracle"
+            else f"the {backend} world model" + (f" {arm.model}" if arm.model else ""))
+    if arm.schedule:
+        from simrl.errors import SpecError
+        from simrl.perturb.schedule import load_schedule
+
+        try:
+            about = " ".join(load_schedule(arm.schedule).description.split())
+        except SpecError:
+            about = ""
+        text += f"; perturbations ({arm.mode}): {about or Path(arm.schedule).stem}"
+    return text
 
 
 def _eval_job(kind: str, recipe: Recipe, folder: str, seed: int, worlds: str, warmstart: str | None) -> EvalResult:

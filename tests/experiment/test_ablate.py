@@ -75,8 +75,9 @@ def test_plan_and_comparisons(tmp_path):
     alone = parse_recipe({**data, "arms": {"real": {"environment": "real"}}, "grid": None})
     assert (primary(alone, ["untrained", "warmstart"])["a"], primary(alone, ["untrained", "warmstart"])["b"]) == \
         ("real", "warmstart")
-    assert environments(rec)["ctl"] == {"kind": "world model (oracle) + gentle (inject)", "description": "",
-                                        "world_model": "oracle"}
+    ctl = environments(rec)["ctl"]
+    assert ctl["kind"] == "world model (oracle) + gentle (inject)" and ctl["world_model"] == "oracle"
+    assert ctl["description"].startswith("the oracle: ") and "; perturbations (inject): " in ctl["description"]
     assert arm_kind(rec.arm("ctl")) == "world model (oracle) + gentle (inject)" and arm_kind(rec.arm("real")) == "real"
     cmd = train_command(tmp_path / "r.yaml", jobs[0], tmp_path, True)
     assert cmd[1:] == ["-m", "simrl.cli.main", "train", str(tmp_path / "r.yaml"), "--arm", "real", "--seed", "3",
@@ -153,3 +154,16 @@ def test_ablation_end_to_end_with_a_failed_run_then_resume(tmp_path):
     assert calls == [("sim-uncontrolled", 1)]  # finished runs are skipped, the failed one runs again
     assert not again["arms"]["sim-uncontrolled"]["failed"] and again["arms"]["sim-uncontrolled"]["metrics"]["success"]["n"] == 2
     assert again["baselines"]["untrained"]["seeds"] == report["baselines"]["untrained"]["seeds"]  # reused
+
+
+def test_the_report_says_what_each_arm_trains_in():
+    from simrl.experiment.ablate import environments
+    from simrl.experiment.recipe import load_recipe
+    from simrl.perturb.schedule import load_schedule
+
+    quick = load_recipe(Path(__file__).resolve().parents[2] / "recipes" / "quickstart.yaml")
+    described = {arm: env["description"] for arm, env in environments(quick).items()}
+    assert described["real"] == "the real mcp-world environment (transport=inprocess, fault_rate=0.1)"
+    assert "not a language model" in described["sim-uncontrolled"] and "perturbations" not in described["sim-uncontrolled"]
+    schedule = " ".join(load_schedule("records-edge-cases").description.split())
+    assert described["sim-controlled"].endswith(f"; perturbations (inject): {schedule}")

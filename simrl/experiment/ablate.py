@@ -257,17 +257,30 @@ def _eval_job(kind: str, recipe: Recipe, folder: str, seed: int, worlds: str, wa
     return evaluate_baseline(recipe, kind, seed, folder, worlds=worlds, warmstart=warmstart)
 
 
+def _eval_worker() -> None:
+    """Initialise an evaluation process: one torch thread (the scorer policy's ops are tiny; more threads
+    only contend with the other evaluations)."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def _run_evals(todo: list[tuple[tuple, tuple]], jobs: int, console: Any) -> dict[tuple, EvalResult | Exception]:
-    """Run :func:`_eval_job` for each ``(key, args)`` in this process, ``jobs`` threads at once (each
-    evaluation runs its own event loop; environments and policies are per job)."""
-    from concurrent.futures import ThreadPoolExecutor, as_completed
+    """Run :func:`_eval_job` for each ``(key, args)``, ``jobs`` processes at once (spawned: evaluations are
+    CPU-bound Python, which threads would run one at a time; each has its own event loop, environments,
+    policy and episode seeds, so the results do not depend on how many run at once)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     from simrl.progress import progress_bar
 
     out: dict[tuple, EvalResult | Exception] = {}
     if not todo:
         return out
-    with progress_bar(console=console) as bar, ThreadPoolExecutor(max_workers=max(1, min(jobs, len(todo)))) as pool:
+    workers = max(1, min(jobs, len(todo)))
+    pool_of = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                  initializer=_eval_worker)
+    with progress_bar(console=console) as bar, pool_of as pool:
         task = bar.add_task("held-out evaluations (baselines, runs without one)", total=len(todo))
         futures = {pool.submit(_eval_job, *args): key for key, args in todo}
         for fut in as_completed(futures):

@@ -236,9 +236,14 @@ def _oracle_jobs(transitions: Sequence[Transition], world: Path | None, episode:
     """One replay job per episode the oracle covers, and a ``skipped`` row for each transition it does not."""
     tasks = {}
     if world is not None:
+        from simrl.envs.base import find_spec
         from simrl.world.io import load_tasks
 
         tasks = {t.task_id: t for t in load_tasks(world)}
+        for env_id in sorted({tr.env_id for tr in transitions if tr.env_id}):  # environments with their own tasks
+            found = find_spec(env_id)
+            if found is not None and found.load_tasks is not None and found.world_model is not None:
+                tasks |= {t.task_id: t for split in ("train", "dev", "test") for t in found.load_tasks(world, split, None)}
     jobs: list = []
     groups: dict[str, list[Transition]] = defaultdict(list)
     for tr in transitions:

@@ -91,6 +91,11 @@ def test_installed_plugin_is_listed_checked_and_rolled_out(installed, world, tmp
     trajs = _lines(real)
     assert len(trajs) == 8 and all(t["env_id"] == "codebook" and t["backend"] == "real" for t in trajs)
     assert all(t["status"] == "success" for t in trajs)  # the plugin's expert and its own reward
+    fidelity = tmp_path / "fidelity"  # its real transitions replayed on its oracle (the real environment)
+    _simrl(["wm", "eval", "--trajectories", str(real), "--world", str(world), "--world-model", "oracle", "--out",
+            str(fidelity)], installed, tmp_path)
+    oracle = json.loads((fidelity / "scores.json").read_text())["oracle"]
+    assert oracle["n"] == 8 and oracle["skipped"] == {} and oracle["factuality"] == 100.0
 
     sim = tmp_path / "sim.jsonl"
     _simrl(["rollout", "--env", "codebook", "--world", str(world), "--split", "train", "--world-model", "oracle",

@@ -171,9 +171,25 @@ _REGISTRY: dict[str, EnvSpec] = {}
 
 
 def register(env_spec: EnvSpec) -> EnvSpec:
-    """Register ``env_spec`` under its id (a later registration of the same id replaces it)."""
+    """Register ``env_spec`` under its id.
+
+    A later registration of the same id from the same module replaces it (a reloaded module); one from
+    another module is refused, so a plugin cannot silently replace a built-in environment or another
+    plugin's.
+
+    Raises:
+        SimrlError: the id is taken by an environment of another module.
+    """
+    old = _REGISTRY.get(env_spec.id)
+    if old is not None and _owner(old) != _owner(env_spec):
+        raise SimrlError(f"environment id {env_spec.id!r} is already registered by {_owner(old)}; "
+                         f"{_owner(env_spec)} must register its environment under another id")
     _REGISTRY[env_spec.id] = env_spec
     return env_spec
+
+
+def _owner(env_spec: EnvSpec) -> str:
+    return getattr(env_spec.factory, "__module__", None) or "?"
 
 
 def specs() -> dict[str, EnvSpec]:

@@ -154,3 +154,14 @@ def test_task_types_come_from_the_specs():
 
     assert env_task_types() == {k: s.task_types for k, s in registry.specs().items()}
     assert env_task_types()["bfcl"] == ("bfcl",) and env_task_types()["mcp"] == ()
+
+
+def test_a_plugin_cannot_take_a_registered_id(ping_spec):
+    def other_factory(**options):
+        return Ping()
+
+    other_factory.__module__ = "someone_elses_plugin"
+    with pytest.raises(SimrlError, match="environment id 'search' is already registered by simrl.envs.search"):
+        register(EnvSpec(id="search", factory=other_factory, description="impostor"))
+    assert spec("search").factory.__module__ == "simrl.envs.search"
+    assert register(EnvSpec(id="test-ping", factory=Ping, description="again")).description == "again"  # same module

@@ -191,3 +191,16 @@ def test_rollout_on_any_mcp_server_by_command(world, tmp_path):
     missing = _simrl(["rollout", "--env", "mcp", "--world", str(world), "-o", str(tmp_path / "x.jsonl")],
                      tmp_path, tmp_path, check=False)
     assert missing.returncode == 2 and "--server-command" in missing.stderr
+
+
+def test_a_broken_plugin_is_one_clear_error(tmp_path):
+    """An installed entry point whose module fails to import: every command says which plugin, exit 2."""
+    site = tmp_path / "site"
+    info = site / "broken_plugin-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[simrl.envs]\nbroken = broken_plugin_module\n")
+    (site / "broken_plugin_module.py").write_text("raise RuntimeError('plugin bug')\n")
+    out = _simrl(["env", "list"], site, tmp_path, check=False)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "environment plugin 'broken' (broken_plugin_module" in out.stderr and "plugin bug" in out.stderr

@@ -75,6 +75,27 @@ def test_unseen_tool_set_schema_only():
     assert {"2", "7", "tk:2", "2023-05-06"} <= answers  # count, sum of cost, earliest opened (its id and date)
 
 
+def test_a_tool_that_requires_nothing_is_tried_with_each_scalar_parameter_alone():
+    """``search``'s web_search takes exactly one of query / queries (a schema's `required` cannot say so): the
+    candidates call it with the prompt's values as the query, then fetch observed URLs, then answer with a
+    page's link texts: searching is expressible from the schemas alone."""
+    from simrl.envs.search_tools import SEARCH_TOOLS
+
+    view = {"task_id": "t", "type": "qa", "prompt": "Who created the film Wandering Into?"}
+    initial = Observation(text=view["prompt"], tools=SEARCH_TOOLS)
+    first = candidate_actions(view, initial, [])
+    assert Action.call("web_search", query="Wandering Into") in first
+    assert Action.call("web_search") in first and not any(
+        c.arguments.get("queries") for a in first for c in a.tool_calls)  # arrays are not filled alone
+    hits = "A search for 'Wandering Into' found 1 results:\n\n[1] https://w.example/wiki/Wandering_Into\nTitle: x"
+    searched = [_turn(Action.call("web_search", query="Wandering Into"), hits)]
+    assert Action.call("web_extractor", url="https://w.example/wiki/Wandering_Into") in candidate_actions(
+        view, initial, searched)
+    page = "# Wandering Into\n\n| Creator | [Ada Quill](https://w.example/wiki/Ada_Quill) |"
+    fetched = searched + [_turn(Action.call("web_extractor", url="https://w.example/wiki/Wandering_Into"), page)]
+    assert "Ada Quill" in {a.answer for a in candidate_actions(view, initial, fetched) if a.is_final}
+
+
 def test_recovery_is_expressible_after_an_error():
     view, initial, turns = _episode()
     failed = _turn(Action.call("list_tickets", customer_id="cust:0042", status="open"),

@@ -323,6 +323,7 @@ def import_plugins(modules: list[str] | tuple[str, ...] = ()) -> None:
         SimrlError: a module cannot be imported (the message names it and the error).
     """
     named = [m.strip() for m in os.environ.get(IMPORT_ENV_VAR, "").split(",")] + list(modules)
+    _import_builtin()  # first: an id a plugin takes from a built-in is the plugin's error, not the built-in's
     for module in dict.fromkeys(m for m in named if m):
         if module in _loaded_plugins:
             continue
@@ -352,11 +353,15 @@ def _load_entry_points() -> None:
 def _load_builtin() -> None:
     """Import the built-in environment modules and the plugins so they register themselves (lazily,
     on first use)."""
+    _import_builtin()
+    _load_entry_points()
+    import_plugins()
+
+
+def _import_builtin() -> None:
     for module in BUILTIN_MODULES:
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as err:  # a module not written yet must not hide the others
             if err.name != module:
                 raise
-    _load_entry_points()
-    import_plugins()

@@ -13,12 +13,34 @@ app = typer.Typer(help="List registered environments and check them with the env
 
 
 @app.command("list")
-def list_envs() -> None:
-    """List the registered environment ids."""
+def list_envs(
+    wide: Annotated[bool, typer.Option("--wide", "-w", help="Also show each environment's task types, whether it "
+                                                            "has a world-model version and an oracle, and the "
+                                                            "module that registered it (a plugin's).")] = False,
+) -> None:
+    """List the registered environments (built-in, installed plugins, and `simrl --import` modules).
+
+    Example: simrl env list --wide
+    """
     from simrl.envs.base import registered
 
-    for env_id, description in registered().items():
-        typer.echo(f"{env_id:12s} {description}")
+    if not wide:
+        for env_id, description in registered().items():
+            typer.echo(f"{env_id:12s} {description}")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    from simrl.envs.base import specs
+    from simrl.wm.env_truth import oracle_envs, supported
+
+    simulated, oracle = set(supported()), set(oracle_envs())
+    table = Table("id", "task types", "world model", "oracle", "module", "description")
+    for env_id, env_spec in specs().items():
+        table.add_row(env_id, ", ".join(env_spec.task_types) or "any (a world's)",
+                      "yes" if env_id in simulated else "no", "yes" if env_id in oracle else "no",
+                      getattr(env_spec.factory, "__module__", "?"), env_spec.description)
+    Console(width=200).print(table)
 
 
 def env_options(env_id: str, world: Path | None, server_command: str | None, server_url: str | None) -> dict:

@@ -257,11 +257,15 @@ def _eval_job(kind: str, recipe: Recipe, folder: str, seed: int, worlds: str, wa
     return evaluate_baseline(recipe, kind, seed, folder, worlds=worlds, warmstart=warmstart)
 
 
-def _eval_worker() -> None:
-    """Initialise an evaluation process: one torch thread (the scorer policy's ops are tiny; more threads
-    only contend with the other evaluations)."""
+def _eval_worker(parent: int) -> None:
+    """Initialise an evaluation process: it dies with the ablation (``parent``: a ``kill -9`` of it leaves
+    no worker behind, :func:`simrl.experiment.children.die_with`), and one torch thread (the scorer
+    policy's ops are tiny; more threads only contend with the other evaluations)."""
     import torch
 
+    from simrl.experiment.children import die_with
+
+    die_with(parent)
     torch.set_num_threads(1)
 
 
@@ -279,7 +283,7 @@ def _run_evals(todo: list[tuple[tuple, tuple]], jobs: int, console: Any) -> dict
         return out
     workers = max(1, min(jobs, len(todo)))
     pool_of = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                  initializer=_eval_worker)
+                                  initializer=_eval_worker, initargs=(os.getpid(),))
     with progress_bar(console=console) as bar, pool_of as pool:
         task = bar.add_task("held-out evaluations (baselines, runs without one)", total=len(todo))
         futures = {pool.submit(_eval_job, *args): key for key, args in todo}

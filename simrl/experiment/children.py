@@ -43,6 +43,20 @@ def _die_with_parent() -> Callable[[], None] | None:
     return preexec
 
 
+def die_with(parent: int) -> None:
+    """In a child already running (a process pool's worker): get SIGTERM when ``parent`` dies (Linux; a
+    no-op elsewhere), and stop now if it already has."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return
+    prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def popen(argv: list[str], **kwargs: Any) -> subprocess.Popen:
     """``subprocess.Popen(argv, **kwargs)`` in a new process group, dying with this process (see module)."""
     return subprocess.Popen(argv, process_group=0, preexec_fn=_die_with_parent(), **kwargs)

@@ -142,3 +142,32 @@ def test_report_refuses_a_run_with_duplicated_steps(tmp_path):
     assert proc.returncode == 2 and len(err.strip().splitlines()) == 1 and "metrics.jsonl" in err, err
     (run / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "reward": 0.1}) + "\n" for s in (1, 2, 3)))
     assert render_report(tmp_path)[0].name == "report.md"
+
+
+PARENT = """
+import os, sys, time, multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from simrl.experiment.ablate import _eval_worker
+
+if __name__ == "__main__":
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_eval_worker,
+                               initargs=(os.getpid(),))
+    print(pool.submit(os.getpid).result(), flush=True)
+    pool.submit(time.sleep, 600)
+    time.sleep(600)
+"""
+
+
+def test_kill_9_of_ablate_during_evaluations_leaves_no_evaluation_worker(tmp_path):
+    """ablate's evaluation processes (spawned workers) die with it, like its trainers."""
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        worker = psutil.Process(int(parent.stdout.readline()))  # a worker, busy with a 600 s job next
+        time.sleep(0.5)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        worker.wait(timeout=30)  # psutil.TimeoutExpired if the worker outlived its parent
+    finally:
+        parent.kill()

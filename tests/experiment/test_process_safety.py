@@ -4,6 +4,7 @@ a killed trainer's temporary folders live (and are cleaned) under its run folder
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -75,9 +76,11 @@ def test_kill_9_of_ablate_kills_its_trainers_and_writers_are_exclusive(tmp_path)
     recipe, out, tmp = _recipe(tmp_path), tmp_path / "abl", tmp_path / "sys-tmp"
     tmp.mkdir()
     ablate = _simrl(["ablate", str(recipe), "--out", str(out), "--jobs", "2"], tmp)
+    started: list[psutil.Process] = [psutil.Process(ablate.pid)]
     try:
         assert _holder(out, ablate) == ablate.pid
         trainers = [_holder(runs.run_dir(out, "sim", s), ablate) for s in (0, 1)]
+        started += [psutil.Process(p) for p in trainers]
         assert {p.pid for p in psutil.Process(ablate.pid).children()} == set(trainers)
         # a second ablation of the same folder, and a second trainer of a run, are refused naming the holder
         _refused(["ablate", str(recipe), "--out", str(out)], tmp, ablate.pid)
@@ -88,9 +91,12 @@ def test_kill_9_of_ablate_kills_its_trainers_and_writers_are_exclusive(tmp_path)
         ablate.wait()
         gone, alive = psutil.wait_procs(procs, timeout=60)
         assert not alive, f"trainers outlived `simrl ablate` (kill -9): {alive}"
-    finally:
-        for p in psutil.Process().children(recursive=True):
-            p.kill()
+    finally:  # only what this test started (not pytest's other children, e.g. multiprocessing's tracker)
+        for p in started:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                for child in p.children(recursive=True) + [p]:
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        child.kill()
     assert not _ours(tmp), "temporary folders left outside the run folders"
 
 

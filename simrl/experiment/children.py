@@ -22,39 +22,42 @@ PR_SET_PDEATHSIG = 1
 """prctl(2) option: the signal the calling process gets when its parent thread dies (linux/prctl.h)."""
 
 
+def _prctl() -> Callable[..., int] | None:
+    """libc's ``prctl`` on Linux, else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+def _arm(prctl: Callable[..., int], parent: int) -> None:
+    """Ask for SIGTERM when the parent dies; stop now if ``parent`` is already gone (we are an orphan)."""
+    prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _die_with_parent() -> Callable[[], None] | None:
     """A ``preexec_fn`` setting PR_SET_PDEATHSIG to SIGTERM (Linux; None elsewhere).
 
     libc is resolved here, in the parent, so the child only makes two system calls between fork and exec.
     If the parent died before the child asked, the child is already an orphan: it stops itself.
     """
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
+    prctl = _prctl()
+    if prctl is None:
         return None
     parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-        if os.getppid() != parent:
-            os.kill(os.getpid(), signal.SIGTERM)
-    return preexec
+    return lambda: _arm(prctl, parent)
 
 
 def die_with(parent: int) -> None:
     """In a child already running (a process pool's worker): get SIGTERM when ``parent`` dies (Linux; a
     no-op elsewhere), and stop now if it already has."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return
-    prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-    if os.getppid() != parent:
-        os.kill(os.getpid(), signal.SIGTERM)
+    prctl = _prctl()
+    if prctl is not None:
+        _arm(prctl, parent)
 
 
 def popen(argv: list[str], **kwargs: Any) -> subprocess.Popen:

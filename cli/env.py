@@ -32,6 +32,7 @@ def list_envs(
     from rich.table import Table
 
     from simrl.envs.base import specs
+    from simrl.envs.registry import module_of
     from simrl.wm.env_truth import oracle_envs, supported
 
     simulated, oracle = set(supported()), set(oracle_envs())
@@ -39,7 +40,7 @@ def list_envs(
     for env_id, env_spec in specs().items():
         table.add_row(env_id, ", ".join(env_spec.task_types) or "any (a world's)",
                       "yes" if env_id in simulated else "no", "yes" if env_id in oracle else "no",
-                      getattr(env_spec.factory, "__module__", "?"), env_spec.description)
+                      module_of(env_spec), env_spec.description)
     Console(width=200).print(table)
 
 

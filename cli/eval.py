@@ -162,7 +162,7 @@ def _setup(recipe, env, world, split, trials, n, max_turns, transport, fault_rat
 
         if (why := option_error(env, given)) is not None:
             raise SimrlError(f"--{' and --'.join(k.replace('_', '-') for k in given)}: {why}")
-    options |= {k: v for k, v in (("transport", transport), ("fault_rate", fault_rate)) if v is not None}
+    options |= {k: v for k, v in (("transport", transport), ("fault_rate", fault_rate)) if k in given}
     if world is not None:
         options["world"] = world
     return {"env": env, "world": world, "options": options, "tasks": tasks, "trials": trials or 1,

@@ -86,14 +86,9 @@ def _root(
 ) -> None:
     """Simulated-environment RL for LLM agents."""
     if import_:
-        import os
+        from simrl.envs.registry import import_plugins
 
-        from simrl.envs.registry import IMPORT_ENV_VAR, import_plugins
-
-        # the environment variable carries the modules to the processes simrl starts (ablate's runs)
-        before = [m for m in os.environ.get(IMPORT_ENV_VAR, "").split(",") if m]
-        os.environ[IMPORT_ENV_VAR] = ",".join(dict.fromkeys(before + import_))
-        import_plugins()
+        import_plugins(import_)  # also exported as $SIMRL_IMPORT, for the processes simrl starts
 
 
 def _terminate(signum: int, frame) -> None:

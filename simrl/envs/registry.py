@@ -181,14 +181,15 @@ def register(env_spec: EnvSpec) -> EnvSpec:
         SimrlError: the id is taken by an environment of another module.
     """
     old = _REGISTRY.get(env_spec.id)
-    if old is not None and _owner(old) != _owner(env_spec):
-        raise SimrlError(f"environment id {env_spec.id!r} is already registered by {_owner(old)}; "
-                         f"{_owner(env_spec)} must register its environment under another id")
+    if old is not None and module_of(old) != module_of(env_spec):
+        raise SimrlError(f"environment id {env_spec.id!r} is already registered by {module_of(old)}; "
+                         f"{module_of(env_spec)} must register its environment under another id")
     _REGISTRY[env_spec.id] = env_spec
     return env_spec
 
 
-def _owner(env_spec: EnvSpec) -> str:
+def module_of(env_spec: EnvSpec) -> str:
+    """The module that registered ``env_spec`` (its factory's module; ``?`` when the factory names none)."""
     return getattr(env_spec.factory, "__module__", None) or "?"
 
 
@@ -218,6 +219,16 @@ def spec(env_id: str) -> EnvSpec:
 def find_spec(env_id: str) -> EnvSpec | None:
     """The spec of ``env_id``, or None when it is not registered (a test's stand-in environment)."""
     return specs().get(env_id)
+
+
+def own_tasks(env_spec: EnvSpec, world: Path | None, split: str | None = None) -> list[Task] | None:
+    """The tasks ``env_spec``'s ``load_tasks`` makes for ``world``: those of ``split``, or of every split
+    (``train``, ``dev``, ``test``; each task once, by id, in that order). None when the environment has no
+    ``load_tasks`` (its tasks are a world folder's)."""
+    if env_spec.load_tasks is None:
+        return None
+    splits = (split,) if split else ("train", "dev", "test")
+    return list({t.task_id: t for s in splits for t in env_spec.load_tasks(world, s, None) if t.split == s}.values())
 
 
 def option_error(env_id: str, names: list[str] | tuple[str, ...]) -> str | None:
@@ -317,12 +328,15 @@ _loaded_plugins: set[str] = set()
 def import_plugins(modules: list[str] | tuple[str, ...] = ()) -> None:
     """Import environment plugin modules (each registers its specs), plus those of ``$SIMRL_IMPORT``.
 
-    A module already imported is not imported again.
+    ``modules`` are added to ``$SIMRL_IMPORT``, so the processes simrl starts (ablate's runs) import them
+    too. A module already imported is not imported again.
 
     Raises:
         SimrlError: a module cannot be imported (the message names it and the error).
     """
     named = [m.strip() for m in os.environ.get(IMPORT_ENV_VAR, "").split(",")] + list(modules)
+    if modules:
+        os.environ[IMPORT_ENV_VAR] = ",".join(dict.fromkeys(m for m in named if m))
     _import_builtin()  # first: an id a plugin takes from a built-in is the plugin's error, not the built-in's
     for module in dict.fromkeys(m for m in named if m):
         if module in _loaded_plugins:

@@ -136,16 +136,12 @@ def world_tasks(recipe: Recipe, world: Path, split: str | None) -> list:
         SimrlError: there are none.
     """
     from simrl.envs.base import spec
+    from simrl.envs.registry import own_tasks
     from simrl.world.io import load_tasks
 
     kinds = recipe.env.types()
-    own = spec(recipe.env.id).load_tasks  # an environment with its own tasks (bfcl, a plugin's), given the world
-    if own is not None:
-        found = list({t.task_id: t for s in ((split,) if split else ("train", "dev", "test"))
-                      for t in own(world, s, None) if t.split == s}.values())
-    else:
-        found = load_tasks(world, split=split)
-    tasks = [t for t in found if t.type in kinds]
+    found = own_tasks(spec(recipe.env.id), world, split)  # an environment with its own tasks (bfcl, a plugin's)
+    tasks = [t for t in (found if found is not None else load_tasks(world, split=split)) if t.type in kinds]
     if not tasks:
         raise SimrlError(f"no {'/'.join(kinds)} tasks in split {split or 'any'} of {world}; use a larger "
                          "world (world.entities) or another split")

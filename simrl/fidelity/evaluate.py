@@ -237,17 +237,19 @@ def _oracle_jobs(transitions: Sequence[Transition], world: Path | None, episode:
     tasks = {}
     if world is not None:
         from simrl.envs.base import find_spec
+        from simrl.envs.registry import own_tasks
         from simrl.world.io import load_tasks
 
         tasks = {t.task_id: t for t in load_tasks(world)}
         for env_id in sorted({tr.env_id for tr in transitions if tr.env_id}):  # environments with their own tasks
             found = find_spec(env_id)
-            if found is not None and found.load_tasks is not None and found.world_model is not None:
-                tasks |= {t.task_id: t for split in ("train", "dev", "test") for t in found.load_tasks(world, split, None)}
+            if found is not None and found.world_model is not None:
+                tasks |= {t.task_id: t for t in own_tasks(found, world) or ()}
     jobs: list = []
     groups: dict[str, list[Transition]] = defaultdict(list)
+    covered, task_ids = set(oracle_envs()), set(tasks)  # once, not per transition
     for tr in transitions:
-        reason = oracle_skip_reason(tr, world, set(tasks))
+        reason = oracle_skip_reason(tr, world, task_ids, covered)
         if reason is None:
             groups[tr.trajectory].append(tr)
         else:
@@ -261,9 +263,9 @@ def _world_facts(transitions: Sequence[Transition], world: Path | None) -> dict[
         return {}
     from simrl.wm.oracle import instructions_of
 
-    instructions = instructions_of(world)
+    instructions, covered = instructions_of(world), set(oracle_envs())
     return {tr.trajectory: world_facts(instructions.get(tr.task_id or ""))
-            for tr in transitions if tr.env_id in oracle_envs()}
+            for tr in transitions if tr.env_id in covered}
 
 
 async def _judge(judge: Any, row: Prediction, tr: Transition) -> None:

@@ -15,11 +15,16 @@ from simrl.wm.env_truth import oracle_envs
 from simrl.wm.transitions import Transition
 
 
-def oracle_skip_reason(tr: Transition, world: Path | None, task_ids: set[str]) -> str | None:
-    """Why the oracle cannot predict ``tr`` (None: it can)."""
-    covered = oracle_envs()  # read now: plugins register after this module is imported
+def oracle_skip_reason(tr: Transition, world: Path | None, task_ids: set[str],
+                       covered: set[str] | None = None) -> str | None:
+    """Why the oracle cannot predict ``tr`` (None: it can).
+
+    ``covered``: the environments with a ground truth (:func:`simrl.wm.env_truth.oracle_envs`, read now
+    when not given: plugins register after this module is imported).
+    """
+    covered = covered if covered is not None else set(oracle_envs())
     if tr.env_id not in covered:
-        return f"no ground truth for env {tr.env_id or tr.domain!r} (the oracle covers {', '.join(covered)})"
+        return f"no ground truth for env {tr.env_id or tr.domain!r} (the oracle covers {', '.join(sorted(covered))})"
     if world is None:
         return "no --world given (the oracle needs the world's ground truth)"
     if tr.task_id not in task_ids:

@@ -19,8 +19,9 @@ string, values observed under a key that shares a word with the parameter's name
 and matching observed numbers; for an object, ``{example key: value of the example's kind}``. Optional
 parameters are left out, except object ones (tried absent and filled); a tool that requires no parameter
 is also tried with each optional scalar parameter alone, filled the same way (a schema's ``required`` cannot
-say "exactly one of": ``web_search``'s ``query`` / ``queries``). At most :data:`PER_TOOL` calls a tool. Recovery is only made *expressible*, never chosen: the last call repeated (``repeat_last``), the
-last call with each optional parameter set to a value of the last result under a matching key
+say "exactly one of": ``web_search``'s ``query`` / ``queries``). At most :data:`PER_TOOL` calls a tool.
+Recovery is only made *expressible*, never chosen: the last call repeated (``repeat_last``), the last call
+with each optional parameter set to a value of the last result under a matching key
 (``continue``: a cursor), the last failed call without each optional argument (``drop``).
 
 Answers. Each scalar value of the last result; over the records (:func:`simrl.policies.features.items`) of
@@ -192,10 +193,9 @@ def _calls(tool: Tool, vals: _Values) -> Iterable[Tagged]:
         if not opts:
             return
         choices.append(opts)
-    made = 0
-    for combo in itertools.islice(itertools.product(*choices), PER_TOOL):
+    combos = list(itertools.islice(itertools.product(*choices), PER_TOOL))
+    for combo in combos:
         args = {p: v for p, (v, _) in zip(params, combo) if v is not None}
-        made += 1
         yield Action.call(tool.name, **args), (f"tag_call_{tool.name}",) + tuple(
             f"src_{p}_{tag}" for p, (_, tag) in zip(params, combo))
     if tool.required:
@@ -204,7 +204,7 @@ def _calls(tool: Tool, vals: _Values) -> Iterable[Tagged]:
     # cannot say) is also tried with each optional scalar parameter alone, filled like a required one
     alone = [(p, v, tag) for p in tool.optional() if tool.kind(p) in ("string", "integer", "number")
              for v, tag in _options(tool, p, vals)]
-    for p, v, tag in alone[:max(0, PER_TOOL - made)]:
+    for p, v, tag in alone[:PER_TOOL - len(combos)]:
         yield Action.call(tool.name, **{p: v}), (f"tag_call_{tool.name}", f"src_{p}_{tag}", "tag_alone")
 
 

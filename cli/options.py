@@ -76,5 +76,7 @@ TransportOpt = Annotated[Transport | None, typer.Option(
 MaxTurnsOpt = Annotated[int, typer.Option(help="Turn limit per episode.", min=1, rich_help_panel="Episodes")]
 ConcurrencyOpt = Annotated[int, typer.Option(help="Episodes in flight at once.", min=1, rich_help_panel="Episodes")]
 SetOpt = Annotated[list[str], typer.Option(
-    "--set", help="Override a recipe field, KEY=VALUE with a dotted KEY and a YAML VALUE (e.g. --set "
-                  "budget.steps=2 --set seeds=[0,1]); validated like the file. Repeat for several.")]
+    "--set", help="Override a recipe field in Hydra's override grammar: KEY=VALUE with a dotted KEY (e.g. --set "
+                  "budget.steps=2 --set seeds=[0,1]); validated like the file. A key the recipe does not have "
+                  "is refused unless added with +KEY=VALUE (+arms.NAME.environment=real); ~KEY deletes one. "
+                  "Repeat for several.")]

@@ -26,6 +26,9 @@ def train(
                                               "`simrl ablate`.")] = True,
     dry_run: Annotated[bool, typer.Option(help="Print the resolved recipe and the plan; train nothing. For a verl "
                                                "recipe: write the verl job's files and print the exact command.")] = False,
+    extend: Annotated[bool, typer.Option(help="Continue started or finished runs whose recipe differs only in a "
+                                              "larger budget.steps (their summary and evaluation are redone); "
+                                              "any other change of a run's recipe is refused.")] = False,
     evaluate: Annotated[bool, typer.Option(help="Evaluate each trained policy on held-out real tasks.")] = True,
     ray_address: Annotated[str | None, typer.Option(
         help="verl only: submit the job to this Ray cluster (e.g. http://HEAD:8265, as `ray job submit "
@@ -66,6 +69,7 @@ def train(
         launchers = [k for k, t in TRAINERS.items() if t.launch is not None]
         raise SimrlError(f"--ray-address is for {' or '.join(launchers)} recipes; {recipe} uses trainer.kind "
                          f"{rec.trainer.kind!r}")
+    extended = _check_runs(rec, arms, seeds, out, resume=resume, extend=extend)  # before anything runs
     if kind.launch is not None:  # a trainer that writes a job and runs or submits it (verl)
         launch = load_entry(kind.launch)
         for name in arms:
@@ -75,8 +79,13 @@ def train(
         return
     if dry_run:
         typer.echo(recipe_yaml(rec))
-        _plan(rec, arms, seeds, out)
+        _plan(rec, arms, seeds, out, extended)
         return
+    from simrl.experiment.resume import extend_run
+
+    for (name, s), changes in extended.items():
+        console.print(f"{name} seed {s}: extended ({'; '.join(changes)})", markup=False, highlight=False)
+        extend_run(runs.RunFiles(runs.run_dir(out, name, s)), rec)
     assert kind.train is not None
     trainer = load_entry(kind.train)
     summaries = []
@@ -107,8 +116,27 @@ def train(
     Console().print(table)
 
 
-def _plan(rec, arms: list[str], seeds: list[int], out: Path) -> None:
-    """Print what a run would do: each arm x seed, its environment, its folder and its state."""
+def _check_runs(rec, arms: list[str], seeds: list[int], out: Path, *, resume: bool,
+                extend: bool) -> dict[tuple[str, int], list[str]]:
+    """Refuse (one line) a run folder started with a recipe that changes its run, for --dry-run and the
+    real run alike (:func:`simrl.experiment.resume.check_resume`); returns the runs --extend continues."""
+    from simrl.experiment import runs
+    from simrl.experiment.resume import check_resume
+
+    if not resume:  # --no-resume: a started folder is refused by the trainer itself
+        return {}
+    found = {}
+    for name in arms:
+        for s in seeds:
+            files = runs.RunFiles(runs.run_dir(out, name, s))
+            if changes := check_resume(files, rec, name, extend=extend, started=_state(rec, files) != "new"):
+                found[(name, s)] = changes
+    return found
+
+
+def _plan(rec, arms: list[str], seeds: list[int], out: Path, extended: dict[tuple[str, int], list[str]]) -> None:
+    """Print what a run would do: each arm x seed, its environment, its folder and its state (``extended``:
+    the runs --extend continues, with their changed fields)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -127,8 +155,11 @@ def _plan(rec, arms: list[str], seeds: list[int], out: Path) -> None:
         for s in seeds:
             files = runs.RunFiles(runs.run_dir(out, name, s))
             table.add_row(name, str(s), env, f"{a.schedule or '-'} ({a.mode})" if a.schedule else "-",
-                          str(files.root), _state(rec, files))
+                          str(files.root), _state(rec, files) + ("; to extend" if (name, s) in extended else ""))
     Console().print(table)
+    for (name, s), changes in extended.items():
+        Console().print(f"{name} seed {s}: --extend continues it ({'; '.join(changes)})", markup=False,
+                        highlight=False, soft_wrap=True)
     spec = Path(rec.world.spec)
     size = f", {rec.world.entities} entities" if rec.world.entities else ""
     Console().print(f"world: {spec} seed {rec.world.seed}{size}" + ("" if spec.is_dir() else f" -> {runs.worlds_dir(out)}/")

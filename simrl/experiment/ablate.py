@@ -363,8 +363,13 @@ def _check(recipe: Recipe, out: Path, resume: bool, jobs: int) -> str:
         raise SimrlError(f"--jobs must be at least 1, got {jobs}")
     text = recipe_yaml(recipe)
     old = out / "recipe.yaml"
-    if old.is_file() and _design(old.read_text(encoding="utf-8")) != _design(text):
-        raise SimrlError(f"{out} holds an ablation of another recipe (its recipe.yaml differs); choose another --out")
+    if old.is_file() and (was := _design(old.read_text(encoding="utf-8"))) != (now := _design(text)):
+        from simrl.experiment.resume import flatten
+
+        a, b = flatten(was), flatten(now)
+        fields = [k for k in dict.fromkeys([*b, *a]) if a.get(k) != b.get(k)]
+        raise SimrlError(f"{out} holds an ablation of another recipe (its recipe.yaml differs in "
+                         f"{', '.join(fields[:6])}); choose another --out")
     started = [str(j.folder) for j in plan_runs(recipe, out) if runs.RunFiles(j.folder).started()]
     if started and not resume:
         raise SimrlError(f"{len(started)} run folder(s) already exist (e.g. {started[0]}); resume them "

@@ -232,15 +232,16 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
 
     Args:
         path: a recipe file or a shipped recipe's name.
-        overrides: ``KEY=VALUE`` strings (``budget.steps=2``, ``seeds=[0]``) set before validation
-            (:func:`simrl.overrides.apply_overrides`), so they are checked like the file.
+        overrides: Hydra overrides (``budget.steps=2``, ``seeds=[0]``, ``+arms.new.environment=real``) set
+            before validation (:func:`simrl.overrides.apply_overrides`), so they are checked like the file;
+            a key the recipe does not have needs the ``+`` prefix.
 
     Returns:
         The recipe, with the world and schedule paths made absolute.
 
     Raises:
-        SpecError: the file is missing or not YAML, a key is given twice, a field fails validation, or a
-            file it names is missing or invalid (one line per problem, naming the field).
+        SpecError: the file is missing or not YAML, a key is given twice, an override is malformed or
+            names a key the recipe does not have, a field fails validation, or a file it names is missing or invalid (one line per problem, naming the field).
     """
     from simrl.assets import not_found, resolve
 
@@ -251,7 +252,7 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
 
     data = load_mapping(p, "recipe", loader=_UniqueKeys)
     source = str(p) + (f" (with --set {' '.join(overrides)})" if overrides else "")
-    data = apply_overrides(data, overrides)
+    data = apply_overrides(data, overrides, Recipe)
     return resolve_files(parse_recipe(data, source=source), p.resolve().parent, source=source)
 
 

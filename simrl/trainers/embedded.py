@@ -281,7 +281,7 @@ def _train_arm(recipe: Recipe, arm: str, seed: int, files: runs.RunFiles, *, res
 
     from simrl.experiment.tracking import Tracker, eval_metrics, run_tracking
 
-    finished = begin_run(recipe, files, started=files.started(), resume=resume)
+    finished = begin_run(recipe, files, started=files.started(), resume=resume, arm=arm)
     if finished is not None:
         return finished
     worlds = Path(worlds) if worlds is not None else files.root / "worlds"

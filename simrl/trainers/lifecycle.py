@@ -2,8 +2,8 @@
 
 A trainer's ``train_arm(recipe, arm, seed, out_dir, ...)`` does, around its own training loop:
 
-1. :func:`begin_run`: refuse a started folder without ``resume``, return the summary of a finished run,
-   else write ``recipe.yaml``;
+1. :func:`begin_run`: refuse a started folder without ``resume`` or started with a recipe that changes
+   the run (:mod:`simrl.experiment.resume`), return the summary of a finished run, else write ``recipe.yaml``;
 2. per step, one :class:`StepMetrics` line in ``metrics.jsonl`` (:func:`measure_step` builds it from the
    step's episodes; :func:`format_metrics` is its progress-bar line; :func:`read_history` reads them back);
 3. :func:`simrl.experiment.evaluate.evaluate_heldout`: the held-out evaluation in the REAL environment, the
@@ -120,16 +120,23 @@ def format_metrics(m: StepMetrics) -> str:
             + (f"  wm-unparsed {m.wm_unparsed}" if m.wm_unparsed else ""))
 
 
-def begin_run(recipe: Recipe, files: runs.RunFiles, *, started: bool, resume: bool) -> RunSummary | None:
-    """The start every trainer shares: refuse a started folder without ``resume``, create the folder,
-    return the summary of a run that already finished (``resume``), else write ``recipe.yaml`` and
-    return None.
+def begin_run(recipe: Recipe, files: runs.RunFiles, *, started: bool, resume: bool,
+              arm: str | None = None) -> RunSummary | None:
+    """The start every trainer shares: refuse a started folder without ``resume``, or one started with a
+    recipe that changes the run of ``arm`` (:func:`simrl.experiment.resume.check_resume`; None: every
+    arm is compared), create the folder, return the summary of a run that already finished
+    (``resume``), else write ``recipe.yaml`` and return None.
 
     Raises:
-        SimrlError: ``started`` (the folder holds a run) and not ``resume``.
+        SimrlError: ``started`` (the folder holds a run) and not ``resume``; or the folder's
+            ``recipe.yaml`` differs from ``recipe`` in a field that decides the run (one line naming them).
     """
+    from simrl.experiment.resume import check_resume
+
     if started and not resume:
         raise SimrlError(f"{files.root} already holds a run; pass --resume to continue it or choose another --out")
+    if started:
+        check_resume(files, recipe, arm, started=True)
     files.root.mkdir(parents=True, exist_ok=True)
     if resume and files.summary.exists():
         summary = RunSummary.model_validate_json(files.summary.read_text(encoding="utf-8"))

@@ -291,7 +291,7 @@ def _train_arm(recipe: Recipe, arm: str, seed: int, files: runs.RunFiles, device
 
     from simrl.experiment.tracking import check_installed, run_tracking, scoped_env
 
-    finished = begin_run(recipe, files, started=_started(files), resume=resume)
+    finished = begin_run(recipe, files, started=_started(files), resume=resume, arm=arm)
     if finished is not None:
         return finished
     worlds = Path(worlds) if worlds is not None else files.root / "worlds"

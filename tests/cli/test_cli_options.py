@@ -41,15 +41,39 @@ def test_every_shipped_file_loads_by_name_from_any_directory(tmp_path, monkeypat
 
 
 def test_set_overrides_are_validated_like_the_file():
-    rec = load_recipe("quickstart", ["seeds=[0, 1]", "budget.steps=2", "arms.real.environment=real"])
-    assert rec.seeds == [0, 1] and rec.budget.steps == 2
+    rec = load_recipe("quickstart", ["seeds=[0, 1]", "budget.steps=2", "arms.real.environment=real",
+                                     "warm_start.epochs=2", "~primary", "trainer.lr=1e-3"])
+    assert rec.seeds == [0, 1] and rec.budget.steps == 2 and rec.warm_start.epochs == 2 and rec.primary is None
+    assert rec.trainer.lr == 0.001  # Hydra's grammar: 1e-3 is a float (YAML 1.1 read it as text)
+    added = load_recipe("quickstart", ["+arms.extra.environment=real", "grid.arm=sim-controlled",
+                                       "grid.schedules=[mcpmark]"])  # grid: a field the file leaves out
+    assert added.arms["extra"].environment == "real" and "sim-controlled@mcpmark" in added.all_arms()
     for override, message in [("budget.steps=-1", "budget.steps: Input should be greater than or equal to 1"),
-                              ("budget.stepz=1", "budget.stepz: unknown field"),
+                              ("budget.stepz=1", "the recipe has no budget.stepz (did you mean budget.steps?)"),
+                              ("+budget.stepz=1", "budget.stepz: unknown field"),
+                              ("+budget.steps=1", "budget.steps is already there; drop the +"),
                               ("seeds.x=1", "seeds is a list, not a mapping"),
-                              ("budget.steps", "expected KEY=VALUE"),
-                              ("seeds=[0", "not valid YAML")]:
-        with pytest.raises(SpecError, match=message.replace("[", r"\[")):
+                              ("budget.steps", "not KEY=VALUE"),
+                              ("seeds=[0", "not KEY=VALUE"),
+                              ("seeds=0,1", "a sweep"),
+                              ("~arms.nope", "the recipe has no arms.nope (keys of arms: real, sim-uncontrolled")]:
+        with pytest.raises(SpecError, match=message.replace("[", r"\[").replace("(", r"\(").replace("?", r"\?")
+                           .replace(")", r"\)").replace("+", r"\+")):
             load_recipe("quickstart", [override])
+
+
+def test_a_key_the_recipe_lacks_is_refused_unless_added(tmp_path):
+    typo = runner.invoke(app, ["ablate", "quickstart", "--set", "arms.sim-controled.environment=real", "--out",
+                               str(tmp_path / "a")])
+    lines = [ln for ln in typo.output.splitlines() if ln.strip()]
+    assert typo.exit_code == 2 and len(lines) == 1, typo.output
+    assert lines[0] == ("error: --set 'arms.sim-controled.environment=real': the recipe has no arms.sim-controled "
+                        "(did you mean arms.sim-controlled?); to add it, write --set "
+                        "+arms.sim-controled.environment=real")
+    assert not (tmp_path / "a").exists()  # nothing trained, nothing written
+    plus = runner.invoke(app, ["train", "quickstart", "--dry-run", "--set", "+arms.extra.environment=real",
+                               "--out", str(tmp_path / "b")])
+    assert plus.exit_code == 0 and "  extra:\n    environment: real" in plus.output, plus.output
 
 
 def test_train_takes_a_name_and_set_overrides(tmp_path):

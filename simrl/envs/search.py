@@ -16,6 +16,7 @@ from simrl.envs import truth
 from simrl.envs.base import Environment, unavailable_step
 from simrl.envs.registry import EnvSpec, WorldModelAdapter, register, render_contents
 from simrl.envs.search_index import CACHE_FORMAT, SearchHit, SearchIndex
+from simrl.envs.search_noise import episode_seed, fault, mixer
 from simrl.envs.search_text import plain_text, snippet, tokenize
 from simrl.envs.search_tools import (
     MAX_QUERIES,
@@ -30,7 +31,7 @@ from simrl.envs.search_tools import (
 )
 from simrl.errors import SimrlError
 from simrl.reward.task import score_final
-from simrl.types import Action, Observation, Step
+from simrl.types import Action, Observation, Step, ToolCall, ToolResult
 from simrl.world.io import load_manifest
 from simrl.world.schema import Task
 
@@ -53,18 +54,28 @@ class SearchEnv(Environment):
         max_turns: steps allowed per episode (tool-call turns plus the answer); None (default): no
             limit of its own (the rollout loop's ``max_turns`` applies).
         index: a shared, already opened :class:`SearchIndex` (else opened on first reset, cached).
+        noise_rate: probability that a result slot holds an irrelevant page, in [0, 1]; fault_rate: probability
+            that a tool call fails (504 / 429 / 503), in [0, 1] (:mod:`simrl.envs.search_noise`; both 0: the
+            clean engine, identical to the oracle's observations).
+        seed: mixed into every episode's draws (``seed * 1000003 + episode seed``).
 
     Raises:
-        SimrlError: ``world`` is not a world folder.
+        SimrlError: ``world`` is not a world folder; a rate outside [0, 1].
     """
 
     env_id = "search"
 
-    def __init__(self, world: str | Path, max_turns: int | None = None, index: SearchIndex | None = None) -> None:
+    def __init__(self, world: str | Path, max_turns: int | None = None, index: SearchIndex | None = None,
+                 noise_rate: float = 0.0, fault_rate: float = 0.0, seed: int = 0) -> None:
         self.world = Path(world)
         load_manifest(self.world)
         if max_turns is not None and max_turns < 1:
             raise SimrlError(f"max_turns must be >= 1, got {max_turns}")
+        for name, rate in (("noise_rate", noise_rate), ("fault_rate", fault_rate)):
+            if not 0.0 <= rate <= 1.0:
+                raise SimrlError(f"search: {name} must be in [0, 1], got {rate}")
+        self.noise_rate, self.fault_rate, self.seed = noise_rate, fault_rate, seed
+        self._draws, self._calls = 0, 0
         self.max_turns = max_turns
         self._index, self._own_index = index, index is None
         self._task: Task | None = None
@@ -85,6 +96,7 @@ class SearchEnv(Environment):
         if self._index is None:
             self._index = await asyncio.to_thread(SearchIndex.open, self.world)
         self._task, self._turns, self._done = task, 0, False
+        self._draws, self._calls = episode_seed(self.seed, seed), 0
         return Observation(text=task.policy_view()["prompt"], tools=SEARCH_TOOLS)
 
     async def step(self, action: Action) -> Step:
@@ -98,7 +110,7 @@ class SearchEnv(Environment):
             return Step(observation=Observation(text="Answer received."), reward=reward, terminated=True,
                         info=info | {"turns": self._turns})
         if action.tool_calls:
-            results = await asyncio.to_thread(lambda: [call_tool(self._index, c) for c in action.tool_calls])
+            results = await asyncio.to_thread(lambda: [self._call(c) for c in action.tool_calls])
             text = render_contents(results)
         else:
             results, text = [], "Error: the action has neither tool calls nor an answer"
@@ -106,6 +118,15 @@ class SearchEnv(Environment):
         self._done = truncated
         info = {"turns": self._turns} | ({"truncated_reason": "max_turns"} if truncated else {})
         return Step(observation=Observation(text=text, results=results), truncated=truncated, info=info)
+
+    def _call(self, call: ToolCall) -> ToolResult:
+        """One tool call: its fault when one is drawn, else the engine's result (search hits mixed with noise)."""
+        i, self._calls = self._calls, self._calls + 1
+        failed = fault(call, self.fault_rate, self._draws, i)
+        if failed is not None:
+            return failed
+        mix = mixer(self._index, self.noise_rate, self._draws, i) if self.noise_rate > 0 else None
+        return call_tool(self._index, call, mix)
 
     async def close(self) -> None:
         """End the environment; closes the index it opened itself (a second call does nothing)."""
@@ -125,7 +146,7 @@ def _invalid_arguments(name: str, reason: str) -> str:
 register(EnvSpec(
     id="search", factory=SearchEnv, description="Search over a world's corpus (web_search, web_extractor; bm25s)",
     task_types=("qa", "table"), tools=tuple(SEARCH_TOOLS), render=render_contents, needs_world=True,
-    options=frozenset({"max_turns"}),
+    options=frozenset({"max_turns", "noise_rate", "fault_rate", "seed"}),
     wm_adapter=WorldModelAdapter(tool_list=truth.search_tool_list, domain="search", shared_truth=truth.search_truth,
                                  unknown_tool=_unknown_tool, invalid_arguments=_invalid_arguments,
                                  default_max_turns=20),

@@ -68,14 +68,21 @@ def format_results(query: str, hits: list[SearchHit]) -> str:
     return "\n".join(lines)
 
 
-def web_search(index: SearchIndex, args: dict[str, Any]) -> ToolResult:
-    """Run ``web_search``: 10 results per query, one block per query.
+Mix = Callable[[int, str, list[SearchHit]], list[SearchHit]]
+"""``mix(query position, query, ranked hits) -> shown hits`` (a real engine's noise, :mod:`simrl.envs.search_noise`)."""
+
+
+def web_search(index: SearchIndex, args: dict[str, Any], mix: Mix | None = None) -> ToolResult:
+    """Run ``web_search``: 10 results per query, one block per query (each query's hits passed through ``mix``).
 
     Raises:
         ValueError: bad arguments (the message says which and how to fix them).
     """
     queries = _queries(args)
-    blocks = [format_results(q, h) for q, h in zip(queries, index.search_many(queries, RESULTS_PER_QUERY))]
+    ranked = index.search_many(queries, RESULTS_PER_QUERY)
+    if mix is not None:
+        ranked = [mix(i, q, h) for i, (q, h) in enumerate(zip(queries, ranked))]
+    blocks = [format_results(q, h) for q, h in zip(queries, ranked)]
     return ToolResult(name="web_search", content="\n\n=======\n\n".join(blocks))
 
 
@@ -117,10 +124,14 @@ def run_tool(index: SearchIndex, name: str, args: dict[str, Any]) -> ToolResult:
     return TOOLS[name](index, args)
 
 
-def call_tool(index: SearchIndex, call: ToolCall) -> ToolResult:
-    """Run one tool call; an unknown tool or bad arguments give an ``is_error`` result, never an exception."""
+def call_tool(index: SearchIndex, call: ToolCall, mix: Mix | None = None) -> ToolResult:
+    """Run one tool call (``web_search``'s hits through ``mix``); an unknown tool or bad arguments give an
+    ``is_error`` result, never an exception."""
     try:
-        result = run_tool(index, call.name, dict(call.arguments))
+        if mix is not None and call.name == "web_search":
+            result = web_search(index, dict(call.arguments), mix)
+        else:
+            result = run_tool(index, call.name, dict(call.arguments))
     except KeyError as err:
         result = ToolResult(name=call.name, content=f"Error: {err.args[0]}", is_error=True)
     except ValueError as err:

@@ -95,8 +95,8 @@ class RealEnv(BaseModel):
         default=None, description="mcp-world only: how the record server runs (inprocess: in this "
                                   "process, fast; stdio: a server subprocess per episode; null: the default).")
     fault_rate: float = Field(default=0.0, ge=0, le=1,
-                              description="mcp-world only: rate of the record server's own faults (errors, "
-                                          "timeouts) per tool call.")
+                              description="Rate of the real environment's own operational faults (timeouts, 429, "
+                                          "503) per tool call (mcp-world: the record server's; search: the engine's).")
     options: dict[str, Any] = Field(default_factory=dict,
                                     description="Further keyword options of the real environment (e.g. "
                                                 "fault_delay, call_timeout).")

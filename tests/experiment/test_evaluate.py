@@ -150,8 +150,8 @@ def test_eval_cli(tiny_world, tmp_path):
     assert "pass@2" in ok.output and "success by edge case met" in ok.output
     assert load_eval(tmp_path).metrics["success"] == 1.0 and (tmp_path / EVAL_JSON).is_file()
     for args, message in [(["--env", "search"], "exactly one of --checkpoint"),
-                          (["--policy", "expert", "--env", "search", "--world", str(tiny_world), "--fault-rate",
-                            "0.1"], "options of mcp-world"),
+                          (["--policy", "expert", "--env", "search", "--world", str(tiny_world), "--transport",
+                            "inprocess"], "options of mcp-world"),
                           (["--policy", "expert"], "give --env"),
                           (["--checkpoint", str(tmp_path / "nope.pt"), "--env", "search", "--world", str(tiny_world)],
                            "no such file"),

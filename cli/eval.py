@@ -42,13 +42,19 @@ def eval_(
     max_turns: Annotated[int | None, typer.Option(help=f"Turn limit per episode (default {MAX_TURNS}, or the "
                                                        "recipe's budget.max_turns).", min=1)] = None,
     transport: TransportOpt = None,
-    fault_rate: Annotated[float | None, typer.Option(help="mcp-world: the record server's own fault rate per "
-                                                          "call (errors, timeouts).", min=0, max=1)] = None,
+    fault_rate: Annotated[float | None, typer.Option(help="The real environment's own fault rate per call "
+                                                          "(timeouts, 429, 503; mcp-world: the record server's, "
+                                                          "search: the engine's).", min=0, max=1)] = None,
     seed: Annotated[int | None, typer.Option(help="Base episode seed (default 0; a run's checkpoint: the seeds of "
                                                   "the run's own evaluation).")] = None,
     concurrency: ConcurrencyOpt = CONCURRENCY,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for eval.json and "
                                                                  "eval_trajectories.jsonl.")] = None,
+    check_expressible: Annotated[bool, typer.Option(
+        "--check-expressible", help="Instead of evaluating a policy: check that some sequence of candidate actions "
+                                    "solves each evaluation task in the real environment (the scripted expert "
+                                    "guides the search); with --recipe, every evaluation set of the recipe. Exit 1 "
+                                    "when a task is not expressible.")] = False,
 ) -> None:
     """Run a policy on held-out tasks of the real environment and print its scores and success by edge case.
 
@@ -60,6 +66,10 @@ def eval_(
     from simrl.errors import SimrlError
     from simrl.experiment.evaluate import evaluate_policy
 
+    if check_expressible:
+        if checkpoint is not None or policy is not None:
+            raise SimrlError("--check-expressible checks the candidate actions, not a policy: drop --checkpoint/--policy")
+        return _check(recipe, env, world, split, trials, n, max_turns, transport, fault_rate, seed)
     if (checkpoint is None) == (policy is None):
         raise SimrlError("give exactly one of --checkpoint PATH or --policy expert|openai:URL")
     run = _run_of(checkpoint) if checkpoint is not None else None
@@ -84,6 +94,48 @@ def eval_(
                                  concurrency=concurrency, label=str(checkpoint or policy),
                                  on_done=lambda _: bar.advance(job))
     _print(result, out)
+
+
+def _check(recipe, env, world, split, trials, n, max_turns, transport, fault_rate, seed) -> None:
+    """``--check-expressible``: every evaluation set of the recipe (or the tasks the flags pick), each task's
+    verdict and the counts per subset (:mod:`simrl.experiment.expressible`)."""
+    from rich.console import Console
+
+    from simrl.envs.base import make
+    from simrl.experiment.eval_tasks import prepare
+    from simrl.experiment.evaluate import EVAL_SEED, TaskResult, evaluation_sets
+    from simrl.experiment.expressible import summary
+
+    sets = []
+    custom = [world, split, trials, n, max_turns, transport, fault_rate, seed]
+    if recipe is not None and all(v is None for v in custom):
+        from simrl.experiment import runs
+        from simrl.experiment.recipe import load_recipe
+
+        rec = load_recipe(recipe)
+        worlds = Path("runs") / rec.name / "worlds"
+        sets = [(label, ready) for label, _, ready in evaluation_sets(rec, runs.training_world(rec, worlds), worlds)]
+    else:
+        setup = _setup(recipe, env, world, split, trials, n, max_turns, transport, fault_rate)
+        make(setup["env"], **setup["options"])  # fail fast on bad environment options
+        ready = prepare(setup["tasks"], lambda: make(setup["env"], **setup["options"]), env_id=setup["env"],
+                        world=setup["world"], trials=setup["trials"], max_turns=setup["max_turns"],
+                        seed=EVAL_SEED if seed is None else seed)
+        sets = [(split or "tasks", ready)]
+    console, missing = Console(), 0
+    for label, ready in sets:
+        per_task = [TaskResult(task_id=t.task_id, type=t.type, success=[], reward=[],
+                               properties=ready.properties[t.task_id]) for t in ready.tasks]
+        result = summary(per_task)
+        counts = ", ".join(f"{k} {d['expressible']}/{d['tasks']} ({d['expert_path']} turn for turn)"
+                           for k, d in result["subsets"].items())
+        console.print(f"{label}: expressible {counts}; {len(ready.dropped)} dropped (the expert cannot solve them)",
+                      markup=False, highlight=False)
+        for d in result["not"]:
+            console.print(f"  NOT expressible {d['task_id']}: {d['why']}", markup=False, highlight=False)
+        missing += len(result["not"])
+    if missing:
+        raise typer.Exit(1)
 
 
 def _run_of(checkpoint: Path) -> Path | None:

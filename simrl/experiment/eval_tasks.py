@@ -13,7 +13,11 @@ until none drops. The expert's trajectories then give each kept task its propert
   expert passed on its first trial;
 * ``faults``: operational faults (429 / 5xx / timeout results) the expert's calls met over all trials.
   The record server draws its faults per call index from the episode seed
-  (:class:`simrl.records.server.Faults`), so every policy that makes as many calls meets them too.
+  (:class:`simrl.records.server.Faults`), so every policy that makes as many calls meets them too;
+* ``expressible``: some sequence of candidate actions solves the task at every one of its episode seeds
+  (:mod:`simrl.experiment.expressible`); ``expert_path`` when every action of the scripted expert had a candidate
+  (no search needed); when not expressible, ``inexpressible`` says why. A task the candidates cannot
+  express stays in the set (it is a bug of candidate generation, reported, never hidden).
 
 The result is cached as JSON (``cache``), so the runs and baselines of an ablation share one check.
 """
@@ -103,7 +107,8 @@ def prepare(tasks: Sequence[Task], env_factory: Callable[[], Environment], *, en
     by_id = {t.task_id: t for t in tasks}
     if cache is not None and cache.is_file():
         data = json.loads(cache.read_text(encoding="utf-8"))
-        if set(data["tasks"]) | set(data["dropped"]) == set(by_id):
+        if set(data["tasks"]) | set(data["dropped"]) == set(by_id) and all(
+                "expressible" in p for p in data["properties"].values()):
             return Prepared([by_id[i] for i in data["tasks"]], data["properties"], data["dropped"])
     expert = make_policy("expert", env_id, world, list(tasks))
     kept, dropped = list(tasks), []
@@ -115,6 +120,11 @@ def prepare(tasks: Sequence[Task], env_factory: Callable[[], Environment], *, en
         dropped += [t.task_id for t in kept if t.task_id in bad]
         kept = [t for t in kept if t.task_id not in bad]
     props = {t.task_id: properties(t, rs) for t, rs in zip(kept, runs)}
+    from simrl.experiment.expressible import check_tasks
+
+    for task_id, v in check_tasks(kept, env_factory, expert, trials=trials, max_turns=max_turns, seed=seed).items():
+        props[task_id] |= {"expressible": v.expressible, "expert_path": v.expressible and not v.searched}
+        props[task_id] |= {} if v.expressible else {"inexpressible": v.reason}
     out = Prepared(kept, props, dropped)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)

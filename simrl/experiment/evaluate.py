@@ -34,6 +34,7 @@ from simrl.world.schema import Task
 
 if TYPE_CHECKING:
     from simrl.experiment import runs
+    from simrl.experiment.eval_tasks import Prepared
     from simrl.experiment.recipe import Recipe
 
 EVAL_JSON = "eval.json"
@@ -417,6 +418,40 @@ def evaluate_baseline(recipe, name: str, seed: int, folder: str | Path, *, world
     return _evaluate_into(recipe, policy, Path(folder), seed, Path(worlds))
 
 
+def evaluation_sets(recipe: Recipe, world: Path, worlds: Path) -> list[tuple[str, Path, Prepared]]:
+    """``(label, world, evaluation set)`` of each held-out evaluation of ``recipe`` (see :func:`evaluate_heldout`):
+    ``<evaluation.split>`` of the training ``world``, then ``heldout-seed<S>`` of each held-out world, each fixed
+    by :func:`simrl.experiment.eval_tasks.prepare` (cached under ``worlds/eval-sets``).
+
+    Raises:
+        SimrlError: a set where the scripted expert solves no task within ``budget.max_turns``.
+    """
+    import hashlib
+    import json
+
+    from simrl.errors import SimrlError
+    from simrl.experiment import runs
+    from simrl.experiment.eval_tasks import prepare
+
+    ev = recipe.evaluation
+    targets = [(ev.split, world, ev.split)]
+    targets += [(f"heldout-seed{s}", w, None) for s, w in zip(recipe.world.eval_worlds, runs.eval_worlds(recipe, worlds))]
+    key = json.dumps([recipe.env.id, recipe.real.make_options(), ev.trials, ev.max_tasks, recipe.budget.max_turns,
+                      EVAL_SEED], sort_keys=True, default=str)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    out = []
+    for label, w, split in targets:
+        tasks = runs.world_tasks(recipe, w, split)[:ev.max_tasks]
+        ready = prepare(tasks, runs.real_env_factory(recipe, w), env_id=recipe.env.id, world=w, trials=ev.trials,
+                        max_turns=recipe.budget.max_turns, seed=EVAL_SEED, concurrency=recipe.trainer.concurrency,
+                        cache=worlds / "eval-sets" / f"{w.name}-{label}-{digest}.json")
+        if not ready.tasks:
+            raise SimrlError(f"no {label} task is solvable by the scripted expert within budget.max_turns "
+                             f"{recipe.budget.max_turns}; raise it")
+        out.append((label, w, ready))
+    return out
+
+
 def evaluate_heldout(recipe: Recipe, policy: Policy, files: runs.RunFiles, world: Path, worlds: Path,
                      seed: int) -> dict[str, dict[str, float]]:
     """Evaluate ``policy`` in the REAL environment on held-out tasks; returns label -> metrics.
@@ -427,34 +462,16 @@ def evaluate_heldout(recipe: Recipe, policy: Policy, files: runs.RunFiles, world
     baseline meets the same episodes), written to ``eval/<label>/eval.json`` (+ ``eval_trajectories.jsonl``)
     by :func:`evaluate_policy`; ``all`` is their pool
     (:func:`merge_results`, as :func:`load_run_eval` reads it).
-    The task set is fixed first by :func:`simrl.experiment.eval_tasks.prepare` (tasks the scripted expert
-    cannot solve within ``budget.max_turns`` dropped; task properties), cached under ``worlds``.
+    The task sets are fixed first by :func:`evaluation_sets` (tasks the scripted expert cannot solve within
+    ``budget.max_turns`` dropped; task properties), cached under ``worlds``.
     """
-    import hashlib
-    import json
-
-    from simrl.errors import SimrlError
     from simrl.experiment import runs
-    from simrl.experiment.eval_tasks import prepare
 
     ev = recipe.evaluation
     policy.greedy = ev.greedy
-    targets = [(ev.split, world, ev.split)]
-    targets += [(f"heldout-seed{s}", w, None) for s, w in zip(recipe.world.eval_worlds, runs.eval_worlds(recipe, worlds))]
-    key = json.dumps([recipe.env.id, recipe.real.make_options(), ev.trials, ev.max_tasks, recipe.budget.max_turns,
-                      EVAL_SEED], sort_keys=True, default=str)
-    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     results = {}
-    for label, w, split in targets:
-        tasks = runs.world_tasks(recipe, w, split)[:ev.max_tasks]
-        factory = runs.real_env_factory(recipe, w)
-        ready = prepare(tasks, factory, env_id=recipe.env.id, world=w, trials=ev.trials,
-                        max_turns=recipe.budget.max_turns, seed=EVAL_SEED, concurrency=recipe.trainer.concurrency,
-                        cache=worlds / "eval-sets" / f"{w.name}-{label}-{digest}.json")
-        if not ready.tasks:
-            raise SimrlError(f"no {label} task is solvable by the scripted expert within budget.max_turns "
-                             f"{recipe.budget.max_turns}; raise it")
-        results[label] = evaluate_policy(policy, factory, ready.tasks, trials=ev.trials,
+    for label, w, ready in evaluation_sets(recipe, world, worlds):
+        results[label] = evaluate_policy(policy, runs.real_env_factory(recipe, w), ready.tasks, trials=ev.trials,
                                          max_turns=recipe.budget.max_turns, seed=EVAL_SEED,
                                          out=files.root / "eval" / label, concurrency=recipe.trainer.concurrency,
                                          label=label, properties=ready.properties, dropped=ready.dropped)

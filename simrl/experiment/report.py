@@ -17,7 +17,9 @@ differences of rates to [-1, 1], counts to [0, inf); ``clipped`` marks those tha
 
     {"version": 2, "recipe": str, "level": 0.95, "evaluation": {...}, "headline": [metric, ...],
      "primary": PRIMARY, "secondary": [TEST + {"a", "b", "p_holm"}, ...], "comparisons": [[a, b], ...],
-     "dropped": {seed: {"count": int, "ids": [task_id, ...]}}, "arms": {name: ENTRY}, "baselines": {name: ENTRY}}
+     "dropped": {seed: {"count": int, "ids": [task_id, ...]}}, "expressible": EXPRESSIBLE,
+     "arms": {name: ENTRY}, "baselines": {name: ENTRY}}
+    EXPRESSIBLE = {"subsets": {"all" | SUBSET: {"tasks", "expressible", "expert_path"}}, "not": [{"task_id", "why"}]} | {}
     PRIMARY = {"a", "b", "metric", "declared": bool, "test": TEST | null, "why_not": str,
                "bootstrap": {"mean", "low", "high", "level", "runs", "tasks", "reps", "seed"} | null}
     TEST = {"subset": "overall" | SUBSET, "metric", "paired": bool, "seeds": [shared seeds], "mean", "low",
@@ -157,7 +159,16 @@ def build_report(arms: Mapping[str, Mapping[int, EvalResult]], baselines: Mappin
             "headline": headline_metrics(metrics),
             "primary": primary_test(primary, everything, evals, level, reps=bootstrap_reps, seed=bootstrap_seed),
             "secondary": secondary_tests(pairs, primary, everything, level), "comparisons": [list(c) for c in pairs],
-            "dropped": _dropped(evals), "arms": entries, "baselines": base}
+            "dropped": _dropped(evals), "expressible": _expressible(evals), "arms": entries, "baselines": base}
+
+
+def _expressible(everything: Mapping[str, Mapping[int, EvalResult]]) -> dict[str, Any]:
+    """How many evaluation tasks some sequence of candidates solves (:func:`simrl.experiment.expressible.summary`
+    of the first evaluation: every arm and seed shares the evaluation set); ``{}`` when not checked."""
+    from simrl.experiment.expressible import summary
+
+    first = next((ev for evals in everything.values() for _, ev in sorted(evals.items()) if ev.per_task), None)
+    return summary(first.per_task) if first is not None else {}
 
 
 def write_report(report: Mapping[str, Any], out_dir: str | Path) -> list[Path]:

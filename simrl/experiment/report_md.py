@@ -133,8 +133,25 @@ def environment_lines(report: Mapping[str, Any]) -> list[str]:
     if ev:
         lines += ["", "Held-out evaluation in the real environment: " +
                   ", ".join(f"{k} {v}" for k, v in ev.items()) + "."]
-    lines += ["", _dropped_line(report)]
+    lines += ["", _dropped_line(report), "", expressible_line(report)]
     return lines
+
+
+def expressible_line(report: Mapping[str, Any]) -> str:
+    """How many evaluation tasks some sequence of candidate actions solves, overall and per subset, and which
+    do not (:mod:`simrl.experiment.expressible`)."""
+    ex = report.get("expressible") or {}
+    if not ex:
+        return "Expressibility: not checked by this evaluation (re-run the evaluation to check it)."
+    per = ", ".join(f"{name} {d['expressible']}/{d['tasks']} ({d.get('expert_path', 0)} turn for turn)"
+                    for name, d in ex["subsets"].items())
+    head = ("Expressible by the candidate actions (some sequence of candidates solves the task in the real environment; "
+            f"turn for turn: every action of the scripted expert has a candidate, no search needed): {per}.")
+    bad = ex.get("not") or []
+    if not bad:
+        return head
+    shown = "; ".join(f"`{d['task_id']}` ({d['why']})" for d in bad[:10]) + (f"; and {len(bad) - 10} more" if len(bad) > 10 else "")
+    return f"{head} **Not expressible** (a gap in candidate generation: no policy over these candidates can solve them): {shown}."
 
 
 def _dropped_line(report: Mapping[str, Any]) -> str:

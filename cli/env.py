@@ -28,11 +28,11 @@ def list_envs(
         for env_id, description in registered().items():
             typer.echo(f"{env_id:12s} {description}")
         return
-    from rich.console import Console
     from rich.table import Table
 
     from simrl.envs.base import specs
     from simrl.envs.registry import module_of
+    from simrl.tables import print_table
     from simrl.wm.env_truth import oracle_envs, supported
 
     simulated, oracle = set(supported()), set(oracle_envs())
@@ -41,7 +41,7 @@ def list_envs(
         table.add_row(env_id, ", ".join(env_spec.task_types) or "any (a world's)",
                       "yes" if env_id in simulated else "no", "yes" if env_id in oracle else "no",
                       module_of(env_spec), env_spec.description)
-    Console(width=200).print(table)
+    print_table(table)
 
 
 def env_options(env_id: str, world: Path | None, server_command: str | None, server_url: str | None) -> dict:

@@ -247,8 +247,9 @@ def _policy(checkpoint: Path | None, spec: str | None, setup: dict):
 
 def _print(result, out: Path | None) -> None:
     """Print an ``EvalResult``: its metrics table and its success by edge case met."""
-    from rich.console import Console
     from rich.table import Table
+
+    from simrl.tables import print_table
 
     table = Table(title=f"{result.label}: {result.tasks} tasks x {result.trials} trial(s)" + (f" -> {out}" if out else ""))
     table.add_column("metric")
@@ -260,4 +261,5 @@ def _print(result, out: Path | None) -> None:
         cases.add_column(col, justify="left" if col == "edge case" else "right")
     for name, s in result.edge_cases.items():
         cases.add_row(name, str(s.episodes), f"{s.success:.1%}", f"{s.mean_turns:.1f}")
-    Console().print(table, cases)
+    print_table(table)
+    print_table(cases)

@@ -32,6 +32,7 @@ def preview(
     from simrl.errors import SimrlError
     from simrl.perturb.preview import plot_rates, rate_table
     from simrl.perturb.schedule import load_schedule
+    from simrl.tables import print_table
 
     try:
         sched = load_schedule(schedule)
@@ -40,7 +41,7 @@ def preview(
     except SimrlError as err:
         raise _fail(err) from None
     console = Console()
-    console.print(table)
+    print_table(table, console)
     if not sched.perturbations:
         console.print("this schedule has no perturbations")
     if written is not None:
@@ -51,10 +52,10 @@ def preview(
 def types() -> None:
     """List the perturbation types: how an agent recovers, whether it can, and their parameters
     (set in a schedule's `params`; each class's docstring in simrl/perturb/ shows an example)."""
-    from rich.console import Console
     from rich.table import Table
 
     from simrl.perturb.taxonomy import all_classes
+    from simrl.tables import print_table
 
     table = Table(title="perturbation types")
     for col in ("type", "recovery", "recoverable", "applied", "parameters (defaults)"):
@@ -63,4 +64,4 @@ def types() -> None:
         params = ", ".join(f"{name}={info.default!r}" for name, info in cls.model_fields.items()) or "-"
         table.add_row(cls.kind.value, cls.recovery.value, "yes" if cls.recoverable else "no",
                       "instead of the call" if cls.phase == "before" else "to the result", params)
-    Console().print(table)
+    print_table(table)

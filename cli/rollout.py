@@ -103,6 +103,7 @@ def rollout(
     from simrl.progress import progress_bar
     from simrl.rollout import TrajectoryWriter
     from simrl.rollout import rollout as run_rollout
+    from simrl.tables import print_table
 
     if out.exists() and out.stat().st_size > 0 and not append:
         raise SimrlError(f"--out {out} already holds trajectories: pass --append to add to it, or choose "
@@ -148,9 +149,9 @@ def rollout(
                           f"{sum(len(t.turns) for t in group) / len(group):.1f}",
                           str(sum(t.status == 'env_failure' for t in group)),
                           str(sum(t.status == 'truncated' for t in group)))
-    Console().print(table)
+    print_table(table)
     if schedule:
-        Console().print(split_table(trajs))
+        print_table(split_table(trajs))
     if schedule and mode == "control":
         for kind, c in compliance_rates(trajs).items():
             console.print(f"compliance {kind}: {c['rate']:.0%} of {int(c['attempts'])} "

@@ -45,7 +45,6 @@ def train(
     submits it with --ray-address).
     """
     from rich.console import Console
-    from rich.progress import TextColumn
     from rich.table import Table
 
     from simrl.envs.registry import load_entry
@@ -53,7 +52,8 @@ def train(
     from simrl.experiment.recipe import load_recipe, recipe_yaml
     from simrl.experiment.recipe_training import TRAINERS
     from simrl.experiment.tracking import with_report_to
-    from simrl.progress import progress_bar
+    from simrl.progress import field_column, progress_bar
+    from simrl.tables import print_table
 
     rec = with_report_to(load_recipe(recipe, overrides), report_to)
     arms = [arm] if arm is not None else list(rec.all_arms())
@@ -89,7 +89,7 @@ def train(
     assert kind.train is not None
     trainer = load_entry(kind.train)
     summaries = []
-    with progress_bar(TextColumn("{task.fields[line]}"), console=console) as bar:
+    with progress_bar(field_column("line"), console=console, per_step=True) as bar:
         for name in arms:
             for s in seeds:
                 job = bar.add_task(f"{name} seed {s}", total=rec.budget.steps, line="preparing the world")
@@ -113,7 +113,7 @@ def train(
         success = "  ".join(f"{k} {v.get('success', 0):.0%}" for k, v in ev.items()) or "-"
         table.add_row(s.arm, str(s.seed), str(s.steps), f"{s.first_reward:.3f}", f"{s.final_reward:.3f}",
                       f"{s.final_success:.0%}", str(s.env_failures), success, f"{s.wall_s:.0f} s")
-    Console().print(table)
+    print_table(table)
 
 
 def _check_runs(rec, arms: list[str], seeds: list[int], out: Path, *, resume: bool,
@@ -141,6 +141,7 @@ def _plan(rec, arms: list[str], seeds: list[int], out: Path, extended: dict[tupl
     from rich.table import Table
 
     from simrl.experiment import runs
+    from simrl.tables import print_table
 
     b = rec.budget
     table = Table(title=f"plan: {b.steps} steps x {b.batch} tasks x {b.group_size} episodes = "
@@ -156,7 +157,7 @@ def _plan(rec, arms: list[str], seeds: list[int], out: Path, extended: dict[tupl
             files = runs.RunFiles(runs.run_dir(out, name, s))
             table.add_row(name, str(s), env, f"{a.schedule or '-'} ({a.mode})" if a.schedule else "-",
                           str(files.root), _state(rec, files) + ("; to extend" if (name, s) in extended else ""))
-    Console().print(table)
+    print_table(table)
     for (name, s), changes in extended.items():
         Console().print(f"{name} seed {s}: --extend continues it ({'; '.join(changes)})", markup=False,
                         highlight=False, soft_wrap=True)

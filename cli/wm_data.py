@@ -43,6 +43,7 @@ def data(
     from rich.table import Table
 
     from simrl.errors import SimrlError
+    from simrl.tables import print_table
     from simrl.wm.data import export, parse_formats
 
     formats = parse_formats(format)
@@ -57,14 +58,14 @@ def data(
         table.add_column(col)
     for domain in sorted(set(counts["by_domain"]) | set(counts["perturbed_by_domain"])):
         table.add_row(domain, str(counts["by_domain"].get(domain, 0)), str(counts["perturbed_by_domain"].get(domain, 0)))
-    console.print(table)
+    print_table(table, console)
     if counts["by_perturbation"]:
         kinds = Table(title="perturbed rows by type")
         kinds.add_column("perturbation")
         kinds.add_column("rows")
         for kind, n in counts["by_perturbation"].items():
             kinds.add_row(kind, str(n))
-        console.print(kinds)
+        print_table(kinds, console)
     if counts["variants_unavailable"]:
         console.print(f"only {counts['perturbed']} of {perturb} variants: no fitting perturbation for the other calls")
     for reason, n in counts["skipped"].items():

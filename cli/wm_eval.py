@@ -129,6 +129,7 @@ def eval_(
     from simrl.fidelity.predict import select
     from simrl.fidelity.report import rich_tables, summarise, write_scores
     from simrl.progress import progress_bar
+    from simrl.tables import print_table
     from simrl.wm.backend import Sampling
     from simrl.wm.transitions import load_transitions
 
@@ -191,7 +192,7 @@ def eval_(
             "judge": judge_model, "sampling": config.sampling.model_dump()}
     write_scores(scores, out, meta)
     for table in rich_tables(scores):
-        Console().print(table)
+        print_table(table)
     for name, entry in scores.items():
         if name.startswith("_"):
             continue

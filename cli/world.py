@@ -88,6 +88,8 @@ def _print_inspection(world, manifest, report, files, tasks, samples: int) -> No
     from rich.console import Console
     from rich.table import Table
 
+    from simrl.tables import print_table
+
     console = Console()
     c = manifest.counts
     console.print(f"[bold]{world}[/]: spec '{manifest.spec_name}', seed {manifest.seed}, "
@@ -100,14 +102,14 @@ def _print_inspection(world, manifest, report, files, tasks, samples: int) -> No
         counts.add_row(key, parts, str(c[key]["total"]))
     for kind, splits in c["tasks"].items():
         counts.add_row(f"tasks: {kind}", ", ".join(f"{s} {n}" for s, n in splits.items()), str(sum(splits.values())))
-    console.print(counts)
+    print_table(counts, console)
     checks = Table(title="Constraint checks")
     for col in ("check", "what it verifies", "checked", "violations"):
         checks.add_column(col)
     for r in report.results:
         mark = "[green]ok[/]" if r.passed else f"[red]{r.violations}[/]"
         checks.add_row(r.name, r.description, str(r.checked), mark)
-    console.print(checks)
+    print_table(checks, console)
     for r in report.results:
         for ex in r.examples[:3]:
             console.print(f"  [red]{r.name}[/]: {ex}")

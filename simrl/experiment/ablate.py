@@ -135,9 +135,7 @@ def _run_jobs(todo: Sequence[RunJob], command: Callable[[RunJob], list[str]], *,
               console: Any, poll: float) -> list[Outcome]:
     """Run the jobs with one overall bar: steps done over every run (its remaining-time estimate), runs
     done / total, and a line per run as it ends."""
-    from rich.progress import TextColumn
-
-    from simrl.progress import progress_bar
+    from simrl.progress import field_column, progress_bar
 
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, jobs))))
@@ -149,7 +147,7 @@ def _run_jobs(todo: Sequence[RunJob], command: Callable[[RunJob], list[str]], *,
         return (f"runs {len(done)}/{len(todo)} done, {len(running)} running"
                 + (f", {failed} failed" if failed else ""))
 
-    with progress_bar(TextColumn("{task.fields[runs]}"), console=console) as bar:
+    with progress_bar(field_column("runs"), console=console) as bar:
         row = bar.add_task(f"training {len(todo)} runs (steps)", total=max(1, steps * len(todo)),
                            completed=sum(progress.values()), runs=runs_line())
         try:

@@ -15,25 +15,31 @@ import yaml
 from rich.console import Console
 
 from simrl.experiment.ablate import RunJob, run_jobs
-from simrl.progress import LineProgress, progress_bar
+from simrl.progress import LineProgress, field_column, progress_bar
 
 ROOT = Path(__file__).resolve().parents[2]
 LINE = re.compile(r"^\[\d\d:\d\d:\d\d\] (?P<what>.+?): (?P<done>\d+)/(?P<total>\d+) \(\d+%\) elapsed \d+:\d\d:\d\d "
                   r"eta (?:\d+:\d\d:\d\d|\?)")
 
 
-def test_train_log_gets_plain_progress_lines_early_and_regularly(tmp_path):
+ETA = re.compile(r" eta \d+:\d\d:\d\d")
+
+
+def test_train_log_gets_plain_progress_lines_early_and_per_step(tmp_path):
+    """`COLUMNS=80 simrl train ... > log 2>&1` (a batch job): a line at once, one per step with its ETA, the
+    summary table's arm names whole."""
     recipe = {"name": "tiny-progress", "world": {"spec": str(ROOT / "worlds" / "tiny.yaml"), "seed": 0},
               "env": {"id": "mcp-world"}, "real": {"transport": "inprocess"},
-              "arms": {"real": {"environment": "real"}},
-              "budget": {"steps": 4, "group_size": 2, "batch": 2, "max_turns": 6}, "seeds": [0]}
+              "arms": {"real": {"environment": "real"},
+                       "sim-uncontrolled": {"environment": "world_model", "backend": "oracle"}},
+              "budget": {"steps": 4, "group_size": 2, "batch": 2, "max_turns": 6}, "seeds": [0, 1]}
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
     log = tmp_path / "train.log"
-    env = {**os.environ, "SIMRL_PROGRESS_EVERY": "0.2", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "SIMRL_PROGRESS_EVERY": "600", "OMP_NUM_THREADS": "1", "COLUMNS": "80"}
     with log.open("w") as f:  # stdout and stderr to a file: not a terminal
         proc = subprocess.Popen([sys.executable, "-m", "simrl.cli.main", "train", str(tmp_path / "r.yaml"),
-                                 "--out", str(tmp_path / "out"), "--no-evaluate"], stdout=f, stderr=subprocess.STDOUT,
-                                env=env)
+                                 "--set", "seeds=[0]", "--out", str(tmp_path / "out"), "--no-evaluate"],
+                                stdout=f, stderr=subprocess.STDOUT, env=env)
     try:
         early = None
         while proc.poll() is None and early is None:
@@ -46,9 +52,15 @@ def test_train_log_gets_plain_progress_lines_early_and_regularly(tmp_path):
     text = log.read_text()
     assert "\r" not in text and "\x1b[" not in text  # plain lines, no live-bar redraws
     lines = [m for ln in text.splitlines() if (m := LINE.match(ln))]
-    assert len(lines) >= 3 and lines[-1]["done"] == lines[-1]["total"] == "4"
-    assert lines[-1].string.split(" eta ")[1].startswith("0:00:00")
-    assert any("reward" in m.string for m in lines)  # the step's metrics line rides along
+    for arm in ("real", "sim-uncontrolled"):
+        mine = [m for m in lines if m["what"] == f"{arm} seed 0"]
+        stepped = [m for m in mine if m["done"] != "0"]
+        assert [m["done"] for m in stepped][:4] == ["1", "2", "3", "4"]  # a line per step, not every 600 s
+        assert all(ETA.search(m.string) for m in stepped), stepped  # the ETA on every line from the first step
+        assert stepped[-1]["total"] == "4" and stepped[-1].string.split(" eta ")[1].startswith("0:00:00")
+        assert any("reward" in m.string for m in stepped)  # the step's metrics line rides along
+    table = text[text.index("tiny-progress: 2 run(s)"):]
+    assert "sim-uncontrolled" in table and "…" not in table and max(map(len, table.splitlines())) <= 80
 
 
 def test_ablation_has_one_overall_bar(tmp_path):
@@ -73,9 +85,32 @@ def test_ablation_has_one_overall_bar(tmp_path):
     assert "a seed 1: FAILED: exit code 3: error: boom" in out.getvalue()
 
 
-def test_progress_bar_on_a_terminal_has_an_eta():
-    console = Console(file=io.StringIO(), force_terminal=True, width=120)
-    bar = progress_bar(console=console)
+def test_progress_bar_on_a_terminal_keeps_its_eta_beside_long_metrics():
+    console = Console(file=io.StringIO(), force_terminal=True, width=120, color_system=None)
+    bar = progress_bar(field_column("line"), console=console)
     assert not isinstance(bar, LineProgress)
-    assert any(type(c).__name__ == "TimeRemainingColumn" for c in bar.columns)
-    assert isinstance(progress_bar(console=Console(file=io.StringIO())), LineProgress)
+    metrics = "reward 0.412  success 40%  turns 7.2  loss +0.013  env-fail 3  perturb 12  signal 50%  wm-unparsed 2"
+    task = bar.add_task("sim-uncontrolled seed 0", total=24, line=metrics)
+    bar.update(task, completed=5)
+    console.print(bar.make_tasks_table(bar.tasks))
+    first, *rest = console.file.getvalue().splitlines()
+    assert "sim-uncontrolled seed 0" in first and re.search(r"5/24 \d:\d\d:\d\d eta -:--:--", first), first
+    assert "signal 50%" in " ".join([first, *rest]) and "…" not in console.file.getvalue()  # metrics wrap, not cut
+    assert isinstance(progress_bar(console=Console(file=io.StringIO())), LineProgress)  # a file
+    narrow = Console(file=io.StringIO(), force_terminal=True, width=80)
+    assert isinstance(progress_bar(console=narrow), LineProgress)  # a narrow terminal: plain lines too
+
+
+def test_plain_lines_per_step_have_an_eta_from_the_first_step():
+    out = io.StringIO()
+    with progress_bar(field_column("line"), console=Console(file=out), per_step=True, every=600) as bar:
+        task = bar.add_task("a seed 0", total=3, line="preparing")
+        bar.update(task, line="warm start")
+        time.sleep(0.05)
+        for step in range(1, 4):
+            bar.update(task, completed=step, line=f"reward {step}")
+            time.sleep(0.02)
+    lines = [m for ln in out.getvalue().splitlines() if (m := LINE.match(ln))]
+    assert [m["done"] for m in lines] == ["0", "0", "1", "2", "3", "3"]  # added, a phase, each step, the end
+    assert all(ETA.search(m.string) for m in lines[2:]) and " eta ?" in lines[0].string
+    assert lines[2].string.endswith("| reward 1")

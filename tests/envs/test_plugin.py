@@ -80,7 +80,7 @@ def world(tmp_path_factory) -> Path:
 def test_installed_plugin_is_listed_checked_and_rolled_out(installed, world, tmp_path):
     listed = _simrl(["env", "list"], installed, tmp_path).stdout
     assert "codebook" in listed and "lookup(word)" in listed
-    wide = _simrl(["env", "list", "--wide"], installed, tmp_path).stdout
+    wide = _simrl(["env", "list", "--wide"], installed, tmp_path, COLUMNS="250").stdout  # one row a line
     rows = {cells[1]: cells[2:6] for line in wide.splitlines()
             if len(cells := [c.strip() for c in line.split("│")]) > 6 and cells[1]}
     assert rows["codebook"] == ["codebook", "yes", "yes", "simrl_codebook"]  # its types, world model, oracle, module

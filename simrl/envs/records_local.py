@@ -98,14 +98,15 @@ def _base(world: Path) -> sqlite3.Connection:
     return _bases[world]
 
 
-def memory_store(world: Path, page_size: int | None = None) -> RecordStore:
-    """A fresh in-memory copy of ``world``'s records (``page_size`` overrides the spec's default page size)."""
+def memory_store(world: Path, page_size: int | None = None, store_class: type[RecordStore] = RecordStore) -> RecordStore:
+    """A fresh in-memory copy of ``world``'s records (``page_size`` overrides the spec's default page size),
+    opened as ``store_class`` (a :class:`RecordStore` or a subclass such as the oracle's unpaged store)."""
     with _lock:
         base = _base(world)
         conn = sqlite3.connect(":memory:", check_same_thread=False)
         base.backup(conn)
     conn.row_factory = sqlite3.Row
-    store = RecordStore(conn, Path(":memory:"))
+    store = store_class(conn, Path(":memory:"))
     if page_size is not None:
         store.meta["page_size"] = str(page_size)
     return store

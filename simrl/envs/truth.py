@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextvars
 import shutil
 import threading
 from pathlib import Path
@@ -80,10 +81,15 @@ def base_records(world: Path) -> Path:
 
 
 def episode_store(world: Path, db: Path, unpaged: bool) -> RecordStore:
-    """A fresh copy of ``world``'s records at ``db``, opened as an UnpagedStore or a RecordStore."""
-    with RecordStore.open(base_records(world)) as base:
-        base.copy_to(db).close()
-    return (UnpagedStore if unpaged else RecordStore).open(db)
+    """A fresh in-memory copy of ``world``'s records, opened as an UnpagedStore or a RecordStore.
+
+    ``db`` names the episode's copy only: it is kept in memory (SQLite's backup API from the process's
+    in-memory base, as the real in-process environment does), since a file per episode cost a commit with
+    fsync per write and an unlink per episode (about 20 ms an episode).
+    """
+    from simrl.envs.records_local import memory_store
+
+    return memory_store(Path(world), store_class=UnpagedStore if unpaged else RecordStore)
 
 
 async def record_tools(world: Path) -> list[dict[str, Any]]:
@@ -139,14 +145,14 @@ class RecordsTruth:
     """The record server's tools, in process, on one episode's store (paged or not).
 
     Results are the server's JSON text; failures are ``is_error`` results with the server's
-    message (``Error executing tool NAME: reason``). No operational faults are ever drawn.
+    message (``Error executing tool NAME: reason``). No operational faults are ever drawn. The server is
+    built once per process and store kind (:func:`_truth_server`; building one costs about 10 ms) and each
+    call runs on this episode's store.
     """
 
     def __init__(self, store: RecordStore) -> None:
-        from simrl.records.server import build_server
-
         self.store = store
-        self._server = build_server(store)
+        self._server = _truth_server(type(store), store)
 
     async def call(self, call: ToolCall) -> ToolResult:
         """Run one call of the record tools on the store."""
@@ -155,16 +161,49 @@ class RecordsTruth:
         def result(text: str, error: bool) -> ToolResult:
             return ToolResult(name=call.name, content=text, is_error=error, call_id=call.call_id)
 
+        token = _TRUTH_STORE.set(self.store)
         try:
             out = await self._server.call_tool(call.name, dict(call.arguments))
         except ToolError as err:
             return result(str(err), True)
+        finally:
+            _TRUTH_STORE.reset(token)
         texts = [getattr(block, "text", "") for block in getattr(out, "content", None) or []]
         return result("\n".join(t for t in texts if isinstance(t, str)), bool(getattr(out, "is_error", False)))
 
     def close(self) -> None:
         """Close the episode's store (idempotent)."""
         self.store.close()
+
+
+_TRUTH_STORE: contextvars.ContextVar[RecordStore | None] = contextvars.ContextVar("simrl_truth_store", default=None)
+_truth_servers: dict[tuple[type, str], Any] = {}
+
+
+class _TruthStore:
+    """Forwards attribute access to the store of the :class:`RecordsTruth` whose call is running."""
+
+    def __getattr__(self, name: str) -> Any:
+        store = _TRUTH_STORE.get()
+        if store is None:
+            raise RuntimeError("the shared ground-truth record server was called outside RecordsTruth.call")
+        return getattr(store, name)
+
+
+def _truth_server(kind: type, store: RecordStore) -> Any:
+    """The record server over :class:`_TruthStore`, built once per process per store class and page size
+    (what the server's instructions and tool descriptions read from ``store`` at build time)."""
+    from simrl.records.server import build_server
+
+    key = (kind, str(store.page_size))
+    with _lock:
+        if key not in _truth_servers:
+            token = _TRUTH_STORE.set(store)
+            try:
+                _truth_servers[key] = build_server(_TruthStore())  # type: ignore[arg-type]
+            finally:
+                _TRUTH_STORE.reset(token)
+        return _truth_servers[key]
 
 
 def search_truth(world: Path) -> SearchTruth:

@@ -128,9 +128,9 @@ class WorldModelEnv(Environment):
         self.max_history_chars = max_history_chars
         self.env_id, self.world = env_id, Path(world) if world is not None else None
         if self.world is not None:
-            from simrl.world.io import load_manifest
+            from simrl.world.io import check_once
 
-            load_manifest(self.world)
+            check_once(self.world)
         self.backend, self.own_backend = backend, own_backend
         self.backend_name = "oracle" if backend == "oracle" else backend.name  # type: ignore[union-attr]
         self.sampling = sampling or Sampling()

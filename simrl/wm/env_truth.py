@@ -10,9 +10,10 @@ or a shadow copy of the records that writes are applied to with the record serve
 from __future__ import annotations
 
 import asyncio
+import atexit
 import inspect
+import itertools
 import shutil
-import weakref
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,19 @@ from simrl.envs.registry import wm_adapter_of
 from simrl.errors import SimrlError
 from simrl.types import ToolCall
 from simrl.world.schema import Task
+
+_scratch: Path | None = None
+_episodes = itertools.count(1)
+
+
+def _episode_db() -> Path:
+    """A fresh path for one episode's ground truth (``episode_truth``'s ``db_path``), in one scratch folder per
+    process (removed at exit): a folder per environment cost a mkdir and an rmdir per episode."""
+    global _scratch
+    if _scratch is None or not _scratch.is_dir():
+        _scratch = scratch.mkdtemp("simrl-wm-env-")
+        atexit.register(shutil.rmtree, _scratch, True)
+    return _scratch / f"episode-{next(_episodes)}.sqlite"
 
 
 def adapter(env_id: str) -> WorldModelAdapter:
@@ -112,8 +126,8 @@ class EpisodeTruth:
     """The ground truth of each episode, opened at ``reset`` and closed at the next one or at the end.
 
     From the environment's adapter: its ``episode_truth`` when it has one (``mcp-world``: a fresh copy
-    of the world's records per episode, ``episode-N.sqlite`` in a temporary folder removed by
-    :meth:`cleanup`, or when this object is collected); else, with the oracle, its ``shared_truth``
+    of the world's records per episode, in memory; ``db_path`` is a fresh ``episode-N.sqlite`` in one scratch
+    folder per process, deleted when the episode closes); else, with the oracle, its ``shared_truth``
     (``search``: the world's shared index); otherwise none.
 
     Args:
@@ -126,9 +140,7 @@ class EpisodeTruth:
         self.env_id, self.world, self.oracle_backend = env_id, world, oracle_backend
         self._adapter = adapter(env_id)
         self.current: Any = None
-        self._workdir: Path | None = None
-        self._cleanup: Any = None
-        self._episodes = 0
+        self._db: Path | None = None
 
     async def open(self, task: Task, seed: int = 0) -> Any:
         """Open (and return) the next episode's ground truth; None where the environment keeps none."""
@@ -137,12 +149,8 @@ class EpisodeTruth:
 
             self.current = await RealTruth(self.env_id, self.world).start(task, seed)
         elif self._adapter.episode_truth is not None:
-            if self._workdir is None:
-                self._workdir = scratch.mkdtemp("simrl-wm-env-")
-                self._cleanup = weakref.finalize(self, shutil.rmtree, self._workdir, True)
-            self._episodes += 1
-            db = self._workdir / f"episode-{self._episodes}.sqlite"
-            self.current = await asyncio.to_thread(self._adapter.episode_truth, self.world, db, self.oracle_backend)
+            self._db = _episode_db()
+            self.current = await asyncio.to_thread(self._adapter.episode_truth, self.world, self._db, self.oracle_backend)
         elif self._adapter.shared_truth is not None and self.oracle_backend:
             self.current = await asyncio.to_thread(self._adapter.shared_truth, self.world)
         else:
@@ -173,14 +181,12 @@ class EpisodeTruth:
             closing = truth.close()
             if inspect.isawaitable(closing):  # the real environment (RealTruth) closes asynchronously
                 await closing
-            store = getattr(truth, "store", None)
-            if store is not None:
-                Path(store.path).unlink(missing_ok=True)
+        if self._db is not None:
+            self._db.unlink(missing_ok=True)  # what the episode's truth wrote there, if anything
+            self._db = None
 
     def cleanup(self) -> None:
-        """Remove the episodes' temporary folder (after :meth:`close`)."""
-        if self._cleanup is not None:
-            self._cleanup()
+        """Nothing left to remove: each episode's file (if any) goes with :meth:`close`."""
 
 
 def score(task: Task, answer: str, truth: Any, scorer: Any = None) -> tuple[float, dict[str, Any]]:

@@ -121,6 +121,22 @@ def write_world(out: Path, *, spec_yaml: str, spec_name: str, seed: int, heldout
     return manifest
 
 
+_checked: set[str] = set()
+
+
+def check_once(world: str | Path) -> None:
+    """:func:`load_manifest` the first time this process meets ``world`` (by path), nothing afterwards: for code
+    that opens a world per episode (a world-model environment per episode costs about 2 ms of stat calls).
+
+    Raises:
+        SimrlError: as :func:`load_manifest`, the first time.
+    """
+    key = str(world)
+    if key not in _checked:
+        load_manifest(world)
+        _checked.add(key)
+
+
 def _require(world: Path, name: str) -> Path:
     """The path of ``name`` in ``world``, after the world's files were checked against its manifest."""
     path = Path(world) / name

@@ -28,7 +28,9 @@ Answers. Each scalar value of the last result; over the records (:func:`simrl.po
 the current listing — every successful result of the last call that returned records and of the calls
 that differ from it only in optional scalar arguments (its pages) — their count, the sum / min / max of
 each numeric field, the earliest / latest of each date field and the other fields of the records that
-hold them; and ``done``. At most :data:`MAX_ANSWERS`.
+hold them; and ``done``. When the prompt asks for a table (its columns listed after a colon), first a table of
+every record read so far that has each column (:mod:`simrl.policies.candidate_tables`). At most
+:data:`MAX_ANSWERS`.
 
 Deterministic: the same history gives the same list in the same order; duplicates are removed (actions
 compared by calls and answer, not ``text``); at most :data:`MAX_CANDIDATES` in all.
@@ -43,6 +45,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from simrl.policies.candidate_tables import asked_columns, table_answer
 from simrl.policies.features import Scalar, id_prefix, is_date, items, leaves, prompt_values, shape, tokens
 from simrl.types import Action, Observation, ToolCall, Turn
 
@@ -282,7 +285,10 @@ def _aggregates(records: list[dict[str, Any]]) -> Iterable[tuple[Scalar, str]]:
                         yield v, f"agg_{name}_{f}_{g}"
 
 
-def _answers(tools: dict[str, Tool], turns: list[Turn]) -> Iterable[Tagged]:
+def _answers(tools: dict[str, Tool], turns: list[Turn], prompt: str) -> Iterable[Tagged]:
+    columns = asked_columns(prompt)
+    if columns is not None and (table := table_answer(columns, (c for t in turns for c in _ok(t)))) is not None:
+        yield Action.final(table), ("tag_answer", "tag_answer_table")
     records, pages = listing(tools, turns)
     state = f"tag_pages_{min(pages, 4)}"
     for value, tag in (_aggregates(records) if records else ()):
@@ -301,7 +307,8 @@ def candidate_actions(task_view: dict[str, str], initial: Observation, turns: li
 def tagged_candidates(task_view: dict[str, str], initial: Observation, turns: list[Turn]) -> list[Tagged]:
     """:func:`candidate_actions` with each candidate's tags; ``called_before`` / ``same_as_last`` added."""
     tools = {t.name: t for t in read_tools(initial.tools)}
-    vals = _episode_values(task_view.get("prompt", initial.text), turns)
+    prompt = task_view.get("prompt", initial.text)
+    vals = _episode_values(prompt, turns)
     vals.examples = list(dict.fromkeys((k, v) for t in tools.values() for k, v in t.examples))
     pool: dict[str, Tagged] = {}
 
@@ -315,7 +322,7 @@ def tagged_candidates(task_view: dict[str, str], initial: Observation, turns: li
                 n += 1
 
     add(_recovery(tools, turns), MAX_CANDIDATES)
-    add(_answers(tools, turns), MAX_ANSWERS)
+    add(_answers(tools, turns, prompt), MAX_ANSWERS)
     per_tool = [list(_calls(tool, vals)) for tool in tools.values()]
     add((c for row in itertools.zip_longest(*per_tool) for c in row if c is not None), MAX_CANDIDATES)
     done = {action_key(t.action) for t in turns}
@@ -329,7 +336,9 @@ def project(action: Action, candidates: list[Action]) -> int | None:
     same tool whose arguments are a subset of the action's (most arguments first); None when there is none.
 
     Demonstrations may set optional arguments the candidates leave out (``find_by_name(name, type)`` ->
-    ``find_by_name(name)``) and wrap answers in markup; behaviour cloning learns the projection.
+    ``find_by_name(name)``) and wrap answers in markup; behaviour cloning learns the projection. A call with
+    arguments never maps to the tool's call without any (``web_search(query=...)`` is not ``web_search()``,
+    which does something else: here, an error).
     """
     keys = [action_key(c) for c in candidates]
     if (k := action_key(action)) in keys:
@@ -343,7 +352,7 @@ def project(action: Action, candidates: list[Action]) -> int | None:
     for i, c in enumerate(candidates):
         if len(c.tool_calls) == 1 and c.tool_calls[0].name == call.name:
             args = c.tool_calls[0].arguments
-            if all(call.arguments.get(p) == v for p, v in args.items()):
+            if (args or not call.arguments) and all(call.arguments.get(p) == v for p, v in args.items()):
                 if best is None or len(args) > len(candidates[best].tool_calls[0].arguments):
                     best = i
     return best

@@ -151,3 +151,55 @@ def test_embedded_policy_imports_no_expert_or_templates():
     for name in ("policies/candidates.py", "policies/features.py", "policies/scorer.py", "trainers/embedded.py"):
         text = (root / name).read_text(encoding="utf-8")
         assert not re.search(r"simrl\.policies\.expert|simrl\.world\.templates|records_expert", text), name
+
+
+PAGE = """Title: Blue Owl Ltd
+
+Markdown Content:
+# Blue Owl Ltd
+
+| Organization | |
+|---|---|
+| Founded | March 3, 1990 |
+| Headquarters | [Springfield](https://www.w.example/wiki/springfield) |
+| Founders | [Ann Lee](https://www.w.example/wiki/ann_lee), [Bo Kim](https://www.w.example/wiki/bo_kim) |
+| Employees | 1,234 |
+
+Blue Owl Ltd is a company."""
+
+
+def test_a_table_answer_renders_the_records_read_with_the_columns_the_prompt_asks_for():
+    from simrl.policies.candidate_tables import asked_columns, records, table_answer
+
+    prompt = "List every organization in Springfield. Answer with a markdown table with the columns: name, founded, employees."
+    cols = asked_columns(prompt)
+    assert cols == ["name", "founded", "employees"]
+    assert records(PAGE) == [{"name": "Blue Owl Ltd", "Founded": "March 3, 1990", "Headquarters": "Springfield",
+                              "Founders": "Ann Lee, Bo Kim", "Employees": "1,234"}]
+    other = PAGE.replace("Blue Owl Ltd", "Red Fox Inc").replace("1,234", "88")
+    listing = "# Organizations\n\n| Name | Details |\n|---|---|\n| [Red Fox Inc](https://x.example/r) | founded 1990 |"
+    table = table_answer(cols, [PAGE, listing, other, PAGE])  # the listing lacks columns; a page read twice counts once
+    assert table == ("| name | founded | employees |\n|---|---|---|\n| Blue Owl Ltd | March 3, 1990 | 1,234 |\n"
+                     "| Red Fox Inc | March 3, 1990 | 88 |")
+    turns = [Turn(action=Action.call("web_extractor", url="https://www.w.example/wiki/blue_owl"),
+                  step=Step(observation=Observation(text=PAGE, results=[ToolResult(name="web_extractor", content=PAGE)])))]
+    from simrl.envs.search_tools import SEARCH_TOOLS
+
+    tagged = tagged_candidates({"prompt": prompt}, Observation(text=prompt, tools=SEARCH_TOOLS), turns)
+    answers = [(a.answer, tags) for a, tags in tagged if a.is_final]
+    assert answers[0] == (table_answer(cols, [PAGE]), ("tag_answer", "tag_answer_table"))
+    assert asked_columns("How many people are recorded as members of Acme Ltd, past and present? Use the record "
+                         "tools.") is None  # no table asked: no table answer (the quickstart's prompts)
+    plain = tagged_candidates({"prompt": "Who founded Blue Owl Ltd?"}, Observation(text="", tools=SEARCH_TOOLS), turns)
+    assert not any("tag_answer_table" in tags for _, tags in plain)
+
+
+def test_a_call_with_arguments_never_projects_onto_the_call_without_any():
+    from simrl.envs.search_tools import SEARCH_TOOLS
+
+    cands = candidate_actions({"prompt": "Who founded Blue Owl Ltd?"}, Observation(text="", tools=SEARCH_TOOLS), [])
+    assert Action.call("web_search") in cands  # web_search requires nothing: its bare call is a candidate
+    i = project(Action.call("web_search", query="Blue Owl Ltd"), cands)
+    assert i is not None and cands[i] == Action.call("web_search", query="Blue Owl Ltd")
+    assert project(Action.call("web_search", query="Organizations of Oz"), cands) is None  # not web_search()
+    assert cands[project(Action.call("web_search"), cands)] == Action.call("web_search")

@@ -1,0 +1,110 @@
+"""Table answers for the candidates: the records an episode has read, rendered with the columns its prompt asks for.
+
+Generic, like the rest of :mod:`simrl.policies.candidates`: no task family, environment or world is known here.
+
+* **Columns** (:func:`asked_columns`): a prompt that asks for a table lists its columns after a colon, as an
+  enumeration of lower-case words (``... with the columns: name, founded, industry.``): the last such list of
+  at least two items. None: the prompt asks for no table, and no table answer is offered.
+* **Records** (:func:`records`) of a successful result: the objects of a JSON result's lists
+  (:func:`simrl.policies.features.items`); in markdown text, each table with a header row gives one record per
+  row (header cell -> cell), and a key/value table (a header whose second cell is empty, an infobox) gives one
+  record of the page's subject, named by the page's ``# heading`` (key ``name``). A cell's value is its text
+  without markdown links, or the links' texts when it holds nothing else (``[Ann Lee](https://...)`` -> ``Ann
+  Lee``; ``March 3, 1990, [Springfield](...)`` -> ``March 3, 1990``).
+* **Rows** (:func:`table_answer`): every record read so far (oldest first, one per name) that has a field for
+  each column (a field whose words equal the column's, case-insensitively), rendered as a markdown table with
+  the prompt's column names. None when no record has them all.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from simrl.policies.features import items, parse_json, tokens
+
+_LIST = re.compile(r":\s*([a-z][a-z0-9_]*(?: [a-z0-9_]+){0,2}(?:, (?:and )?[a-z][a-z0-9_]*(?: [a-z0-9_]+){0,2})+)\s*(?:[.;\n]|$)")
+_LINK = re.compile(r"\[([^\]]{1,80})\]\([^)\s]+\)")
+_HEADING = re.compile(r"^# (.+)$", re.MULTILINE)
+MAX_ROWS = 50
+"""Most rows of a table answer."""
+
+
+def asked_columns(prompt: str) -> list[str] | None:
+    """The column names a prompt asks for (see the module docstring), or None.
+
+    >>> asked_columns("List every city of Oz. Answer with a markdown table with the columns: name, population.")
+    ['name', 'population']
+    >>> asked_columns("How many members does Acme have?") is None
+    True
+    """
+    found = _LIST.findall(prompt)
+    if not found:
+        return None
+    cols = [c.strip().removeprefix("and ").strip() for c in found[-1].split(",")]
+    return cols if len(cols) >= 2 and len(set(cols)) == len(cols) else None
+
+
+def _cell(text: str) -> str:
+    """A markdown cell's value: its text without links, else the links' texts."""
+    bare = _LINK.sub("", text).strip(" ,;")
+    return bare if bare else ", ".join(_LINK.findall(text)).strip()
+
+
+def _rows(lines: list[str]) -> list[list[str]]:
+    return [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines]
+
+
+def _markdown_records(text: str) -> list[dict[str, Any]]:
+    """The records of markdown text: one per row of a headed table, one per key/value table (the page's subject)."""
+    heading = _HEADING.search(text)
+    out: list[dict[str, Any]] = []
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines) - 1:
+        if lines[i].lstrip().startswith("|") and re.fullmatch(r"\s*\|?[\s:|-]*-[\s:|-]*", lines[i + 1]):
+            j = i + 2
+            while j < len(lines) and lines[j].lstrip().startswith("|"):
+                j += 1
+            header, body = _rows([lines[i]])[0], _rows(lines[i + 2:j])
+            if len(header) == 2 and not header[1] and heading is not None:  # key/value: the page's subject
+                record = {"name": heading.group(1).strip()}
+                record |= {_cell(r[0]): _cell(r[1]) for r in body if len(r) == 2 and _cell(r[0])}
+                out.append(record)
+            elif all(header):
+                out += [{h: _cell(c) for h, c in zip(header, r)} for r in body if len(r) == len(header)]
+            i = j
+        else:
+            i += 1
+    return out
+
+
+def records(text: str) -> list[dict[str, Any]]:
+    """The records of one tool result (see the module docstring)."""
+    if parse_json(text) is not None:
+        return list(items(text))
+    return _markdown_records(text)
+
+
+def _field(record: dict[str, Any], column: str) -> Any:
+    want = tokens(column)
+    return next((v for k, v in record.items() if tokens(k) == want and v not in (None, "")), None)
+
+
+def table_answer(columns: list[str], texts: Iterable[str]) -> str | None:
+    """The markdown table of every record of ``texts`` (in order) with a field for each column, or None."""
+    rows, names = [], set()
+    for text in texts:
+        for record in records(text):
+            cells = [_field(record, c) for c in columns]
+            if any(v is None or isinstance(v, dict | list) for v in cells):
+                continue
+            key = str(cells[0]).lower()
+            if key not in names and len(rows) < MAX_ROWS:
+                names.add(key)
+                rows.append([str(v).replace("|", "/").replace("\n", " ") for v in cells])
+    if not rows:
+        return None
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])

@@ -30,6 +30,7 @@ def ablate(
     from simrl.experiment.recipe import load_recipe
     from simrl.experiment.report_md import statements
     from simrl.experiment.tracking import with_report_to
+    from simrl.experiment.tracking_report import where
 
     rec = with_report_to(load_recipe(recipe, overrides), report_to)
     folder = out if out is not None else Path("runs") / rec.name
@@ -37,3 +38,5 @@ def ablate(
     console = Console()
     console.print(Markdown("\n".join(statements(report))))  # the primary comparison, then the baselines
     console.print(f"report: {folder / 'report.md'} (plots in {folder / 'plots'})")
+    for line in where(rec, folder):  # the trackers: where the files are, the command that opens them
+        console.print(line, markup=False, highlight=False, soft_wrap=True)

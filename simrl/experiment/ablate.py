@@ -13,7 +13,8 @@
    evaluated here) and evaluates the baselines of every seed on the same tasks with the same episode
    seeds: ``untrained`` (the initial policy) and ``warmstart`` (a run's ``warmstart.pt``), under
    ``OUT/baselines/<name>/seed-<S>/``;
-3. writes ``report.json``, ``report.md`` and the plots (:mod:`simrl.experiment.report`).
+3. writes ``report.json``, ``report.md`` and the plots (:mod:`simrl.experiment.report`), and logs them, the
+   held-out results and the baselines to the recipe's trackers (:mod:`simrl.experiment.tracking_report`).
 
 Layout: ``OUT/<arm>/seed-<S>/`` runs and ``OUT/worlds/`` (:mod:`simrl.experiment.runs`), plus ``OUT/logs/``,
 ``OUT/baselines/``, ``OUT/plots/``, ``OUT/report.{json,md}``.
@@ -36,6 +37,7 @@ from simrl.experiment import children, locks, runs
 from simrl.experiment.evaluate import BASELINES, EvalResult, evaluate_baseline, evaluate_run, load_run_eval
 from simrl.experiment.recipe import Arm, Recipe, recipe_yaml
 from simrl.experiment.report import build_report, write_report
+from simrl.experiment.tracking_report import log_report
 
 RESERVED = ("logs", "baselines", "plots")
 """Folder names of OUT that arms may not use (beside ``worlds`` and ``cache``)."""
@@ -428,5 +430,6 @@ def _ablate(recipe: Recipe, out: Path, jobs: int, resume: bool, command: Callabl
     report = build_report(arms, base, comparisons=comparisons(recipe, list(base)), primary=primary(recipe, list(base)),
                           failed=failed, evaluation=evaluation, recipe=recipe.name, environments=environments(recipe),
                           run_dirs={a: {s: f"{a}/seed-{s}" for s in recipe.seeds} for a in recipe.all_arms()})
-    write_report(report, out)
+    written = write_report(report, out)
+    log_report(recipe, out, report, [p for p in written if p.suffix == ".png"])  # no trackers: nothing
     return report

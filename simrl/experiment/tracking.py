@@ -12,7 +12,8 @@ every trainer, what a run is called and where its files go (:func:`run_tracking`
   (trackio's database, unless ``TRACKIO_DIR`` is set: ``TRACKIO_DIR=OUT/tracking/trackio trackio show``)
   and ``wandb/`` (W&B's run files, unless ``WANDB_DIR`` is set; ``WANDB_MODE=offline`` keeps them local).
 
-The embedded trainer logs through :class:`Tracker` (one backend per tool, each imported when used).
+The embedded trainer logs through :class:`Tracker` (one backend per tool, each imported when used); an
+ablation adds its held-out results, baselines, comparisons and plots (:mod:`simrl.experiment.tracking_report`).
 TRL gets ``report_to`` and the run name (:func:`simrl.trainers.trl.grpo_config`), verl
 ``trainer.logger`` (:func:`simrl.trainers.verl.config.recipe_overrides`); both read the group and the
 folders from :meth:`RunTracking.env` (W&B's ``WANDB_RUN_GROUP``, ``TENSORBOARD_LOGGING_DIR`` of
@@ -90,11 +91,25 @@ class RunTracking:
     seed: int
     root: Path
     config: dict[str, Any] = field(default_factory=dict)
+    board: str = ""
 
     @property
     def tensorboard_dir(self) -> Path:
-        """This run's TensorBoard folder: ``root/tensorboard/<arm>/seed-<S>``."""
-        return self.root / "tensorboard" / self.arm / f"seed-{self.seed}"
+        """This run's TensorBoard folder: ``root/tensorboard/<arm>/seed-<S>`` (``root/tensorboard/<board>``
+        for a run that is not an arm's, e.g. ``baselines/untrained/seed-0``)."""
+        return self.root / "tensorboard" / (self.board or f"{self.arm}/seed-{self.seed}")
+
+    def wandb_id(self) -> str:
+        """This run's W&B id, kept in ``root/wandb-ids/<name>`` so that a resumed run, and the ablation
+        adding its held-out results, continue the same W&B run (W&B resumes by id, not by name)."""
+        path = self.root / "wandb-ids" / self.name
+        if path.is_file() and (known := path.read_text(encoding="utf-8").strip()):
+            return known
+        import uuid
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(new := uuid.uuid4().hex[:16], encoding="utf-8")
+        return new
 
     def env(self) -> dict[str, str]:
         """Environment variables that point TRL's and verl's own trackers at this run's group and folders
@@ -136,24 +151,33 @@ def scoped_env(values: dict[str, str]) -> Iterator[None]:
 
 
 class _TensorBoard:
-    def __init__(self, run: RunTracking, first_step: int) -> None:
+    def __init__(self, run: RunTracking, first_step: int | None) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         # a resumed run logs its steps after the checkpoint again: TensorBoard hides those a crash left behind
         self.writer = SummaryWriter(str(run.tensorboard_dir), purge_step=first_step)
-        self.writer.add_text("config", "```\n" + json.dumps(run.config, indent=2) + "\n```", 0)
+        if first_step is not None:  # None: adding to a finished run, whose config is there
+            self.writer.add_text("config", "```\n" + json.dumps(run.config, indent=2) + "\n```", 0)
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         for key, value in metrics.items():
             self.writer.add_scalar(key, value, step)
         self.writer.flush()
 
+    def image(self, tag: str, path: Path) -> None:
+        from matplotlib.image import imread
+
+        self.writer.add_image(tag, imread(str(path)), 0, dataformats="HWC")  # floats in [0, 1], RGB(A)
+
+    def text(self, tag: str, text: str) -> None:
+        self.writer.add_text(tag, text, 0)
+
     def close(self) -> None:
         self.writer.close()
 
 
 class _Trackio:
-    def __init__(self, run: RunTracking, first_step: int) -> None:
+    def __init__(self, run: RunTracking, first_step: int | None) -> None:
         os.environ.setdefault("TRACKIO_DIR", str(run.root / "trackio"))  # read when trackio is first imported
         import trackio
 
@@ -165,21 +189,39 @@ class _Trackio:
     def log(self, metrics: dict[str, float], step: int) -> None:
         self.run.log(metrics, step=step)
 
+    def image(self, tag: str, path: Path) -> None:
+        import trackio
+
+        self.run.log({tag: trackio.Image(str(path))}, step=0)
+
+    def text(self, tag: str, text: str) -> None:  # trackio has no text panel: the report stays in report.md
+        pass
+
     def close(self) -> None:
         self.run.finish()
 
 
 class _Wandb:
-    def __init__(self, run: RunTracking, first_step: int) -> None:
+    def __init__(self, run: RunTracking, first_step: int | None) -> None:
         import wandb
 
         folder = Path(os.environ.get("WANDB_DIR") or run.root)
         folder.mkdir(parents=True, exist_ok=True)
         self.run = wandb.init(project=run.project, name=run.name, group=run.group, config=run.config,
-                              dir=str(folder), reinit="finish_previous")
+                              dir=str(folder), reinit="finish_previous", id=run.wandb_id(), resume="allow")
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         self.run.log(metrics, step=step)
+
+    def image(self, tag: str, path: Path) -> None:
+        import wandb
+
+        self.run.log({tag: wandb.Image(str(path))})
+
+    def text(self, tag: str, text: str) -> None:
+        import wandb
+
+        self.run.log({tag: wandb.Html(f"<pre>{text}</pre>")})
 
     def close(self) -> None:
         self.run.finish()
@@ -199,8 +241,9 @@ class Tracker:
         self.run = run
         self.open: dict[str, Any] = {}
 
-    def start(self, first_step: int) -> None:
-        """Open every backend; ``first_step`` is the first step this process logs (> 1 after a resume).
+    def start(self, first_step: int | None) -> None:
+        """Open every backend; ``first_step`` is the first step this process logs (> 1 after a resume; None to
+        add to a finished run: nothing is hidden and its config is not written again).
 
         Raises:
             SimrlError: a tracker is not installed or cannot start (e.g. W&B not logged in: the message
@@ -224,6 +267,18 @@ class Tracker:
             try:
                 backend.log(values, step)
             except Exception as err:  # noqa: BLE001 - metrics.jsonl has the numbers; the run goes on
+                print(f"warning: {name} stopped logging: {type(err).__name__}: {err}", file=sys.stderr)
+                self.open.pop(name)
+
+    def media(self, images: dict[str, Path], texts: dict[str, str]) -> None:
+        """Add images (tag -> PNG file) and texts (tag -> text) to every open tracker that shows them."""
+        for name, backend in list(self.open.items()):
+            try:
+                for tag, path in images.items():
+                    backend.image(tag, path)
+                for tag, text in texts.items():
+                    backend.text(tag, text)
+            except Exception as err:  # noqa: BLE001 - the files are on disk; the run goes on
                 print(f"warning: {name} stopped logging: {type(err).__name__}: {err}", file=sys.stderr)
                 self.open.pop(name)
 

@@ -57,20 +57,27 @@ def test_logging_block_is_validated_and_overridden():
     assert track.env()["WANDB_RUN_GROUP"] == "abl-7" and track.env()["TENSORBOARD_DIR"] == str(track.tensorboard_dir)
 
 
-def test_ablation_tensorboard_files_hold_one_run_per_arm_and_seed(tmp_path):
+def test_ablation_tensorboard_files_hold_the_runs_baselines_and_comparisons(tmp_path):
+    """`simrl ablate --report-to tensorboard`: one run per arm x seed (training and held-out result), one per
+    baseline x seed, and a report run with the primary and secondary comparisons and the plots; it says where."""
     pytest.importorskip("tensorboard", reason="tensorboard is not installed")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from simrl.experiment.ablate import run_ablation
 
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(RECIPE))
-    rec = with_report_to(load_recipe(tmp_path / "r.yaml"), ["tensorboard"])
     out = tmp_path / "abl"
-    report = run_ablation(rec, out, jobs=2)
-    assert not report.get("failed"), report.get("failed")
+    done = subprocess.run([sys.executable, "-m", "simrl.cli.main", "ablate", str(tmp_path / "r.yaml"), "--out", str(out),
+                           "--jobs", "2", "--report-to", "tensorboard"], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "300"})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
     board = out / "tracking" / "tensorboard"
+    assert f"tensorboard: {board} (open: tensorboard --logdir {board})" in done.stdout  # where, and how to open
     found = sorted(str(p.parent.relative_to(board)) for p in board.rglob("events.out.tfevents.*"))
-    assert found == ["real/seed-0", "real/seed-1", "sim/seed-0", "sim/seed-1"]
+    bases = [f"baselines/{b}/seed-{s}" for b in report["baselines"] for s in (0, 1)]
+    assert sorted(set(found)) == sorted(["real/seed-0", "real/seed-1", "sim/seed-0", "sim/seed-1", "report", *bases])
+    assert len(bases) >= 4  # untrained and warmstart at least
     for arm in ("real", "sim"):
         for seed in (0, 1):
             acc = EventAccumulator(str(board / arm / f"seed-{seed}")).Reload()
@@ -79,9 +86,25 @@ def test_ablation_tensorboard_files_hold_one_run_per_arm_and_seed(tmp_path):
             assert got == [(m["step"], pytest.approx(m["reward"])) for m in metrics]
             summary = json.loads((runs.run_dir(out, arm, seed) / "summary.json").read_text())
             assert acc.Scalars("eval/all/success")[0].value == pytest.approx(summary["evaluation"]["all"]["success"])
+            held = report["arms"][arm]["seeds"][str(seed)]["metrics"]["success"]
+            assert [(e.step, e.value) for e in acc.Scalars("heldout/success")] == [(2, pytest.approx(held))]
             config = acc.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()
             assert f'"arm": "{arm}"' in config and f'"seed": {seed}' in config and '"group": "abl"' in config
+    for name, entry in report["baselines"].items():  # the baselines, read back
+        for seed, rec in entry["seeds"].items():
+            acc = EventAccumulator(str(board / "baselines" / name / f"seed-{seed}")).Reload()
+            assert acc.Scalars("heldout/success")[0].value == pytest.approx(rec["metrics"]["success"])
+    acc = EventAccumulator(str(board / "report"), size_guidance={"images": 0, "scalars": 0}).Reload()
+    test = report["primary"]["test"]  # the primary comparison, read back
+    for key in ("mean", "low", "high", "p"):
+        assert acc.Scalars(f"primary/{key}")[0].value == pytest.approx(test[key], abs=1e-6)
+    sec = next(t for t in report["secondary"] if t["b"] == "untrained" and t["subset"] == "overall")
+    assert acc.Scalars(f"secondary/{sec['a']} - untrained/success/mean")[0].value == pytest.approx(sec["mean"], abs=1e-6)
+    mean = report["baselines"]["untrained"]["metrics"]["success"]["mean"]
+    assert acc.Scalars("mean/untrained/success/mean")[0].value == pytest.approx(mean, abs=1e-6)
+    assert {"plots/final_scores", "plots/learning_curves"} <= set(acc.Tags()["images"])
     # the trackers are not the experiment: another --report-to resumes the same ablation
+    rec = load_recipe(tmp_path / "r.yaml")
     assert "tensorboard" in (out / "recipe.yaml").read_text()
     run_ablation(with_report_to(rec, ["none"]), out, jobs=1)
     assert yaml.safe_load((out / "recipe.yaml").read_text())["logging"]["report_to"] == []

@@ -1,12 +1,14 @@
 """Statistics of an ablation: t intervals over seeds, paired t tests, Holm's correction, a stratified bootstrap.
 
-An ablation has few seeds (3-10), so intervals use Student's t (``scipy.stats.t``), not the normal
-approximation:
+An ablation has few seeds (3-10), so intervals use Student's t, not the normal approximation; scipy's
+t tests compute them (``TtestResult.confidence_interval``); only the cases scipy answers with NaN (one
+value, no spread) are decided here:
 
 * mean (:func:`mean_ci`): ``x̄ ± t_{1-α/2, n-1} · s / √n`` (``s`` the sample standard deviation, n-1
-  denominator); NIST/SEMATECH e-Handbook of Statistical Methods, §7.2.2.1.
+  denominator), ``scipy.stats.ttest_1samp(x, 0).confidence_interval``; NIST/SEMATECH e-Handbook of
+  Statistical Methods, §7.2.2.1.
 * paired difference (:func:`paired_test`, :func:`diff_ci` with ``paired``): the same seeds in both arms;
-  the interval of the mean of the per-seed differences ``d_i = a_i - b_i`` and the two-sided p-value of
+  the interval of the mean of the per-seed differences ``d_i = a_i - b_i`` and the two-sided p-value,
   ``scipy.stats.ttest_rel`` (NIST e-Handbook §7.3.1).
 * unpaired difference (Welch, 1947): ``scipy.stats.ttest_ind(equal_var=False)`` with the
   Welch–Satterthwaite degrees of freedom.
@@ -88,11 +90,6 @@ def _check(values: Sequence[float], level: float, what: str) -> np.ndarray:
     return out
 
 
-def _tq(level: float, df: float) -> float:
-    """The two-sided ``level`` quantile ``t_{1-α/2, df}`` (``scipy.stats.t.ppf``)."""
-    return float(sps.t.ppf(0.5 + level / 2.0, df))
-
-
 def mean_ci(values: Sequence[float], level: float = 0.95) -> Interval:
     """Mean of ``values`` (one per seed) with its Student-t confidence interval.
 
@@ -114,10 +111,12 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> Interval:
     """
     vals = _check(values, level, "mean_ci")
     n, mean = vals.size, float(vals.mean())
-    if n < 2:
-        return Interval(mean, mean, mean, n, level, 0.0)
-    half = _tq(level, n - 1) * float(vals.std(ddof=1)) / math.sqrt(n)
-    return Interval(mean, mean - half, mean + half, n, level, float(n - 1))
+    if n < 2 or np.ptp(vals) == 0.0:  # scipy: NaN; the interval is the point
+        return Interval(mean, mean, mean, n, level, float(n - 1) if n > 1 else 0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # scipy's precision note for nearly equal values
+        ci = sps.ttest_1samp(vals, 0.0).confidence_interval(level)
+    return Interval(mean, float(ci.low), float(ci.high), n, level, float(n - 1))
 
 
 @dataclass(frozen=True)
@@ -144,8 +143,8 @@ class Test:
 def paired_test(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> Test:
     """The paired t test of ``a - b`` (``a[i]``, ``b[i]`` from seed i): mean difference, interval, p-value.
 
-    The interval is ``d̄ ± t_{1-α/2, n-1} · s_d / √n`` (``scipy.stats.t.ppf``); the p-value is
-    ``scipy.stats.ttest_rel(a, b).pvalue``. With no spread in the differences the t statistic is
+    The interval is ``d̄ ± t_{1-α/2, n-1} · s_d / √n`` and the p-value two-sided, both from
+    ``scipy.stats.ttest_rel(a, b)`` (``confidence_interval(level)``, ``pvalue``). With no spread in the differences the t statistic is
     infinite (p = 0) for a nonzero difference, and undefined for a zero one (reported as p = 1: no
     evidence of any difference).
 
@@ -160,17 +159,18 @@ def paired_test(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> 
     if va.size != vb.size:
         raise ValueError(f"paired differences need equal lengths (one value per seed): {va.size} vs {vb.size}")
     d = va - vb
-    ci = mean_ci(d, level)
-    if ci.degenerate:
-        return Test(ci, None, None, True)
+    n, mean = d.size, float(d.mean())
+    if n < 2:
+        return Test(Interval(mean, mean, mean, n, level, 0.0), None, None, True)
     if np.ptp(d) <= 1e-12 * max(1.0, float(np.abs(d).max())):
-        mean = float(d.mean())
-        point = Interval(mean, mean, mean, ci.n, level, ci.df)
+        point = Interval(mean, mean, mean, n, level, float(n - 1))
         return Test(point, 0.0 if mean else 1.0, math.copysign(math.inf, mean) if mean else None, True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # scipy's precision note for nearly equal values
         res = sps.ttest_rel(va, vb)
-    return Test(ci, float(res.pvalue), float(res.statistic), True)
+        ci = res.confidence_interval(level)
+    return Test(Interval(mean, float(ci.low), float(ci.high), n, level, float(n - 1)), float(res.pvalue),
+                float(res.statistic), True)
 
 
 def welch_test(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> Test:
@@ -189,11 +189,12 @@ def welch_test(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> T
     se2 = float(va.var(ddof=1)) / va.size + float(vb.var(ddof=1)) / vb.size
     if se2 == 0.0:
         return Test(Interval(mean, mean, mean, n, level, float(va.size + vb.size - 2)), None, None, False)
-    res = sps.ttest_ind(va, vb, equal_var=False)
-    df = float(res.df)
-    half = _tq(level, df) * math.sqrt(se2)
-    return Test(Interval(mean, mean - half, mean + half, n, level, df), float(res.pvalue), float(res.statistic),
-                False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # scipy's precision note for nearly equal values
+        res = sps.ttest_ind(va, vb, equal_var=False)
+        ci = res.confidence_interval(level)
+    return Test(Interval(mean, float(ci.low), float(ci.high), n, level, float(res.df)), float(res.pvalue),
+                float(res.statistic), False)
 
 
 def diff_ci(a: Sequence[float], b: Sequence[float], level: float = 0.95, *, paired: bool = True) -> Interval:

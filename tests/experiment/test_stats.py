@@ -70,6 +70,24 @@ def test_mean_and_welch_intervals():
     assert diff_ci([0.6, 0.7, 0.65], [0.3, 0.35, 0.4]).mean == pytest.approx(0.3)
 
 
+def test_intervals_are_the_textbook_t_intervals_on_random_seeds():
+    """scipy's confidence_interval gives the numbers of x̄ ± t_{1-α/2, df} · se computed by hand (the formula
+    stats.py used before it called scipy) to within a few ulps, at every seed count and level."""
+    rng = np.random.default_rng(0)
+    for n in (2, 3, 5, 7, 10):
+        for level in (0.9, 0.95, 0.99):
+            a, b = rng.integers(0, 11, n) / 10.0, rng.random(n)
+            q = sps.t.ppf(0.5 + level / 2.0, n - 1)
+            for got, x in ((mean_ci(a, level), a), (paired_test(a, b, level).interval, a - b)):
+                half = q * x.std(ddof=1) / math.sqrt(n)
+                assert (got.low, got.high) == pytest.approx((x.mean() - half, x.mean() + half), rel=0, abs=1e-13)
+            se2 = a.var(ddof=1) / n + b.var(ddof=1) / n
+            w = welch_test(a, b, level).interval
+            half = sps.t.ppf(0.5 + level / 2.0, w.df) * math.sqrt(se2)
+            d = a.mean() - b.mean()
+            assert (w.low, w.high) == pytest.approx((d - half, d + half), rel=0, abs=1e-13)
+
+
 def test_holm_textbook_examples():
     # R: p.adjust(c(0.01, 0.02, 0.03, 0.04, 0.05), "holm") -> 0.05 0.08 0.09 0.09 0.09
     assert holm([0.01, 0.02, 0.03, 0.04, 0.05]) == pytest.approx([0.05, 0.08, 0.09, 0.09, 0.09])

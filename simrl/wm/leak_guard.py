@@ -17,20 +17,24 @@ characters one space, so ``Reference  Answer =`` matches ``reference answer:``):
   ``Target query``, ``Control Instruction``, ``Environment Observation``, ``# Tools``, ...).
 
 **The rule for values that may legitimately appear** (a gold answer is often a name the real tool
-returns): a gold answer, fact or tool description is *not* a leak when the real observation of the
-same call at the same turn shows it — the ground truth (``reference``: the search index's result, the
-records' answer on the episode's shadow copy), or, where there is no ground truth (``mcp`` over an
-arbitrary server), the text the policy itself has seen (its prompt and the call's arguments). Values
-match as whole words only; values under :data:`MIN_SECRET_CHARS` normalised characters (``42``,
-``no``) are not looked for: too common to tell a leak from a page number. Control text and prompt
-headers are never legitimate.
+returns): a gold answer may appear only *where* the real observation of the same call at the same
+turn holds it — the ground truth (``reference``: the search index's result, the records' answer on
+the episode's shadow copy) — at the same JSON path or in a line of the truth's with the same other
+words; anywhere else (a note beside an empty page, an error message, a key name) it is redacted
+(:class:`simrl.wm.leak_gold.GoldRule`, whose docstring has the details; without ground truth, ``mcp``
+over an arbitrary server, it is held nowhere). A fact or tool description is not a leak when the real
+observation shows it anywhere, or the policy has seen it itself (its prompt and the call's arguments).
+Values match as whole words only; facts under :data:`MIN_SECRET_CHARS` normalised characters are not
+looked for (a gold that short is, when it is a number: ``21``). Control text and prompt headers are
+never legitimate.
 
-A line holding any of these is removed. When more than half of the non-blank lines go, or a prompt
+A line holding any of these is removed (in a JSON observation, a gold value or key is redacted in place
+instead). When more than half of the non-blank lines go, or a prompt
 header was echoed (``# World facts``, ``**Control Instruction:**``, ``### Turn N``, a tool
 definition's ``"type": "function"``: the model is repeating its prompt, whose other lines are not all recognisable), the whole observation is
 **refused**: it becomes :data:`REFUSED`. The step's info counts what went (``leak_gold``,
 ``leak_fact``, ``leak_tool``, ``leak_control``, ``leak_marker``, and their sum ``redacted_lines``:
-lines; ``leak_refused``: observations) and sets
+lines, and JSON values for ``leak_gold``; ``leak_refused``: observations) and sets
 ``leaked`` True; a controlled call whose prediction leaked is not compliant (re-sampled when retries
 are left; ``complied`` False otherwise). Paraphrased facts cannot be told from legitimate content
 by text alone and are not caught.
@@ -45,6 +49,8 @@ import unicodedata
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from simrl.wm.leak_gold import GoldRule
 
 MIN_SECRET_CHARS = 3
 """Shortest gold answer or fact (normalised characters) looked for; every value matches as whole words."""
@@ -148,9 +154,14 @@ class LeakGuard:
     def _use(self, reference: str | None) -> None:
         allowed = normalise(" ".join([self.secrets.visible, reference or ""]))
         self.real_lines = {normalise(ln) for ln in (reference or "").splitlines()}
-        values = [(kind, normalise(s)) for kind, items in (("gold", self.secrets.gold), ("fact", self.secrets.facts),
-                                                           ("tool", self.secrets.tools)) for s in items]
-        self.values = [(k, s) for k, s in values if len(s) - 2 >= MIN_SECRET_CHARS and s not in allowed]
+        golds = [normalise(g) for g in self.secrets.gold]
+        control = normalise(self.secrets.control or "")
+        self.gold = GoldRule(golds, reference, exempt=normalise(f"{self.secrets.visible} {self.secrets.control or ''}"),
+                             exempt_short=control, normalise=normalise, min_chars=MIN_SECRET_CHARS)
+        values = [(kind, normalise(s)) for kind, items in (("fact", self.secrets.facts), ("tool", self.secrets.tools))
+                  for s in items]
+        self.values = [(k, s) for k, s in values if len(s) - 2 >= MIN_SECRET_CHARS and s not in allowed
+                       and s not in golds]  # the reference answer is a gold: where it may appear is the gold rule's
 
     async def acheck(self, text: str) -> tuple[str, dict[str, Any]]:
         """:meth:`check`, fetching the real observation first when ``text`` would otherwise leak."""
@@ -161,8 +172,9 @@ class LeakGuard:
         self._use(await fetch())
         return self.check(text)
 
-    def kind_of(self, line: str) -> str | None:
-        """The leak kind of one line (``marker``, ``control``, ``gold``, ``fact``, ``tool``), or None."""
+    def kind_of(self, line: str, gold: bool = True) -> str | None:
+        """The leak kind of one line (``marker``, ``control``, ``gold``, ``fact``, ``tool``), or None
+        (``gold`` False: the gold rule is not applied, a JSON observation's golds were redacted in place)."""
         norm = normalise(line)
         if self.dump(line) or any(f" {m} " in norm for m in _LABELS):
             return "marker"
@@ -173,6 +185,8 @@ class LeakGuard:
         for kind, value in self.values:
             if value in norm:
                 return kind
+        if gold and self.gold.line_leaks(norm):
+            return "gold"
         return None
 
     def dump(self, line: str) -> bool:
@@ -188,16 +202,21 @@ class LeakGuard:
 
     def check(self, text: str) -> tuple[str, dict[str, Any]]:
         """``(text the policy may see, step-info notes)``; notes are empty when nothing leaked."""
+        in_json = self.gold.redact_json(text)  # a JSON observation: golds out of place redacted in place
+        if in_json is not None:
+            text = in_json[0]
+        values = in_json[1] if in_json is not None else 0
         lines = text.splitlines()
-        kinds = [self.kind_of(ln) for ln in lines]
-        if not any(kinds):
+        kinds = [self.kind_of(ln, gold=in_json is None) for ln in lines]
+        if not any(kinds) and not values:
             return text, {}
-        notes: dict[str, Any] = {"leaked": True, "redacted_lines": sum(k is not None for k in kinds)}
+        removed = sum(k is not None for k in kinds)
+        notes: dict[str, Any] = {"leaked": True, "redacted_lines": removed + values}
         for kind in KINDS:
-            if (n := kinds.count(kind)) > 0:
+            if (n := kinds.count(kind) + (values if kind == "gold" else 0)) > 0:
                 notes[f"leak_{kind}"] = n
         nonblank = sum(bool(ln.strip()) for ln in lines)
-        if any(self.dump(ln) for ln in lines) or notes["redacted_lines"] * 2 > nonblank:
+        if any(self.dump(ln) for ln in lines) or removed * 2 > nonblank:
             notes["leak_refused"] = 1
             return REFUSED, notes
         return "\n".join(ln for ln, k in zip(lines, kinds) if k is None), notes

@@ -73,10 +73,15 @@ async def _episode(env: Environment, policy: Policy, task: Task, *, max_turns: i
         traj.reward += step.reward
         if step.terminated or step.truncated:
             break
-    return _finish(traj)
+    return finish_trajectory(traj)
 
 
-def _finish(traj: Trajectory) -> Trajectory:
+def finish_trajectory(traj: Trajectory) -> Trajectory:
+    """Set ``traj``'s status, stop reason and summary info from its last step (the named stop conditions of
+    :func:`run_episode`: no final or truncating step -> ``truncated``; an environment failure that ended it
+    -> ``env_failure``; else ``success`` / ``failure`` by the last step's ``success``), and count its
+    environment failures, unparsed world-model answers, leakage-guard removals and perturbations met.
+    Returns ``traj`` itself."""
     last = traj.turns[-1].step if traj.turns else None
     if last is None or not (last.terminated or last.truncated):
         traj.status = "truncated"

@@ -135,15 +135,29 @@ def world_tasks(recipe: Recipe, world: Path, split: str | None) -> list:
     Raises:
         SimrlError: there are none.
     """
+    return env_tasks(recipe.env.id, world, split, recipe.env.types())
+
+
+def env_tasks(env_id: str, world: Path | None, split: str | None, kinds: tuple[str, ...] | None = None) -> list:
+    """The tasks environment ``env_id`` runs in ``world``: its own (``load_tasks``, e.g. bfcl's) or the world
+    folder's, of ``split`` (None: every split) and of the task types ``kinds`` (None: every type it serves),
+    in file order.
+
+    Raises:
+        SimrlError: there are none.
+    """
     from simrl.envs.base import spec
     from simrl.envs.registry import own_tasks
     from simrl.world.io import load_tasks
 
-    kinds = recipe.env.types()
-    found = own_tasks(spec(recipe.env.id), world, split)  # an environment with its own tasks (bfcl, a plugin's)
-    tasks = [t for t in (found if found is not None else load_tasks(world, split=split)) if t.type in kinds]
+    env_spec = spec(env_id)
+    kinds = kinds or env_spec.task_types
+    found = own_tasks(env_spec, world, split)  # an environment with its own tasks (bfcl, a plugin's)
+    if found is None and world is None:
+        raise SimrlError(f"environment {env_id!r} takes its tasks from a world folder; give one")
+    tasks = [t for t in (found if found is not None else load_tasks(world, split=split)) if not kinds or t.type in kinds]
     if not tasks:
-        raise SimrlError(f"no {'/'.join(kinds)} tasks in split {split or 'any'} of {world}; use a larger "
+        raise SimrlError(f"no {'/'.join(kinds) or ''} tasks in split {split or 'any'} of {world}; use a larger "
                          "world (world.entities) or another split")
     return tasks
 
@@ -158,11 +172,22 @@ def real_env_factory(recipe: Recipe, world: Path) -> Callable[[], Any]:
 
 def arm_env_factory(recipe: Recipe, arm: Arm, world: Path, *, progress: float = 0.0,
                     seed: int = 0) -> Callable[[], Any]:
-    """The environment factory of ``arm`` at training ``progress`` (in [0, 1]).
+    """The environment factory of ``arm`` at training ``progress`` (in [0, 1]): :func:`env_factory` with the
+    recipe's environment and real options.
 
-    real: :func:`real_env_factory`; world_model: ``make(env, world=W, world_model=backend, wm_*=...)``;
-    with a schedule: wrapped by :func:`simrl.perturb.perturbed_factory` (the schedule's curriculum is
-    read at ``progress``; ``seed`` seeds the draws).
+    Raises:
+        SimrlError / SpecError: bad backend options or schedule (checked on a first environment).
+    """
+    return env_factory(recipe.env.id, arm, world, recipe.real.make_options(), progress=progress, seed=seed)
+
+
+def env_factory(env_id: str, arm: Arm, world: Path | None, real_options: dict[str, Any] | None = None, *,
+                progress: float = 0.0, seed: int = 0) -> Callable[[], Any]:
+    """The factory of ``arm``'s environments of ``env_id`` at training ``progress`` (in [0, 1]).
+
+    real: ``make(env_id, world=world, **real_options)``; world_model: ``make(env_id, world=W,
+    world_model=backend, wm_*=...)``; with a schedule: wrapped by :func:`simrl.perturb.perturbed_factory`
+    (the schedule's curriculum is read at ``progress``; ``seed`` seeds the draws).
 
     Raises:
         SimrlError / SpecError: bad backend options or schedule (checked on a first environment).
@@ -171,12 +196,12 @@ def arm_env_factory(recipe: Recipe, arm: Arm, world: Path, *, progress: float = 
     from simrl.perturb import perturbed_factory
 
     if arm.environment == "real":
-        base = real_env_factory(recipe, world)
+        options = dict(real_options or {})
     else:
         options = {"world_model": arm.world_model(), "wm_model": arm.model, "wm_base_url": arm.base_url,
                    "wm_temperature": arm.temperature, "wm_options": dict(arm.options) or None,
                    "wm_cache": arm.cache, "wm_max_tokens": arm.max_tokens}
-        base = lambda: make(recipe.env.id, world=world, **options)  # noqa: E731
+    base = lambda: make(env_id, world=world, **options)  # noqa: E731
     return perturbed_factory(base, arm.schedule, progress=progress, mode=arm.mode, seed=seed)
 
 

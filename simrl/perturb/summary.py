@@ -1,5 +1,5 @@
 """Wiring helpers: a perturbed environment factory for rollouts, and results split by what each
-episode met (``traj.info["perturbation_types"]``, written by :func:`simrl.rollout._finish`)."""
+episode met (``traj.info["perturbation_types"]``, written by :func:`simrl.rollout.finish_trajectory`)."""
 
 from __future__ import annotations
 

@@ -135,46 +135,63 @@ def _terminate(signum: int, frame: Any) -> None:
 
 def _run_jobs(todo: Sequence[RunJob], command: Callable[[RunJob], list[str]], *, jobs: int, steps: int,
               console: Any, poll: float) -> list[Outcome]:
-    """Run the jobs with one overall bar: steps done over every run (its remaining-time estimate), runs
-    done / total, and a line per run as it ends."""
+    """Run the jobs, ``jobs`` at once (a thread pool: each thread starts one child and waits for it), with one
+    overall bar: steps done over every run (its remaining-time estimate), runs done / total, and a line per
+    run as it ends. Interrupted, it starts no further child and stops the running ones."""
+    import threading
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
     from simrl.progress import field_column, progress_bar
 
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, jobs))))
-    queue, running, done = list(todo), {}, {}
+    running: dict[RunJob, subprocess.Popen] = {}
+    done: dict[RunJob, Outcome] = {}
+    lock, stopping = threading.Lock(), threading.Event()
     progress = {j: min(steps, _steps_done(j)) for j in todo}  # steps logged so far (a resumed run has some)
+
+    def run(job: RunJob) -> Outcome | None:
+        job.log.parent.mkdir(parents=True, exist_ok=True)
+        with lock:  # never a child started after the stop collected the running ones
+            if stopping.is_set():
+                return None
+            with job.log.open("w", encoding="utf-8") as log:  # the child dies with this process
+                running[job] = proc = children.popen(command(job), stdout=log, stderr=subprocess.STDOUT, env=env,
+                                                     stdin=subprocess.DEVNULL)
+        t0 = time.monotonic()
+        code = proc.wait()
+        with lock:
+            running.pop(job, None)
+        return Outcome(job, code == 0, "" if code == 0 else _failure(job, code), time.monotonic() - t0)
 
     def runs_line() -> str:
         failed = sum(not o.ok for o in done.values())
         return (f"runs {len(done)}/{len(todo)} done, {len(running)} running"
                 + (f", {failed} failed" if failed else ""))
 
-    with progress_bar(field_column("runs"), console=console) as bar:
+    with progress_bar(field_column("runs"), console=console) as bar, \
+            ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="simrl-run") as pool:
         row = bar.add_task(f"training {len(todo)} runs (steps)", total=max(1, steps * len(todo)),
                            completed=sum(progress.values()), runs=runs_line())
         try:
-            while queue or running:
-                while queue and len(running) < max(1, jobs):
-                    job = queue.pop(0)
-                    job.log.parent.mkdir(parents=True, exist_ok=True)
-                    with job.log.open("w", encoding="utf-8") as log:  # the child dies with this process
-                        proc = children.popen(command(job), stdout=log, stderr=subprocess.STDOUT, env=env,
-                                              stdin=subprocess.DEVNULL)
-                    running[job] = (proc, time.monotonic())
-                for job, (proc, t0) in list(running.items()):
-                    progress[job] = min(steps, _steps_done(job))
-                    code = proc.poll()
-                    if code is None:
-                        continue
-                    del running[job]
-                    ok = code == 0
-                    done[job] = Outcome(job, ok, "" if ok else _failure(job, code), time.monotonic() - t0)
-                    end = f"done in {done[job].seconds:.0f} s" if ok else f"FAILED: {done[job].reason} (log {job.log})"
-                    bar.console.print(f"{job.arm} seed {job.seed}: {end}", markup=False, highlight=False)
+            pending = {pool.submit(run, job) for job in todo}
+            while pending:
+                finished, pending = wait(pending, timeout=poll, return_when=FIRST_COMPLETED)
+                ended = [o for o in (f.result() for f in finished) if o is not None]
+                for o in ended:
+                    done[o.job] = o
+                    end = f"done in {o.seconds:.0f} s" if o.ok else f"FAILED: {o.reason} (log {o.job.log})"
+                    bar.console.print(f"{o.job.arm} seed {o.job.seed}: {end}", markup=False, highlight=False)
+                with lock:
+                    live = [*running, *(o.job for o in ended)]
+                progress.update({j: min(steps, _steps_done(j)) for j in live})
                 bar.update(row, completed=sum(progress.values()), runs=runs_line())
-                time.sleep(poll if running else 0)
-        finally:  # interrupted: stop the runs this function started, and what they started
-            children.stop([proc for proc, _ in running.values()])
+        finally:  # interrupted: start nothing more, stop the runs started, and what they started
+            with lock:
+                stopping.set()
+                started = list(running.values())
+            children.stop(started)
+            pool.shutdown(wait=True, cancel_futures=True)
     return [done[j] for j in todo]
 
 

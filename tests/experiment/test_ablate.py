@@ -95,6 +95,43 @@ def test_run_jobs_reports_failures_and_goes_on(tmp_path):
     assert (tmp_path / "a" / "seed-2" / "metrics.jsonl").is_file() and "starting" in jobs[1].log.read_text()
 
 
+def test_sigterm_of_run_jobs_stops_the_running_children_and_starts_no_more(tmp_path):
+    """2 at once of 4 long runs: SIGTERM to the ablation ends the 2 running (their process groups) and the 2
+    queued never start."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    script = (
+        "import sys, time\nfrom pathlib import Path\nfrom simrl.experiment.ablate import RunJob, run_jobs\n"
+        "root = Path(sys.argv[1])\n"
+        "jobs = [RunJob('a', s, root / f'seed-{s}', root / 'logs' / f'a-{s}.log') for s in range(4)]\n"
+        "child = ('import os, pathlib, sys, time; pathlib.Path(sys.argv[1]).write_text(str(os.getpid())); '\n"
+        "         'time.sleep(600)')\n"
+        "run_jobs(jobs, lambda j: [sys.executable, '-c', child, str(root / f'pid-{j.seed}')], jobs=2, steps=1,"
+        " poll=0.05)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(tmp_path.glob("pid-*"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        pids = [int(p.read_text()) for p in sorted(tmp_path.glob("pid-*"))]
+        assert len(pids) == 2, proc.stderr.read().decode() if proc.poll() is not None else pids
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    for pid in pids:  # gone: the stop signalled each child's group and reaped it
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert sorted(p.name for p in tmp_path.glob("pid-*")) == ["pid-0", "pid-1"]  # the queued two never started
+    assert not (tmp_path / "logs" / "a-2.log").exists() and not (tmp_path / "logs" / "a-3.log").exists()
+
+
 def test_bad_ablations(tmp_path):
     (tmp_path / "r.yaml").write_text(RECIPE.replace("sim-uncontrolled:", "logs:"))
     with pytest.raises(SimrlError, match="folder names of an ablation"):

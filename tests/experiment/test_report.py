@@ -195,6 +195,43 @@ def test_signal_curve_is_read_from_the_metrics(report, tmp_path):
     assert all(0.0 <= p[1] <= p[0] <= p[2] <= 1.0 for p in points)
 
 
+def test_learning_curves_are_smoothed_over_the_raw_ones_for_any_logged_metric(report, tmp_path):
+    import numpy as np
+
+    from simrl.experiment.report_plots import curves, ema, plot_learning_curves, span
+
+    d = tmp_path / "sim-controlled" / "seed-0"  # a noisy seed, with a metric of the trainer's own (any name)
+    rows = [{"step": t, "reward_mean": 0.5 + 0.3 * (-1) ** t, "skill/cursor_followed": t / 30} for t in range(1, 31)]
+    (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    raw, smooth = curves(report, tmp_path, "reward", smooth=False), curves(report, tmp_path, "reward")
+    steps, points = raw["sim-controlled"]
+    seeds = [[json.loads(ln)["reward_mean"] for ln in (tmp_path / "sim-controlled" / f"seed-{s}" / "metrics.jsonl")
+              .read_text().splitlines() if ln.startswith("{") and ln.endswith("}")] for s in (0, 1, 2)]
+    assert [p[0] for p in points] == pytest.approx(np.mean(seeds, axis=0))  # raw: the plain mean over seeds
+    smoothed = np.mean([ema(x, span(30)) for x in seeds], axis=0)
+    assert [p[0] for p in smooth["sim-controlled"][1]] == pytest.approx(smoothed)
+    assert np.ptp(np.diff(smoothed)) < np.ptp(np.diff([p[0] for p in points]))  # the zigzag damped
+    skill = curves(report, tmp_path, "skill/cursor_followed", smooth=False)
+    assert list(skill) == ["sim-controlled"] and skill["sim-controlled"][1][-1][0] == pytest.approx(1.0)
+    made = plot_learning_curves(report, tmp_path, tmp_path / "c.png", keys=("reward", "skill/cursor_followed"))
+    assert made is not None and made.read_bytes()[:4] == b"\x89PNG"
+    assert plot_learning_curves(report, tmp_path, tmp_path / "none.png", keys=("no_such_metric",)) is None
+
+
+def test_subsets_plot_names_each_subset_with_its_task_count_and_marks_a_measured_zero(report, tmp_path):
+    from simrl.experiment.report_plots import plot_subsets, subset_bars, task_counts
+
+    assert task_counts(report, "read") == "10 tasks" and task_counts(report, "multi_page") == "6 tasks"
+    zero = json.loads(json.dumps(report))  # untrained measured 0.00 on `read`
+    for rec in zero["baselines"]["untrained"]["seeds"].values():
+        rec["subsets"]["read"]["success"] = 0.0
+    zero["baselines"]["untrained"]["subsets"]["read"] |= {"mean": 0.0, "low": 0.0, "high": 0.0}
+    marks = {(c, name): mark for c, row in subset_bars(zero) for name, _, mark, _ in row}
+    assert marks[("read", "untrained")] == "zero" and marks[("read", "sim-controlled")] == "bar"
+    assert marks[("multi_page", "untrained")] == "missing"  # the baselines were not evaluated on it
+    assert plot_subsets(zero, tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_bad_report_folders(tmp_path):
     with pytest.raises(SimrlError, match="run `simrl ablate"):
         load_report(tmp_path)

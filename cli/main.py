@@ -11,6 +11,7 @@ import typer
 from simrl.cli import env, perturb, serve, wm, world
 from simrl.cli.ablate import ablate
 from simrl.cli.eval import eval_
+from simrl.cli.export import export
 from simrl.cli.report import report
 from simrl.cli.rollout import rollout
 from simrl.cli.train import train
@@ -64,6 +65,7 @@ app.command("train")(train)
 app.command("eval")(eval_)
 app.command("ablate")(ablate)
 app.command("report")(report)
+app.command("export")(export)
 app.add_typer(wm.app, name="wm")
 
 

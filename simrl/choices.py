@@ -28,6 +28,9 @@ WmTools = Literal["all", "called"]
 WmUnparsed = Literal["empty", "raw"]
 """How an answer without a ``<predicted_observation>`` block is scored."""
 
+ExportFormat = Literal["jsonl", "parquet", "dataset"]
+"""``simrl export`` outputs: JSON lines, one Parquet file, a ``datasets.Dataset.save_to_disk`` folder."""
+
 
 def values(literal: object) -> tuple[str, ...]:
     """The values of one of these ``Literal`` types, e.g. ``values(Split) == ("train", "dev", "test")``."""

@@ -47,7 +47,7 @@ EVAL_SEED = 777_777
 _CURSOR = re.compile(r'"(?:next_cursor|nextCursor|cursor|next_page_token|nextPageToken)"\s*:\s*(?:"[^"\s]+"|\d+)')
 _CONTINUATION = re.compile(r"more results not shown|\[output cut short|\[Showing results \d+-\d+ of \d+|"
                            r"\[Part \d+ of \d+|\"page\": \d+ for the next", re.IGNORECASE)
-_FAULT = re.compile(r"\b(?:429|5\d\d)\s+[A-Z][a-z]|\b(?:HTTP|status|code)\s*:?\s*(?:429|5\d\d)\b|"
+FAULT = re.compile(r"\b(?:429|5\d\d)\s+[A-Z][a-z]|\b(?:HTTP|status|code)\s*:?\s*(?:429|5\d\d)\b|"
                     r"(?i:time[ds]?[ -]?out|too many requests|rate limit)")
 """An operational fault: a 429 / 5xx status with its reason phrase (``503 Service Unavailable``) or after
 ``HTTP`` / ``status``, a timeout, a rate limit."""
@@ -83,7 +83,7 @@ def edge_cases(traj: Trajectory) -> set[str]:
         texts = [(r.content, r.is_error) for r in obs.results] or [(obs.text, False)]
         for text, is_error in texts:
             if is_error:
-                if _FAULT.search(text):
+                if FAULT.search(text):
                     met.add("error")
             elif _CURSOR.search(text) or _CONTINUATION.search(text):
                 met.add("pagination")
@@ -450,6 +450,41 @@ def evaluation_sets(recipe: Recipe, world: Path, worlds: Path) -> list[tuple[str
                              f"{recipe.budget.max_turns}; raise it")
         out.append((label, w, ready))
     return out
+
+
+CURVE = "curve.jsonl"
+"""A run's held-out learning curve (``evaluation.every``): one :func:`curve_point` per line."""
+
+
+async def curve_point(recipe: Recipe, policy: Policy, sets: list[tuple[str, Path, Prepared]], step: int) -> dict:
+    """One point of a run's held-out learning curve: ``policy`` (greedy) on the first trial of each evaluation set.
+
+    The same tasks and episode seeds as trial 1 of the final evaluation (:func:`evaluate_heldout`), in the REAL
+    environment, for every arm: curves of different arms are comparable, unlike their training rewards (each
+    measured in its own training environment). Nothing is written here; the caller logs the point.
+
+    Args:
+        sets: :func:`evaluation_sets` of the run.
+        step: the training step the point is taken after (0: before training).
+
+    Returns:
+        ``{"step", "episodes", "success", "subsets": {subset: success}}`` pooled over the sets.
+    """
+    from simrl.experiment import runs
+
+    greedy, policy.greedy = getattr(policy, "greedy", True), True  # type: ignore[attr-defined]
+    try:
+        results = []
+        for label, w, ready in sets:
+            trajs = await rollout(runs.real_env_factory(recipe, w), policy, ready.tasks,
+                                  max_turns=recipe.budget.max_turns, concurrency=recipe.trainer.concurrency,
+                                  seed=EVAL_SEED)
+            results.append(summarize(trajs, ready.tasks, 1, label=label, properties=ready.properties))
+    finally:
+        policy.greedy = greedy  # type: ignore[attr-defined]
+    pooled = merge_results(results, label="all")
+    return {"step": step, "episodes": pooled.episodes, "success": pooled.metrics["success"],
+            "subsets": {name: score.success for name, score in pooled.subsets.items()}}
 
 
 def evaluate_heldout(recipe: Recipe, policy: Policy, files: runs.RunFiles, world: Path, worlds: Path,

@@ -32,6 +32,9 @@ class PolicyConfig(BaseModel):
     dim: int = Field(default=64, ge=4, le=4096, description="scorer: embedding width of states and candidate actions.")
     buckets: int = Field(default=1 << 15, ge=64, le=1 << 24, description="scorer: hashed n-gram buckets.")
     temperature: float = Field(default=1.0, gt=0, description="Softmax / sampling temperature while training.")
+    explore_kinds: float = Field(default=0.0, ge=0, lt=1, description=(
+        "scorer: share of training actions drawn kind first: a candidate kind (call, continue, repeat, drop, "
+        "answer) uniformly among those present, then the policy's own choice within it (0: plain softmax)."))
     model: str | None = Field(default=None, description="llm: Hugging Face model id or local folder "
                                                         "(e.g. Qwen/Qwen3-4B-Instruct-2507).")
     max_prompt_tokens: int = Field(default=4096, ge=64, description="llm: longest prompt (task + tool schemas).")
@@ -125,6 +128,12 @@ class TrainerConfig(BaseModel):
     lr: float = Field(default=0.003, gt=0, description="Adam learning rate of the GRPO updates.")
     grad_clip: float = Field(default=1.0, gt=0, description="Gradient-norm clip per update.")
     entropy_coef: float = Field(default=0.0, ge=0, description="Entropy bonus weight (0: none).")
+    credit: Literal["episode", "gigpo"] = Field(default="episode", description=(
+        "Credit assignment: episode (GRPO: every turn gets its episode's group-relative advantage) or gigpo "
+        "(plus GiGPO's step-level advantage: turns that acted from the same state in a group are compared by "
+        "their discounted return; Feng et al. 2025, arXiv:2505.10978)."))
+    step_weight: float = Field(default=1.0, ge=0, description="gigpo: weight of the step-level advantage.")
+    gamma: float = Field(default=0.95, gt=0, le=1, description="gigpo: discount of the per-turn returns.")
     checkpoint_every: int = Field(default=5, ge=1, description="Steps between checkpoints (one more at the end).")
     keep_checkpoints: int = Field(default=2, ge=1, description="Newest checkpoints kept (older ones are deleted; "
                                                                "each holds the policy and Adam's two moments).")
@@ -174,6 +183,9 @@ class Evaluation(BaseModel):
     trials: int = Field(default=1, ge=1, description="Episodes per task (Avg@N / Pass@N).")
     max_tasks: int | None = Field(default=None, ge=1, description="At most this many tasks per world (null: all).")
     greedy: bool = Field(default=True, description="Act greedily (argmax) instead of sampling.")
+    every: int | None = Field(default=None, ge=1, description=(
+        "embedded: also evaluate every this many steps (greedy, first trial's episodes of the same tasks) into "
+        "curve.jsonl, so learning curves compare arms in the same real environment (null: only at the end)."))
 
 
 TRACKERS = ("tensorboard", "trackio", "wandb")

@@ -293,8 +293,21 @@ class Tracker:
 
 
 def step_metrics(metrics: dict[str, Any], prefix: str = "train/") -> dict[str, Any]:
-    """``metrics`` with ``prefix`` on every key except ``step`` (the tracker's x axis)."""
-    return {f"{prefix}{k}": v for k, v in metrics.items() if k != "step"}
+    """``metrics`` with ``prefix`` on every key except ``step`` (the tracker's x axis); nested dicts flattened
+    (``skills: {cursor_followed: ..}`` -> ``train/skills/cursor_followed``), None values (not measured) left out.
+
+    >>> step_metrics({"step": 3, "reward": 0.5, "skills": {"fault_met": 0.25, "fault_retried": None}})
+    {'train/reward': 0.5, 'train/skills/fault_met': 0.25}
+    """
+    out: dict[str, Any] = {}
+    for k, v in metrics.items():
+        if k == "step" or v is None:
+            continue
+        if isinstance(v, dict):
+            out |= step_metrics(v, f"{prefix}{k}/")
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def eval_metrics(evaluation: dict[str, dict[str, float]]) -> dict[str, float]:

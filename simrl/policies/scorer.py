@@ -24,6 +24,7 @@ however they interleave), outside one from the policy's own ``torch.Generator`` 
 
 from __future__ import annotations
 
+import math
 import threading
 import zlib
 from pathlib import Path
@@ -32,10 +33,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from simrl.policies.candidates import Tagged, action_key, candidate_actions, project, tagged_candidates
+from simrl.policies.candidates import Tagged, candidate_actions, project, tagged_candidates
+from simrl.policies.decisions import KINDS, Decision, DecisionCache
 from simrl.policies.features import Hasher, action_text, state_text
 from simrl.types import Action, Observation, Trajectory, Turn
 
+_NEG = -1e9
+"""A finite stand-in for log 0 inside :meth:`ScorerPolicy.log_mix` (its gradient must stay finite)."""
 _INIT_LOCK = threading.Lock()
 """Held while a policy seeds torch's global generator and initialises its weights."""
 
@@ -64,6 +68,25 @@ class _Scorer(nn.Module):
         f = self.state_head(self.state_bag(torch.tensor([state])))                       # [1, dim]
         g = self.action_head(self.action_bag(*self._pack(actions)))                     # [K, dim]
         return g @ f[0]
+
+    def score_indexed(self, states: list[list[int]], bags: list[tuple[int, ...]], layout: list[tuple[int, list[int]]]
+                      ) -> torch.Tensor:
+        """Scores ``[B, K]`` (``-inf`` past a row's own K_b) of B decision points whose states and candidate texts
+        are given once each: row ``b`` is ``layout[b] = (state index, [bag index of each candidate])``.
+
+        The same numbers as :meth:`forward` on the expanded lists (each distinct state and candidate text is
+        encoded once instead of once per occurrence).
+        """
+        f = self.state_head(self.state_bag(*self._pack(states)))                           # [S, dim]
+        g = self.action_head(self.action_bag(*self._pack(bags)))                           # [U, dim]
+        sizes = [len(c) for _, c in layout]
+        srow = torch.repeat_interleave(torch.tensor([s for s, _ in layout]), torch.tensor(sizes))
+        cols = torch.tensor([i for _, c in layout for i in c])
+        raw = (f[srow] * g[cols]).sum(-1)                                                  # [N]
+        rows = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
+        pos = torch.cat([torch.arange(k) for k in sizes])
+        out = raw.new_full((len(sizes), max(sizes)), float("-inf"))
+        return out.index_put((rows, pos), raw)
 
     def forward(self, states: list[list[int]], actions: list[list[list[int]]]) -> torch.Tensor:
         """Scores ``[B, K]`` of each state's candidates (``-inf`` past a state's own K_b), before temperature.
@@ -101,21 +124,24 @@ class ScorerPolicy:
     """
 
     def __init__(self, *, dim: int = 64, buckets: int = 1 << 15, seed: int = 0, temperature: float = 1.0,
-                 greedy: bool = False) -> None:
-        if dim < 1 or buckets < 1 or not temperature > 0:
-            raise ValueError(f"need dim >= 1, buckets >= 1, temperature > 0; got {dim}, {buckets}, {temperature}")
+                 greedy: bool = False, explore_kinds: float = 0.0) -> None:
+        if dim < 1 or buckets < 1 or not temperature > 0 or not 0 <= explore_kinds < 1:
+            raise ValueError(f"need dim >= 1, buckets >= 1, temperature > 0, 0 <= explore_kinds < 1; got {dim}, "
+                             f"{buckets}, {temperature}, {explore_kinds}")
         self.dim, self.buckets, self.seed, self.temperature, self.greedy = dim, buckets, seed, temperature, greedy
+        self.explore_kinds = explore_kinds
         with _INIT_LOCK, torch.random.fork_rng(devices=[]):  # threads build policies at once (ablate's evals)
             torch.manual_seed(seed)
             self.module = _Scorer(dim, buckets)
         self._gen = torch.Generator().manual_seed(seed)
         self._hasher = Hasher(buckets)
+        self.decisions = DecisionCache(self._hasher)
 
     @property
     def config(self) -> dict[str, Any]:
         """The constructor arguments (what :meth:`load` rebuilds the policy from)."""
         return {"dim": self.dim, "buckets": self.buckets, "seed": self.seed, "temperature": self.temperature,
-                "greedy": self.greedy}
+                "greedy": self.greedy, "explore_kinds": self.explore_kinds}
 
     # -- features -------------------------------------------------------------------------------
     def encode(self, task_view: dict[str, str], initial: Observation, turns: list[Turn],
@@ -130,18 +156,50 @@ class ScorerPolicy:
 
     # -- acting ---------------------------------------------------------------------------------
     async def act(self, task_view: dict[str, str], initial: Observation, turns: list[Turn]) -> Action:
-        """The chosen candidate: argmax when ``greedy``, else a draw from the softmax (:meth:`_generator`)."""
-        tagged = tagged_candidates(task_view, initial, turns)
-        if len(tagged) == 1:
-            return tagged[0][0]
-        state, cands = self.encode(task_view, initial, turns, tagged)
+        """The chosen candidate: argmax of the scores when ``greedy``, else a draw from :meth:`log_mix`'s
+        distribution (:meth:`_generator`). The decision point is encoded once per state (:attr:`decisions`)."""
+        d = self.decisions.get(task_view, initial, turns)
+        if len(d.actions) == 1:
+            return d.actions[0]
         with torch.inference_mode():
-            s = self.module.score_one(state, cands) / self.temperature
+            s = self.module.score_one(d.state, d.cands) / self.temperature
             if self.greedy:
                 i = int(torch.argmax(s))
             else:
-                i = int(torch.multinomial(torch.softmax(s, 0), 1, generator=self._generator(len(turns))))
-        return tagged[i][0]
+                logp = self.log_mix(s.unsqueeze(0), torch.tensor([d.kinds]))[0]
+                i = int(torch.multinomial(torch.exp(logp), 1, generator=self._generator(len(turns))))
+        return d.actions[i]
+
+    def log_mix(self, scores: torch.Tensor, kinds: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities ``[B, K]`` of the sampling policy at B decision points (``-inf`` on padding).
+
+        Without exploration (``explore_kinds`` = 0) the softmax of the tempered ``scores``. With ``eps`` =
+        ``explore_kinds`` > 0, the mixture ``(1 - eps) pi(a) + eps / n_s * pi(a | kind(a))``: with probability
+        eps a kind is drawn uniformly among the ``n_s`` kinds (:data:`~simrl.policies.decisions.KINDS`) present at
+        the state, then a candidate of that kind from the policy's own conditional ``pi(a) / pi(kind)``. Every
+        kind (call, continue, repeat, drop, answer) is tried at every state with probability at least eps / n_s,
+        whatever the scores say; which value of a kind is tried is still the policy's choice. Differentiable
+        (the policy gradient of the mixture is on-policy for the episodes it sampled).
+
+        Args:
+            scores: ``[B, K]`` tempered scores, ``-inf`` past each row's candidates.
+            kinds: ``[B, K]`` kind index of each candidate (any value on padding).
+        """
+        logp = torch.log_softmax(scores, dim=1)
+        eps = self.explore_kinds
+        if eps == 0:
+            return logp
+        real = torch.isfinite(scores)
+        finite = logp.masked_fill(~real, _NEG)  # no inf - inf anywhere, so no NaN in the backward pass either
+        per_kind, present = torch.zeros_like(logp), torch.zeros(logp.shape[0])
+        for k in range(len(KINDS)):
+            member = (kinds == k) & real
+            lse = torch.logsumexp(finite.masked_fill(~member, _NEG), dim=1, keepdim=True)   # [B, 1]
+            per_kind = torch.where(member, lse.expand_as(logp), per_kind)
+            present = present + member.any(1).float()
+        explore = math.log(eps) - torch.log(present.clamp(min=1)).unsqueeze(1) + finite - per_kind
+        mixed = torch.logaddexp(math.log1p(-eps) + finite, explore)
+        return mixed.masked_fill(~real, float("-inf"))
 
     def _generator(self, turn: int) -> torch.Generator:
         """The draw's generator: inside an episode (:data:`simrl.rollout.EPISODE_SEED`), one derived from the
@@ -155,6 +213,42 @@ class ScorerPolicy:
         key = zlib.crc32(f"{self.seed}:{episode}:{turn}".encode())
         return torch.Generator().manual_seed(key)
 
+    def decisions_of(self, traj: Trajectory, task_view: dict[str, str]) -> list[Decision]:
+        """The decision point before each turn of ``traj`` (from :attr:`decisions`: those met while acting)."""
+        return [self.decisions.get(task_view, traj.initial, traj.turns[:t]) for t in range(len(traj.turns))]
+
+    def decision_log_probs(self, decisions: list[Decision], actions: list[Action], *, full: bool = False) -> tuple:
+        """Log-probabilities (:meth:`log_mix`) of ``actions[i]`` at ``decisions[i]``, all in one forward pass.
+
+        Each distinct state and candidate text is encoded once (:meth:`_Scorer.score_indexed`).
+
+        Returns:
+            ``(logp, mask)``, both ``[N]``: ``mask[i]`` False where the action was not among the candidates
+            (then ``logp[i]`` is 0). Differentiable. With ``full``, also the ``[N, K]`` log-probabilities of
+            every candidate (``-inf`` on padding).
+        """
+        if not decisions:
+            empty = (torch.zeros(0), torch.zeros(0, dtype=torch.bool))
+            return empty + (torch.zeros(0, 0),) if full else empty
+        states: dict[int, int] = {}
+        bags: dict[tuple[int, ...], int] = {}
+        layout = []
+        for d in decisions:
+            s = states.setdefault(id(d), len(states))
+            layout.append((s, [bags.setdefault(c, len(bags)) for c in d.cands]))
+        unique = {id(d): d for d in decisions}
+        state_ids = [unique[k].state for k in states]
+        scores = self.module.score_indexed(state_ids, list(bags), layout) / self.temperature
+        kinds = torch.full(scores.shape, -1, dtype=torch.long)
+        for b, d in enumerate(decisions):
+            kinds[b, :len(d.kinds)] = torch.tensor(d.kinds)
+        logp = self.log_mix(scores, kinds)
+        targets = [d.target(a) for d, a in zip(decisions, actions)]
+        mask = torch.tensor([i >= 0 for i in targets], dtype=torch.bool)
+        picked = logp.gather(1, torch.tensor([max(i, 0) for i in targets]).unsqueeze(1)).squeeze(1)
+        picked = torch.where(mask, picked, torch.zeros_like(picked))
+        return (picked, mask, logp) if full else (picked, mask)
+
     def log_probs(self, traj: Trajectory, task_view: dict[str, str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-probabilities of a trajectory's actions under the current weights (differentiable).
 
@@ -163,21 +257,7 @@ class ScorerPolicy:
             ``traj.turns[:t]``) as in :meth:`act`; ``mask[t]`` False where the action was not among the
             candidates (then ``logp[t]`` is 0).
         """
-        states, actions, targets = [], [], []
-        for t, turn in enumerate(traj.turns):
-            tagged = tagged_candidates(task_view, traj.initial, traj.turns[:t])
-            keys = [action_key(a) for a, _ in tagged]
-            key = action_key(turn.action)
-            targets.append(keys.index(key) if key in keys else -1)
-            state, cands = self.encode(task_view, traj.initial, traj.turns[:t], tagged)
-            states.append(state)
-            actions.append(cands)
-        mask = torch.tensor([i >= 0 for i in targets], dtype=torch.bool)
-        if not states:
-            return torch.zeros(0), mask
-        logp = torch.log_softmax(self.scores(states, actions), dim=1)
-        picked = logp.gather(1, torch.tensor([max(i, 0) for i in targets]).unsqueeze(1)).squeeze(1)
-        return torch.where(mask, picked, torch.zeros_like(picked)), mask
+        return self.decision_log_probs(self.decisions_of(traj, task_view), [t.action for t in traj.turns])
 
     # -- persistence ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

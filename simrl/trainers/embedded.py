@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import random
 import statistics
 import time
@@ -38,6 +39,7 @@ from simrl.experiment import locks, runs
 from simrl.experiment.evaluate import evaluate_heldout
 from simrl.experiment.recipe import Recipe
 from simrl.rollout import rollout
+from simrl.trainers.credit import group_advantages, step_advantages, turn_advantages
 from simrl.trainers.lifecycle import (
     Progress,
     RunSummary,
@@ -50,62 +52,83 @@ from simrl.trainers.lifecycle import (
 )
 
 
-def group_advantages(rewards: list[float], valid: list[bool]) -> list[float]:
-    """GRPO's group-relative advantages (Shao et al., 2024): ``(r - mean) / (std + 1e-6)`` over the valid episodes.
+def grpo_update(policy: Any, optimizer: Any, trajs: list, advantages: list[list[float]], views: dict[str, dict],
+                *, grad_clip: float, entropy_coef: float = 0.0, reference: Any = None) -> dict[str, float | None]:
+    """One Adam step on the policy-gradient loss of ``trajs``, every turn scored in one forward pass.
 
-    ``std`` is the sample standard deviation (n - 1), as in trl's and verl's GRPO. Invalid episodes
-    (environment failures) get 0 and do not enter the mean or std; a group with fewer than two valid
-    episodes, or with equal rewards, gives every episode 0 (nothing to compare).
+    ``loss = -(1/N) sum_i sum_t A_it logp_it`` over the N valid episodes (``advantages[i][t]``: the turn's
+    advantage, :mod:`simrl.trainers.credit`), actions outside the candidates masked out; with ``entropy_coef``
+    > 0 it adds ``entropy_coef * (1/N) sum_i sum_t logp_it.detach() * logp_it``, whose gradient is the sampled
+    estimate of ``-entropy_coef * grad H`` (an entropy bonus). The log-probabilities are those of the
+    sampling policy (:meth:`simrl.policies.scorer.ScorerPolicy.log_mix`), taken at decision points that were
+    encoded while acting (:attr:`~simrl.policies.scorer.ScorerPolicy.decisions`).
 
-    >>> [round(a, 4) for a in group_advantages([1.0, 0.0, 1.0, 0.0], [True] * 4)]  # mean .5, std sqrt(1/3)
-    [0.866, -0.866, 0.866, -0.866]
-    >>> [round(a, 3) for a in group_advantages([1.0, 0.0, 0.0, 5.0], [True, True, True, False])]  # 5.0 failed
-    [1.155, -0.577, -0.577, 0.0]
-    >>> group_advantages([1.0, 1.0, 1.0], [True] * 3)
-    [0.0, 0.0, 0.0]
-    """
-    kept = [r for r, ok in zip(rewards, valid) if ok]
-    if len(kept) < 2 or max(kept) == min(kept):
-        return [0.0] * len(rewards)
-    mean, std = statistics.fmean(kept), statistics.stdev(kept)
-    return [(r - mean) / (std + 1e-6) if ok else 0.0 for r, ok in zip(rewards, valid)]
-
-
-def grpo_update(policy: Any, optimizer: Any, trajs: list, advantages: list[float], views: dict[str, dict],
-                *, grad_clip: float, entropy_coef: float = 0.0) -> tuple[float, float, float | None]:
-    """One Adam step on the GRPO loss of ``trajs`` (the env failures already have advantage 0).
-
-    ``loss = -(1/N) sum_i A_i sum_t logp_it`` over the N valid episodes, actions outside the candidates
-    masked out; with ``entropy_coef`` > 0 it adds ``entropy_coef * (1/N) sum_i sum_t logp_it.detach() * logp_it``,
-    whose gradient is the sampled estimate of ``-entropy_coef * grad H`` (an entropy bonus).
+    Args:
+        reference: a policy to measure ``kl_warm_start`` against (the warm start), or None.
 
     Returns:
-        ``(loss, grad norm before clipping, share of actions that were candidates)``; no step is taken
-        (and ``(0, 0, coverage)`` returned) when no episode has a nonzero advantage.
+        ``loss``, ``grad_norm`` (before clipping; 0 without a step), ``coverage`` (share of the updated turns'
+        actions that were candidates; None without any), ``entropy`` and ``kl_warm_start`` (nats, mean over the
+        step's decision points; None without any). No step is taken when no turn has a nonzero advantage
+        (and no entropy bonus).
     """
     import torch
 
+    out: dict[str, float | None] = {"loss": 0.0, "grad_norm": 0.0, "coverage": None, "entropy": None,
+                                    "kl_warm_start": None}
     valid = [i for i, t in enumerate(trajs) if t.status != "env_failure"]
-    terms, covered, actions = [], 0, 0
-    for i in valid:
-        if advantages[i] == 0.0 and entropy_coef == 0.0:
-            continue  # no gradient to take: skip the forward pass
-        logp, mask = policy.log_probs(trajs[i], views[trajs[i].task_id])
-        logp = logp * mask
-        covered, actions = covered + int(mask.sum()), actions + mask.numel()
-        term = -advantages[i] * logp.sum()
-        if entropy_coef:
-            term = term + entropy_coef * (logp.detach() * logp).sum()
-        terms.append(term)
-    coverage = covered / actions if actions else None
-    if not terms or not any(t.requires_grad for t in terms):
-        return 0.0, 0.0, coverage
-    loss = torch.stack(terms).sum() / len(valid)
+    used = [i for i in valid if entropy_coef or any(advantages[i])]
+    decisions, actions, weights = [], [], []
+    for i in used:
+        decisions += policy.decisions_of(trajs[i], views[trajs[i].task_id])
+        actions += [turn.action for turn in trajs[i].turns]
+        weights += advantages[i]
+    if not decisions:
+        return out
+    logp, mask, full = policy.decision_log_probs(decisions, actions, full=True)
+    out["coverage"] = float(mask.float().mean())
+    with torch.no_grad():
+        probs = full.exp()
+        plogp = torch.where(probs > 0, probs * full, torch.zeros_like(full))
+        out["entropy"] = float(-plogp.sum(1).mean())
+        if reference is not None:
+            ref = reference.decision_log_probs(decisions, actions, full=True)[2]
+            diff = torch.where(probs > 0, full - ref, torch.zeros_like(full))
+            out["kl_warm_start"] = float((probs * diff).sum(1).mean())
+    loss = -(torch.tensor(weights) * logp).sum()
+    if entropy_coef:
+        loss = loss + entropy_coef * (logp.detach() * logp).sum()
+    loss = loss / len(valid)
+    if not loss.requires_grad:
+        return out
     optimizer.zero_grad()
     loss.backward()
     norm = torch.nn.utils.clip_grad_norm_(policy.module.parameters(), grad_clip)
     optimizer.step()
-    return float(loss.detach()), float(norm), coverage
+    out["loss"], out["grad_norm"] = float(loss.detach()), float(norm)
+    return out
+
+
+def advantages_of(recipe: Recipe, policy: Any, trajs: list, views: dict[str, dict]) -> list[list[float]]:
+    """Per episode and turn, the advantage ``recipe.trainer.credit`` gives (:mod:`simrl.trainers.credit`).
+
+    Groups are consecutive ``budget.group_size`` episodes (one task each). ``episode``: GRPO's
+    group-relative advantage on every turn; ``gigpo``: plus ``trainer.step_weight`` times GiGPO's
+    step-level advantage, anchor states being the decision points' keys.
+    """
+    tc, size = recipe.trainer, recipe.budget.group_size
+    out: list[list[float]] = []
+    for g in range(0, len(trajs), size):
+        group = trajs[g:g + size]
+        valid = [t.status != "env_failure" for t in group]
+        episode = group_advantages([t.reward for t in group], valid)
+        step = None
+        if tc.credit == "gigpo":
+            keys = [[d.key for d in policy.decisions_of(t, views[t.task_id])] for t in group]
+            rewards = [[turn.step.reward for turn in t.turns] for t in group]
+            step = step_advantages(keys, rewards, valid, tc.gamma)
+        out += turn_advantages(episode, step, [len(t.turns) for t in group], tc.step_weight)
+    return out
 
 
 async def warm_start(recipe: Recipe, policy: Any, world: Path, tasks: list, seed: int) -> dict[str, float] | None:
@@ -172,20 +195,63 @@ def _append(path: Path, line: str) -> None:
         f.flush()
 
 
+def _policy(recipe: Recipe, seed: int) -> Any:
+    from simrl.policies.scorer import ScorerPolicy
+
+    p = recipe.policy
+    return ScorerPolicy(dim=p.dim, buckets=p.buckets, seed=seed, temperature=p.temperature, greedy=False,
+                        explore_kinds=p.explore_kinds)
+
+
+async def _step(recipe: Recipe, arm_name: str, seed: int, step: int, policy: Any, optimizer: Any, tasks: list,
+                views: dict[str, dict], world: Path, rng: random.Random, reference: Any) -> tuple[list, list, dict]:
+    """One training step: sample tasks, run their groups, credit the turns, update. Returns
+    ``(trajectories, per-turn advantages, update diagnostics + timings)``."""
+    budget, tc = recipe.budget, recipe.trainer
+    progress = (step - 1) / budget.steps
+    chosen = rng.sample(tasks, budget.batch) if budget.batch <= len(tasks) else rng.choices(tasks, k=budget.batch)
+    episodes = [t for t in chosen for _ in range(budget.group_size)]
+    make_env = runs.arm_env_factory(recipe, recipe.arm(arm_name), world, progress=progress, seed=seed)
+    base = seed * 1_000_003 + (step - 1) * len(episodes)  # distinct episode seeds across steps
+    t0 = time.perf_counter()
+    trajs = await rollout(make_env, policy, episodes, max_turns=budget.max_turns, concurrency=tc.concurrency,
+                          seed=base)
+    t1 = time.perf_counter()
+    advantages = advantages_of(recipe, policy, trajs, views)
+    update = grpo_update(policy, optimizer, trajs, advantages, views, grad_clip=tc.grad_clip,
+                         entropy_coef=tc.entropy_coef, reference=reference)
+    policy.decisions.clear()  # decisions are per step: the cache never outgrows one step's episodes
+    update |= {"rollout_s": t1 - t0, "update_s": time.perf_counter() - t1, "lr": tc.lr}
+    return trajs, advantages, update
+
+
+def _diagnostics(trajs: list, advantages: list[list[float]], group_size: int) -> dict[str, float | None]:
+    """Reward spread within groups and the share of valid episodes whose turns all got advantage 0."""
+    valid = [i for i, t in enumerate(trajs) if t.status != "env_failure"]
+    spreads = []
+    for g in range(0, len(trajs), group_size):
+        rewards = [t.reward for t in trajs[g:g + group_size] if t.status != "env_failure"]
+        if len(rewards) > 1:
+            spreads.append(statistics.stdev(rewards))
+    return {"reward_std": statistics.fmean(spreads) if spreads else None,
+            "zero_advantage": (sum(not any(advantages[i]) for i in valid) / len(valid)) if valid else None}
+
+
 async def _train(recipe: Recipe, arm_name: str, seed: int, files: runs.RunFiles, world: Path, resume: bool,
-                 report: Progress, tracker: Any) -> tuple[Any, int | None, dict | None, list[StepMetrics]]:
+                 report: Progress, tracker: Any, worlds: Path) -> tuple[Any, int | None, dict | None, list[StepMetrics]]:
     import torch
 
+    from simrl.experiment.evaluate import CURVE, curve_point, evaluation_sets
+    from simrl.experiment.skills import skill_rates
     from simrl.experiment.tracking import step_metrics
     from simrl.policies.scorer import ScorerPolicy
 
-    arm, budget, tc = recipe.arm(arm_name), recipe.budget, recipe.trainer
+    budget, tc = recipe.budget, recipe.trainer
     tasks = runs.world_tasks(recipe, world, "train")
     views = {t.task_id: t.policy_view() for t in tasks}
     torch.manual_seed(seed)
     rng = random.Random(f"simrl-train-{seed}")  # task sampling; never the global generator
-    policy = ScorerPolicy(dim=recipe.policy.dim, buckets=recipe.policy.buckets, seed=seed,
-                          temperature=recipe.policy.temperature, greedy=False)
+    policy = _policy(recipe, seed)
     optimizer = _adam(policy.module.parameters(), tc.lr)
     start, wall0, ws_stats = 0, 0.0, None
     ckpt = runs.latest_checkpoint(files) if resume else None
@@ -201,40 +267,44 @@ async def _train(recipe: Recipe, arm_name: str, seed: int, files: runs.RunFiles,
         torch.set_rng_state(state["rng_torch"])
         wall0, ws_stats = float(state["wall_s"]), state.get("warm_start")
         runs.rewind_logs(files, start)
+        runs.truncate_jsonl(files.root / CURVE, lambda row: int(row.get("step", 0)) <= start)
     else:
         runs.rewind_logs(files, None)
+        (files.root / CURVE).unlink(missing_ok=True)
         report(0, budget.steps, "warm start: expert demonstrations in the real environment")
         ws_stats = await warm_start(recipe, policy, world, tasks, seed)
         if ws_stats is not None:
             policy.save(files.warmstart)
+    reference = ScorerPolicy.load(files.warmstart) if files.warmstart.is_file() else None
+    if reference is not None:
+        reference.explore_kinds = policy.explore_kinds  # the KL compares the sampling distributions
     history = read_history(files)
     if ckpt is None and ws_stats is not None:
         tracker.log(step_metrics(ws_stats, "warm_start/"), 0)
     report(start, budget.steps, f"step {start}/{budget.steps}")
     t0 = time.perf_counter()
+    every = recipe.evaluation.every
+    sets = await asyncio.to_thread(evaluation_sets, recipe, world, worlds) if every else []
+    if every and ckpt is None:
+        point = await curve_point(recipe, policy, sets, 0)
+        _append(files.root / CURVE, json.dumps(point))
     for step in range(start + 1, budget.steps + 1):
-        progress = (step - 1) / budget.steps
-        chosen = (rng.sample(tasks, budget.batch) if budget.batch <= len(tasks)
-                  else rng.choices(tasks, k=budget.batch))
-        episodes = [t for t in chosen for _ in range(budget.group_size)]
-        make_env = runs.arm_env_factory(recipe, arm, world, progress=progress, seed=seed)
-        base = seed * 1_000_003 + (step - 1) * len(episodes)  # distinct episode seeds across steps
-        trajs = await rollout(make_env, policy, episodes, max_turns=budget.max_turns,
-                              concurrency=tc.concurrency, seed=base)
-        advantages: list[float] = []
-        for g in range(0, len(trajs), budget.group_size):
-            group = trajs[g:g + budget.group_size]
-            advantages += group_advantages([t.reward for t in group], [t.status != "env_failure" for t in group])
-        loss, norm, coverage = grpo_update(policy, optimizer, trajs, advantages, views, grad_clip=tc.grad_clip,
-                                           entropy_coef=tc.entropy_coef)
-        m = measure_step(step, progress, trajs, loss, norm, coverage, wall0 + time.perf_counter() - t0,
-                          group_size=budget.group_size)
+        trajs, advantages, update = await _step(recipe, arm_name, seed, step, policy, optimizer, tasks, views,
+                                                world, rng, reference)
+        m = measure_step(step, (step - 1) / budget.steps, trajs, update["loss"], update["grad_norm"],
+                         update["coverage"], wall0 + time.perf_counter() - t0, group_size=budget.group_size)
+        m = m.model_copy(update={k: v for k, v in update.items() if k in StepMetrics.model_fields}
+                         | _diagnostics(trajs, advantages, budget.group_size) | {"skills": skill_rates(trajs)})
         history.append(m)
         stride = max(1, len(trajs) // max(1, tc.trajectories_per_step))
         for traj, adv in list(zip(trajs, advantages))[::stride][:tc.trajectories_per_step]:
-            traj.info.update(train_step=step, advantage=adv)
+            traj.info.update(train_step=step, advantage=statistics.fmean(adv) if adv else 0.0, turn_advantages=adv)
             _append(files.trajectories, traj.model_dump_json())
-        _append(files.metrics, m.model_dump_json())  # after the trajectories: a logged step is complete
+        if every and step % every == 0:
+            point = await curve_point(recipe, policy, sets, step)
+            _append(files.root / CURVE, json.dumps(point))
+            tracker.log(step_metrics(point, "heldout/"), step)
+        _append(files.metrics, m.model_dump_json())  # after the trajectories and curve: a logged step is complete
         tracker.log(step_metrics(m.model_dump()), step)  # a copy for the trackers; metrics.jsonl is the record
         if step % tc.checkpoint_every == 0 or step == budget.steps:
             runs.save_checkpoint(files, step, {
@@ -292,7 +362,7 @@ def _train_arm(recipe: Recipe, arm: str, seed: int, files: runs.RunFiles, *, res
     tracker = Tracker(run_tracking(recipe, arm, seed, files.root.parent.parent))  # OUT of OUT/<arm>/seed-<S>
     try:
         policy, resumed, ws_stats, history = asyncio.run(_train(recipe, arm, seed, files, world, resume, report,
-                                                                tracker))
+                                                                tracker, worlds))
         policy.save(files.final)
         evaluation = None
         if run_eval:

@@ -48,6 +48,15 @@ class StepMetrics(BaseModel):
     signal_groups: float | None = None  # share of GRPO groups whose valid rewards differ (the rest teach nothing)
     wm_unparsed: int = 0  # steps whose world-model answer had no <predicted_observation> block (shown raw)
     wall_s: float  # training seconds so far, over every resume
+    # -- diagnostics (None where the trainer does not measure them) --
+    reward_std: float | None = None  # mean over groups of the reward's standard deviation within the group
+    zero_advantage: float | None = None  # share of valid episodes whose every turn got advantage 0
+    entropy: float | None = None  # mean entropy (nats) of the sampling policy at the step's decision points
+    kl_warm_start: float | None = None  # mean KL(policy || warm start) at the step's decision points (nats)
+    lr: float | None = None  # learning rate of the update
+    rollout_s: float | None = None  # seconds spent running the step's episodes
+    update_s: float | None = None  # seconds spent on the update (forward, backward, optimiser)
+    skills: dict[str, float | None] = {}  # simrl.experiment.skills.skill_rates of the step's episodes
 
 
 def read_history(files: runs.RunFiles) -> list[StepMetrics]:

@@ -1,0 +1,156 @@
+"""Decision points of the scorer policy, encoded once per distinct state and shared by acting and training.
+
+A *decision point* is the state before a turn: the task's prompt, the tool list and the history so far (each
+earlier turn's action and observation). Its :class:`Decision` holds what :class:`simrl.policies.scorer.ScorerPolicy`
+needs there: the candidate actions (:func:`simrl.policies.candidates.tagged_candidates`), the kind of each
+candidate (:data:`KINDS`), and the hashed token ids of the state and of every candidate
+(:class:`simrl.policies.features.Hasher`). :class:`DecisionCache` computes a decision once per state and returns
+it again for
+
+* the other episodes of a GRPO group that reach the same state (all of them at the first turn, most of them at
+  the next few: the same task, the same warm-started policy);
+* the policy-gradient update, which scores every turn of the step's episodes again (before, each turn's
+  candidates were generated and encoded twice: when acting and when training).
+
+The state's identity (:attr:`Decision.key`) is also GiGPO's *anchor state* (Feng et al., NeurIPS 2025,
+arXiv:2505.10978, §3.2): turns of a group that start from the same environment state, whose actions are
+compared with each other (:func:`simrl.trainers.credit.step_advantages`).
+
+Caching changes nothing a policy computes: a decision is a pure function of its key (a test checks that the
+cached and freshly computed decisions are equal).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from simrl.policies.candidates import action_key, tagged_candidates
+from simrl.policies.features import Hasher, action_text, state_text
+from simrl.types import Action, Observation, Turn
+
+KINDS = ("call", "continue", "repeat", "drop", "answer")
+"""Candidate kinds, from a candidate's provenance tags (:mod:`simrl.policies.candidates`): a tool call built from
+the episode's values, the last call continued with a value of its result (a cursor), the last call repeated, the
+last failed call without an optional argument, a final answer. Exploration over kinds
+(:meth:`simrl.policies.scorer.ScorerPolicy.log_mix`) draws a kind before a value."""
+_KIND_OF_TAG = {"tag_continue": 1, "tag_repeat_last": 2, "tag_drop_arg": 3, "tag_answer": 4}
+MAX_ENTRIES = 50_000
+"""Most decisions kept; the cache is emptied when it is full (and by the trainer after every update)."""
+
+
+def kind_of(tags: tuple[str, ...]) -> int:
+    """The index in :data:`KINDS` of a candidate with provenance ``tags`` (``call`` unless a tag says otherwise).
+
+    >>> KINDS[kind_of(("tag_continue", "tag_continue_cursor"))], KINDS[kind_of(("tag_call_get_record",))]
+    ('continue', 'call')
+    """
+    for tag in tags:
+        if (k := _KIND_OF_TAG.get(tag)) is not None:
+            return k
+    return 0
+
+
+@dataclass(frozen=True, eq=False)
+class Decision:
+    """One encoded decision point.
+
+    Attributes:
+        key: the state's identity (prompt, tools, and each earlier turn's action key and observation).
+        actions: the K candidates, in :func:`~simrl.policies.candidates.tagged_candidates` order.
+        index: ``action_key(candidate) -> position`` in ``actions``.
+        kinds: ``[K]`` index in :data:`KINDS` of each candidate.
+        state: token ids of the state text (:func:`~simrl.policies.features.state_text`).
+        cands: ``[K]`` token ids of each candidate's text (:func:`~simrl.policies.features.action_text`).
+    """
+
+    key: tuple
+    actions: tuple[Action, ...]
+    index: dict[str, int]
+    kinds: tuple[int, ...]
+    state: list[int]
+    cands: list[tuple[int, ...]]
+
+    def target(self, action: Action) -> int:
+        """The position of ``action`` among the candidates, -1 when it is not one of them."""
+        return self.index.get(action_key(action), -1)
+
+
+@dataclass
+class DecisionCache:
+    """Decisions by state, computed on first use (:meth:`get`); a bounded dictionary.
+
+    Args:
+        hasher: the token hasher of the policy (its ``buckets``).
+        max_entries: decisions kept before the cache is emptied.
+    """
+
+    hasher: Hasher
+    max_entries: int = MAX_ENTRIES
+    _decisions: dict[tuple, Decision] = field(default_factory=dict)
+    _turn_keys: dict[int, tuple[Turn, tuple]] = field(default_factory=dict)
+    _initial_keys: dict[int, tuple[Observation, tuple]] = field(default_factory=dict)
+    hits: int = 0
+    misses: int = 0
+
+    def clear(self) -> None:
+        """Forget every decision (and the objects the keys were read from)."""
+        self._decisions.clear()
+        self._turn_keys.clear()
+        self._initial_keys.clear()
+
+    def _turn_key(self, turn: Turn) -> tuple:
+        """A turn's part of a state key, computed once per turn object (kept alive beside it, so its id stays its own)."""
+        got = self._turn_keys.get(id(turn))
+        if got is not None and got[0] is turn:
+            return got[1]
+        obs = turn.step.observation
+        key = (action_key(turn.action), obs.text, tuple((r.content, r.is_error) for r in obs.results))
+        self._turn_keys[id(turn)] = (turn, key)
+        return key
+
+    def _initial_key(self, initial: Observation) -> tuple:
+        got = self._initial_keys.get(id(initial))
+        if got is not None and got[0] is initial:
+            return got[1]
+        key = (initial.text, json.dumps(initial.tools, sort_keys=True, default=str))
+        self._initial_keys[id(initial)] = (initial, key)
+        return key
+
+    def key(self, task_view: dict[str, str], initial: Observation, turns: list[Turn]) -> tuple:
+        """The identity of a decision point (the anchor state of GiGPO)."""
+        return (task_view.get("type", ""), task_view.get("prompt", ""), self._initial_key(initial),
+                tuple(self._turn_key(t) for t in turns))
+
+    def get(self, task_view: dict[str, str], initial: Observation, turns: list[Turn]) -> Decision:
+        """The decision at this state, from the cache or computed (and cached)."""
+        key = self.key(task_view, initial, turns)
+        found = self._decisions.get(key)
+        if found is not None:
+            self.hits += 1
+            return found
+        self.misses += 1
+        if len(self._decisions) >= self.max_entries:
+            self.clear()
+        decision = encode_decision(self.hasher, key, task_view, initial, turns)
+        self._decisions[key] = decision
+        return decision
+
+
+def encode_decision(hasher: Hasher, key: tuple, task_view: dict[str, str], initial: Observation,
+                    turns: list[Turn]) -> Decision:
+    """Compute a :class:`Decision` (no cache): candidates, kinds and token ids of the state and of each candidate."""
+    tagged = tagged_candidates(task_view, initial, turns)
+    ids = hasher.ids
+    actions = tuple(a for a, _ in tagged)
+    return Decision(key=key, actions=actions, index={action_key(a): i for i, a in enumerate(actions)},
+                    kinds=tuple(kind_of(tags) for _, tags in tagged),
+                    state=ids(state_text(task_view, initial, turns)),
+                    cands=[tuple(ids(action_text(a, tags))) for a, tags in tagged])
+
+
+def decision_fields(d: Decision) -> dict[str, Any]:
+    """The comparable content of a decision (for tests: a cached decision equals a fresh one)."""
+    return {"actions": [action_key(a) for a in d.actions], "kinds": list(d.kinds), "state": list(d.state),
+            "cands": [list(c) for c in d.cands]}

@@ -1,0 +1,69 @@
+"""Decision points: a cached decision equals a freshly computed one; the batched scorer gives the unbatched
+probabilities (1e-6); the kind-first exploration mixture is a distribution with finite gradients."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import torch
+
+from simrl.envs.base import make
+from simrl.policies.decisions import KINDS, DecisionCache, decision_fields, encode_decision, kind_of
+from simrl.policies.features import Hasher
+from simrl.policies.scorer import ScorerPolicy
+from simrl.rollout import rollout
+from simrl.world import load_tasks
+
+
+@pytest.fixture(scope="module")
+def states(tiny_world):
+    """Every decision point of sampled episodes of an untrained policy on the records tools (with faults)."""
+    tasks = [t for t in load_tasks(tiny_world) if t.type == "records"][:8]
+    env = lambda: make("mcp-world", world=tiny_world, transport="inprocess", fault_rate=0.3)  # noqa: E731
+    trajs = asyncio.run(rollout(env, ScorerPolicy(seed=3, explore_kinds=0.5), tasks, max_turns=8, seed=11))
+    views = {t.task_id: t.policy_view() for t in tasks}
+    out = [(views[x.task_id], x.initial, x.turns[:i], x.turns[i].action) for x in trajs for i in range(len(x.turns))]
+    assert len(out) > 20
+    return out
+
+
+def test_cached_decisions_equal_fresh_ones(states):
+    cache = DecisionCache(Hasher(1 << 12))
+    for view, initial, turns, _ in states + states:  # the second pass is served from the cache
+        got = cache.get(view, initial, turns)
+        fresh = encode_decision(Hasher(1 << 12), got.key, view, initial, list(turns))
+        assert decision_fields(got) == decision_fields(fresh)
+    assert cache.hits >= len(states) and cache.misses <= len(states)
+
+
+@pytest.mark.parametrize("explore", [0.0, 0.4])
+def test_batched_log_probs_equal_unbatched(states, explore):
+    policy = ScorerPolicy(seed=5, temperature=1.5, explore_kinds=explore)
+    decisions = [policy.decisions.get(v, i, t) for v, i, t, _ in states]
+    actions = [a for *_, a in states]
+    logp, mask, full = policy.decision_log_probs(decisions, actions, full=True)
+    assert bool(mask.all())  # the policy acted among these candidates
+    for row, (d, action) in enumerate(zip(decisions, actions)):
+        with torch.no_grad():
+            s = policy.module.score_one(d.state, d.cands) / policy.temperature
+            one = policy.log_mix(s.unsqueeze(0), torch.tensor([d.kinds]))[0]
+        assert torch.allclose(full[row, :len(d.actions)], one, atol=1e-6)
+        assert abs(float(logp[row].detach()) - float(one[d.target(action)])) < 1e-6
+
+
+def test_kind_mixture_is_a_distribution_that_explores_every_kind():
+    policy = ScorerPolicy(explore_kinds=0.3)
+    scores = torch.tensor([[8.0, 0.0, -8.0, 1.0, float("-inf")], [0.0, 0.0, 0.0, 0.0, 0.0]], requires_grad=True)
+    kinds = torch.tensor([[0, 1, 2, 4, -1], [0, 0, 0, 0, 4]])
+    logp = policy.log_mix(scores, kinds)
+    probs = logp.detach().exp()
+    assert torch.allclose(probs.sum(1), torch.ones(2), atol=1e-6)
+    # row 0: four kinds present, so each gets at least 0.3 / 4 whatever its score (the -8 'repeat' included)
+    assert float(probs[0, 2]) >= 0.3 / 4 - 1e-6 and float(probs[0, 4]) == 0.0
+    # row 1: two kinds (call x4, answer x1): the answer gets 0.7 * 1/5 + 0.3 / 2
+    assert abs(float(probs[1, 4]) - (0.7 / 5 + 0.15)) < 1e-6
+    logp[torch.isfinite(logp)].sum().backward()
+    assert torch.isfinite(scores.grad).all()
+    assert [KINDS[kind_of(t)] for t in (("tag_repeat_last", "tag_after_error"), ("tag_answer",), ("x",))] == \
+        ["repeat", "answer", "call"]

@@ -172,9 +172,11 @@ class MCPEnv(Environment):
             return self.server_url
         from mcp import StdioServerParameters
 
+        from simrl.deathsig import wrap
+
         assert self.server_command is not None
-        return StdioServerParameters(command=self.server_command[0], args=self.server_command[1:],
-                                     env=self.server_env)
+        command = wrap(self.server_command)  # the server dies with this process, kill -9 included
+        return StdioServerParameters(command=command[0], args=command[1:], env=self.server_env)
 
     async def reset(self, task: Task, seed: int = 0) -> Observation:
         """Connect afresh, list the server's tools; the observation is the task prompt and the schemas.

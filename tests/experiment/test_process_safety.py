@@ -66,6 +66,36 @@ def _ours(tmpdir: Path) -> list[str]:
     return [p.name for p in tmpdir.iterdir() if p.name.startswith("simrl-")]
 
 
+DESCENDANT_KINDS = {  # what `simrl ablate` can leave behind, by a marker of its command line
+    "trainer": "simrl.cli.main train",  # ablate's `simrl train` runs (PR_SET_PDEATHSIG at Popen)
+    "mcp server": "serve mcp",  # a trainer's stdio record server (its own session: simrl.deathsig.wrap)
+    "evaluation worker": "multiprocessing.spawn",  # ablate's evaluation pool (die_with in its initializer)
+    "resource tracker": "multiprocessing.resource_tracker",  # the pool's tracker: ends when its pipe closes
+}
+
+
+def _kind(proc: psutil.Process) -> str:
+    line = " ".join(proc.cmdline())
+    return next((k for k, marker in DESCENDANT_KINDS.items() if marker in line), f"other: {line[:120]}")
+
+
+def _descendants(root: int) -> dict[psutil.Process, str]:
+    with contextlib.suppress(psutil.NoSuchProcess):
+        return {p: _kind(p) for p in psutil.Process(root).children(recursive=True)}
+    return {}
+
+
+def _alive_after(procs: dict[psutil.Process, str], seconds: float = 2.0) -> list[str]:
+    """The processes of ``procs`` still running ``seconds`` after now (zombies count as gone)."""
+    time.sleep(seconds)
+    alive = []
+    for p, kind in procs.items():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                alive.append(f"{kind} (pid {p.pid})")
+    return alive
+
+
 def _recipe(tmp_path: Path, **patch) -> Path:
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump({**RECIPE, **patch}))
@@ -86,11 +116,11 @@ def test_kill_9_of_ablate_kills_its_trainers_and_writers_are_exclusive(tmp_path)
         _refused(["ablate", str(recipe), "--out", str(out)], tmp, ablate.pid)
         _refused(["train", str(out / "recipe.yaml"), "--arm", "sim", "--seed", "0", "--out", str(out), "--resume"],
                  tmp, trainers[0])
-        procs = [psutil.Process(p) for p in trainers]
+        procs = _descendants(ablate.pid)
         ablate.send_signal(signal.SIGKILL)
         ablate.wait()
-        gone, alive = psutil.wait_procs(procs, timeout=60)
-        assert not alive, f"trainers outlived `simrl ablate` (kill -9): {alive}"
+        alive = _alive_after(procs)
+        assert not alive, f"outlived `simrl ablate` (kill -9) by 2 s: {alive}"
     finally:  # only what this test started (not pytest's other children, e.g. multiprocessing's tracker)
         for p in started:
             with contextlib.suppress(psutil.NoSuchProcess):
@@ -98,6 +128,34 @@ def test_kill_9_of_ablate_kills_its_trainers_and_writers_are_exclusive(tmp_path)
                     with contextlib.suppress(psutil.NoSuchProcess):
                         child.kill()
     assert not _ours(tmp), "temporary folders left outside the run folders"
+
+
+def test_kill_9_of_ablate_while_its_first_run_trains_leaves_no_descendant(tmp_path):
+    """--jobs 1, the real arm over stdio record servers: trainer and servers are gone 2 s after kill -9,
+    and no process names the ablation folder (the evaluation phase's kinds: the test below)."""
+    recipe = _recipe(tmp_path, arms={"real": {"environment": "real"}}, real={"transport": "stdio"})
+    out, tmp = tmp_path / "abl", tmp_path / "sys-tmp"
+    tmp.mkdir()
+    ablate = _simrl(["ablate", str(recipe), "--out", str(out), "--jobs", "1"], tmp)
+    try:
+        run = runs.RunFiles(runs.run_dir(out, "real", 0))
+        deadline, procs = time.monotonic() + 180, {}
+        while not (run.metrics.is_file() and "mcp server" in procs.values()):  # training, a server up
+            assert ablate.poll() is None, ablate.communicate()
+            assert time.monotonic() < deadline, f"no training step with a server within 180 s: {procs}"
+            procs = _descendants(ablate.pid)
+            time.sleep(0.05)
+        assert set(procs.values()) <= set(DESCENDANT_KINDS), procs  # nothing of a kind the test does not know
+        ablate.send_signal(signal.SIGKILL)
+        ablate.wait()
+        alive = _alive_after(procs)
+        assert not alive, f"outlived `simrl ablate` (kill -9) by 2 s: {alive}"
+        naming = [p.pid for p in psutil.process_iter(["cmdline"]) if str(out) in " ".join(p.info["cmdline"] or [])]
+        assert not naming, f"processes still name {out}: {naming}"
+    finally:
+        for p in [psutil.Process(ablate.pid), *procs] if ablate.poll() is None else procs:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
 
 
 def test_kill_9_of_train_leaves_temporary_folders_only_in_its_run_which_resume_clears(tmp_path):
@@ -165,15 +223,23 @@ if __name__ == "__main__":
 
 
 def test_kill_9_of_ablate_during_evaluations_leaves_no_evaluation_worker(tmp_path):
-    """ablate's evaluation processes (spawned workers) die with it, like its trainers."""
+    """ablate's evaluation processes (spawned workers, and the pool's resource tracker) die with it."""
     script = tmp_path / "parent.py"
     script.write_text(PARENT)
     parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    procs = {}
     try:
-        worker = psutil.Process(int(parent.stdout.readline()))  # a worker, busy with a 600 s job next
+        worker = int(parent.stdout.readline())  # a worker, busy with a 600 s job next
         time.sleep(0.5)
+        procs = _descendants(parent.pid)
+        assert worker in [p.pid for p in procs]
+        assert set(procs.values()) == {"evaluation worker", "resource tracker"}, procs
         parent.send_signal(signal.SIGKILL)
         parent.wait()
-        worker.wait(timeout=30)  # psutil.TimeoutExpired if the worker outlived its parent
+        alive = _alive_after(procs)
+        assert not alive, f"outlived the parent (kill -9) by 2 s: {alive}"
     finally:
         parent.kill()
+        for p in procs:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()

@@ -446,7 +446,8 @@ def _ablate(recipe: Recipe, out: Path, jobs: int, resume: bool, command: Callabl
                   "seeds": list(recipe.seeds)}
     report = build_report(arms, base, comparisons=comparisons(recipe, list(base)), primary=primary(recipe, list(base)),
                           failed=failed, evaluation=evaluation, recipe=recipe.name, environments=environments(recipe),
-                          run_dirs={a: {s: f"{a}/seed-{s}" for s in recipe.seeds} for a in recipe.all_arms()})
+                          run_dirs={a: {s: f"{a}/seed-{s}" for s in recipe.seeds} for a in recipe.all_arms()},
+                          positive=recipe.positive_control.model_dump() if recipe.positive_control else None)
     written = write_report(report, out)
     log_report(recipe, out, report, [p for p in written if p.suffix == ".png"])  # no trackers: nothing
     return report

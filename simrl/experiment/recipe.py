@@ -100,6 +100,33 @@ class Primary(BaseModel):
                                                        "item_f1 or row_f1 (table tasks).")
 
 
+class PositiveControl(BaseModel):
+    """The preregistered positive control: the skills the arms differ in are learnable at this budget.
+
+    It passes when, for every subset in ``subsets``, some trained arm beats ``baseline`` on success within that
+    subset with a paired interval above 0 (the same pre-drawn evaluation episodes in every arm and seed).
+    ``report.md`` states it right after the primary comparison; when it fails, the report says first that the
+    experiment could not answer its question (an arm can only differ from another by a skill it learned).
+    """
+
+    model_config = STRICT
+    subsets: list[str] = Field(default=["multi_page", "faulted"], min_length=1,
+                               description="Evaluation subsets (simrl.experiment.evaluate.SUBSETS) of the skills.")
+    baseline: str = Field(default="warmstart", description="The baseline some arm must beat: warmstart, untrained "
+                                                          "or candidates.")
+
+    @model_validator(mode="after")
+    def _known(self) -> PositiveControl:
+        from simrl.experiment.evaluate import BASELINES, SUBSETS
+
+        bad = [s for s in self.subsets if s not in SUBSETS]
+        if bad:
+            raise ValueError(f"subsets: unknown {bad}; known: {', '.join(SUBSETS)}")
+        if self.baseline not in BASELINES:
+            raise ValueError(f"baseline {self.baseline!r}: use one of {', '.join(BASELINES)}")
+        return self
+
+
 class Recipe(BaseModel):
     """A training recipe (``recipes/*.yaml``)."""
 
@@ -122,6 +149,9 @@ class Recipe(BaseModel):
     primary: Primary | None = Field(
         default=None, description="The comparison the experiment is for, declared before running: "
                                   "{a: ARM, b: ARM or baseline, metric: success} (null: a default, so marked).")
+    positive_control: PositiveControl | None = Field(
+        default=None, description="The check that the skills under test were learned at all, declared before "
+                                  "running: {subsets: [multi_page, faulted], baseline: warmstart} (null: none).")
 
     @model_validator(mode="after")
     def _possible(self) -> Recipe:

@@ -44,7 +44,14 @@ from typing import Any
 
 from simrl.errors import SimrlError
 from simrl.experiment.evaluate import NONE, EvalResult
-from simrl.experiment.report_compare import OVERALL, UNBOUNDED, clip, primary_test, secondary_tests
+from simrl.experiment.report_compare import (
+    OVERALL,
+    UNBOUNDED,
+    clip,
+    positive_control,
+    primary_test,
+    secondary_tests,
+)
 from simrl.experiment.stats import Interval, mean_ci
 
 REPORT_JSON, REPORT_MD, PLOTS = "report.json", "report.md", "plots"
@@ -125,7 +132,8 @@ def build_report(arms: Mapping[str, Mapping[int, EvalResult]], baselines: Mappin
                  run_dirs: Mapping[str, Mapping[int, str | None]] | None = None,
                  evaluation: Mapping[str, Any] | None = None, recipe: str = "",
                  environments: Mapping[str, Mapping[str, str]] | None = None, level: float = 0.95,
-                 bootstrap_reps: int = 10_000, bootstrap_seed: int = 0) -> dict[str, Any]:
+                 bootstrap_reps: int = 10_000, bootstrap_seed: int = 0,
+                 positive: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Assemble ``report.json`` (a dict) from per-seed evaluations.
 
     Args:
@@ -140,6 +148,8 @@ def build_report(arms: Mapping[str, Mapping[int, EvalResult]], baselines: Mappin
         environments: arm -> ``{kind, description, world_model}``: what the arm's environment was
             (``kind`` e.g. ``world model (oracle) + mcpmark (inject)``; ``world_model`` the backend or ``real``).
         level: confidence level of every interval. bootstrap_reps, bootstrap_seed: the primary's bootstrap.
+        positive: ``{subsets, baseline}``: the preregistered positive control
+            (:func:`simrl.experiment.report_compare.positive_control`), or None.
 
     Raises:
         ValueError: no primary and no comparisons.
@@ -158,6 +168,7 @@ def build_report(arms: Mapping[str, Mapping[int, EvalResult]], baselines: Mappin
     return {"version": VERSION, "recipe": recipe, "level": level, "evaluation": dict(evaluation or {}),
             "headline": headline_metrics(metrics),
             "primary": primary_test(primary, everything, evals, level, reps=bootstrap_reps, seed=bootstrap_seed),
+            "positive_control": positive_control(positive, list(entries), everything, level),
             "secondary": secondary_tests(pairs, primary, everything, level), "comparisons": [list(c) for c in pairs],
             "dropped": _dropped(evals), "expressible": _expressible(evals), "arms": entries, "baselines": base}
 

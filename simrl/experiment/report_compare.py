@@ -153,6 +153,34 @@ def primary_test(spec: Mapping[str, Any], entries: Mapping[str, Mapping[str, Any
     return out
 
 
+def positive_control(spec: Mapping[str, Any] | None, arms: Sequence[str], entries: Mapping[str, Mapping[str, Any]],
+                     level: float) -> dict[str, Any] | None:
+    """The positive control (``recipe.positive_control``): did some arm learn each skill?
+
+    For each subset of ``spec["subsets"]``, every arm minus ``spec["baseline"]`` on success within the subset
+    (:func:`difference`, paired over seeds); the subset is *learned* when some arm's interval lies above 0.
+
+    Returns:
+        None without a spec; else ``{baseline, subsets: {subset: {tests: [{arm, ...difference}], learned_by:
+        [arms]}}, passed}`` (``passed``: every subset learned by some arm).
+    """
+    if not spec:
+        return None
+    baseline = spec["baseline"]
+    out: dict[str, Any] = {"baseline": baseline, "subsets": {}, "passed": True}
+    for subset in spec["subsets"]:
+        tests = []
+        for arm in arms:
+            if arm in entries and baseline in entries:
+                d = difference(entries[arm], entries[baseline], subset, "success", level)
+                if d is not None:
+                    tests.append({"arm": arm, **d})
+        learned = [t["arm"] for t in tests if not t.get("degenerate") and t["low"] > 0]
+        out["subsets"][subset] = {"tests": tests, "learned_by": learned}
+        out["passed"] = out["passed"] and bool(learned)
+    return out
+
+
 def _same_tasks(a: Mapping[str, Any], b: Mapping[str, Any], subset: str) -> bool:
     """True when ``subset`` holds as many tasks in ``a`` as in ``b`` at every seed both have (membership is
     fixed before the run, so a difference means the two were not evaluated on the same tasks)."""

@@ -252,6 +252,33 @@ def _by_name(report: Mapping[str, Any], key: str, count: str, unit: str,
     return names, rows
 
 
+def positive_lines(report: Mapping[str, Any]) -> list[str]:
+    """The positive-control section (after the primary): were the skills under test learned at all?"""
+    pc = report.get("positive_control")
+    if not pc:
+        return []
+    base, level = pc["baseline"], report["level"]
+    lines = ["## Positive control (declared in the recipe)", "",
+             f"Some trained arm must beat `{base}` on success within each subset below, with a {level:.0%} "
+             "interval above 0 (paired over seeds, the same pre-drawn evaluation episodes in every arm).", ""]
+    missing = []
+    for subset, res in pc["subsets"].items():
+        tests = sorted(res["tests"], key=lambda t: -t["mean"])
+        best = "; ".join(f"{t['arm']} {fmt(t, signed=True)}" for t in tests) or "no result"
+        verdict = f"learned by {', '.join(res['learned_by'])}" if res["learned_by"] else "learned by no arm"
+        lines.append(f"- `{subset}`: {verdict} (arm - {base}: {best}).")
+        if not res["learned_by"]:
+            missing.append(subset)
+    if pc["passed"]:
+        lines += ["", "Passed: the skills under test were learned at this budget, so the arms could differ in them."]
+    else:
+        lines[:0] = [f"**This experiment could not answer its question: no arm learned {', '.join(missing)}** "
+                     f"(no arm beat `{base}` there with an interval above 0). An arm can only differ from another "
+                     "by a skill it learned, so the primary comparison says nothing about the effect of the "
+                     "arms' environments on that skill.", ""]
+    return lines
+
+
 def statements(report: Mapping[str, Any]) -> list[str]:
     """The opening statements: the primary section, then the trained arms against the baselines and the
     failed runs (the Markdown lines of those sections)."""
@@ -259,7 +286,9 @@ def statements(report: Mapping[str, Any]) -> list[str]:
               for arm, e in report["arms"].items() for s, why in e["failed"].items()]
     tail = ([f"{len(failed)} run(s) failed and are left out of the statistics: " + "; ".join(failed) + "."]
             if failed else [])
-    return [*primary_lines(report), "", *baseline_lines(report), *(["", *tail] if tail else [])]
+    positive = positive_lines(report)
+    return [*primary_lines(report), "", *(positive + [""] if positive else []), *baseline_lines(report),
+            *(["", *tail] if tail else [])]
 
 
 def markdown(report: Mapping[str, Any], plots: Sequence[Path] = ()) -> str:

@@ -262,3 +262,30 @@ def test_report_and_ablate_cli(report, tmp_path):
     assert missing.exit_code == 2 and "run `simrl ablate" in missing.output
     bad = CliRunner().invoke(app, ["ablate", str(tmp_path / "nope.yaml")])
     assert bad.exit_code == 2 and "recipe not found" in bad.output
+
+
+def _with_control(multi_ctl: float, multi_unc: float) -> dict:
+    arms = {"sim-controlled": {s: _eval(v, s, multi=multi_ctl + 0.01 * s) for s, v in CTL.items()},
+            "sim-uncontrolled": {s: _eval(v, s, multi=multi_unc + 0.01 * s) for s, v in UNC.items()}}
+    base = {"warmstart": {s: _eval(0.3, s, multi=0.0) for s in (0, 1, 2)}}
+    return build_report(arms, base, comparisons=[("sim-controlled", "warmstart")], bootstrap_reps=200,
+                        primary={"a": "sim-controlled", "b": "sim-uncontrolled", "metric": "success", "declared": True},
+                        positive={"subsets": ["multi_page"], "baseline": "warmstart"})
+
+
+def test_positive_control_passes_when_some_arm_learned_the_skill():
+    report = _with_control(0.5, 0.0)
+    pc = report["positive_control"]
+    assert pc["passed"] and pc["subsets"]["multi_page"]["learned_by"] == ["sim-controlled"]
+    text = markdown(report)
+    assert text.index("## Positive control") > text.index("Primary") and "Passed" in text
+    assert "could not answer" not in text
+
+
+def test_a_failed_positive_control_is_said_plainly_before_other_comparisons():
+    report = _with_control(0.0, 0.0)
+    assert report["positive_control"]["passed"] is False
+    text = markdown(report)
+    verdict = text.index("This experiment could not answer its question: no arm learned multi_page")
+    assert verdict < text.index("## Final scores") and "learned by no arm" in text
+    assert build_report({"a": {0: _eval(0.5, 0)}}, {}, comparisons=[("a", "a")])["positive_control"] is None

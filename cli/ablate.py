@@ -21,6 +21,9 @@ def ablate(
         help="Experiment trackers for every run, overriding the recipe's logging.report_to: tensorboard, trackio, "
              "wandb (several: --report-to tensorboard,wandb; none: no tracker); the ablation is the group.")] = None,
     overrides: SetOpt = [],  # noqa: B006 - typer default
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan and exit: the runs (finished, partly "
+                                                            "trained, new), the baselines, the evaluation size and an "
+                                                            "estimated time; nothing runs or is written.")] = False,
 ) -> None:
     """Train all arms x seeds as subprocesses, evaluate runs and baselines, write report.json/.md and plots."""
     from rich.console import Console
@@ -34,6 +37,14 @@ def ablate(
 
     rec = with_report_to(load_recipe(recipe, overrides), report_to)
     folder = out if out is not None else Path("runs") / rec.name
+    if dry_run:
+        import os
+
+        from simrl.experiment.ablate_plan import describe, plan
+
+        for line in describe(rec, folder, plan(rec, folder, jobs or os.cpu_count() or 1)):
+            typer.echo(line)
+        return
     report = run_ablation(rec, folder, jobs=jobs, resume=resume)
     console = Console()
     console.print(Markdown("\n".join(statements(report))))  # the primary comparison, then the baselines

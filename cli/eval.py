@@ -50,6 +50,10 @@ def eval_(
     concurrency: ConcurrencyOpt = CONCURRENCY,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for eval.json and "
                                                                  "eval_trajectories.jsonl.")] = None,
+    samples: Annotated[int, typer.Option(help="Print this many sample episodes after the scores (the first trial of "
+                                              "the first tasks, as vf-eval does); with --out also saved as chat rows "
+                                              "(simrl export's format) in OUT/samples.jsonl. 0: none.",
+                                         min=0, max=100)] = 2,
     check_expressible: Annotated[bool, typer.Option(
         "--check-expressible", help="Instead of evaluating a policy: check that some sequence of candidate actions "
                                     "solves each evaluation task in the real environment (the scripted expert "
@@ -77,7 +81,7 @@ def eval_(
     if run is not None:
         custom = [env, world, split, trials, n, max_turns, transport, fault_rate, seed]
         if all(v is None for v in custom):
-            return _eval_run(run, checkpoint, recipe, out)
+            return _eval_run(run, checkpoint, recipe, out, samples)
         recipe, worlds = _run_recipe(run), run.parent.parent / "worlds"
     setup = _setup(recipe, env, world, split, trials, n, max_turns, transport, fault_rate, worlds)
     seed = seed or 0
@@ -85,15 +89,20 @@ def eval_(
     make(setup["env"], **setup["options"])  # fail fast on bad environment options, before any episode
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)  # an output path that cannot be a folder fails before any episode
+    import tempfile
+
+    from simrl.export import samples as first_episodes
     from simrl.progress import progress_bar
 
-    with progress_bar() as bar:
+    with progress_bar() as bar, tempfile.TemporaryDirectory(prefix="simrl-eval-") as tmp:
         job = bar.add_task(f"eval {setup['env']}", total=len(setup["tasks"]) * setup["trials"])
         result = evaluate_policy(pol, lambda: make(setup["env"], **setup["options"]), setup["tasks"],
-                                 trials=setup["trials"], max_turns=setup["max_turns"], seed=seed, out=out,
+                                 trials=setup["trials"], max_turns=setup["max_turns"], seed=seed, out=out or Path(tmp),
                                  concurrency=concurrency, label=str(checkpoint or policy),
                                  on_done=lambda _: bar.advance(job))
+        picked = first_episodes(out or Path(tmp), samples)
     _print(result, out)
+    _print_samples(picked, out)
 
 
 def _check(recipe, env, world, split, trials, n, max_turns, transport, fault_rate, seed) -> None:
@@ -153,7 +162,7 @@ def _run_recipe(run: Path) -> Path:
     return run / "recipe.yaml" if (run / "recipe.yaml").is_file() else run / "verl" / "recipe.yaml"
 
 
-def _eval_run(run: Path, checkpoint: Path, recipe: Path | None, out: Path | None) -> None:
+def _eval_run(run: Path, checkpoint: Path, recipe: Path | None, out: Path | None, samples: int) -> None:
     """Evaluate a run's checkpoint as the run evaluated itself (:func:`simrl.experiment.evaluate.evaluate_run`) and
     say whether it reproduces the run's own ``eval/``."""
     import tempfile
@@ -162,6 +171,7 @@ def _eval_run(run: Path, checkpoint: Path, recipe: Path | None, out: Path | None
 
     from simrl.experiment.evaluate import evaluate_run, load_run_eval
     from simrl.experiment.recipe import load_recipe
+    from simrl.export import samples as first_episodes
 
     console = Console(stderr=True)
     rec = load_recipe(_run_recipe(run))
@@ -178,7 +188,9 @@ def _eval_run(run: Path, checkpoint: Path, recipe: Path | None, out: Path | None
         result = evaluate_run(run, rec, worlds=worlds, checkpoint=str(checkpoint.relative_to(run)),
                               out=out or tmp, policy=pol)
         result = result.model_copy(update={"label": str(checkpoint)})
+        picked = first_episodes(Path(out or tmp), samples)
     _print(result, out)
+    _print_samples(picked, out)
     own = load_run_eval(run)
     if own is not None and checkpoint.resolve() in ((run / "final.pt").resolve(), (run / "final").resolve()):
         same = own.metrics == result.metrics
@@ -263,3 +275,18 @@ def _print(result, out: Path | None) -> None:
         cases.add_row(name, str(s.episodes), f"{s.success:.1%}", f"{s.mean_turns:.1f}")
     print_table(table)
     print_table(cases)
+
+
+def _print_samples(picked: list, out: Path | None) -> None:
+    """Print sample episodes as short transcripts; with ``out``, save them as chat rows in ``OUT/samples.jsonl``."""
+    from rich.console import Console
+
+    from simrl.export import chat_row, transcript, write_rows
+
+    console = Console()
+    for i, traj in enumerate(picked, 1):
+        console.rule(f"sample {i}/{len(picked)}", characters="-")
+        console.print(transcript(traj), markup=False, highlight=False, soft_wrap=True)
+    if picked and out is not None:
+        write_rows([chat_row(t, source="simrl eval") for t in picked], out / "samples.jsonl", "jsonl")
+        console.print(f"samples: {out / 'samples.jsonl'}", markup=False, highlight=False)

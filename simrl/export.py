@@ -188,3 +188,15 @@ def transcript(traj: Trajectory, max_chars: int = 300) -> str:
         else:
             lines.append(f"  {message['role']}: {cut(message.get('content'))}")
     return "\n".join(lines)
+
+
+def samples(folder: Path, n: int) -> list[Trajectory]:
+    """The first ``n`` episodes of the evaluation written under ``folder`` (every ``eval_trajectories.jsonl``
+    below it, each in episode-seed order: the first trial of the first tasks), for ``simrl eval --samples``."""
+    if n <= 0:
+        return []
+    found = sorted(Path(folder).rglob(TRAJECTORY_FILES[1]))
+    picked: list[Trajectory] = []
+    for path in found:
+        picked += sorted((t for _, t in read_trajectories(path, Counter())), key=lambda t: t.seed)
+    return picked[:n]

@@ -1,0 +1,158 @@
+"""``simrl ablate --dry-run``: what an ablation would run, and roughly how long it would take; nothing runs.
+
+The plan lists the arm x seed runs (finished, partly trained or new, from their folders under ``OUT``), the
+baseline evaluations, the evaluation size and an estimated time:
+
+* evaluation tasks per world are counted from the world spec (:func:`simrl.world.tasks.task_count`, the
+  split's share of a training world, every task of a held-out world; ``evaluation.max_tasks`` caps
+  each), so no world is generated: a world's split is drawn per task and tasks the scripted expert cannot
+  solve are dropped at run time, so the count is approximate;
+* time = turns x seconds per turn, training turns spread over ``min(jobs, runs)`` processes and
+  evaluation turns over ``min(jobs, evaluations)``. Turns per episode and seconds per turn come from
+  the runs already under ``OUT`` when there are some (their ``metrics.jsonl``: wall seconds and turns),
+  else from :data:`SECONDS_PER_TURN` and :data:`TURNS_PER_EPISODE`, measured on the quickstart.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from simrl.experiment import runs
+from simrl.experiment.recipe import Recipe
+
+SECONDS_PER_TURN = 0.0085
+"""CPU seconds per episode turn of the embedded trainer (scorer policy over generic candidates, GRPO update
+included) in the quickstart's mcp-world with the in-process record server. Measured 2026-12-07 on the 2-core
+development machine: ``simrl train quickstart --arm sim-controlled --seed 1 --no-evaluate`` took 18.2 s user +
+1.5 s system CPU for 2,316 training turns (384 episodes); CPU time, because the load average was 10. With it
+and :data:`TURNS_PER_EPISODE` the plan of ``simrl ablate quickstart`` on 2 cores says about 8 min; the measured
+run took 8 min 21 s (benchmarks/RESULTS.md, 2026-12-06)."""
+
+TURNS_PER_EPISODE = 6.0
+"""Mean turns per episode of the same run (2,316 turns / 384 episodes), capped by ``budget.max_turns``."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What ``simrl ablate`` would do (see the module docstring); times in seconds."""
+
+    runs: int
+    finished: int
+    partial: int
+    episodes_per_run: int
+    train_episodes: int  # still to train, over every unfinished run
+    baselines: tuple[str, ...]
+    evaluations: int  # runs + baseline evaluations still to do
+    eval_tasks: int  # per evaluation, from the world spec (0: unknown)
+    eval_episodes: int  # per evaluation: tasks x trials
+    turns_per_episode: float
+    seconds_per_turn: float
+    measured_runs: int  # runs under OUT the two rates were measured on (0: the constants)
+    train_s: float
+    eval_s: float
+    jobs: int
+
+
+def measured_rates(folders: list[Path]) -> tuple[float, float, int] | None:
+    """``(turns per episode, wall seconds per turn, runs)`` pooled over the ``metrics.jsonl`` of ``folders``;
+    None when none has a step."""
+    turns = episodes = seconds = 0.0
+    used = 0
+    for folder in folders:
+        rows = []
+        try:
+            rows = [json.loads(line) for line in runs.RunFiles(folder).metrics.read_text(encoding="utf-8").splitlines()]
+        except (OSError, ValueError):
+            continue
+        rows = [r for r in rows if isinstance(r, dict) and r.get("episodes")]
+        if rows:
+            used += 1
+            turns += sum(r["turns"] * r["episodes"] for r in rows)
+            episodes += sum(r["episodes"] for r in rows)
+            seconds += max(r.get("wall_s", 0.0) for r in rows)
+    if not used or not turns:
+        return None
+    return turns / episodes, seconds / turns, used
+
+
+def eval_tasks(recipe: Recipe) -> int:
+    """Evaluation tasks of one run or baseline, about: the split's share of the training world's tasks of the
+    recipe's task types, plus every task of each held-out world, each world capped at ``evaluation.max_tasks``.
+    0 when the world is a folder or spec that cannot be read here (the count is then unknown)."""
+    from simrl.errors import SimrlError
+    from simrl.world import load_spec
+    from simrl.world.tasks import task_count
+
+    source = Path(recipe.world.spec)
+    try:
+        spec = load_spec(source / "spec.yaml" if source.is_dir() else source)
+    except (SimrlError, OSError):
+        return 0
+    entities = recipe.world.entities or spec.entities
+    kinds = [k for k in recipe.env.types() if hasattr(spec.tasks, k)]
+    per_world = sum(task_count(spec, k, entities) for k in kinds)
+    cap = recipe.evaluation.max_tasks or per_world
+    share = getattr(spec.splits, recipe.evaluation.split)
+    worlds = [min(cap, round(per_world * share))]
+    worlds += [min(cap, per_world if s in spec.splits.heldout_seeds else round(per_world * share))
+               for s in recipe.world.eval_worlds]
+    return sum(worlds)
+
+
+def plan(recipe: Recipe, out: Path, jobs: int) -> Plan:
+    """The plan of ``simrl ablate RECIPE --out OUT --jobs JOBS`` (reads ``OUT``, writes nothing)."""
+    from simrl.experiment.ablate import _finished, _steps_done, plan_runs
+    from simrl.experiment.evaluate import BASELINES, load_run_eval
+
+    b = recipe.budget
+    todo = plan_runs(recipe, out)
+    done = [j for j in todo if _finished(j, b.steps)]
+    steps_done = {j: min(b.steps, _steps_done(j)) for j in todo if j not in done}
+    per_run = b.steps * b.batch * b.group_size
+    train_episodes = sum((b.steps - n) * b.batch * b.group_size for n in steps_done.values())
+    baselines = tuple(n for n in BASELINES if n != "warmstart" or (recipe.warm_start and recipe.warm_start.demos))
+    evaluations = sum(load_run_eval(j.folder) is None for j in todo) + sum(
+        load_run_eval(out / "baselines" / n / f"seed-{s}") is None for n in baselines for s in recipe.seeds)
+    measured = measured_rates([j.folder for j in todo])
+    turns, per_turn, used = measured if measured else (min(TURNS_PER_EPISODE, b.max_turns), SECONDS_PER_TURN, 0)
+    tasks = eval_tasks(recipe)
+    eval_episodes = tasks * recipe.evaluation.trials
+    unfinished = len(steps_done)
+    train_s = train_episodes * turns * per_turn / max(1, min(jobs, unfinished))
+    eval_s = evaluations * eval_episodes * turns * per_turn / max(1, min(jobs, evaluations))
+    return Plan(runs=len(todo), finished=len(done), partial=sum(1 for n in steps_done.values() if n),
+                episodes_per_run=per_run, train_episodes=train_episodes, baselines=baselines,
+                evaluations=evaluations, eval_tasks=tasks, eval_episodes=eval_episodes, turns_per_episode=turns,
+                seconds_per_turn=per_turn, measured_runs=used, train_s=train_s, eval_s=eval_s, jobs=jobs)
+
+
+def _duration(seconds: float) -> str:
+    """``45 s``, ``12 min``, ``3.4 h``."""
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def describe(recipe: Recipe, out: Path, p: Plan) -> list[str]:
+    """The plan as lines for the terminal."""
+    b, ev = recipe.budget, recipe.evaluation
+    arms = recipe.all_arms()
+    rate = (f"{p.seconds_per_turn * 1000:.1f} ms per turn and {p.turns_per_episode:.1f} turns per episode, measured "
+            f"on {p.measured_runs} run(s) under {out}" if p.measured_runs else
+            f"{p.seconds_per_turn * 1000:.1f} ms per turn and {p.turns_per_episode:.1f} turns per episode (CPU time "
+            "measured on the quickstart: a loaded machine or another environment or policy takes longer)")
+    worlds = f"the training world's {ev.split} split" + (
+        f" and {len(recipe.world.eval_worlds)} held-out world(s)" if recipe.world.eval_worlds else "")
+    tasks = f"about {p.eval_tasks}" if p.eval_tasks else "an unknown number of"
+    return [
+        f"plan of ablation {recipe.name} -> {out} ({p.jobs} at once)",
+        f"runs: {p.runs} ({len(arms)} arm(s): {', '.join(arms)} x {len(recipe.seeds)} seed(s)): {p.finished} finished, "
+        f"{p.partial} partly trained, {p.runs - p.finished - p.partial} new; each {b.steps} steps x {b.batch} tasks x "
+        f"{b.group_size} episodes = {p.episodes_per_run} episodes, at most {b.max_turns} turns each",
+        f"baselines: {', '.join(p.baselines)} x {len(recipe.seeds)} seed(s)",
+        f"evaluation: {tasks} tasks ({worlds}; the expert's unsolvable ones are dropped) x {ev.trials} trial(s) per "
+        f"run and baseline; {p.evaluations} evaluation(s) to do",
+        f"estimated time: about {_duration(p.train_s + p.eval_s)} (training {_duration(p.train_s)}, evaluation "
+        f"{_duration(p.eval_s)}) at {rate}",
+        "nothing was run (drop --dry-run to start)",
+    ]

@@ -6,7 +6,7 @@
 one from them with :func:`simrl.experiment.report.build_report`, the comparisons and arm descriptions an
 ablation of the same recipe would use (:mod:`simrl.experiment.ablate`), writes ``OUT/report.json``,
 ``report.md`` and the plots. Without baselines, a primary comparison against one (``b: untrained``) says
-so in the report instead of a test. A run without an evaluation (unfinished, or ``--no-evaluate``) is
+so in the report instead of a test, and so does a positive control (its baseline is not evaluated). A run without an evaluation (unfinished, or ``--no-evaluate``) is
 listed as failed with the reason. A single run folder is a train folder of one run.
 """
 
@@ -82,7 +82,8 @@ def report_train_folder(folder: str | Path) -> list[Path]:
                   "seeds": sorted({s for per in run_dirs.values() for s in per}), "source": "simrl train (no baselines)"}
     report = build_report(arms, {}, comparisons=ablate.comparisons(recipe, []), primary=ablate.primary(recipe, []),
                           failed=failed, run_dirs=run_dirs, evaluation=evaluation, recipe=recipe.name,
-                          environments=ablate.environments(recipe))
+                          environments=ablate.environments(recipe),
+                          positive=recipe.positive_control.model_dump() if recipe.positive_control else None)
     return write_report(report, root)
 
 

@@ -155,20 +155,25 @@ class SimrlTRL:
         self._live.add(instance)
         return instance
 
-    def dataset(self, split: str | None = "train", n: int | None = None) -> Any:
+    def dataset(self, split: str | None = "train", n: int | None = None, *, environment: str | None = None) -> Any:
         """A ``datasets.Dataset`` of the world's tasks of ``split`` (None: all), at most ``n``, in file order.
 
         Each row is ``{"prompt": [system, user], "task_id"}``: the user message is the task's policy view
-        (its prompt), exactly what the environment's reset shows; no gold, no simulation facts.
+        (its prompt), exactly what the environment's reset shows; no gold, no simulation facts. With
+        ``environment``, each row also names it (TRL's ``environment`` column): for a dict
+        ``environment_factory`` mixing several environments or arms, concatenate their datasets
+        (``datasets.concatenate_datasets``) and pass any one ``reward`` (each rollout is scored by its own
+        environment).
         """
         from datasets import Dataset
 
         tasks = [t for t in self.tasks.values() if split is None or t.split == split][:n]
         if not tasks:
             raise SimrlError(f"no tasks in split {split!r} of {self.world or self.env_id}")
+        named = {"environment": environment} if environment is not None else {}
         return Dataset.from_list([{"prompt": [{"role": "system", "content": self.system_prompt},
                                               {"role": "user", "content": t.policy_view()["prompt"]}],
-                                   "task_id": t.task_id} for t in tasks])
+                                   "task_id": t.task_id, **named} for t in tasks])
 
     def reward(self, prompts: list[Any], completions: list[Any], environments: list[Any] | None = None,
                task_id: list[str] | None = None, log_metric: Callable[[str, float], None] | None = None,

@@ -88,6 +88,22 @@ def test_dataset_rows_hold_only_the_prompt(tiny_world):
         for fact in (f for sim_row in facts if sim_row["task_id"] == task.task_id for f in sim_row["facts"]):
             assert fact not in text
     assert len(sim.dataset("train", n=3)) == 3
+    assert set(sim.dataset("train", n=2, environment="search")["environment"]) == {"search"}  # TRL's dict factory
+
+
+def test_one_reward_scores_rollouts_of_several_environments(tiny_world):
+    search = SimrlTRL("search", tiny_world)
+    records = SimrlTRL("mcp-world", tiny_world, real_options=INPROCESS)
+    rows = [search.dataset("train", n=1, environment="s")[0], records.dataset("train", n=1, environment="r")[0]]
+    envs = []
+    for sim, row in zip((search, records), rows):  # as GRPOTrainer does with environment_factory={"s": ..., "r": ...}
+        env = sim.environment_factory()
+        env.reset(**{k: v for k, v in row.items() if k != "environment"})
+        envs.append(env)
+    gold = [sim.tasks[row["task_id"]].gold for sim, row in zip((search, records), rows)]
+    answers = [[{"role": "assistant", "content": f"<answer>{g.answer}</answer>"}] for g in gold]
+    assert records.reward([None, None], answers, environments=envs) == [1.0, 1.0]
+    assert [t.env_id for t in records.last] == ["search", "mcp-world"]
 
 
 def _parse(text: str) -> dict:

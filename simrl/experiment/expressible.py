@@ -12,7 +12,8 @@ episode seeds (so the same pre-drawn faults):
    in a *shadow* copy of the episode, and the expert is told its result; its next action becomes the goal of a
    breadth-first search over candidate calls (at most :data:`MAX_DEPTH` calls, :data:`MAX_NODES` episodes
    replayed, never past ``max_turns``) for a state where that action has a candidate. The search plays the
-   candidates it found, then that candidate.
+   candidates it found, then that candidate. When none is found, the goal is played in the shadow too (a retry
+   after a fault, a second query), up to :data:`MAX_SHADOW` calls, and the expert's following action is the goal.
 3. When the expert answers, every candidate answer of the turn is tried (the expert's own answer text, a table
    for instance, need not be one); if none is right, a breadth-first search over candidate calls looks for a
    state where one is. Success is the real environment's own verdict (``info["success"]``).
@@ -43,6 +44,8 @@ MAX_DEPTH = 2
 """Most candidate calls a search inserts before the expert's next action has a candidate (or an answer is right)."""
 MAX_NODES = 400
 """Most replayed episodes of one search (a bound on the check's time)."""
+MAX_SHADOW = 3
+"""Most expert calls without a candidate played in a row in a shadow episode before a search must find its next step."""
 
 
 @dataclass
@@ -151,6 +154,23 @@ async def _search(ep: _Episode, path: list[Action], goal: Action | None, room: i
     return None
 
 
+async def _shadow(ep: _Episode, expert: Policy, path: list[Action], initial: Observation, turns: list[Turn],
+                  want: Action, max_turns: int) -> tuple[list[Action] | None, Action | None]:
+    """``(candidates to play, the expert's goal)``: the expert's calls from ``want`` on are played in a shadow
+    episode (at most :data:`MAX_SHADOW`, e.g. a retry after a fault) until a search finds one of its next steps."""
+    extra, goal = [want], None
+    while len(extra) <= MAX_SHADOW:
+        _, shadow = await ep.play(path + extra)
+        if len(shadow) < len(path) + len(extra) or _ended(shadow):
+            return None, None
+        goal = await expert.act(ep.view, initial, turns + shadow[len(path):])
+        found = await _search(ep, path, goal, max_turns - len(path))
+        if found is not None or goal.is_final:
+            return found, goal
+        extra.append(goal)
+    return None, goal
+
+
 async def check_episode(factory: Callable[[], Environment], task: Task, expert: Policy, *, max_turns: int,
                         seed: int) -> Verdict:
     """Search for a sequence of candidates that solves ``task`` at episode ``seed`` (see the module docstring).
@@ -191,15 +211,11 @@ async def check_episode(factory: Callable[[], Environment], task: Task, expert: 
             path.append(cands[i])
         else:  # the expert's call has no candidate: its result (shadow episode) tells the expert its next step
             searched = True
-            _, shadow = await ep.play(path + [want])
-            if len(shadow) <= len(path) or _ended(shadow):
-                return verdict(False, f"turn {len(path) + 1}: the expert's {describe(want)} has no candidate and "
-                                      "ends the episode")
-            goal = await expert.act(ep.view, initial, turns + [shadow[-1]])
-            found = await _search(ep, path, goal, max_turns - len(path))
+            found, goal = await _shadow(ep, expert, path, initial, turns, want, max_turns)
             if found is None:
                 return verdict(False, f"turn {len(path) + 1}: the expert's {describe(want)} has no candidate, and "
-                                      f"no {MAX_DEPTH} candidate calls lead to its next step {describe(goal)}")
+                                      f"no {MAX_DEPTH} candidate calls lead to its next step "
+                                      f"{describe(goal) if goal is not None else '(the episode ended)'}")
             path += found
             if found[-1].is_final:
                 return verdict(True)

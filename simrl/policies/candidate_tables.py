@@ -27,8 +27,13 @@ from simrl.policies.features import items, parse_json, tokens
 _LIST = re.compile(r":\s*([a-z][a-z0-9_]*(?: [a-z0-9_]+){0,2}(?:, (?:and )?[a-z][a-z0-9_]*(?: [a-z0-9_]+){0,2})+)\s*(?:[.;\n]|$)")
 _LINK = re.compile(r"\[([^\]]{1,80})\]\([^)\s]+\)")
 _HEADING = re.compile(r"^# (.+)$", re.MULTILINE)
+_LONG_DATE = re.compile(r"\b(?:January|February|March|April|May|June|July|August|September|October|November|December)"
+                        r" \d{1,2}, \d{4}\b")
+_YEAR = re.compile(r"\b\d{4}\b")
 MAX_ROWS = 50
 """Most rows of a table answer."""
+MAX_TEXT_ANSWERS = 6
+"""Most answers read off one text result (:func:`text_answers`)."""
 
 
 def asked_columns(prompt: str) -> list[str] | None:
@@ -108,3 +113,30 @@ def table_answer(columns: list[str], texts: Iterable[str]) -> str | None:
         return None
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def text_answers(text: str) -> list[tuple[str, str]]:
+    """``(value, tag)`` answers read off a text (not JSON) result, at most :data:`MAX_TEXT_ANSWERS`: the field values
+    of its key/value records (the page subject's facts, ``field``), the year of each of them that holds an English
+    date (``year``), then the English dates written in the text (``Month D, YYYY``, ``date``). ``[]`` for JSON.
+
+    >>> text_answers("# Oz\\n\\n| City | |\\n|---|---|\\n| Founded | May 2, 1990 |\\n\\nOn June 3, 2001, it grew.")
+    [('May 2, 1990', 'field'), ('1990', 'year'), ('June 3, 2001', 'date')]
+    """
+    if parse_json(text) is not None:
+        return []
+    heading = _HEADING.search(text)
+    subject = heading.group(1).strip() if heading else None
+    out: list[tuple[str, str]] = []
+    for record in _markdown_records(text):
+        if record.get("name") != subject:
+            continue
+        for k, v in record.items():
+            if k != "name" and isinstance(v, str) and 0 < len(v) <= 80:
+                out.append((v, "field"))
+                out += [(y, "year") for y in _YEAR.findall(v) if _LONG_DATE.search(v)]
+    out += [(d, "date") for d in _LONG_DATE.findall(text)]
+    first: dict[str, str] = {}
+    for v, tag in out:
+        first.setdefault(v, tag)
+    return list(first.items())[:MAX_TEXT_ANSWERS]

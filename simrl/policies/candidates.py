@@ -15,7 +15,8 @@ It reads three things:
 Calls. Each tool's required parameters are filled from values that fit them: an enum's values; for a
 string, values observed under a key that shares a word with the parameter's name (``org_id`` <- ``id``,
 ``org``), kept to those whose id prefix matches a word of the name when any does (``person_id`` <-
-``person:...``), then the description's literals, then the prompt's values; for a number, the prompt's
+``person:...``), then the description's literals, then the prompt's values (a free-text parameter no observed
+key names, e.g. a query: then the names read so far, i.e. link texts); for a number, the prompt's
 and matching observed numbers; for an object, ``{example key: value of the example's kind}``. Optional
 parameters are left out, except object ones (tried absent and filled); a tool that requires no parameter
 is also tried with each optional scalar parameter alone, filled the same way (a schema's ``required`` cannot
@@ -23,12 +24,19 @@ say "exactly one of": ``web_search``'s ``query`` / ``queries``). At most :data:`
 Recovery is only made *expressible*, never chosen: the last call repeated (``repeat_last``), the last call
 with each optional parameter set to a value of the last result under a matching key
 (``continue``: a cursor), the last failed call without each optional argument (``drop``).
+Walking a listing is expressible too, after every other call: a tool with one required (free string)
+parameter is also called with the values of the same kind, not yet passed to it, of the text result where its
+last value was read (``frontier``: the next links of a list page, however many pages were read in between;
+JSON listings are left out: they are paged and walked by cursor, and the record tools' candidates stay as
+they were).
 
 Answers. Each scalar value of the last result; over the records (:func:`simrl.policies.features.items`) of
 the current listing — every successful result of the last call that returned records and of the calls
 that differ from it only in optional scalar arguments (its pages) — their count, the sum / min / max of
 each numeric field, the earliest / latest of each date field and the other fields of the records that
-hold them; and ``done``. When the prompt asks for a table (its columns listed after a colon), first a table of
+hold them; for a text (not JSON) result, first the facts of the page's key/value table, the years of its dates
+and the dates its text writes (:func:`simrl.policies.candidate_tables.text_answers`); and ``done``. When the
+prompt asks for a table (its columns listed after a colon), first a table of
 every record read so far that has each column (:mod:`simrl.policies.candidate_tables`). At most
 :data:`MAX_ANSWERS`.
 
@@ -45,8 +53,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from simrl.policies.candidate_tables import asked_columns, table_answer
-from simrl.policies.features import Scalar, id_prefix, is_date, items, leaves, prompt_values, shape, tokens
+from simrl.policies.candidate_tables import asked_columns, table_answer, text_answers
+from simrl.policies.features import (
+    Scalar,
+    id_prefix,
+    is_date,
+    items,
+    leaves,
+    parse_json,
+    prompt_values,
+    shape,
+    tokens,
+)
 from simrl.types import Action, Observation, ToolCall, Turn
 
 Tagged = tuple[Action, tuple[str, ...]]
@@ -171,6 +189,8 @@ def _options(tool: Tool, param: str, vals: _Values) -> list[tuple[Any, str]]:
         prompt = [(str(v), k) for k, v in vals.prompt if k != "prompt_number"]
         out = [(v, "literal") for v in tool.literals]
         out += [x for pair in itertools.zip_longest(seen, prompt) for x in pair if x is not None]
+        if not seen:  # a free-text parameter (no observed key names it, e.g. a query): then the names read so far
+            out += [(v, "key_link") for k, v in vals.seen if k == "link" and isinstance(v, str)]
     elif kind in ("integer", "number"):
         out = [(v, k) for k, v in vals.prompt if k == "prompt_number"]
         out += [(v, f"key_{k}") for k, v in vals.matching(param) if isinstance(v, int | float)]
@@ -235,6 +255,25 @@ def _recovery(tools: dict[str, Tool], turns: list[Turn]) -> Iterable[Tagged]:
                     yield Action.call(call.name, **{**call.arguments, p: v}), ("tag_continue", f"tag_continue_{p}")
 
 
+def _frontier(tools: dict[str, Tool], turns: list[Turn]) -> Iterable[Tagged]:
+    """A one-parameter tool's calls with the values not yet passed to it, from the result its last value was read in."""
+    for tool in tools.values():
+        p = tool.required[0] if len(tool.required) == 1 else None
+        if p is None or tool.kind(p) != "string" or "enum" in tool.params.get(p, {}):
+            continue
+        calls = [(j, t.action.tool_calls[0].arguments.get(p)) for j, t in enumerate(turns)
+                 if t.action.tool_calls and t.action.tool_calls[0].name == tool.name]
+        if not calls:
+            continue
+        j, last = calls[-1]
+        found = next((values for turn in reversed(turns[:j]) for text in _ok(turn) if parse_json(text) is None
+                      if last in (values := [v for k, v in leaves(text) if isinstance(v, str) and tokens(k) & tokens(p)])),
+                     None)
+        done = {v for _, v in calls}
+        for v in list(dict.fromkeys(v for v in found or () if v not in done and shape(v) == shape(last)))[:PER_TOOL]:
+            yield Action.call(tool.name, **{p: v}), (f"tag_call_{tool.name}", f"src_{p}_frontier", "tag_frontier")
+
+
 def _top_keys(text: str) -> set[str]:
     from simrl.policies.features import top_keys
 
@@ -294,6 +333,8 @@ def _answers(tools: dict[str, Tool], turns: list[Turn], prompt: str) -> Iterable
     for value, tag in (_aggregates(records) if records else ()):
         yield Action.final(str(value)), ("tag_answer", f"tag_{tag}", state)
     for text in (_ok(turns[-1]) if turns else ()):
+        for v, kind in text_answers(text):
+            yield Action.final(v), ("tag_answer", f"tag_answer_text_{kind}")
         for k, v in leaves(text)[:6]:
             yield Action.final(str(v)), ("tag_answer", "tag_answer_value", f"tag_value_{k}")
     yield Action.final("done"), ("tag_answer", "tag_answer_done")
@@ -325,6 +366,7 @@ def tagged_candidates(task_view: dict[str, str], initial: Observation, turns: li
     add(_answers(tools, turns, prompt), MAX_ANSWERS)
     per_tool = [list(_calls(tool, vals)) for tool in tools.values()]
     add((c for row in itertools.zip_longest(*per_tool) for c in row if c is not None), MAX_CANDIDATES)
+    add(_frontier(tools, turns), MAX_CANDIDATES)
     done = {action_key(t.action) for t in turns}
     last = action_key(turns[-1].action) if turns else None
     return [(a, tags + (("tag_called_before",) if k in done else ()) + (("tag_same_as_last",) if k == last else ()))

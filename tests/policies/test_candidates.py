@@ -203,3 +203,35 @@ def test_a_call_with_arguments_never_projects_onto_the_call_without_any():
     assert i is not None and cands[i] == Action.call("web_search", query="Blue Owl Ltd")
     assert project(Action.call("web_search", query="Organizations of Oz"), cands) is None  # not web_search()
     assert cands[project(Action.call("web_search"), cands)] == Action.call("web_search")
+
+
+LIST = """# Organizations headquartered in Springfield
+
+See also [Springfield](https://w.example/wiki/springfield).
+
+| Name | Details |
+|---|---|
+""" + "\n".join(f"| [Org {i}](https://w.example/wiki/org_{i}) | founded 199{i} |" for i in range(9))
+
+
+def _read(url: str, text: str) -> Turn:
+    return Turn(action=Action.call("web_extractor", url=url),
+                step=Step(observation=Observation(text=text, results=[ToolResult(name="web_extractor", content=text)])))
+
+
+def test_walking_a_list_page_is_expressible_however_many_pages_were_read_in_between():
+    from simrl.envs.search_tools import SEARCH_TOOLS
+
+    view, initial = {"prompt": "List every organization in Springfield."}, Observation(text="", tools=SEARCH_TOOLS)
+    turns = [_read("https://w.example/list/orgs", LIST)]
+    for i in range(5):  # each org page links elsewhere: the list's next links leave the 6 newest URLs
+        turns.append(_read(f"https://w.example/wiki/org_{i}", PAGE.replace("Blue Owl Ltd", f"Org {i}")))
+    tagged = tagged_candidates(view, initial, turns)
+    frontier = [a.tool_calls[0].arguments["url"] for a, tags in tagged if "tag_frontier" in tags]
+    assert [u for u in frontier if "org_" in u] == [f"https://w.example/wiki/org_{i}" for i in (5, 6, 7, 8)]
+    plain = [a for a, tags in tagged if "tag_frontier" not in tags]
+    assert Action.call("web_extractor", url="https://w.example/wiki/org_5") not in plain  # only the frontier has it
+    queries = [a.tool_calls[0].arguments.get("query") for a in plain if a.tool_calls and a.tool_calls[0].name == "web_search"]
+    assert {"Ann Lee", "Org 0"} <= set(queries)  # a query (no observed key names it) takes the names read so far
+    answers = [a.answer for a, _ in tagged if a.is_final]
+    assert answers[:3] == ["March 3, 1990", "1990", "Springfield"]  # the page's facts, a date's year, first

@@ -9,6 +9,7 @@ Layout of ``simrl train RECIPE --out OUT`` (one folder per arm x seed, worlds sh
         trajectories.jsonl                a sample of each step's episodes (``info.train_step`` = step)
         warmstart.pt                      the policy after behaviour cloning (if the recipe has a warm start)
         checkpoints/step-N.pt, latest     policy + optimizer + RNG states after N steps; ``latest`` names one
+                                          (only it keeps the optimizer's moments: save_checkpoint)
         final.pt                          the trained policy (ScorerPolicy.save)
         summary.json                      the run's RunSummary
         .lock                             the writer's OS lock and pid (simrl.experiment.locks)
@@ -252,26 +253,59 @@ def load_torch(path: Path) -> Any:
 _STEP = re.compile(r"^step-(\d+)\.pt$")
 
 
+OPTIMIZER = "optimizer"
+"""The checkpoint entry holding the optimizer's ``state_dict()`` (stored by :func:`save_checkpoint` as
+described there; :func:`latest_checkpoint` gives it back as it was)."""
+
+
 def save_checkpoint(files: RunFiles, step: int, state: dict[str, Any], keep: int | None = None) -> Path:
     """Write ``checkpoints/step-<step>.pt`` (``state`` plus ``step``) and point ``checkpoints/latest`` at it.
 
     Both writes are atomic, the pointer last: a kill at any moment leaves the previous checkpoint current.
     Then only the ``keep`` newest checkpoints are kept (None: all).
+
+    Disk: the optimizer's moments are kept only where a resume needs them, in the latest checkpoint,
+    compressed (:mod:`simrl.experiment.optim_state`); the checkpoint that was latest keeps its optimizer's
+    settings only, so a resume from it (when the latest is damaged) restarts the moments. ``final.pt``
+    has no optimizer at all.
     """
+    pointer = files.checkpoints / "latest"
+    previous = files.checkpoints / pointer.read_text(encoding="utf-8").strip() if pointer.is_file() else None
     path = files.checkpoints / f"step-{step}.pt"
-    save_torch(path, {**state, "step": step})
-    write_atomic(files.checkpoints / "latest", path.name + "\n")
+    packed = {**state, "step": step}
+    if isinstance(packed.get(OPTIMIZER), dict):
+        from simrl.experiment.optim_state import pack
+
+        packed[OPTIMIZER] = pack(packed[OPTIMIZER])
+    save_torch(path, packed)
+    write_atomic(pointer, path.name + "\n")
     if keep is not None:
         found = sorted((int(m.group(1)), p) for p in files.checkpoints.glob("step-*.pt") if (m := _STEP.match(p.name)))
         for _, old in found[:-keep]:
             if old != path:
                 old.unlink(missing_ok=True)
+    if previous is not None and previous != path and previous.is_file():
+        _slim(previous)
     return path
+
+
+def _slim(path: Path) -> None:
+    """Rewrite a checkpoint without its optimizer's moments (:func:`simrl.experiment.optim_state.slim`);
+    a damaged one is left as it is."""
+    from simrl.experiment.optim_state import slim
+
+    try:
+        state = load_torch(path)
+        thin = slim(state.get(OPTIMIZER))
+    except Exception:  # noqa: BLE001 - damaged: latest_checkpoint skips it
+        return
+    if thin is not None:
+        save_torch(path, {**state, OPTIMIZER: thin})
 
 
 def latest_checkpoint(files: RunFiles) -> tuple[int, dict[str, Any]] | None:
     """``(step, state)`` of the newest readable checkpoint (``latest`` first, then the others newest
-    first), or None when there is none."""
+    first), or None when there is none; the optimizer state as it was given to :func:`save_checkpoint`."""
     candidates: list[Path] = []
     pointer = files.checkpoints / "latest"
     if pointer.is_file():
@@ -281,6 +315,10 @@ def latest_checkpoint(files: RunFiles) -> tuple[int, dict[str, Any]] | None:
     for path in candidates:
         with contextlib.suppress(Exception):  # a damaged file (copied by hand, disk full): try the next
             state = load_torch(path)
+            if OPTIMIZER in state:
+                from simrl.experiment.optim_state import unpack
+
+                state[OPTIMIZER] = unpack(state[OPTIMIZER])
             return int(state["step"]), state
     return None
 

@@ -59,9 +59,7 @@ if split:
     dec.state_text = timed("encoding", dec.state_text)
     dec.action_text = timed("encoding", dec.action_text)
     feat.Hasher.ids = timed("encoding", feat.Hasher.ids)
-    sc._Scorer.score_one = timed("scoring+sampling", sc._Scorer.score_one)
-    sc.ScorerPolicy.log_mix = timed("scoring+sampling", sc.ScorerPolicy.log_mix)
-    torch_multinomial = torch.multinomial
+    sc.ScorerPolicy._flush = timed("scoring+sampling", sc.ScorerPolicy._flush)
     emb.grpo_update = timed("update", emb.grpo_update)
     orig_episode = ro.run_episode
     class EnvTimer:

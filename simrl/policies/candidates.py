@@ -46,6 +46,7 @@ compared by calls and answer, not ``text``); at most :data:`MAX_CANDIDATES` in a
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import re
@@ -91,9 +92,23 @@ def _freeze(value: Any) -> Any:
     return value
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
 def action_key(action: Action) -> str:
-    """The identity of an action for matching: its calls (name, arguments) and answer, not ``text``/ids."""
-    return repr((tuple((c.name, _freeze(c.arguments)) for c in action.tool_calls), action.answer))
+    """The identity of an action for matching: its calls (name, arguments) and answer, not ``text``/ids.
+
+    Flat arguments (scalars only, the common case) take a shortcut that builds the same string as the general
+    :func:`_freeze` path (this is called for every candidate of every turn).
+    """
+    calls = []
+    for c in action.tool_calls:
+        args = c.arguments
+        if all(type(v) in _SCALARS for v in args.values()):
+            calls.append((c.name, tuple(sorted((str(k), v) for k, v in args.items()))))
+        else:
+            calls.append((c.name, _freeze(args)))
+    return repr((tuple(calls), action.answer))
 
 
 @dataclass(frozen=True)
@@ -108,12 +123,34 @@ class Tool:
 
     def kind(self, param: str) -> str:
         """The JSON type of a parameter (the first non-null one of an ``anyOf``), ``string`` if unsaid."""
-        spec = self.params.get(param, {})
-        kinds = [spec.get("type")] + [s.get("type") for s in spec.get("anyOf", []) if isinstance(s, dict)]
-        return next((k for k in kinds if isinstance(k, str) and k != "null"), "string")
+        got = self._kinds.get(param)
+        if got is None:
+            spec = self.params.get(param, {})
+            kinds = [spec.get("type")] + [s.get("type") for s in spec.get("anyOf", []) if isinstance(s, dict)]
+            got = self._kinds[param] = next((k for k in kinds if isinstance(k, str) and k != "null"), "string")
+        return got
 
     def optional(self) -> list[str]:
         return [p for p in self.params if p not in self.required]
+
+    @functools.cached_property
+    def _kinds(self) -> dict[str, str]:
+        return {}
+
+
+_READ: dict[int, tuple[list, list[Tool]]] = {}
+
+
+def _read_tools_once(schemas: list[dict[str, Any]]) -> list[Tool]:
+    """:func:`read_tools`, once per schema list object (an episode's tools are read at every turn)."""
+    got = _READ.get(id(schemas))
+    if got is not None and got[0] is schemas:
+        return got[1]
+    if len(_READ) >= 4096:
+        _READ.clear()
+    tools = read_tools(schemas)
+    _READ[id(schemas)] = (schemas, tools)  # the list is kept alive beside its id, so the id stays its own
+    return tools
 
 
 def read_tools(schemas: list[dict[str, Any]]) -> list[Tool]:
@@ -347,7 +384,7 @@ def candidate_actions(task_view: dict[str, str], initial: Observation, turns: li
 
 def tagged_candidates(task_view: dict[str, str], initial: Observation, turns: list[Turn]) -> list[Tagged]:
     """:func:`candidate_actions` with each candidate's tags; ``called_before`` / ``same_as_last`` added."""
-    tools = {t.name: t for t in read_tools(initial.tools)}
+    tools = {t.name: t for t in _read_tools_once(initial.tools)}
     prompt = task_view.get("prompt", initial.text)
     vals = _episode_values(prompt, turns)
     vals.examples = list(dict.fromkeys((k, v) for t in tools.values() for k, v in t.examples))

@@ -91,6 +91,7 @@ class DecisionCache:
     _decisions: dict[tuple, Decision] = field(default_factory=dict)
     _turn_keys: dict[int, tuple[Turn, tuple]] = field(default_factory=dict)
     _initial_keys: dict[int, tuple[Observation, tuple]] = field(default_factory=dict)
+    _texts: dict[tuple[str, tuple[str, ...]], tuple[int, ...]] = field(default_factory=dict)
     hits: int = 0
     misses: int = 0
 
@@ -98,7 +99,7 @@ class DecisionCache:
         """Forget every decision (and the objects the keys were read from)."""
         self._decisions.clear()
         self._turn_keys.clear()
-        self._initial_keys.clear()
+        self._initial_keys.clear()  # the candidate texts' memo holds no episode object: it stays (bounded in get)
 
     def _turn_key(self, turn: Turn) -> tuple:
         """A turn's part of a state key, computed once per turn object (kept alive beside it, so its id stays its own)."""
@@ -133,21 +134,32 @@ class DecisionCache:
         self.misses += 1
         if len(self._decisions) >= self.max_entries:
             self.clear()
-        decision = encode_decision(self.hasher, key, task_view, initial, turns)
+        if len(self._texts) >= 20 * self.max_entries:
+            self._texts.clear()
+        decision = encode_decision(self.hasher, key, task_view, initial, turns, self._texts)
         self._decisions[key] = decision
         return decision
 
 
 def encode_decision(hasher: Hasher, key: tuple, task_view: dict[str, str], initial: Observation,
-                    turns: list[Turn]) -> Decision:
-    """Compute a :class:`Decision` (no cache): candidates, kinds and token ids of the state and of each candidate."""
+                    turns: list[Turn], texts: dict | None = None) -> Decision:
+    """Compute a :class:`Decision`: candidates, kinds and token ids of the state and of each candidate.
+
+    ``texts``: a memo of candidate token ids by (action key, tags), shared across decisions (the same call
+    with the same provenance is a candidate at many states); None: none.
+    """
     tagged = tagged_candidates(task_view, initial, turns)
-    ids = hasher.ids
-    actions = tuple(a for a, _ in tagged)
-    return Decision(key=key, actions=actions, index={action_key(a): i for i, a in enumerate(actions)},
+    ids, texts = hasher.ids, {} if texts is None else texts
+    keys = [action_key(a) for a, _ in tagged]
+    cands = []
+    for k, (a, tags) in zip(keys, tagged):
+        memo = (k, tags)
+        if (got := texts.get(memo)) is None:
+            got = texts[memo] = tuple(ids(action_text(a, tags)))
+        cands.append(got)
+    return Decision(key=key, actions=tuple(a for a, _ in tagged), index={k: i for i, k in enumerate(keys)},
                     kinds=tuple(kind_of(tags) for _, tags in tagged),
-                    state=ids(state_text(task_view, initial, turns)),
-                    cands=[tuple(ids(action_text(a, tags))) for a, tags in tagged])
+                    state=ids(state_text(task_view, initial, turns)), cands=cands)
 
 
 def decision_fields(d: Decision) -> dict[str, Any]:

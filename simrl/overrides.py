@@ -10,7 +10,8 @@ values and prefixes mean what they mean there::
     ~primary                       delete (the field's default applies again)
 
 Values: ``2`` an int, ``0.5`` a float, ``true``, ``null``, ``[0,1]`` a list, ``{a: 1}`` a mapping,
-``'quoted'`` or any other text a string. A key "the recipe has" is one in the file or a field of its
+``'quoted'`` or any other text a string (quoted when it holds ``=``, ``~``, ``,`` or brackets: a URL
+with a query, ``'~/runs'``). A key "the recipe has" is one in the file or a field of its
 schema (``schema``: a pydantic model, whose defaults are part of the recipe); a key that is neither is
 refused with the closest existing key (difflib), unless it is asked for with ``+`` — a typo such as
 ``arms.sim-controled.environment=real`` never adds an arm::
@@ -67,7 +68,7 @@ def parse_override(text: str) -> Override:
         lines = [ln.strip() for ln in str(err).splitlines() if ln.strip() and not ln.startswith("See ")]
         reason = "; ".join(lines[1:] or lines)[:200]
         raise SpecError(f"--set {text!r}: not KEY=VALUE, +KEY=VALUE or ~KEY ({reason}), e.g. --set "
-                        "budget.steps=2") from None
+                        "budget.steps=2; quote a value that holds = ~ , or brackets: KEY='VALUE'") from None
     if parsed.package is not None:
         raise SpecError(f"--set {text!r}: a Hydra package (@...) has no meaning here; write KEY=VALUE")
     op = {OverrideType.CHANGE: "set", OverrideType.ADD: "add", OverrideType.FORCE_ADD: "force",

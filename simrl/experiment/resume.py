@@ -67,6 +67,10 @@ def changed_fields(old_yaml: str, recipe: Recipe, arm: str | None = None) -> lis
     old = yaml.safe_load(old_yaml)
     if not isinstance(old, dict):
         return ["recipe.yaml: not a recipe"]
+    try:  # written by an older simrl: fields added since then count with their defaults
+        old = parse_recipe(old).model_dump(mode="json")
+    except SimrlError:
+        pass
     a, b = _design(old, arm), _design(recipe.model_dump(mode="json"), arm)
     return [f"{k}: {_short(a.get(k))} -> {_short(b.get(k))}" for k in dict.fromkeys([*b, *a]) if a.get(k) != b.get(k)]
 

@@ -92,6 +92,9 @@ def test_changed_fields_names_each_field():
                                                              "arm.environment: real -> world_model",
                                                              "arm.backend: (none) -> oracle"]
     assert "arms.real.environment: real -> world_model" in changed_fields(recipe_yaml(old), new)
+    older = yaml.safe_load(recipe_yaml(old))
+    del older["trainer"]["keep_checkpoints"], older["evaluation"]["max_tasks"]  # written before these existed
+    assert changed_fields(yaml.safe_dump(older), old, "real") == []  # their defaults are no change
 
 
 def test_an_ablation_of_another_recipe_names_the_fields(tmp_path):

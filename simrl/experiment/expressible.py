@@ -10,8 +10,9 @@ episode seeds (so the same pre-drawn faults):
    candidate is played.
 2. An expert action without a candidate (a search query the expert writes from the world's names) is played
    in a *shadow* copy of the episode, and the expert is told its result; its next action becomes the goal of a
-   breadth-first search over candidate calls (at most :data:`MAX_DEPTH` calls, :data:`MAX_NODES` episodes
-   replayed, never past ``max_turns``) for a state where that action has a candidate. The search plays the
+   breadth-first search over candidate calls (at most :data:`MAX_DEPTH` calls, none played before but a retry
+   after an error, :data:`MAX_NODES` episodes replayed, never past ``max_turns``) for a state where that action
+   has a candidate. The search plays the
    candidates it found, then that candidate. When none is found, the goal is played in the shadow too (a retry
    after a fault, a second query), up to :data:`MAX_SHADOW` calls, and the expert's following action is the goal.
 3. When the expert answers, every candidate answer of the turn is tried (the expert's own answer text, a table
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from simrl.envs.base import Environment
-from simrl.policies.candidates import candidate_actions, project
+from simrl.policies.candidates import action_key, candidate_actions, project
 from simrl.rollout import Policy
 from simrl.types import Action, Observation, Step, Turn
 from simrl.world.schema import Task
@@ -127,6 +128,13 @@ async def _right_answer(ep: _Episode, path: list[Action], initial: Observation, 
     return None
 
 
+def _new_calls(cands: list[Action], played: list[Action], turns: list[Turn]) -> list[Action]:
+    """The candidate calls worth trying next: none played before, except a retry of a call that just failed."""
+    failed = bool(turns) and any(r.is_error for r in turns[-1].step.observation.results)
+    done = {action_key(a) for a in (played[:-1] if failed else played)}
+    return [c for c in cands if not c.is_final and action_key(c) not in done]
+
+
 async def _search(ep: _Episode, path: list[Action], goal: Action | None, room: int) -> list[Action] | None:
     """Breadth-first over candidate calls from ``path``: the calls then the action that reach ``goal``'s candidate
     (``goal`` None or final: a right candidate answer), within ``min(room, MAX_DEPTH + 1)`` actions."""
@@ -149,7 +157,7 @@ async def _search(ep: _Episode, path: list[Action], goal: Action | None, room: i
             elif (i := project(goal, cands)) is not None:
                 return extra + [cands[i]]
             if depth + 1 < min(room, MAX_DEPTH + 1):
-                nxt += [extra + [c] for c in cands if not c.is_final]
+                nxt += [extra + [c] for c in _new_calls(cands, path + extra, turns)]
         frontier = nxt
     return None
 

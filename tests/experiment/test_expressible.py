@@ -79,3 +79,17 @@ def test_every_quickstart_evaluation_task_is_expressible(tiny_world):
     assert any(SUBSETS["multi_page"](p) for p in props.values()) and any(SUBSETS["faulted"](p) for p in props.values())
     # the expert's multi-page reads map onto candidates turn for turn (the count across pages included)
     assert all(p["expert_path"] for p in props.values() if SUBSETS["multi_page"](p)), props
+
+
+def test_eval_check_expressible_cli(tiny_world):
+    from typer.testing import CliRunner
+
+    from tests.experiment.test_evaluate import _cli
+
+    runner = CliRunner()
+    ok = runner.invoke(_cli(), ["eval", "--check-expressible", "--env", "mcp-world", "--world", str(tiny_world),
+                                "--split", "dev", "--transport", "inprocess", "--fault-rate", "0.1"])
+    assert ok.exit_code == 0, ok.output
+    assert "expressible all" in " ".join(ok.output.split()) and "NOT expressible" not in ok.output
+    bad = runner.invoke(_cli(), ["eval", "--check-expressible", "--policy", "expert", "--env", "mcp-world"])
+    assert bad.exit_code == 2 and "not a policy" in bad.output

@@ -191,3 +191,53 @@ def test_the_gold_rule_directly():
     assert control.check("HTTP 429: retry in 3 seconds") == ("HTTP 429: retry in 3 seconds", {})  # asked for
     short = LeakGuard(Secrets(gold=["no"]), reference="{}")
     assert short.check("No results found.")[1] == {} and short.check("no")[0] == REFUSED  # a word vs the value
+
+
+SWEEP_CALLS = {  # per environment: the calls an episode makes (the task's own entity where there is one)
+    "search": lambda t: [Action.call("web_search", query=t.prompt), Action.call("web_search", query="history")],
+    "mcp-world": lambda t: [Action.call("list_members", org_id=t.evidence.entity_ids[0]),
+                            Action.call("list_products", org_id=t.evidence.entity_ids[0]),
+                            Action.call("search_records", type="organization")],
+    "mcp": lambda t: [Action.call("lookup", name="spoon"), Action.call("lookup", name="fork")],
+}
+
+
+def _sweep_tasks(env_id, world):
+    if env_id == "mcp":
+        return [_generic(world)[0]]
+    kind = "qa" if env_id == "search" else "records"
+    return [t for t in load_tasks(world, type=kind) if t.gold.answer][:6]
+
+
+class Scripted:
+    """A policy making ``calls`` then answering; the leaker's shape changes at every call (from ``offset``)."""
+
+    def __init__(self, calls: list[Action], leaker: GoldLeaker, offset: int) -> None:
+        self.calls, self.leaker, self.offset, self.n = calls, leaker, offset, 0
+
+    async def act(self, *args, **kwargs) -> Action:
+        self.n += 1
+        self.leaker.shape = SHAPES[(self.offset + self.n) % len(SHAPES)]
+        return self.calls[self.n - 1] if self.n <= len(self.calls) else Action.final("no idea")
+
+
+@pytest.mark.parametrize("env_id", supported())
+async def test_episodes_of_an_adversarial_world_model_show_no_gold(env_id, tiny_world, endpoint):
+    """As the issue measured it: whole episodes, every shape in turn, every policy-visible text checked."""
+    texts = leaked = redactions = 0
+    for i, task in enumerate(_sweep_tasks(env_id, tiny_world)):
+        calls = SWEEP_CALLS[env_id](task)
+        endpoint.leaker.env_id, endpoint.leaker.gold = env_id, task.gold.answer
+
+        env = WorldModelEnv(env_id, tiny_world if env_id != "mcp" else None,
+                            OpenAIBackend(endpoint.url, "stub", timeout=5), tools=TOOLS if env_id == "mcp" else None)
+        traj = await run_episode(env, Scripted(calls, endpoint.leaker, i), task, max_turns=len(calls) + 1)
+        await env.close()
+        redactions += traj.info.get("leaks", {}).get("gold", 0)
+        for turn, call in zip(traj.turns, calls):
+            c = call.tool_calls[0]
+            clean = _clean(env_id, tiny_world, {"name": c.name, "arguments": dict(c.arguments)})
+            texts += 1
+            leaked += any(occurrences(turn.step.observation.text, g) > occurrences(clean, g)
+                          for g in [task.gold.answer, *task.gold.aliases])
+    assert texts >= 2 and leaked == 0 and redactions >= texts // 2, (texts, leaked, redactions)

@@ -71,6 +71,7 @@ DESCENDANT_KINDS = {  # what `simrl ablate` can leave behind, by a marker of its
     "mcp server": "serve mcp",  # a trainer's stdio record server (its own session: simrl.deathsig.wrap)
     "evaluation worker": "multiprocessing.spawn",  # ablate's evaluation pool (die_with in its initializer)
     "resource tracker": "multiprocessing.resource_tracker",  # the pool's tracker: ends when its pipe closes
+    "world-model child": "simrl.wm.child_backend",  # a native backend's process (polls getppid every 0.5 s)
 }
 
 

@@ -76,13 +76,28 @@ CURVES = ("reward", "success", "signal")
 TITLES = {"signal": "groups with a signal", "reward": "training reward", "success": "training success"}
 
 
+SKILL_CURVES = ("skills/cursor_followed", "skills/fault_retried", "skills/success_cursor", "skills/success_fault")
+"""Per-step skill rates (simrl.experiment.skills) drawn in ``skill_curves.png``."""
+HELDOUT_CURVES = ("success", "subsets/multi_page", "subsets/faulted")
+"""Held-out curve fields (``curve.jsonl``, ``evaluation.every``) drawn in ``heldout_curves.png``."""
+TITLES |= {"skills/cursor_followed": "cursor offered -> followed (training)",
+           "skills/fault_retried": "fault met -> call retried (training)",
+           "skills/success_cursor": "success when a cursor was offered (training)",
+           "skills/success_fault": "success when a fault was met (training)",
+           "subsets/multi_page": "held-out success: multi_page tasks", "subsets/faulted": "held-out success: faulted tasks"}
+
+
 def _value(row: Mapping[str, Any], key: str) -> float | None:
+    """A row's value of a curve: a field, one of :data:`KEYS`' fields, or a nested ``a/b`` path."""
+    if "/" in key and key not in row:
+        head, rest = key.split("/", 1)
+        return _value(row[head], rest) if isinstance(row.get(head), dict) else None
     v = next((row[k] for k in KEYS.get(key, (key,)) if isinstance(row.get(k), int | float)), None)
     return None if v is None else float(v)
 
 
-def curves(report: Mapping[str, Any], root: Path, key: str,
-           smooth: bool = True) -> dict[str, tuple[list[int], list[tuple[float, float, float]]]]:
+def curves(report: Mapping[str, Any], root: Path, key: str, smooth: bool = True,
+           file: str = "metrics.jsonl") -> dict[str, tuple[list[int], list[tuple[float, float, float]]]]:
     """Arm -> (steps, [(mean, low, high) per step]) of ``key`` (``reward``, ``success``, ``signal`` or any
     ``metrics.jsonl`` field) over the seeds whose runs logged it, each seed's series smoothed by :func:`ema`
     (``smooth``) or raw.
@@ -93,7 +108,7 @@ def curves(report: Mapping[str, Any], root: Path, key: str,
     for arm, entry in report["arms"].items():
         series = []
         for rec in entry["seeds"].values():
-            path = root / rec["run_dir"] / "metrics.jsonl" if rec.get("run_dir") else None
+            path = root / rec["run_dir"] / file if rec.get("run_dir") else None
             rows = read_metrics(path) if path is not None and path.is_file() else []
             by_step = {int(r["step"]): v for r in rows if (v := _value(r, key)) is not None}
             if by_step:
@@ -109,11 +124,13 @@ def curves(report: Mapping[str, Any], root: Path, key: str,
 
 
 def plot_learning_curves(report: Mapping[str, Any], root: Path, path: Path,
-                         keys: Sequence[str] = CURVES) -> Path | None:
+                         keys: Sequence[str] = CURVES, file: str = "metrics.jsonl") -> Path | None:
     """One panel per curve of ``keys`` (success left out when it repeats reward) per step per arm: smoothed
     mean over seeds with a band, raw mean faint behind, the warm-start level dashed, the legend below
-    (module docstring); None when no run logged any of them."""
-    data = {k: (c, curves(report, root, k, smooth=False)) for k in keys if (c := curves(report, root, k))}
+    (module docstring); None when no run logged any of them. ``file``: the runs' file the curves are read
+    from (``metrics.jsonl``; ``curve.jsonl``: the held-out points of ``evaluation.every``)."""
+    data = {k: (c, curves(report, root, k, smooth=False, file=file)) for k in keys
+            if (c := curves(report, root, k, file=file))}
     if not data:
         return None
     if "success" in data and "reward" in data and data["success"][1] == data["reward"][1]:
@@ -127,8 +144,11 @@ def plot_learning_curves(report: Mapping[str, Any], root: Path, path: Path,
             ax.fill_between(steps, [p[1] for p in points], [p[2] for p in points], color=line.get_color(), alpha=0.15,
                             linewidth=0)
             ax.plot(raw[arm][0], [p[0] for p in raw[arm][1]], color=line.get_color(), alpha=0.3, linewidth=0.8)
-        if key in warm:
-            ax.axhline(warm[key]["mean"], color="black", linestyle="--", linewidth=1,
+        level = warm.get(key) if file != "metrics.jsonl" or key in CURVES else None  # a held-out level
+        if level is None and key.startswith("subsets/"):
+            level = report.get("baselines", {}).get("warmstart", {}).get("subsets", {}).get(key.split("/", 1)[1])
+        if level is not None:
+            ax.axhline(level["mean"], color="black", linestyle="--", linewidth=1,
                        label="warm start (held-out, mean over seeds)")
         values = [v for _, points in per_arm.values() for p in points for v in p]
         if values and min(values) >= 0.0 and max(values) <= 1.0:
@@ -256,5 +276,7 @@ def _save(fig, path: Path) -> Path:
 def plot_all(report: Mapping[str, Any], root: Path, folder: Path) -> list[Path]:
     """Every plot that has data, written into ``folder``; run folders are read relative to ``root``."""
     made = [plot_final_scores(report, folder / "final_scores.png"), plot_subsets(report, folder / "subsets.png"),
-            plot_learning_curves(report, root, folder / "learning_curves.png")]
+            plot_learning_curves(report, root, folder / "learning_curves.png"),
+            plot_learning_curves(report, root, folder / "skill_curves.png", SKILL_CURVES),
+            plot_learning_curves(report, root, folder / "heldout_curves.png", HELDOUT_CURVES, file="curve.jsonl")]
     return [p for p in made if p is not None]

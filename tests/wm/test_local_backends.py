@@ -75,7 +75,8 @@ async def test_llamacpp_prefix_cache_evaluates_only_the_new_tokens_with_the_same
     page = "Record city:000001 is Paris, on the Seine, population 2.1 million. " * 8
     first = [{"role": "system", "content": "You simulate a record server. " + page}, CHAT[1]]
     second = [*first, {"role": "assistant", "content": "Paris"}, {"role": "user", "content": "web_search: Seine"}]
-    cached, plain = LlamaCppBackend(n_ctx=1024, n_threads=1), LlamaCppBackend(n_ctx=1024, n_threads=1, prefix_cache=False)
+    cached = LlamaCppBackend(n_ctx=1024, n_threads=1, state_cache_mb=0)  # the context's own prefix reuse
+    plain = LlamaCppBackend(n_ctx=1024, n_threads=1, prefix_cache=False)
     try:
         for chat in (first, second):
             text = await cached.generate(chat, GREEDY)
@@ -85,6 +86,28 @@ async def test_llamacpp_prefix_cache_evaluates_only_the_new_tokens_with_the_same
         assert 0 < stats["prefill_tokens"] < 40  # the last assistant and user messages, and the template's markup
     finally:
         await cached.close()
+        await plain.close()
+
+
+@needs_llama
+async def test_llamacpp_state_cache_serves_interleaved_episodes():
+    """Two episodes in turn: with saved states, each episode's second call restores its own first call."""
+    from simrl.wm.llamacpp_backend import LlamaCppBackend
+
+    def episode(topic: str) -> list[list[dict[str, str]]]:
+        system = {"role": "system", "content": f"You simulate a record server about {topic}. " + "Records. " * 60}
+        first = [system, {"role": "user", "content": f"get {topic}"}]
+        return [first, [*first, {"role": "assistant", "content": topic}, {"role": "user", "content": "next"}]]
+
+    one, two = episode("Paris"), episode("Lyon")
+    saved, plain = LlamaCppBackend(n_ctx=1024, n_threads=1), LlamaCppBackend(n_ctx=1024, n_threads=1, state_cache_mb=0)
+    try:
+        for chat in (one[0], two[0], one[1], two[1]):
+            assert await saved.generate(chat, GREEDY) == await plain.generate(chat, GREEDY)
+            if chat in (one[1], two[1]):  # its episode's state restored vs only the shared words reused
+                assert saved.last_stats["prefill_tokens"] < 40 < plain.last_stats["prefill_tokens"]
+    finally:
+        await saved.close()
         await plain.close()
 
 

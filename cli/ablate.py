@@ -20,6 +20,10 @@ def ablate(
     report_to: Annotated[list[str] | None, typer.Option(
         help="Experiment trackers for every run, overriding the recipe's logging.report_to: tensorboard, trackio, "
              "wandb (several: --report-to tensorboard,wandb; none: no tracker); the ablation is the group.")] = None,
+    ray_address: Annotated[str | None, typer.Option(
+        help="Run each training run and evaluation as a task on this Ray cluster: auto (the local one) or "
+             "HOST:PORT of its head (`ray start --head`); OUT must be on a filesystem every node sees and every "
+             "node needs simrl. Default: local subprocesses.")] = None,
     overrides: SetOpt = [],  # noqa: B006 - typer default
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan and exit: the runs (finished, partly "
                                                             "trained, new), the baselines, the evaluation size and an "
@@ -45,7 +49,7 @@ def ablate(
         for line in describe(rec, folder, plan(rec, folder, jobs or os.cpu_count() or 1)):
             typer.echo(line)
         return
-    report = run_ablation(rec, folder, jobs=jobs, resume=resume)
+    report = run_ablation(rec, folder, jobs=jobs, resume=resume, ray_address=ray_address)
     console = Console()
     console.print(Markdown("\n".join(statements(report))))  # the primary comparison, then the baselines
     console.print(f"report: {folder / 'report.md'} (plots in {folder / 'plots'})")

@@ -1,4 +1,4 @@
-"""Ablations: every arm x seed of a recipe trained in parallel subprocesses, then evaluated and reported.
+"""Ablations: every arm x seed of a recipe trained in parallel subprocesses (or Ray tasks), evaluated, reported.
 
 :func:`run_ablation` (``simrl ablate RECIPE``) does, in order:
 
@@ -106,13 +106,36 @@ def _failure(job: RunJob, code: int) -> str:
     return f"exit code {code}: {tail[:300]}"
 
 
+class LocalLauncher:
+    """Starts ablate's training commands as local subprocesses that die with this process
+    (:func:`simrl.experiment.children.popen`): ``start``, ``wait`` (exit code), ``stop``. Ray's is
+    :class:`simrl.experiment.ray_jobs.RayLauncher`.
+
+    Args:
+        env: the children's environment.
+    """
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+
+    def start(self, argv: list[str], log: Path) -> subprocess.Popen:  # noqa: D102
+        with log.open("w", encoding="utf-8") as out:
+            return children.popen(argv, stdout=out, stderr=subprocess.STDOUT, env=self.env, stdin=subprocess.DEVNULL)
+
+    def wait(self, proc: subprocess.Popen) -> int:  # noqa: D102
+        return proc.wait()
+
+    def stop(self, procs: list[subprocess.Popen]) -> None:  # noqa: D102
+        children.stop(procs)
+
+
 def run_jobs(todo: Sequence[RunJob], command: Callable[[RunJob], list[str]], *, jobs: int, steps: int,
-             console: Any = None, poll: float = 0.3) -> list[Outcome]:
+             console: Any = None, poll: float = 0.3, launcher: Any = None) -> list[Outcome]:
     """Run ``command(job)`` for every job, at most ``jobs`` at once, with a rich progress display.
 
-    Each subprocess's stdout and stderr go to ``job.log``; its torch threads are capped at
-    ``cpu_count / jobs`` (``OMP_NUM_THREADS``, unless set). Ctrl-C or SIGTERM stops the running
-    subprocesses (and raises).
+    Each command's stdout and stderr go to ``job.log``; ``launcher`` starts it (default
+    :class:`LocalLauncher`: a subprocess whose torch threads are capped at ``cpu_count / jobs``,
+    ``OMP_NUM_THREADS`` unless set). Ctrl-C or SIGTERM stops the running commands (and raises).
 
     Returns:
         one :class:`Outcome` per job, in ``todo`` order.
@@ -123,7 +146,11 @@ def run_jobs(todo: Sequence[RunJob], command: Callable[[RunJob], list[str]], *, 
     if threading.current_thread() is threading.main_thread():  # a SIGTERM also stops the runs (via finally)
         previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        return _run_jobs(todo, command, jobs=jobs, steps=steps, console=console, poll=poll)
+        if launcher is None:
+            env = dict(os.environ)
+            env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, jobs))))
+            launcher = LocalLauncher(env)
+        return _run_jobs(todo, command, launcher, jobs=jobs, steps=steps, console=console, poll=poll)
     finally:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, previous)
@@ -133,8 +160,8 @@ def _terminate(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
-def _run_jobs(todo: Sequence[RunJob], command: Callable[[RunJob], list[str]], *, jobs: int, steps: int,
-              console: Any, poll: float) -> list[Outcome]:
+def _run_jobs(todo: Sequence[RunJob], command: Callable[[RunJob], list[str]], launcher: Any, *, jobs: int,
+              steps: int, console: Any, poll: float) -> list[Outcome]:
     """Run the jobs, ``jobs`` at once (a thread pool: each thread starts one child and waits for it), with one
     overall bar: steps done over every run (its remaining-time estimate), runs done / total, and a line per
     run as it ends. Interrupted, it starts no further child and stops the running ones."""
@@ -143,9 +170,7 @@ def _run_jobs(todo: Sequence[RunJob], command: Callable[[RunJob], list[str]], *,
 
     from simrl.progress import field_column, progress_bar
 
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, jobs))))
-    running: dict[RunJob, subprocess.Popen] = {}
+    running: dict[RunJob, Any] = {}
     done: dict[RunJob, Outcome] = {}
     lock, stopping = threading.Lock(), threading.Event()
     progress = {j: min(steps, _steps_done(j)) for j in todo}  # steps logged so far (a resumed run has some)
@@ -155,11 +180,9 @@ def _run_jobs(todo: Sequence[RunJob], command: Callable[[RunJob], list[str]], *,
         with lock:  # never a child started after the stop collected the running ones
             if stopping.is_set():
                 return None
-            with job.log.open("w", encoding="utf-8") as log:  # the child dies with this process
-                running[job] = proc = children.popen(command(job), stdout=log, stderr=subprocess.STDOUT, env=env,
-                                                     stdin=subprocess.DEVNULL)
+            running[job] = proc = launcher.start(command(job), job.log)  # dies with this process
         t0 = time.monotonic()
-        code = proc.wait()
+        code = launcher.wait(proc)
         with lock:
             running.pop(job, None)
         return Outcome(job, code == 0, "" if code == 0 else _failure(job, code), time.monotonic() - t0)
@@ -190,7 +213,7 @@ def _run_jobs(todo: Sequence[RunJob], command: Callable[[RunJob], list[str]], *,
             with lock:
                 stopping.set()
                 started = list(running.values())
-            children.stop(started)
+            launcher.stop(started)
             pool.shutdown(wait=True, cancel_futures=True)
     return [done[j] for j in todo]
 
@@ -267,7 +290,7 @@ def arm_description(recipe: Recipe, arm: Arm) -> str:
     return text
 
 
-def _eval_job(kind: str, recipe: Recipe, folder: str, seed: int, worlds: str, warmstart: str | None) -> EvalResult:
+def eval_job(kind: str, recipe: Recipe, folder: str, seed: int, worlds: str, warmstart: str | None) -> EvalResult:
     """One evaluation: ``run`` (a run folder's ``final.pt``) or a baseline name."""
     if kind == "run":
         return evaluate_run(folder, recipe, worlds=worlds)
@@ -287,7 +310,7 @@ def _eval_worker(parent: int) -> None:
 
 
 def _run_evals(todo: list[tuple[tuple, tuple]], jobs: int, console: Any) -> dict[tuple, EvalResult | Exception]:
-    """Run :func:`_eval_job` for each ``(key, args)``, ``jobs`` processes at once (spawned: evaluations are
+    """Run :func:`eval_job` for each ``(key, args)``, ``jobs`` processes at once (spawned: evaluations are
     CPU-bound Python, which threads would run one at a time; each has its own event loop, environments,
     policy and episode seeds, so the results do not depend on how many run at once)."""
     import multiprocessing
@@ -303,7 +326,7 @@ def _run_evals(todo: list[tuple[tuple, tuple]], jobs: int, console: Any) -> dict
                                   initializer=_eval_worker, initargs=(os.getpid(),))
     with progress_bar(console=console) as bar, pool_of as pool:
         task = bar.add_task("held-out evaluations (baselines, runs without one)", total=len(todo))
-        futures = {pool.submit(_eval_job, *args): key for key, args in todo}
+        futures = {pool.submit(eval_job, *args): key for key, args in todo}
         for fut in as_completed(futures):
             try:
                 out[futures[fut]] = fut.result()
@@ -314,8 +337,9 @@ def _run_evals(todo: list[tuple[tuple, tuple]], jobs: int, console: Any) -> dict
 
 
 def _evaluations(recipe: Recipe, out: Path, outcomes: Sequence[Outcome], *, jobs: int, resume: bool,
-                 console: Any) -> tuple[dict, dict, dict]:
-    """(arm -> seed -> eval, baseline -> seed -> eval, arm -> seed -> failure reason)."""
+                 console: Any, ray: bool = False) -> tuple[dict, dict, dict]:
+    """(arm -> seed -> eval, baseline -> seed -> eval, arm -> seed -> failure reason); the evaluations as
+    Ray tasks with ``ray`` (:func:`simrl.experiment.ray_jobs.run_evals`)."""
     arms: dict[str, dict[int, EvalResult]] = {}
     failed: dict[str, dict[int, str]] = {}
     todo: list[tuple[tuple, tuple]] = []
@@ -342,7 +366,13 @@ def _evaluations(recipe: Recipe, out: Path, outcomes: Sequence[Outcome], *, jobs
                 base.setdefault(name, {})[seed] = ev
             else:
                 todo.append(((name, name, seed), (name, recipe, str(folder), seed, worlds, warm)))
-    for (kind, name, seed), result in _run_evals(todo, jobs, console).items():
+    if ray:
+        from simrl.experiment.ray_jobs import run_evals
+
+        results = run_evals(todo, console)
+    else:
+        results = _run_evals(todo, jobs, console)
+    for (kind, name, seed), result in results.items():
         if isinstance(result, Exception):
             reason = f"evaluation failed: {type(result).__name__}: {result}"
             if kind == "run":
@@ -395,17 +425,20 @@ def _check(recipe: Recipe, out: Path, resume: bool, jobs: int) -> str:
 
 
 def run_ablation(recipe: Recipe, out_dir: str | Path, jobs: int | None = None, resume: bool = True, *,
-                 command: Callable[[RunJob], list[str]] | None = None, console: Any = None) -> dict[str, Any]:
+                 command: Callable[[RunJob], list[str]] | None = None, console: Any = None,
+                 ray_address: str | None = None) -> dict[str, Any]:
     """Train every arm x seed of ``recipe`` in parallel subprocesses, evaluate them and the baselines, report.
 
     Args:
         recipe: a recipe from :func:`simrl.experiment.recipe.load_recipe` (paths resolved).
         out_dir: the ablation folder (see the module docstring).
-        jobs: runs (and evaluations) at once; default ``os.cpu_count()``.
+        jobs: runs (and evaluations) at once; default ``os.cpu_count()`` (with Ray: the cluster's CPUs).
         resume: continue unfinished runs from their checkpoints and skip finished ones (and finished
             baseline evaluations); without it, existing run folders are an error.
         command: ``command(job) -> argv`` to train one run (default :func:`train_command`).
         console: a rich console for the progress display (default: stderr).
+        ray_address: run each training run and evaluation as a task on this Ray cluster (``auto``,
+            ``HOST:PORT``; :mod:`simrl.experiment.ray_jobs`) instead of local subprocesses.
 
     Returns:
         the report (also written as ``report.json``, with ``report.md`` and the plots).
@@ -413,21 +446,28 @@ def run_ablation(recipe: Recipe, out_dir: str | Path, jobs: int | None = None, r
     Raises:
         SimrlError: a non-embedded trainer, an arm named like an ablation folder, ``jobs < 1``, an ``out_dir``
             of another recipe, existing runs without ``resume``, or another process writing ``out_dir``
-            (its lock, :func:`simrl.experiment.locks.lock_folder`). A failed run raises nothing: it is
-            listed in the report.
+            (its lock, :func:`simrl.experiment.locks.lock_folder`), no Ray cluster at ``ray_address``. A
+            failed run raises nothing: it is listed in the report.
     """
     from rich.console import Console
 
     out = Path(out_dir)
+    launcher = None
+    if ray_address is not None:
+        from simrl.experiment.ray_jobs import RayLauncher, connect
+
+        cpus = connect(ray_address)
+        jobs = jobs if jobs is not None else cpus
+        launcher = RayLauncher({"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS") or "1"})
     jobs = jobs if jobs is not None else (os.cpu_count() or 1)
     console = console or Console(stderr=True)
     _check(recipe, out, resume, jobs)  # bad input creates nothing
     with locks.lock_folder(out, "ablation folder"):  # one ablation writes OUT at a time
-        return _ablate(recipe, out, jobs, resume, command, console)
+        return _ablate(recipe, out, jobs, resume, command, console, launcher)
 
 
 def _ablate(recipe: Recipe, out: Path, jobs: int, resume: bool, command: Callable[[RunJob], list[str]] | None,
-            console: Any) -> dict[str, Any]:
+            console: Any, launcher: Any = None) -> dict[str, Any]:
     text = _check(recipe, out, resume, jobs)  # again, now that no other ablation can change OUT
     runs.write_atomic(out / "recipe.yaml", text)
     plan = plan_runs(recipe, out)
@@ -435,9 +475,10 @@ def _ablate(recipe: Recipe, out: Path, jobs: int, resume: bool, command: Callabl
     finished = {j for j in plan if resume and _finished(j, steps)}
     cmd = command or (lambda j: train_command(out / "recipe.yaml", j, out, resume))
     ran = {o.job: o for o in run_jobs([j for j in plan if j not in finished], cmd, jobs=jobs, steps=steps,
-                                      console=console)}
+                                      console=console, launcher=launcher)}
     outcomes = [ran.get(j) or Outcome(j, True) for j in plan]
-    arms, base, failed = _evaluations(recipe, out, outcomes, jobs=jobs, resume=resume, console=console)
+    arms, base, failed = _evaluations(recipe, out, outcomes, jobs=jobs, resume=resume, console=console,
+                                      ray=launcher is not None)
     any_eval = next((e for per in [*arms.values(), *base.values()] for e in per.values()), None)
     ev = recipe.evaluation
     evaluation = {"env": recipe.env.id, "real options": recipe.real.make_options() or "defaults", "split": ev.split,

@@ -35,7 +35,7 @@ def train(
 ) -> None:
     """Supervised fine-tuning of a causal LM into a world model, on the chat rows of `simrl wm data`.
 
-    TRL's SFTTrainer with the base model's chat template; the loss is on the <predicted_observation> answer only. Writes OUT/model, which the `transformers` world-model backend loads (--world-model transformers --wm-model OUT/model, or `simrl wm eval --backend tuned=transformers:OUT/model`).
+    TRL's SFTTrainer with the base model's chat template; the loss is on the <predicted_observation> answer only. Writes OUT/model, which the `transformers` world-model backend loads (--world-model transformers --wm-model OUT/model, or `simrl wm eval --backend tuned=transformers:OUT/model`), and, when the base is a GGUF (smollm2), OUT/model.gguf for the faster `llamacpp` backend (--world-model llamacpp:OUT/model.gguf).
 
     Example: simrl wm train --data runs/wm-data --base smollm2 --max-steps 20 --out runs/wm-model
     """
@@ -52,3 +52,7 @@ def train(
     d = manifest["data"]
     typer.echo(f"{manifest['steps']} steps on {d['trained_rows']} rows ({d['skipped_too_long']} too long) in "
                f"{manifest['train_seconds']} s -> {out / manifest['model']}")
+    if manifest.get("gguf"):
+        typer.echo(f"for the llamacpp backend (fastest on CPU): --world-model llamacpp:{out / manifest['gguf']}")
+    elif manifest.get("gguf_error"):
+        typer.echo(f"no GGUF written: {manifest['gguf_error']}")

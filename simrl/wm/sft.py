@@ -14,6 +14,9 @@ Output folder::
     OUT/checkpoints/checkpoint-N   TRL / transformers checkpoints (model or adapter, optimizer, RNG, state)
     OUT/model/                     the trained model + tokenizer (LoRA merged), loadable by the
                                    ``transformers`` world-model backend and ``simrl serve world-model``
+    OUT/model.gguf                 when the base was a GGUF (``smollm2``): the same weights in the base's
+                                   GGUF layout, Q8_0 (:mod:`simrl.wm.gguf_export`), for the ``llamacpp``
+                                   backend, the fastest on CPU (``benchmarks/bench_wm_local.py``)
     OUT/wm-train.json              base, data (sha256), options, row counts, steps, losses, seconds
 
 Resume (``resume=True``) continues from the newest complete checkpoint (its ``trainer_state.json``,
@@ -37,6 +40,7 @@ from simrl.errors import SimrlError
 
 MANIFEST = "wm-train.json"
 MODEL = "model"
+GGUF = "model.gguf"
 MAX_LINE = 4 * 1024 * 1024
 """Longest JSONL row read, characters."""
 
@@ -222,6 +226,23 @@ def _config(options: SftOptions, out: Path) -> Any:
         gradient_checkpointing=options.gradient_checkpointing, lr_scheduler_type="linear", warmup_steps=0)
 
 
+def _export_gguf(out: Path, base: str) -> dict[str, Any]:
+    """``{"gguf": "model.gguf"}`` after writing OUT/model.gguf when ``base`` is a GGUF; ``{"gguf_error": why}``
+    when that base cannot be exported (the trained folder stays usable); ``{}`` for a folder base."""
+    from simrl.wm.transformers_backend import resolve_model
+
+    source, name = resolve_model(base, None)
+    if name is None:
+        return {}
+    from simrl.wm.gguf_export import export_gguf
+
+    try:
+        export_gguf(out / MODEL, Path(source) / name, out / GGUF)
+    except SimrlError as err:
+        return {"gguf_error": str(err)}
+    return {"gguf": GGUF}
+
+
 def sha256(path: Path) -> str:
     """Hex sha256 of a file."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -278,6 +299,7 @@ def train(data: Path, out: Path, options: SftOptions, *, resume: bool = False) -
     tok.save_pretrained(str(tmp))
     shutil.rmtree(out / MODEL, ignore_errors=True)
     tmp.rename(out / MODEL)
+    manifest |= _export_gguf(out, options.base)
     manifest |= {"steps": trainer.state.global_step, "resumed_from": ckpt.name if resume and ckpt else None,
                  "log": [{k: h[k] for k in ("step", "loss") if k in h} for h in trainer.state.log_history if "loss" in h],
                  "train_seconds": round(seconds, 1)}

@@ -45,6 +45,52 @@ def _hf_weights(folder: Path) -> dict[str, Any]:
     return weights
 
 
+def _trained(model_dir: Path, arch: str, blocks: int) -> dict[str, Any]:
+    """The folder's tensors by GGUF name (tied embeddings give ``output.weight`` too)."""
+    import gguf
+
+    names = gguf.get_tensor_name_map(next(a for a, n in gguf.MODEL_ARCH_NAMES.items() if n == arch), blocks)
+    trained = {}
+    for key, value in _hf_weights(model_dir).items():
+        name = names.get_name(key, try_suffixes=(".weight", ".bias"))
+        if name is not None:
+            trained[name] = value
+    if "output.weight" not in trained and "token_embd.weight" in trained:
+        trained["output.weight"] = trained["token_embd.weight"]
+    return trained
+
+
+def _copy_metadata(reader: Any, writer: Any, qtype: str) -> None:
+    """Every metadata field of the base but the file's own, and the new file type."""
+    import gguf
+
+    for f in reader.fields.values():
+        if f.name.startswith("GGUF.") or f.name in ("general.architecture", "general.file_type"):
+            continue
+        kind = f.types[0]
+        writer.add_key_value(f.name, f.contents(), kind,
+                             sub_type=f.types[-1] if kind == gguf.GGUFValueType.ARRAY else None)
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_Q8_0 if qtype == "q8_0" else gguf.LlamaFileType.MOSTLY_F16)
+
+
+def _add(writer: Any, name: str, data: Any, heads: tuple[int, int], qtype: str) -> None:
+    """One tensor: q/k permuted, 1-D as F32, matrices as ``qtype``."""
+    import gguf
+    import numpy as np
+
+    if name.endswith("attn_q.weight"):
+        data = _permute(data, heads[0])
+    elif name.endswith("attn_k.weight"):
+        data = _permute(data, heads[1])
+    if data.ndim == 1:
+        writer.add_tensor(name, data.astype(np.float32))
+    elif qtype == "f16":
+        writer.add_tensor(name, data.astype(np.float16))
+    else:
+        kind = gguf.GGMLQuantizationType.Q8_0
+        writer.add_tensor(name, gguf.quants.quantize(data, kind), raw_dtype=kind)
+
+
 def export_gguf(model_dir: str | Path, base_gguf: str | Path, out: str | Path, *, qtype: str = "q8_0") -> Path:
     """Write ``model_dir``'s weights as a GGUF shaped like ``base_gguf`` (see the module docstring).
 
@@ -62,7 +108,6 @@ def export_gguf(model_dir: str | Path, base_gguf: str | Path, out: str | Path, *
             counterpart or of another shape.
     """
     import gguf
-    import numpy as np
 
     if qtype not in TYPES:
         raise SimrlError(f"qtype must be one of {', '.join(TYPES)}, got {qtype!r}")
@@ -70,44 +115,20 @@ def export_gguf(model_dir: str | Path, base_gguf: str | Path, out: str | Path, *
     arch = reader.get_field("general.architecture").contents()
     if arch not in ARCHITECTURES:
         raise SimrlError(f"{base_gguf}: GGUF export supports {', '.join(ARCHITECTURES)} models, not {arch!r}")
-    field = {k: reader.get_field(f"{arch}.{k}").contents() for k in
+    field = {k: int(reader.get_field(f"{arch}.{k}").contents()) for k in
              ("block_count", "attention.head_count", "attention.head_count_kv")}
-    names = gguf.get_tensor_name_map(next(a for a, n in gguf.MODEL_ARCH_NAMES.items() if n == arch),
-                                     int(field["block_count"]))
-    trained = {}
-    for key, value in _hf_weights(Path(model_dir)).items():
-        name = names.get_name(key, try_suffixes=(".weight", ".bias"))
-        if name is not None:
-            trained[name] = value
-    if "output.weight" not in trained and "token_embd.weight" in trained:  # tied embeddings
-        trained["output.weight"] = trained["token_embd.weight"]
+    trained = _trained(Path(model_dir), arch, field["block_count"])
     out = Path(out)
     tmp = out.with_name(out.name + ".tmp")
     writer = gguf.GGUFWriter(str(tmp), arch)
-    for f in reader.fields.values():
-        if f.name.startswith("GGUF.") or f.name in ("general.architecture", "general.file_type"):
-            continue
-        kind = f.types[0]
-        writer.add_key_value(f.name, f.contents(), kind, sub_type=f.types[-1] if kind == gguf.GGUFValueType.ARRAY else None)
-    ftype = gguf.LlamaFileType.MOSTLY_Q8_0 if qtype == "q8_0" else gguf.LlamaFileType.MOSTLY_F16
-    writer.add_file_type(ftype)
+    _copy_metadata(reader, writer, qtype)
     for tensor in reader.tensors:
         shape = tuple(int(d) for d in reversed(tensor.shape))
         data = trained.get(tensor.name)
         if data is None or tuple(data.shape) != shape:
             raise SimrlError(f"{model_dir}: no trained tensor for {tensor.name} of shape {shape} "
                              f"(found {None if data is None else tuple(data.shape)}); was it trained from {base_gguf}?")
-        if tensor.name.endswith("attn_q.weight"):
-            data = _permute(data, int(field["attention.head_count"]))
-        elif tensor.name.endswith("attn_k.weight"):
-            data = _permute(data, int(field["attention.head_count_kv"]))
-        if data.ndim == 1:
-            writer.add_tensor(tensor.name, data.astype(np.float32))
-        elif qtype == "f16":
-            writer.add_tensor(tensor.name, data.astype(np.float16))
-        else:
-            kind = gguf.GGMLQuantizationType.Q8_0
-            writer.add_tensor(tensor.name, gguf.quants.quantize(data, kind), raw_dtype=kind)
+        _add(writer, tensor.name, data, (field["attention.head_count"], field["attention.head_count_kv"]), qtype)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

@@ -6,9 +6,10 @@
    --seed S --out OUT [--resume]`` for every arm (grid arms included) x seed, at most ``jobs`` at once,
    each a subprocess logging to ``OUT/logs/<arm>-seed-<S>.log`` (a failed run is reported with the
    end of its log and the others go on); one overall bar counts the steps of every run (their
-   ``metrics.jsonl``) with a remaining-time estimate, and the runs done (:mod:`simrl.progress`).
-   The ablation holds ``OUT/.lock`` and each trainer its run folder's (:mod:`simrl.experiment.locks`); the
-   trainers die with this process, ``kill -9`` included (:mod:`simrl.experiment.children`);
+   ``metrics.jsonl``) with a remaining-time estimate, and the runs done (:mod:`simrl.experiment.jobs`;
+   on a Ray cluster, :mod:`simrl.experiment.ray_jobs`). The ablation holds ``OUT/.lock`` and each trainer
+   its run folder's (:mod:`simrl.experiment.locks`); the trainers die with this process, ``kill -9``
+   included (:mod:`simrl.experiment.children`);
 2. collects each finished run's held-out evaluation (``simrl train`` writes it; a run without one is
    evaluated here) and evaluates the baselines of every seed on the same tasks with the same episode
    seeds: ``untrained`` (the initial policy) and ``warmstart`` (a run's ``warmstart.pt``), under
@@ -23,44 +24,21 @@ Layout: ``OUT/<arm>/seed-<S>/`` runs and ``OUT/worlds/`` (:mod:`simrl.experiment
 from __future__ import annotations
 
 import os
-import re
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from simrl.errors import SimrlError
-from simrl.experiment import children, locks, runs
-from simrl.experiment.evaluate import BASELINES, EvalResult, evaluate_baseline, evaluate_run, load_run_eval
+from simrl.experiment import locks, runs
+from simrl.experiment.evaluate import BASELINES, EvalResult, load_run_eval
+from simrl.experiment.jobs import Outcome, RunJob, finished, run_evals, run_jobs
 from simrl.experiment.recipe import Arm, Recipe, recipe_yaml
 from simrl.experiment.report import build_report, write_report
 from simrl.experiment.tracking_report import log_report
 
 RESERVED = ("logs", "baselines", "plots")
 """Folder names of OUT that arms may not use (beside ``worlds`` and ``cache``)."""
-
-
-@dataclass(frozen=True)
-class RunJob:
-    """One arm x seed training run: its folder (``OUT/<arm>/seed-<S>``) and log file."""
-
-    arm: str
-    seed: int
-    folder: Path
-    log: Path
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How a run ended: ``ok`` (``summary.json`` written), else ``reason`` (exit code and end of the log)."""
-
-    job: RunJob
-    ok: bool
-    reason: str = ""
-    seconds: float = 0.0
 
 
 def plan_runs(recipe: Recipe, out_dir: Path) -> list[RunJob]:
@@ -73,149 +51,6 @@ def train_command(recipe_file: Path, job: RunJob, out_dir: Path, resume: bool) -
     """The ``simrl train`` command line of one run (a subprocess of this interpreter)."""
     return [sys.executable, "-m", "simrl.cli.main", "train", str(recipe_file), "--arm", job.arm, "--seed",
             str(job.seed), "--out", str(out_dir), *(["--resume"] if resume else [])]
-
-
-def _finished(job: RunJob, steps: int) -> bool:
-    """True when the run wrote its summary for the full budget."""
-    import json
-
-    summary = runs.RunFiles(job.folder).summary
-    try:
-        return json.loads(summary.read_text(encoding="utf-8")).get("steps") == steps
-    except (OSError, ValueError):
-        return False
-
-
-def _steps_done(job: RunJob) -> int:
-    path = runs.RunFiles(job.folder).metrics
-    try:
-        return sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
-    except OSError:
-        return 0
-
-
-def _failure(job: RunJob, code: int) -> str:
-    """``exit code N: <the error line of the log, or its last lines>`` (rich boxes stripped)."""
-    try:
-        text = job.log.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        text = ""
-    lines = [c for ln in text.splitlines() if (c := ln.strip(" \t│╭╮╰╯─")) and c != "Error"]
-    errors = [c for c in lines if c.startswith("error:") or re.match(r"^[\w.]*(Error|Exception)\b|^No such ", c)]
-    tail = errors[-1] if errors else " | ".join(lines[-3:]) or "no output"
-    return f"exit code {code}: {tail[:300]}"
-
-
-class LocalLauncher:
-    """Starts ablate's training commands as local subprocesses that die with this process
-    (:func:`simrl.experiment.children.popen`): ``start``, ``wait`` (exit code), ``stop``. Ray's is
-    :class:`simrl.experiment.ray_jobs.RayLauncher`.
-
-    Args:
-        env: the children's environment.
-    """
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.env = env
-
-    def start(self, argv: list[str], log: Path) -> subprocess.Popen:  # noqa: D102
-        with log.open("w", encoding="utf-8") as out:
-            return children.popen(argv, stdout=out, stderr=subprocess.STDOUT, env=self.env, stdin=subprocess.DEVNULL)
-
-    def wait(self, proc: subprocess.Popen) -> int:  # noqa: D102
-        return proc.wait()
-
-    def stop(self, procs: list[subprocess.Popen]) -> None:  # noqa: D102
-        children.stop(procs)
-
-
-def run_jobs(todo: Sequence[RunJob], command: Callable[[RunJob], list[str]], *, jobs: int, steps: int,
-             console: Any = None, poll: float = 0.3, launcher: Any = None) -> list[Outcome]:
-    """Run ``command(job)`` for every job, at most ``jobs`` at once, with a rich progress display.
-
-    Each command's stdout and stderr go to ``job.log``; ``launcher`` starts it (default
-    :class:`LocalLauncher`: a subprocess whose torch threads are capped at ``cpu_count / jobs``,
-    ``OMP_NUM_THREADS`` unless set). Ctrl-C or SIGTERM stops the running commands (and raises).
-
-    Returns:
-        one :class:`Outcome` per job, in ``todo`` order.
-    """
-    import signal
-    import threading
-
-    if threading.current_thread() is threading.main_thread():  # a SIGTERM also stops the runs (via finally)
-        previous = signal.signal(signal.SIGTERM, _terminate)
-    try:
-        if launcher is None:
-            env = dict(os.environ)
-            env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, jobs))))
-            launcher = LocalLauncher(env)
-        return _run_jobs(todo, command, launcher, jobs=jobs, steps=steps, console=console, poll=poll)
-    finally:
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, previous)
-
-
-def _terminate(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)
-
-
-def _run_jobs(todo: Sequence[RunJob], command: Callable[[RunJob], list[str]], launcher: Any, *, jobs: int,
-              steps: int, console: Any, poll: float) -> list[Outcome]:
-    """Run the jobs, ``jobs`` at once (a thread pool: each thread starts one child and waits for it), with one
-    overall bar: steps done over every run (its remaining-time estimate), runs done / total, and a line per
-    run as it ends. Interrupted, it starts no further child and stops the running ones."""
-    import threading
-    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-
-    from simrl.progress import field_column, progress_bar
-
-    running: dict[RunJob, Any] = {}
-    done: dict[RunJob, Outcome] = {}
-    lock, stopping = threading.Lock(), threading.Event()
-    progress = {j: min(steps, _steps_done(j)) for j in todo}  # steps logged so far (a resumed run has some)
-
-    def run(job: RunJob) -> Outcome | None:
-        job.log.parent.mkdir(parents=True, exist_ok=True)
-        with lock:  # never a child started after the stop collected the running ones
-            if stopping.is_set():
-                return None
-            running[job] = proc = launcher.start(command(job), job.log)  # dies with this process
-        t0 = time.monotonic()
-        code = launcher.wait(proc)
-        with lock:
-            running.pop(job, None)
-        return Outcome(job, code == 0, "" if code == 0 else _failure(job, code), time.monotonic() - t0)
-
-    def runs_line() -> str:
-        failed = sum(not o.ok for o in done.values())
-        return (f"runs {len(done)}/{len(todo)} done, {len(running)} running"
-                + (f", {failed} failed" if failed else ""))
-
-    with progress_bar(field_column("runs"), console=console) as bar, \
-            ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="simrl-run") as pool:
-        row = bar.add_task(f"training {len(todo)} runs (steps)", total=max(1, steps * len(todo)),
-                           completed=sum(progress.values()), runs=runs_line())
-        try:
-            pending = {pool.submit(run, job) for job in todo}
-            while pending:
-                finished, pending = wait(pending, timeout=poll, return_when=FIRST_COMPLETED)
-                ended = [o for o in (f.result() for f in finished) if o is not None]
-                for o in ended:
-                    done[o.job] = o
-                    end = f"done in {o.seconds:.0f} s" if o.ok else f"FAILED: {o.reason} (log {o.job.log})"
-                    bar.console.print(f"{o.job.arm} seed {o.job.seed}: {end}", markup=False, highlight=False)
-                with lock:
-                    live = [*running, *(o.job for o in ended)]
-                progress.update({j: min(steps, _steps_done(j)) for j in live})
-                bar.update(row, completed=sum(progress.values()), runs=runs_line())
-        finally:  # interrupted: start nothing more, stop the runs started, and what they started
-            with lock:
-                stopping.set()
-                started = list(running.values())
-            launcher.stop(started)
-            pool.shutdown(wait=True, cancel_futures=True)
-    return [done[j] for j in todo]
 
 
 def arm_kind(arm: Arm) -> str:
@@ -290,52 +125,6 @@ def arm_description(recipe: Recipe, arm: Arm) -> str:
     return text
 
 
-def eval_job(kind: str, recipe: Recipe, folder: str, seed: int, worlds: str, warmstart: str | None) -> EvalResult:
-    """One evaluation: ``run`` (a run folder's ``final.pt``) or a baseline name."""
-    if kind == "run":
-        return evaluate_run(folder, recipe, worlds=worlds)
-    return evaluate_baseline(recipe, kind, seed, folder, worlds=worlds, warmstart=warmstart)
-
-
-def _eval_worker(parent: int) -> None:
-    """Initialise an evaluation process: it dies with the ablation (``parent``: a ``kill -9`` of it leaves
-    no worker behind, :func:`simrl.experiment.children.die_with`), and one torch thread (the scorer
-    policy's ops are tiny; more threads only contend with the other evaluations)."""
-    import torch
-
-    from simrl.experiment.children import die_with
-
-    die_with(parent)
-    torch.set_num_threads(1)
-
-
-def _run_evals(todo: list[tuple[tuple, tuple]], jobs: int, console: Any) -> dict[tuple, EvalResult | Exception]:
-    """Run :func:`eval_job` for each ``(key, args)``, ``jobs`` processes at once (spawned: evaluations are
-    CPU-bound Python, which threads would run one at a time; each has its own event loop, environments,
-    policy and episode seeds, so the results do not depend on how many run at once)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    from simrl.progress import progress_bar
-
-    out: dict[tuple, EvalResult | Exception] = {}
-    if not todo:
-        return out
-    workers = max(1, min(jobs, len(todo)))
-    pool_of = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                  initializer=_eval_worker, initargs=(os.getpid(),))
-    with progress_bar(console=console) as bar, pool_of as pool:
-        task = bar.add_task("held-out evaluations (baselines, runs without one)", total=len(todo))
-        futures = {pool.submit(eval_job, *args): key for key, args in todo}
-        for fut in as_completed(futures):
-            try:
-                out[futures[fut]] = fut.result()
-            except Exception as err:  # noqa: BLE001 - reported, the others go on
-                out[futures[fut]] = err
-            bar.advance(task)
-    return out
-
-
 def _evaluations(recipe: Recipe, out: Path, outcomes: Sequence[Outcome], *, jobs: int, resume: bool,
                  console: Any, ray: bool = False) -> tuple[dict, dict, dict]:
     """(arm -> seed -> eval, baseline -> seed -> eval, arm -> seed -> failure reason); the evaluations as
@@ -367,11 +156,11 @@ def _evaluations(recipe: Recipe, out: Path, outcomes: Sequence[Outcome], *, jobs
             else:
                 todo.append(((name, name, seed), (name, recipe, str(folder), seed, worlds, warm)))
     if ray:
-        from simrl.experiment.ray_jobs import run_evals
+        from simrl.experiment import ray_jobs
 
-        results = run_evals(todo, console)
+        results = ray_jobs.run_evals(todo, console)
     else:
-        results = _run_evals(todo, jobs, console)
+        results = run_evals(todo, jobs, console)
     for (kind, name, seed), result in results.items():
         if isinstance(result, Exception):
             reason = f"evaluation failed: {type(result).__name__}: {result}"
@@ -472,9 +261,9 @@ def _ablate(recipe: Recipe, out: Path, jobs: int, resume: bool, command: Callabl
     runs.write_atomic(out / "recipe.yaml", text)
     plan = plan_runs(recipe, out)
     steps = recipe.budget.steps
-    finished = {j for j in plan if resume and _finished(j, steps)}
+    complete = {j for j in plan if resume and finished(j, steps)}
     cmd = command or (lambda j: train_command(out / "recipe.yaml", j, out, resume))
-    ran = {o.job: o for o in run_jobs([j for j in plan if j not in finished], cmd, jobs=jobs, steps=steps,
+    ran = {o.job: o for o in run_jobs([j for j in plan if j not in complete], cmd, jobs=jobs, steps=steps,
                                       console=console, launcher=launcher)}
     outcomes = [ran.get(j) or Outcome(j, True) for j in plan]
     arms, base, failed = _evaluations(recipe, out, outcomes, jobs=jobs, resume=resume, console=console,

@@ -103,13 +103,14 @@ def eval_tasks(recipe: Recipe) -> int:
 
 def plan(recipe: Recipe, out: Path, jobs: int) -> Plan:
     """The plan of ``simrl ablate RECIPE --out OUT --jobs JOBS`` (reads ``OUT``, writes nothing)."""
-    from simrl.experiment.ablate import _finished, _steps_done, plan_runs
+    from simrl.experiment.ablate import plan_runs
     from simrl.experiment.evaluate import BASELINES, load_run_eval
+    from simrl.experiment.jobs import finished, logged_steps
 
     b = recipe.budget
     todo = plan_runs(recipe, out)
-    done = [j for j in todo if _finished(j, b.steps)]
-    steps_done = {j: min(b.steps, _steps_done(j)) for j in todo if j not in done}
+    done = [j for j in todo if finished(j, b.steps)]
+    steps_done = {j: min(b.steps, logged_steps(j)) for j in todo if j not in done}
     per_run = b.steps * b.batch * b.group_size
     train_episodes = sum((b.steps - n) * b.batch * b.group_size for n in steps_done.values())
     baselines = tuple(n for n in BASELINES if n != "warmstart" or (recipe.warm_start and recipe.warm_start.demos))

@@ -7,7 +7,7 @@ Ray schedules; simrl only says what each task needs (:data:`RESOURCES`) and keep
   the same run folder and log; so OUT must be on a filesystem every node sees (one machine: any folder),
   and every node needs simrl installed (the same version). Ray retries a task whose worker or node
   died (``max_retries``), and the retried command resumes the run from its newest checkpoint;
-* an evaluation (a run without one, a baseline) is :func:`simrl.experiment.ablate.eval_job` in a task;
+* an evaluation (a run without one, a baseline) is :func:`simrl.experiment.jobs.eval_job` in a task;
 * interrupting the ablation (Ctrl-C, SIGTERM) cancels its tasks (``ray.cancel(force=True)``: the workers
   are killed, and the trainers they started get SIGTERM from the kernel, :mod:`simrl.experiment.children`).
   A ``kill -9`` of the ablation ends its Ray job: Ray kills the job's workers and drops its queued
@@ -91,10 +91,10 @@ def train_task(argv: Sequence[str], log: str, env: dict[str, str], driver_python
 
 
 def eval_task(*args: Any) -> Any:
-    """One evaluation (:func:`simrl.experiment.ablate.eval_job`) on this Ray worker, one torch thread."""
+    """One evaluation (:func:`simrl.experiment.jobs.eval_job`) on this Ray worker, one torch thread."""
     import torch
 
-    from simrl.experiment.ablate import eval_job
+    from simrl.experiment.jobs import eval_job
 
     torch.set_num_threads(1)
     return eval_job(*args)
@@ -103,7 +103,7 @@ def eval_task(*args: Any) -> Any:
 class RayLauncher:
     """Starts ablate's training commands as Ray tasks: ``start``, ``wait`` (exit code), ``stop`` (cancel).
 
-    The same interface as :class:`simrl.experiment.ablate.LocalLauncher`, so ablate's job loop, progress
+    The same interface as :class:`simrl.experiment.jobs.LocalLauncher`, so ablate's job loop, progress
     display and outcomes are the same for both.
     """
 
@@ -138,7 +138,7 @@ class RayLauncher:
 
 
 def run_evals(todo: list[tuple[tuple, tuple]], console: Any) -> dict[tuple, Any]:
-    """:func:`simrl.experiment.ablate.eval_job` for each ``(key, args)`` as Ray tasks; key -> result or the
+    """:func:`simrl.experiment.jobs.eval_job` for each ``(key, args)`` as Ray tasks; key -> result or the
     exception it raised. Interrupted, the tasks not done are cancelled."""
     import ray
 

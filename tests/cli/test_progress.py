@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 from rich.console import Console
 
-from simrl.experiment.ablate import RunJob, run_jobs
+from simrl.experiment.jobs import RunJob, run_jobs
 from simrl.progress import LineProgress, field_column, progress_bar
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,17 +10,16 @@ import pytest
 
 from simrl.errors import SimrlError
 from simrl.experiment.ablate import (
-    RunJob,
     arm_kind,
     comparisons,
     environments,
     plan_runs,
     primary,
     run_ablation,
-    run_jobs,
     train_command,
 )
 from simrl.experiment.evaluate import evaluate_run, load_run_eval
+from simrl.experiment.jobs import RunJob, run_jobs
 from simrl.experiment.recipe import load_recipe, parse_recipe
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,7 +103,7 @@ def test_sigterm_of_run_jobs_stops_the_running_children_and_starts_no_more(tmp_p
     import time
 
     script = (
-        "import sys, time\nfrom pathlib import Path\nfrom simrl.experiment.ablate import RunJob, run_jobs\n"
+        "import sys, time\nfrom pathlib import Path\nfrom simrl.experiment.jobs import RunJob, run_jobs\n"
         "root = Path(sys.argv[1])\n"
         "jobs = [RunJob('a', s, root / f'seed-{s}', root / 'logs' / f'a-{s}.log') for s in range(4)]\n"
         "child = ('import os, pathlib, sys, time; pathlib.Path(sys.argv[1]).write_text(str(os.getpid())); '\n"

@@ -212,7 +212,7 @@ def test_report_refuses_a_run_with_duplicated_steps(tmp_path):
 PARENT = """
 import os, sys, time, multiprocessing
 from concurrent.futures import ProcessPoolExecutor
-from simrl.experiment.ablate import _eval_worker
+from simrl.experiment.jobs import _eval_worker
 
 if __name__ == "__main__":
     pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_eval_worker,

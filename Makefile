@@ -19,14 +19,15 @@ LLAMA_WHEELS ?= $(HOME)/.cache/simrl/llama-cpp-python/$(LLAMA_CPP_VERSION)-$(she
 
 install: $(VENV)/.installed
 
-# torch first, from the CPU index's build (pip finds torch==2.13.0 there or in PIP_FIND_LINKS), so that no
-# later requirement pulls a CUDA torch; then the llama-cpp-python wheel built with the flags above.
+# torch first, so that no later requirement picks another torch (where pip's configuration offers no CPU
+# build of torch==2.13.0, install it from the CPU index before `make install`: README); then the
+# llama-cpp-python wheel built with the flags above (replacing any other build of it, e.g. a native one).
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(MAKE) llama-wheel PY=$(BIN)/python
-	$(BIN)/pip install -q --no-deps $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
+	$(BIN)/pip install -q --no-deps --force-reinstall $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
 	$(BIN)/pip install -q --no-deps bfcl-eval==2026.3.23
 	$(BIN)/pip install -q -e '.[dev,llamacpp,transformers,bfcl,verl,trl]'
 	$(BIN)/python -c "import llama_cpp; print('llama.cpp:', llama_cpp.llama_print_system_info().decode())"

@@ -192,7 +192,8 @@ class _Trackio:
     def image(self, tag: str, path: Path) -> None:
         import trackio
 
-        self.run.log({tag: trackio.Image(str(path))}, step=0)
+        image = getattr(trackio, "Image", None) or trackio.TrackioImage  # the name differs across releases
+        self.run.log({tag: image(str(path))}, step=0)
 
     def text(self, tag: str, text: str) -> None:  # trackio has no text panel: the report stays in report.md
         pass

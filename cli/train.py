@@ -114,6 +114,10 @@ def train(
         table.add_row(s.arm, str(s.seed), str(s.steps), f"{s.first_reward:.3f}", f"{s.final_reward:.3f}",
                       f"{s.final_success:.0%}", str(s.env_failures), success, f"{s.wall_s:.0f} s")
     print_table(table)
+    from simrl.experiment.tracking_report import where
+
+    for line in where(rec, out):  # the trackers: where the files are, the command that opens them
+        Console().print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _check_runs(rec, arms: list[str], seeds: list[int], out: Path, *, resume: bool,

@@ -57,28 +57,36 @@ def test_logging_block_is_validated_and_overridden():
     assert track.env()["WANDB_RUN_GROUP"] == "abl-7" and track.env()["TENSORBOARD_DIR"] == str(track.tensorboard_dir)
 
 
+QUICK = ["budget.steps=2", "seeds=[0,1]", "budget.group_size=2", "warm_start.demos=2", "world.entities=100",
+         "world.eval_worlds=[]", "evaluation.split=dev", "evaluation.max_tasks=1"]
+"""`simrl ablate quickstart` reduced to a test's size (2 steps, 2 seeds, one evaluation task per world)."""
+ARMS = ("real", "sim-uncontrolled", "sim-controlled")
+
+
 def test_ablation_tensorboard_files_hold_the_runs_baselines_and_comparisons(tmp_path):
-    """`simrl ablate --report-to tensorboard`: one run per arm x seed (training and held-out result), one per
-    baseline x seed, and a report run with the primary and secondary comparisons and the plots; it says where."""
+    """`simrl ablate quickstart --report-to tensorboard` (reduced): one run per arm x seed (training and held-out
+    result), one per baseline x seed, and a report run with the primary and secondary comparisons and the
+    plots; it says where they are."""
     pytest.importorskip("tensorboard", reason="tensorboard is not installed")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from simrl.experiment.ablate import run_ablation
 
-    (tmp_path / "r.yaml").write_text(yaml.safe_dump(RECIPE))
     out = tmp_path / "abl"
-    done = subprocess.run([sys.executable, "-m", "simrl.cli.main", "ablate", str(tmp_path / "r.yaml"), "--out", str(out),
-                           "--jobs", "2", "--report-to", "tensorboard"], capture_output=True, text=True, timeout=600,
+    sets = [a for kv in QUICK for a in ("--set", kv)]
+    done = subprocess.run([sys.executable, "-m", "simrl.cli.main", "ablate", "quickstart", "--out", str(out), "--jobs",
+                           "2", "--report-to", "tensorboard", *sets], capture_output=True, text=True, timeout=900,
                           env={**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "300"})
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
+    assert not any(e["failed"] for e in report["arms"].values()), report["arms"]
     board = out / "tracking" / "tensorboard"
     assert f"tensorboard: {board} (open: tensorboard --logdir {board})" in done.stdout  # where, and how to open
     found = sorted(str(p.parent.relative_to(board)) for p in board.rglob("events.out.tfevents.*"))
     bases = [f"baselines/{b}/seed-{s}" for b in report["baselines"] for s in (0, 1)]
-    assert sorted(set(found)) == sorted(["real/seed-0", "real/seed-1", "sim/seed-0", "sim/seed-1", "report", *bases])
+    assert sorted(set(found)) == sorted([*(f"{a}/seed-{s}" for a in ARMS for s in (0, 1)), "report", *bases])
     assert len(bases) >= 4  # untrained and warmstart at least
-    for arm in ("real", "sim"):
+    for arm in ARMS:
         for seed in (0, 1):
             acc = EventAccumulator(str(board / arm / f"seed-{seed}")).Reload()
             metrics = _rows(runs.RunFiles(runs.run_dir(out, arm, seed)).metrics)  # the source of truth
@@ -104,7 +112,7 @@ def test_ablation_tensorboard_files_hold_the_runs_baselines_and_comparisons(tmp_
     assert acc.Scalars("mean/untrained/success/mean")[0].value == pytest.approx(mean, abs=1e-6)
     assert {"plots/final_scores", "plots/learning_curves"} <= set(acc.Tags()["images"])
     # the trackers are not the experiment: another --report-to resumes the same ablation
-    rec = load_recipe(tmp_path / "r.yaml")
+    rec = load_recipe("quickstart", QUICK)
     assert "tensorboard" in (out / "recipe.yaml").read_text()
     run_ablation(with_report_to(rec, ["none"]), out, jobs=1)
     assert yaml.safe_load((out / "recipe.yaml").read_text())["logging"]["report_to"] == []

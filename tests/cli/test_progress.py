@@ -9,15 +9,12 @@ import re
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-import yaml
 from rich.console import Console
 
 from simrl.experiment.jobs import RunJob, run_jobs
 from simrl.progress import LineProgress, field_column, progress_bar
 
-ROOT = Path(__file__).resolve().parents[2]
 LINE = re.compile(r"^\[\d\d:\d\d:\d\d\] (?P<what>.+?): (?P<done>\d+)/(?P<total>\d+) \(\d+%\) elapsed \d+:\d\d:\d\d "
                   r"eta (?:\d+:\d\d:\d\d|\?)")
 
@@ -25,21 +22,20 @@ LINE = re.compile(r"^\[\d\d:\d\d:\d\d\] (?P<what>.+?): (?P<done>\d+)/(?P<total>\
 ETA = re.compile(r" eta \d+:\d\d:\d\d")
 
 
+QUICK = ["seeds=[0]", "budget.steps=4", "world.entities=100", "world.eval_worlds=[1000]", "evaluation.split=dev",
+         "evaluation.max_tasks=1", "warm_start.demos=2", "budget.group_size=2"]
+"""`simrl train quickstart` as the issue runs it (one seed, 4 steps), its world and evaluation made small."""
+
+
 def test_train_log_gets_plain_progress_lines_early_and_per_step(tmp_path):
-    """`COLUMNS=80 simrl train ... > log 2>&1` (a batch job): a line at once, one per step with its ETA, the
-    summary table's arm names whole."""
-    recipe = {"name": "tiny-progress", "world": {"spec": str(ROOT / "worlds" / "tiny.yaml"), "seed": 0},
-              "env": {"id": "mcp-world"}, "real": {"transport": "inprocess"},
-              "arms": {"real": {"environment": "real"},
-                       "sim-uncontrolled": {"environment": "world_model", "backend": "oracle"}},
-              "budget": {"steps": 4, "group_size": 2, "batch": 2, "max_turns": 6}, "seeds": [0, 1]}
-    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    """`COLUMNS=80 simrl train quickstart --set seeds=[0] --set budget.steps=4 > log 2>&1` (a batch job): a line
+    at once, one per step with its ETA, the summary table's arm names and evaluation labels whole."""
     log = tmp_path / "train.log"
     env = {**os.environ, "SIMRL_PROGRESS_EVERY": "600", "OMP_NUM_THREADS": "1", "COLUMNS": "80"}
+    sets = [a for kv in QUICK for a in ("--set", kv)]
     with log.open("w") as f:  # stdout and stderr to a file: not a terminal
-        proc = subprocess.Popen([sys.executable, "-m", "simrl.cli.main", "train", str(tmp_path / "r.yaml"),
-                                 "--set", "seeds=[0]", "--out", str(tmp_path / "out"), "--no-evaluate"],
-                                stdout=f, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen([sys.executable, "-m", "simrl.cli.main", "train", "quickstart", *sets,
+                                 "--out", str(tmp_path / "out")], stdout=f, stderr=subprocess.STDOUT, env=env)
     try:
         early = None
         while proc.poll() is None and early is None:
@@ -48,19 +44,21 @@ def test_train_log_gets_plain_progress_lines_early_and_per_step(tmp_path):
         assert early is not None, log.read_text()
         assert LINE.match(early)["what"] == "real seed 0" and LINE.match(early)["done"] == "0"  # before any step
     finally:
-        assert proc.wait(timeout=300) == 0, log.read_text()
+        assert proc.wait(timeout=600) == 0, log.read_text()
     text = log.read_text()
     assert "\r" not in text and "\x1b[" not in text  # plain lines, no live-bar redraws
     lines = [m for ln in text.splitlines() if (m := LINE.match(ln))]
-    for arm in ("real", "sim-uncontrolled"):
-        mine = [m for m in lines if m["what"] == f"{arm} seed 0"]
-        stepped = [m for m in mine if m["done"] != "0"]
+    arms = ("real", "sim-uncontrolled", "sim-controlled")
+    for arm in arms:
+        stepped = [m for m in lines if m["what"] == f"{arm} seed 0" and m["done"] != "0"]
         assert [m["done"] for m in stepped][:4] == ["1", "2", "3", "4"]  # a line per step, not every 600 s
         assert all(ETA.search(m.string) for m in stepped), stepped  # the ETA on every line from the first step
         assert stepped[-1]["total"] == "4" and stepped[-1].string.split(" eta ")[1].startswith("0:00:00")
         assert any("reward" in m.string for m in stepped)  # the step's metrics line rides along
-    table = text[text.index("tiny-progress: 2 run(s)"):]
-    assert "sim-uncontrolled" in table and "…" not in table and max(map(len, table.splitlines())) <= 80
+    table = text[text.index("quickstart: 3 run(s)"):]
+    assert "…" not in table and max(map(len, table.splitlines())) <= 80
+    rows = [ln.split()[0] for ln in table.splitlines() if ln.split() and ln.split()[0] in arms]
+    assert rows == list(arms) and table.count("heldout-seed1000") == 3  # whole names, each on one line
 
 
 def test_ablation_has_one_overall_bar(tmp_path):

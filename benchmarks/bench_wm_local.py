@@ -15,9 +15,12 @@ outputs. The first prediction of each mode (which loads the model) is left out o
 
 Prints a table and one JSON line.
 
+``--interleave`` asks in turn across episodes (the first call of each, then the second ...), as episodes
+that run concurrently do; the llamacpp backend then restores each episode's saved state.
+
 Usage:
     python benchmarks/bench_wm_local.py [--episodes 3] [--max-tokens 64] [--threads 1]
-        [--backends llamacpp transformers] [--max-predictions 12]
+        [--backends llamacpp transformers] [--max-predictions 12] [--interleave]
 """
 
 from __future__ import annotations
@@ -104,13 +107,18 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--backends", nargs="+", default=["llamacpp"], choices=["llamacpp", "transformers"])
+    parser.add_argument("--interleave", action="store_true",
+                        help="ask in turn across episodes (as concurrent episodes do), not episode after episode")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         world, trajs = record(Path(tmp), args.episodes)
-        transitions = load_transitions(trajs, world=world)
-    chats = [t.messages() for t in transitions][:args.max_predictions]
-    episodes = len({t.trajectory for t in transitions[:args.max_predictions]})
-    print(f"{len(chats)} predictions from {episodes} mcp-world episodes; greedy, max_tokens={args.max_tokens}, "
+        transitions = load_transitions(trajs, world=world)[:args.max_predictions]
+    if args.interleave:  # round robin over the episodes: the i-th call of each, then the (i+1)-th
+        transitions.sort(key=lambda t: t.turn_idx)
+    chats = [t.messages() for t in transitions]
+    episodes = len({t.trajectory for t in transitions})
+    print(f"{len(chats)} predictions from {episodes} mcp-world episodes"
+          f"{' (interleaved)' if args.interleave else ''}; greedy, max_tokens={args.max_tokens}, "
           f"{args.threads} thread(s); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     results: dict[str, Any] = {}
     for name in args.backends:
@@ -129,7 +137,8 @@ def main() -> None:
                   f"{s['ms_median']:>10}{s.get('prefill_tok_s') or '-':>12}{s.get('gen_tok_s') or '-':>9}")
         print(f"{name}: {entry['speedup']}x less time per prediction with the cache; "
               f"{entry['identical']}/{len(chats)} greedy outputs identical")
-    print(json.dumps({"bench": "wm_local", "predictions": len(chats), "max_tokens": args.max_tokens,
+    print(json.dumps({"bench": "wm_local", "predictions": len(chats), "interleave": args.interleave,
+                      "max_tokens": args.max_tokens,
                       "threads": args.threads, "results": results}))
 
 

@@ -96,13 +96,27 @@ def _value(row: Mapping[str, Any], key: str) -> float | None:
     return None if v is None else float(v)
 
 
+def _carried(series: Mapping[int, float], steps: Sequence[int]) -> dict[int, float]:
+    """``series`` at every one of ``steps``: a step without a value takes the last value before it."""
+    before = [t for t in series if t <= steps[0]] if steps else []
+    out, last = {}, (series[max(before)] if before else None)
+    for t in steps:
+        last = series.get(t, last)
+        if last is not None:
+            out[t] = last
+    return out
+
+
 def curves(report: Mapping[str, Any], root: Path, key: str, smooth: bool = True,
-           file: str = "metrics.jsonl") -> dict[str, tuple[list[int], list[tuple[float, float, float]]]]:
+           file: str = "metrics.jsonl", fill: bool = True) -> dict[str, tuple[list[int], list[tuple[float, float, float]]]]:
     """Arm -> (steps, [(mean, low, high) per step]) of ``key`` (``reward``, ``success``, ``signal`` or any
     ``metrics.jsonl`` field) over the seeds whose runs logged it, each seed's series smoothed by :func:`ema`
     (``smooth``) or raw.
 
-    Only steps every such seed reached are kept (the curves of a resumed or cut run stop early).
+    Only steps every such seed reached are kept (the curves of a resumed or cut run stop early). A value that
+    the seeds do not share two steps of (a skill rate, measured only on steps where the skill was met) is
+    carried forward from each seed's last measured step instead (``fill``), from the first step every seed
+    measured it.
     """
     out = {}
     for arm, entry in report["arms"].items():
@@ -116,6 +130,9 @@ def curves(report: Mapping[str, Any], root: Path, key: str, smooth: bool = True,
         if not series:
             continue
         steps = sorted(set.intersection(*(set(s) for s in series)))
+        if len(steps) < 2 and fill:  # a rate measured only on some steps (a skill met now and then)
+            steps = sorted(t for t in set.union(*(set(s) for s in series)) if t >= max(min(s) for s in series))
+            series = [_carried(s, steps) for s in series]
         smoothed = [ema([s[t] for t in steps], span(len(steps)) if smooth else 1) for s in series]
         points = [mean_ci([sm[i] for sm in smoothed]) for i in range(len(steps))]
         rate = all(0.0 <= v <= 1.0 for sm in smoothed for v in sm)  # a rate: its band is clipped to [0, 1]
@@ -123,12 +140,15 @@ def curves(report: Mapping[str, Any], root: Path, key: str, smooth: bool = True,
     return out
 
 
-def plot_learning_curves(report: Mapping[str, Any], root: Path, path: Path,
-                         keys: Sequence[str] = CURVES, file: str = "metrics.jsonl") -> Path | None:
+def plot_learning_curves(report: Mapping[str, Any], root: Path, path: Path, keys: Sequence[str] = CURVES,
+                         file: str = "metrics.jsonl", titles: Mapping[str, str] | None = None) -> Path | None:
     """One panel per curve of ``keys`` (success left out when it repeats reward) per step per arm: smoothed
     mean over seeds with a band, raw mean faint behind, the warm-start level dashed, the legend below
     (module docstring); None when no run logged any of them. ``file``: the runs' file the curves are read
-    from (``metrics.jsonl``; ``curve.jsonl``: the held-out points of ``evaluation.every``)."""
+    from (``metrics.jsonl``; ``curve.jsonl``: the held-out points of ``evaluation.every``). Each arm keeps one
+    colour in every plot (its place in the report); ``titles`` overrides :data:`TITLES`."""
+    names = {**TITLES, **(titles or {})}
+    colour = {arm: f"C{i}" for i, arm in enumerate(report["arms"])}
     data = {k: (c, curves(report, root, k, smooth=False, file=file)) for k in keys
             if (c := curves(report, root, k, file=file))}
     if not data:
@@ -140,7 +160,7 @@ def plot_learning_curves(report: Mapping[str, Any], root: Path, path: Path,
     warm = report.get("baselines", {}).get("warmstart", {}).get("metrics", {})
     for ax, (key, (per_arm, raw)) in zip(axes[0], data.items()):
         for arm, (steps, points) in per_arm.items():
-            line = ax.plot(steps, [p[0] for p in points], label=arm, linewidth=2)[0]
+            line = ax.plot(steps, [p[0] for p in points], label=arm, linewidth=2, color=colour.get(arm))[0]
             ax.fill_between(steps, [p[1] for p in points], [p[2] for p in points], color=line.get_color(), alpha=0.15,
                             linewidth=0)
             ax.plot(raw[arm][0], [p[0] for p in raw[arm][1]], color=line.get_color(), alpha=0.3, linewidth=0.8)
@@ -154,8 +174,8 @@ def plot_learning_curves(report: Mapping[str, Any], root: Path, path: Path,
         if values and min(values) >= 0.0 and max(values) <= 1.0:
             ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("training step")
-        ax.set_ylabel(f"{TITLES.get(key, key)} (mean over seeds)")
-        ax.set_title(TITLES.get(key, key))
+        ax.set_ylabel(f"{names.get(key, key)} (mean over seeds)")
+        ax.set_title(names.get(key, key))
         ax.grid(alpha=0.3)
     n = max(len(a.get_legend_handles_labels()[0]) for a in axes[0])
     handles, labels = max((a.get_legend_handles_labels() for a in axes[0]), key=lambda hl: len(hl[0]))
@@ -278,5 +298,6 @@ def plot_all(report: Mapping[str, Any], root: Path, folder: Path) -> list[Path]:
     made = [plot_final_scores(report, folder / "final_scores.png"), plot_subsets(report, folder / "subsets.png"),
             plot_learning_curves(report, root, folder / "learning_curves.png"),
             plot_learning_curves(report, root, folder / "skill_curves.png", SKILL_CURVES),
-            plot_learning_curves(report, root, folder / "heldout_curves.png", HELDOUT_CURVES, file="curve.jsonl")]
+            plot_learning_curves(report, root, folder / "heldout_curves.png", HELDOUT_CURVES, file="curve.jsonl",
+                                 titles={"success": "held-out success: all tasks"})]
     return [p for p in made if p is not None]

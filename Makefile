@@ -64,6 +64,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_wm.py
 	$(BIN)/python benchmarks/bench_wm_local.py
 	$(BIN)/python benchmarks/bench_records.py
+	$(BIN)/python benchmarks/bench_train.py
 
 lint: install
 	$(BIN)/ruff check simrl cli tests benchmarks

@@ -85,10 +85,11 @@ def test_changed_fields_names_each_field():
     old = load_recipe("quickstart")
     from simrl.experiment.recipe import recipe_yaml
 
-    new = load_recipe("quickstart", ["budget.steps=30", "arms.real.environment=world_model",
+    steps = old.budget.steps
+    new = load_recipe("quickstart", [f"budget.steps={steps + 6}", "arms.real.environment=world_model",
                                      "arms.real.backend=oracle", "seeds=[0]"])
-    assert changed_fields(recipe_yaml(old), new, "sim-controlled") == ["budget.steps: 24 -> 30"]
-    assert changed_fields(recipe_yaml(old), new, "real") == ["budget.steps: 24 -> 30",
+    assert changed_fields(recipe_yaml(old), new, "sim-controlled") == [f"budget.steps: {steps} -> {steps + 6}"]
+    assert changed_fields(recipe_yaml(old), new, "real") == [f"budget.steps: {steps} -> {steps + 6}",
                                                              "arm.environment: real -> world_model",
                                                              "arm.backend: (none) -> oracle"]
     assert "arms.real.environment: real -> world_model" in changed_fields(recipe_yaml(old), new)

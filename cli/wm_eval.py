@@ -17,6 +17,7 @@ from simrl.cli.env import (
 from simrl.cli.options import CONCURRENCY
 
 from simrl.choices import WmTools, WmUnparsed
+from simrl.config import ENDPOINT_RETRIES
 
 _BACKEND_HELP = ("World model to evaluate, [LABEL=]NAME[:MODEL] (NAME[:MODEL] as everywhere; --backend is the old name "
                  "of this option); repeat for several, side by side: `oracle` (the world's ground truth, replayed; "
@@ -99,8 +100,9 @@ def eval_(
     judge_model: Annotated[str | None, typer.Option(help="LLM judge: the model id.")] = None,
     judge_api_key: Annotated[str | None, typer.Option(help="LLM judge: API key (default $OPENAI_API_KEY, else "
                                                            "EMPTY).")] = None,
-    judge_retries: Annotated[int, typer.Option(help="LLM judge: retries of a failed or unparseable answer.",
-                                               min=0)] = 3,
+    judge_retries: Annotated[int, typer.Option(help="LLM judge: retries of a failed or unparseable answer "
+                                                    "(default: simrl.config.ENDPOINT_RETRIES, as policy and world "
+                                                    "model).", min=0)] = ENDPOINT_RETRIES,
     perturb: Annotated[int, typer.Option(
         help="Also measure control compliance: N transitions get a fitting perturbation's control instruction "
              "(as `simrl wm data --perturb` makes them) and each backend's prediction is checked with the "

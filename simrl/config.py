@@ -19,6 +19,13 @@ from simrl.errors import SimrlError, SpecError
 
 M = TypeVar("M", bound=BaseModel)
 
+ENDPOINT_RETRIES = 3
+"""Retries of a transient failure (connection error, 408 / 409 / 429 / 5xx) of every OpenAI-compatible endpoint
+simrl calls: the policy's (:class:`simrl.policies.openai_policy.OpenAIPolicy`), the world model's
+(:class:`simrl.wm.openai_backend.OpenAIBackend`) and the judge's (:class:`simrl.fidelity.judge.Judge`); the
+``openai`` SDK's ``max_retries`` (exponential backoff, ``Retry-After`` honoured), so ``1 + ENDPOINT_RETRIES``
+requests at most. Each constructor takes another value as ``max_retries``."""
+
 _NOISE = ("function-after", "[key]")  # pydantic's validator and dict-key markers add nothing to a path
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from simrl.config import ENDPOINT_RETRIES
 from simrl.errors import SimrlError
 from simrl.fidelity.scoring import DIMENSIONS
 from simrl.wm.backend import BackendError, Sampling
@@ -157,7 +158,7 @@ class Judge:
         SimrlError: an empty base URL or model, or negative retries.
     """
 
-    def __init__(self, base_url: str, model: str, api_key: str | None = None, *, max_retries: int = 3,
+    def __init__(self, base_url: str, model: str, api_key: str | None = None, *, max_retries: int = ENDPOINT_RETRIES,
                  timeout: float = 120.0, max_tokens: int = 1024, max_concurrency: int = 16) -> None:
         if not base_url or not model:
             raise SimrlError("the LLM judge needs --judge-base-url http://HOST:PORT/v1 and --judge-model NAME")

@@ -29,6 +29,7 @@ import asyncio
 import json
 from typing import Any
 
+from simrl.config import ENDPOINT_RETRIES
 from simrl.errors import SimrlError
 from simrl.types import Action, Observation, ToolCall, Turn
 
@@ -132,7 +133,7 @@ class OpenAIPolicy:
     """
 
     def __init__(self, base_url: str, model: str | None = None, api_key: str = "EMPTY", temperature: float = 0.0,
-                 max_tokens: int = 1024, system_prompt: str = DEFAULT_SYSTEM_PROMPT, *, max_retries: int = 4,
+                 max_tokens: int = 1024, system_prompt: str = DEFAULT_SYSTEM_PROMPT, *, max_retries: int = ENDPOINT_RETRIES,
                  timeout: float = 600.0) -> None:
         self.base_url, self.model, self.api_key = base_url.rstrip("/"), model, api_key
         self.temperature, self.max_tokens, self.system_prompt = temperature, max_tokens, system_prompt

@@ -23,6 +23,7 @@ import os
 import weakref
 from typing import Any
 
+from simrl.config import ENDPOINT_RETRIES
 from simrl.wm.backend import BackendError, Sampling, WorldModelBackend
 
 RETRYABLE_STATUS = frozenset({408, 409, 429})
@@ -44,7 +45,7 @@ class OpenAIBackend(WorldModelBackend):
     name = "openai"
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout: float = 60.0,
-                 max_concurrency: int = 64, extra_body: dict[str, Any] | None = None, max_retries: int = 3) -> None:
+                 max_concurrency: int = 64, extra_body: dict[str, Any] | None = None, max_retries: int = ENDPOINT_RETRIES) -> None:
         self.base_url, self.model = base_url, model
         self.api_key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
         self.timeout, self.max_concurrency = timeout, max(1, int(max_concurrency))

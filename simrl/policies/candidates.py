@@ -182,9 +182,17 @@ class _Values:
     prompt: list[tuple[str, Scalar]]
     seen: list[tuple[str, Scalar]] = field(default_factory=list)
     examples: list[tuple[str, Any]] = field(default_factory=list)
+    _matching: dict[str, list[tuple[str, Scalar]]] = field(default_factory=dict)
 
     def matching(self, param: str) -> list[tuple[str, Scalar]]:
-        """Observed ``(key, value)`` whose key shares a word with ``param``; narrowed to id prefixes it names."""
+        """Observed ``(key, value)`` whose key shares a word with ``param``; narrowed to id prefixes it names
+        (once per parameter name: tools share them, ``org_id``, ``name``; do not mutate the list)."""
+        got = self._matching.get(param)
+        if got is None:
+            got = self._matching[param] = self._match(param)
+        return got
+
+    def _match(self, param: str) -> list[tuple[str, Scalar]]:
         words = tokens(param)
         hits = [(k, v) for k, v in self.seen if tokens(k) & words]
         typed = [(k, v) for k, v in hits if (p := id_prefix(v)) is not None
@@ -209,9 +217,12 @@ def _ok(turn: Turn) -> list[str]:
 
 def _episode_values(prompt: str, turns: list[Turn]) -> _Values:
     vals = _Values(list(prompt_values(prompt)))
+    known: set = set()  # what vals.seen holds (membership by ==, as the list's; a set keeps it linear)
     for turn in reversed(turns):
         for text in _ok(turn):
-            vals.seen += [kv for kv in leaves(text) if kv not in vals.seen]
+            new = [kv for kv in leaves(text) if kv not in known]
+            vals.seen += new
+            known.update(new)
     return vals
 
 

@@ -22,16 +22,17 @@ from pathlib import Path
 from simrl.experiment import runs
 from simrl.experiment.recipe import Recipe
 
-SECONDS_PER_TURN = 0.0085
-"""CPU seconds per episode turn of the embedded trainer (scorer policy over generic candidates, GRPO update
-included) in the quickstart's mcp-world with the in-process record server. Measured 2026-12-07 on the 2-core
-development machine: ``simrl train quickstart --arm sim-controlled --seed 1 --no-evaluate`` took 18.2 s user +
-1.5 s system CPU for 2,316 training turns (384 episodes); CPU time, because the load average was 10. With it
-and :data:`TURNS_PER_EPISODE` the plan of ``simrl ablate quickstart`` on 2 cores says about 8 min; the measured
-run took 8 min 21 s (benchmarks/RESULTS.md, 2026-12-06)."""
+SECONDS_PER_TURN = 0.004
+"""CPU seconds per episode turn of the embedded trainer (scorer policy over generic candidates, GiGPO update,
+and a share of the run's start-up, warm start and held-out evaluations) in the quickstart's mcp-world with the
+in-process record server. Measured 2026-12-07 on the 2-core development machine: ``simrl ablate quickstart`` at
+commit 17e99e1 (240 steps, 7 seeds) took 1,463 s user + 47 s system CPU for 363,130 training turns (80,640
+episodes), 4.2 ms a turn all included; CPU time, because the load average was 4-7 (benchmarks/RESULTS.md). The
+training turn alone costs 2.3 ms (``benchmarks/bench_train.py``)."""
 
-TURNS_PER_EPISODE = 6.0
-"""Mean turns per episode of the same run (2,316 turns / 384 episodes), capped by ``budget.max_turns``."""
+TURNS_PER_EPISODE = 4.5
+"""Mean turns per training episode of the same ablation (363,130 turns / 80,640 episodes), capped by
+``budget.max_turns``."""
 
 
 @dataclass(frozen=True)

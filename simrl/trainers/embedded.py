@@ -69,17 +69,16 @@ def grpo_update(policy: Any, optimizer: Any, trajs: list, advantages: list[list[
     Returns:
         ``loss``, ``grad_norm`` (before clipping; 0 without a step), ``coverage`` (share of the updated turns'
         actions that were candidates; None without any), ``entropy`` and ``kl_warm_start`` (nats, mean over the
-        step's decision points; None without any). No step is taken when no turn has a nonzero advantage
-        (and no entropy bonus).
+        step's decision points, every valid episode's; None without any). No step is taken when no turn has a
+        nonzero advantage (and no entropy bonus).
     """
     import torch
 
     out: dict[str, float | None] = {"loss": 0.0, "grad_norm": 0.0, "coverage": None, "entropy": None,
                                     "kl_warm_start": None}
     valid = [i for i, t in enumerate(trajs) if t.status != "env_failure"]
-    used = [i for i in valid if entropy_coef or any(advantages[i])]
     decisions, actions, weights = [], [], []
-    for i in used:
+    for i in valid:  # every valid episode's turns: the diagnostics cover them all; zero weights add no gradient
         decisions += policy.decisions_of(trajs[i], views[trajs[i].task_id])
         actions += [turn.action for turn in trajs[i].turns]
         weights += advantages[i]
@@ -99,7 +98,7 @@ def grpo_update(policy: Any, optimizer: Any, trajs: list, advantages: list[list[
     if entropy_coef:
         loss = loss + entropy_coef * (logp.detach() * logp).sum()
     loss = loss / len(valid)
-    if not loss.requires_grad:
+    if not (entropy_coef or any(weights)) or not loss.requires_grad:
         return out
     optimizer.zero_grad()
     loss.backward()
@@ -283,8 +282,13 @@ async def _train(recipe: Recipe, arm_name: str, seed: int, files: runs.RunFiles,
         tracker.log(step_metrics(ws_stats, "warm_start/"), 0)
     report(start, budget.steps, f"step {start}/{budget.steps}")
     t0 = time.perf_counter()
-    every = recipe.evaluation.every
-    sets = await asyncio.to_thread(evaluation_sets, recipe, world, worlds) if every else []
+    every, sets = recipe.evaluation.every, []
+    if every:
+        try:
+            sets = await asyncio.to_thread(evaluation_sets, recipe, world, worlds)
+        except SimrlError as err:  # the curve describes training; a run without an evaluation set still trains
+            every = None
+            report(start, budget.steps, f"no held-out curve (evaluation.every): {err}")
     if every and ckpt is None:
         point = await curve_point(recipe, policy, sets, 0)
         _append(files.root / CURVE, json.dumps(point))

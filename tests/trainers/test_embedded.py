@@ -231,3 +231,28 @@ def test_cli_dry_run_and_bad_recipe(tmp_path):
     assert result.exit_code == 2 and "budget.steps" in result.output
     result = runner.invoke(_cli(), ["train", str(ROOT / "recipes" / "quickstart.yaml"), "--arm", "nope"])
     assert result.exit_code == 2 and "no arm 'nope'" in result.output
+
+
+def test_learner_options_log_skills_curve_and_diagnostics(tmp_path):
+    """Kind-first exploration + GiGPO credit + a held-out curve: the run logs the skill rates and diagnostics
+    per step and one curve point before training and every `evaluation.every` steps."""
+    recipe = _recipe(policy={"explore_kinds": 0.3}, trainer={"credit": "gigpo", "checkpoint_every": 2},
+                     evaluation={"every": 2, "trials": 1, "max_tasks": 3}, budget={"steps": 4, "group_size": 4,
+                                                                                 "batch": 2, "max_turns": 8})
+    run = runs.RunFiles(tmp_path / "r")
+    train_arm(recipe, "sim", 0, run.root, worlds=tmp_path / "w", run_eval=False)
+    rows = _rows(run.metrics)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert all(r["entropy"] > 0 and r["kl_warm_start"] is not None and "fault_met" in r["skills"] for r in rows)
+    assert [p["step"] for p in _rows(run.root / "curve.jsonl")] == [0, 2, 4]
+    turn_adv = [t["info"]["turn_advantages"] for t in _rows(run.trajectories)]
+    assert all(len(a) == len(t["turns"]) for a, t in zip(turn_adv, _rows(run.trajectories)))
+
+
+def test_no_evaluation_set_means_no_curve_not_a_failed_run(tmp_path):
+    recipe = _recipe(evaluation={"every": 1, "trials": 1, "max_tasks": 2, "split": "test"},
+                     world={"entities": 120},  # no records task in the test split of so small a world
+                     budget={"steps": 1, "group_size": 2, "batch": 1, "max_turns": 6})
+    run = runs.RunFiles(tmp_path / "r")
+    train_arm(recipe, "real", 0, run.root, worlds=tmp_path / "w", run_eval=False)
+    assert run.final.is_file() and not (run.root / "curve.jsonl").exists()

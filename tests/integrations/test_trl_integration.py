@@ -178,9 +178,18 @@ class _Broken(Environment):
         pass
 
 
-def test_an_environment_failure_is_left_out_and_bfcl_is_refused(tiny_world):
+@pytest.fixture
+def broken_env():
+    """``test-trl-broken`` registered for one test (then removed: later tests list every registered env)."""
+    from simrl.envs import registry
+
     register(EnvSpec(id="test-trl-broken", factory=_Broken, description="fails on every step",
                      task_types=("records",), tools=tuple(_Broken.TOOLS)))
+    yield
+    registry._REGISTRY.pop("test-trl-broken", None)
+
+
+def test_an_environment_failure_is_left_out_and_bfcl_is_refused(tiny_world, broken_env):
     sim = SimrlTRL("test-trl-broken", tiny_world)
     env = sim.environment_factory()
     env.reset(task_id=next(iter(sim.tasks)), prompt="")

@@ -36,7 +36,7 @@ from simrl.trainers.embedded import train_arm
 steps, arm, out, split = int(sys.argv[2]), sys.argv[3], Path(sys.argv[4]), sys.argv[5] == "1"
 timers = {}
 if split:
-    import functools, torch
+    import functools
     from simrl.envs import base
     def timed(name, fn, is_async=False):
         if is_async:

@@ -472,7 +472,7 @@ async def curve_point(recipe: Recipe, policy: Policy, sets: list[tuple[str, Path
     """
     from simrl.experiment import runs
 
-    greedy, policy.greedy = getattr(policy, "greedy", True), True  # type: ignore[attr-defined]
+    greedy, policy.greedy = policy.greedy, True  # type: ignore[attr-defined]  # as evaluate_heldout sets it
     try:
         results = []
         for label, w, ready in sets:

@@ -52,7 +52,7 @@ from simrl.trainers.lifecycle import (
 )
 
 
-def grpo_update(policy: Any, optimizer: Any, trajs: list, advantages: list[list[float]], views: dict[str, dict],
+def grpo_update(policy: Any, optimizer: Any, trajs: list, advantages: list[list[float]], decisions: list[list],
                 *, grad_clip: float, entropy_coef: float = 0.0, reference: Any = None) -> dict[str, float | None]:
     """One Adam step on the policy-gradient loss of ``trajs``, every turn scored in one forward pass.
 
@@ -64,6 +64,7 @@ def grpo_update(policy: Any, optimizer: Any, trajs: list, advantages: list[list[
     encoded while acting (:attr:`~simrl.policies.scorer.ScorerPolicy.decisions`).
 
     Args:
+        decisions: per episode, the decision point of each turn (:meth:`ScorerPolicy.decisions_of`).
         reference: a policy to measure ``kl_warm_start`` against (the warm start), or None.
 
     Returns:
@@ -77,21 +78,21 @@ def grpo_update(policy: Any, optimizer: Any, trajs: list, advantages: list[list[
     out: dict[str, float | None] = {"loss": 0.0, "grad_norm": 0.0, "coverage": None, "entropy": None,
                                     "kl_warm_start": None}
     valid = [i for i, t in enumerate(trajs) if t.status != "env_failure"]
-    decisions, actions, weights = [], [], []
+    points, actions, weights = [], [], []
     for i in valid:  # every valid episode's turns: the diagnostics cover them all; zero weights add no gradient
-        decisions += policy.decisions_of(trajs[i], views[trajs[i].task_id])
+        points += decisions[i]
         actions += [turn.action for turn in trajs[i].turns]
         weights += advantages[i]
-    if not decisions:
+    if not points:
         return out
-    logp, mask, full = policy.decision_log_probs(decisions, actions, full=True)
+    logp, mask, full = policy.decision_log_probs(points, actions, full=True)
     out["coverage"] = float(mask.float().mean())
     with torch.no_grad():
         probs = full.exp()
         plogp = torch.where(probs > 0, probs * full, torch.zeros_like(full))
         out["entropy"] = float(-plogp.sum(1).mean())
         if reference is not None:
-            ref = reference.decision_log_probs(decisions, actions, full=True)[2]
+            ref = reference.decision_log_probs(points, actions, full=True)[2]
             diff = torch.where(probs > 0, full - ref, torch.zeros_like(full))
             out["kl_warm_start"] = float((probs * diff).sum(1).mean())
     loss = -(torch.tensor(weights) * logp).sum()
@@ -108,22 +109,22 @@ def grpo_update(policy: Any, optimizer: Any, trajs: list, advantages: list[list[
     return out
 
 
-def advantages_of(recipe: Recipe, policy: Any, trajs: list, views: dict[str, dict]) -> list[list[float]]:
+def advantages_of(recipe: Recipe, trajs: list, decisions: list[list]) -> list[list[float]]:
     """Per episode and turn, the advantage ``recipe.trainer.credit`` gives (:mod:`simrl.trainers.credit`).
 
     Groups are consecutive ``budget.group_size`` episodes (one task each). ``episode``: GRPO's
     group-relative advantage on every turn; ``gigpo``: plus ``trainer.step_weight`` times GiGPO's
-    step-level advantage, anchor states being the decision points' keys.
+    step-level advantage, anchor states being the keys of ``decisions`` (per episode, each turn's decision point).
     """
     tc, size = recipe.trainer, recipe.budget.group_size
     out: list[list[float]] = []
     for g in range(0, len(trajs), size):
-        group = trajs[g:g + size]
+        group, points = trajs[g:g + size], decisions[g:g + size]
         valid = [t.status != "env_failure" for t in group]
         episode = group_advantages([t.reward for t in group], valid)
         step = None
         if tc.credit == "gigpo":
-            keys = [[d.key for d in policy.decisions_of(t, views[t.task_id])] for t in group]
+            keys = [[d.key for d in episode_points] for episode_points in points]
             rewards = [[turn.step.reward for turn in t.turns] for t in group]
             step = step_advantages(keys, rewards, valid, tc.gamma)
         out += turn_advantages(episode, step, [len(t.turns) for t in group], tc.step_weight)
@@ -216,8 +217,9 @@ async def _step(recipe: Recipe, arm_name: str, seed: int, step: int, policy: Any
     trajs = await rollout(make_env, policy, episodes, max_turns=budget.max_turns, concurrency=tc.concurrency,
                           seed=base)
     t1 = time.perf_counter()
-    advantages = advantages_of(recipe, policy, trajs, views)
-    update = grpo_update(policy, optimizer, trajs, advantages, views, grad_clip=tc.grad_clip,
+    decisions = [policy.decisions_of(t, views[t.task_id]) for t in trajs]  # once: credit and update share them
+    advantages = advantages_of(recipe, trajs, decisions)
+    update = grpo_update(policy, optimizer, trajs, advantages, decisions, grad_clip=tc.grad_clip,
                          entropy_coef=tc.entropy_coef, reference=reference)
     policy.decisions.clear()  # decisions are per step: the cache never outgrows one step's episodes
     update |= {"rollout_s": t1 - t0, "update_s": time.perf_counter() - t1, "lr": tc.lr}

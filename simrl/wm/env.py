@@ -298,6 +298,5 @@ class WorldModelEnv(Environment):
             return
         self._closed = True
         await self._truth.close()
-        self._truth.cleanup()
         if self.own_backend and isinstance(self.backend, WorldModelBackend):
             await self.backend.close()

@@ -185,9 +185,6 @@ class EpisodeTruth:
             self._db.unlink(missing_ok=True)  # what the episode's truth wrote there, if anything
             self._db = None
 
-    def cleanup(self) -> None:
-        """Nothing left to remove: each episode's file (if any) goes with :meth:`close`."""
-
 
 def score(task: Task, answer: str, truth: Any, scorer: Any = None) -> tuple[float, dict[str, Any]]:
     """The reward and info of a final ``answer``; a records write task is scored on ``truth``'s records.

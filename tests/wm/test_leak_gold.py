@@ -61,7 +61,6 @@ async def _truth(env_id, world, task, action) -> str | None:
         return await truth.reference(action.tool_calls[0])
     finally:
         await truth.close()
-        truth.cleanup()
 
 
 def _clean(env_id, world, call) -> str:

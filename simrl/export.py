@@ -36,6 +36,7 @@ from pydantic import ValidationError
 from simrl.choices import ExportFormat, values
 from simrl.errors import SimrlError
 from simrl.policies.openai_policy import DEFAULT_SYSTEM_PROMPT, chat_messages
+from simrl.rollout import jsonl_objects
 from simrl.types import Trajectory
 
 TRAJECTORY_FILES = ("trajectories.jsonl", "eval_trajectories.jsonl")
@@ -72,24 +73,14 @@ def read_trajectories(path: Path, skipped: Counter) -> Iterator[tuple[str, Traje
         SimrlError: a line that is neither JSON nor torn, or JSON that is not a simrl trajectory (the
             message names the file, line and field).
     """
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as err:
-                if line.lstrip().startswith("{"):
-                    skipped[f"torn record {path.name}:{lineno}"] += 1
-                    continue
-                raise SimrlError(f"{path}:{lineno}: not JSON ({err}); expected one trajectory per line") from None
-            try:
-                yield f"{path}:{lineno}", Trajectory.model_validate(row)
-            except ValidationError as err:
-                e = err.errors()[0]
-                where = ".".join(str(x) for x in e["loc"])
-                raise SimrlError(f"{path}:{lineno}: not a simrl trajectory (from simrl rollout / eval / train): "
-                                 f"{where}: {e['msg']}") from None
+    for lineno, row in jsonl_objects(path, skipped, torn="torn record", expected="one trajectory per line"):
+        try:
+            yield f"{path}:{lineno}", Trajectory.model_validate(row)
+        except ValidationError as err:
+            e = err.errors()[0]
+            where = ".".join(str(x) for x in e["loc"])
+            raise SimrlError(f"{path}:{lineno}: not a simrl trajectory (from simrl rollout / eval / train): "
+                             f"{where}: {e['msg']}") from None
 
 
 def chat_row(traj: Trajectory, system_prompt: str = DEFAULT_SYSTEM_PROMPT, source: str = "") -> dict[str, Any]:

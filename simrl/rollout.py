@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Callable, Iterable
+import json
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from simrl.envs.base import Environment
 from simrl.types import Action, Observation, Step, Trajectory, Turn
@@ -137,6 +139,35 @@ class TrajectoryWriter:
         """Close the file (idempotent)."""
         if not self._f.closed:
             self._f.close()
+
+
+def jsonl_objects(path: Path, skipped: Counter, *, torn: str, expected: str) -> Iterator[tuple[int, Any]]:
+    """``(line number, JSON value)`` of each non-blank line of a JSONL file such as :class:`TrajectoryWriter`
+    writes, read line by line (1-based numbers).
+
+    A torn line (it starts like an object but is not JSON: a writer killed mid-line) is skipped and counted in
+    ``skipped`` under ``"{torn} {file name}:{line}"``.
+
+    Raises:
+        SimrlError: the file cannot be read or is not UTF-8; a line that is neither JSON nor torn (the message
+            names the file and line and says ``expected`` what).
+    """
+    from simrl.errors import SimrlError
+
+    try:
+        with path.open(encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    yield lineno, json.loads(line)
+                except ValueError as err:
+                    if line.lstrip().startswith("{"):
+                        skipped[f"{torn} {path.name}:{lineno}"] += 1
+                        continue
+                    raise SimrlError(f"{path}:{lineno}: not JSON ({err}); expected {expected}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise SimrlError(f"cannot read {path}: {err}") from None
 
 
 def _torn_last_line(path: Path) -> int | None:

@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from simrl.envs.base import find_spec
 from simrl.errors import SimrlError
+from simrl.rollout import jsonl_objects
 from simrl.types import ToolCall, Trajectory
 from simrl.wm import prompts
 
@@ -217,20 +218,8 @@ def _rows(file: Path, skipped: Counter) -> Iterator[tuple[int, dict[str, Any]]]:
     """The JSON objects of ``file`` with their line numbers. A torn line (a record cut short by a killed
     writer: starts like an object, is not valid JSON) is skipped and counted in ``skipped`` with its
     line number; any other line that is not JSON is an error."""
-    try:
-        lines = file.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise SimrlError(f"cannot read {file}: {err}") from None
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as err:
-            if line.lstrip().startswith("{"):
-                skipped[f"torn line (a record cut short) {file.name}:{lineno}"] += 1
-                continue
-            raise SimrlError(f"{file}:{lineno}: not JSON ({err}); expected one JSON object per line") from None
+    for lineno, row in jsonl_objects(file, skipped, torn="torn line (a record cut short)",
+                                     expected="one JSON object per line"):
         if not isinstance(row, dict):
             raise SimrlError(f"{file}:{lineno}: expected a JSON object, got {type(row).__name__}")
         if not (_is_trajectory(row) or "system_str" in row or "prompt" in row):

@@ -19,20 +19,12 @@ import psutil
 import pytest
 import yaml
 
+from tests.experiment.tiny_recipe import tiny_ablation
+
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed")]
-RECIPE = {
-    "name": "tiny-ray",
-    "world": {"spec": str(ROOT / "worlds" / "tiny.yaml"), "seed": 0},
-    "env": {"id": "mcp-world"},
-    "real": {"transport": "inprocess"},
-    "arms": {"real": {"environment": "real"},
-             "sim": {"environment": "world_model", "backend": "oracle", "schedule": "mcpmark"}},
-    "budget": {"steps": 2, "group_size": 2, "batch": 2, "max_turns": 6},
-    "evaluation": {"split": "dev", "max_tasks": 1},
-    "seeds": [0, 1],
-}
+RECIPE = tiny_ablation("tiny-ray")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0"}
 
 

@@ -17,19 +17,10 @@ from simrl.errors import SimrlError, SpecError
 from simrl.experiment import runs, tracking
 from simrl.experiment.recipe import load_recipe, parse_recipe, recipe_yaml
 from simrl.experiment.tracking import run_tracking, with_report_to
+from tests.experiment.tiny_recipe import tiny_ablation
 
 ROOT = Path(__file__).resolve().parents[2]
-RECIPE = {
-    "name": "tiny-tracked",
-    "world": {"spec": str(ROOT / "worlds" / "tiny.yaml"), "seed": 0},
-    "env": {"id": "mcp-world"},
-    "real": {"transport": "inprocess"},
-    "arms": {"real": {"environment": "real"},
-             "sim": {"environment": "world_model", "backend": "oracle", "schedule": "mcpmark"}},
-    "budget": {"steps": 2, "group_size": 2, "batch": 2, "max_turns": 6},
-    "evaluation": {"split": "dev", "max_tasks": 1},
-    "seeds": [0, 1],
-}
+RECIPE = tiny_ablation("tiny-tracked")
 
 
 def _rows(path: Path) -> list[dict]:

@@ -10,12 +10,15 @@ In the spirit of cleanrl's ``ppo.py`` (docs/design.md §5). :func:`train_arm` do
    started by behaviour cloning on scripted-expert demonstrations collected in the REAL environment from
    episodes that met no edge case (:func:`warm_start`: the tools, never the recovery skills compared);
 4. GRPO (Shao et al., 2024, DeepSeekMath §4.1): each step samples ``batch`` train tasks, runs
-   ``group_size`` episodes of each, and takes one Adam step on
-   ``loss = -(1/N) sum_i A_i sum_t log pi(a_it | s_it)`` over the N valid episodes, with the
-   group-relative advantage ``A_i = (r_i - mean_group) / (std_group + 1e-6)`` (:func:`group_advantages`).
-   Episodes whose status is ``env_failure`` carry no signal about the policy: they are excluded from
-   their group and counted. No value network, no KL term, one update per batch (so no PPO ratio);
-5. the run folder (:mod:`simrl.experiment.runs`): metrics per step, a sample of trajectories, checkpoints
+   ``group_size`` episodes of each (actions drawn kind first with probability ``policy.explore_kinds``), and
+   takes one Adam step on ``loss = -(1/N) sum_i sum_t A_it log pi(a_it | s_it)`` over the N valid episodes,
+   with the group-relative advantage ``A_i = (r_i - mean_group) / (std_group + 1e-6)`` on every turn
+   (``trainer.credit: episode``) plus, for ``gigpo``, GiGPO's step-level advantage over the turns that acted
+   from the same state (:mod:`simrl.trainers.credit`). Episodes whose status is ``env_failure`` carry no
+   signal about the policy: they are excluded from their group and counted. No value network, no KL term,
+   one update per batch (so no PPO ratio); every turn of the step is scored in one forward pass;
+5. the run folder (:mod:`simrl.experiment.runs`): metrics per step (skill rates and diagnostics included), a
+   held-out curve every ``evaluation.every`` steps (``curve.jsonl``), a sample of trajectories, checkpoints
    (policy + optimizer + RNG states, atomic) every ``checkpoint_every`` steps and at the end, resume,
    ``final.pt``, ``summary.json``, and the held-out evaluation in the real environment
    (:func:`simrl.experiment.evaluate.evaluate_policy`).

@@ -97,10 +97,13 @@ def comparisons(recipe: Recipe, baselines: Sequence[str]) -> list[tuple[str, str
 
 
 def environments(recipe: Recipe) -> dict[str, dict[str, str]]:
-    """Arm -> ``{kind, description, world_model}``: :func:`arm_kind`, what the arm's environment is in
-    words (:func:`arm_description`) and its backend (``real``, ``oracle``, ``openai``...), for the report."""
+    """Arm -> ``{kind, description, world_model[, fidelity]}``: :func:`arm_kind`, what the arm's environment is
+    in words (:func:`arm_description`), its backend (``real``, ``oracle``, ``openai``...) and, when the arm names
+    one, its world model's held-out fidelity (:func:`simrl.experiment.report_fidelity.read_fidelity`)."""
+    from simrl.experiment.report_fidelity import read_fidelity
+
     return {n: {"kind": arm_kind(a), "description": arm_description(recipe, a), "world_model": a.world_model()}
-            for n, a in recipe.all_arms().items()}
+            | ({"fidelity": read_fidelity(a.fidelity)} if a.fidelity else {}) for n, a in recipe.all_arms().items()}
 
 
 def arm_description(recipe: Recipe, arm: Arm) -> str:
@@ -177,11 +180,14 @@ def _evaluations(recipe: Recipe, out: Path, outcomes: Sequence[Outcome], *, jobs
 
 
 def _design(text: str) -> object:
-    """A recipe YAML without its ``logging`` block: what makes two ablations the same experiment."""
+    """A recipe YAML without its ``logging`` block and the arms' report-only fields: what makes two ablations
+    the same experiment."""
     import yaml
 
+    from simrl.experiment.resume import without_report_fields
+
     data = yaml.safe_load(text)
-    return {k: v for k, v in data.items() if k != "logging"} if isinstance(data, dict) else data
+    return {k: v for k, v in without_report_fields(data).items() if k != "logging"} if isinstance(data, dict) else data
 
 
 def _check(recipe: Recipe, out: Path, resume: bool, jobs: int) -> str:

@@ -135,11 +135,17 @@ class Arm(BaseModel):
     mode: PerturbMode = Field(
         default="inject", description="How the schedule is applied: inject (in code, guaranteed) or control "
                                       "(a control instruction to the world model, verified).")
+    fidelity: str | None = Field(
+        default=None, pattern=r"^[^#]+#[^#]+$",
+        description="world_model arms: this world model's held-out fidelity, FOLDER#LABEL: a `simrl wm eval` "
+                    "output folder (relative to the working directory) and the world model's label in it "
+                    "(e.g. runs/lwm/fidelity#trained); report.md shows it beside the arm's held-out success.")
 
     @model_validator(mode="after")
     def _consistent(self) -> Arm:
         if self.environment == "real":
-            stray = [k for k in ("backend", "model", "base_url", "schedule", "cache") if getattr(self, k) is not None]
+            stray = [k for k in ("backend", "model", "base_url", "schedule", "cache", "fidelity")
+                     if getattr(self, k) is not None]
             if self.options or self.temperature:
                 stray.append("options/temperature")
             if stray:

@@ -27,7 +27,9 @@ differences of rates to [-1, 1], counts to [0, inf); ``clipped`` marks those tha
     ENTRY = {"kind", "description", "world_model", "failed": {seed: reason},
              "seeds": {seed: {"metrics": {...}, "subsets": {SUBSET: {tasks, episodes, success}},
                               "edge_cases": {case: {episodes, success, mean_turns}}, "run_dir": str | null}},
-             "metrics": {metric: INTERVAL}, "subsets": {SUBSET: INTERVAL}, "edge_cases": {case: INTERVAL}}
+             "metrics": {metric: INTERVAL}, "subsets": {SUBSET: INTERVAL}, "edge_cases": {case: INTERVAL},
+             "fidelity": FIDELITY (only for an arm that names one: Arm.fidelity)}
+    FIDELITY = {"source", "label", "overall", "ci": [low, high] | null, "n", "unparsed", "compliance"} | {"source", "missing"}
     INTERVAL = {"mean", "low", "high", "n", "level", "df", "degenerate", "clipped"}
 
 Subsets (``EvalResult.subsets``) are task properties fixed before the run, the same tasks in every arm;
@@ -103,7 +105,7 @@ def _entry(env: Mapping[str, str], evals: Mapping[int, EvalResult], failed: Mapp
         "seeds": {str(s): {"metrics": evals[s].metrics, "subsets": _subsets(evals[s]),
                            "edge_cases": {k: v.model_dump() for k, v in evals[s].edge_cases.items()},
                            "run_dir": run_dirs.get(s)} for s in seeds},
-        "metrics": {}, "subsets": {}, "edge_cases": {}}
+        "metrics": {}, "subsets": {}, "edge_cases": {}} | ({"fidelity": env["fidelity"]} if env.get("fidelity") else {})
     for m in sorted({m for s in seeds for m in evals[s].metrics}):
         out["metrics"][m] = _ci([evals[s].metrics[m] for s in seeds if m in evals[s].metrics], m, level)
     recs = [out["seeds"][str(s)] for s in seeds]
@@ -145,7 +147,7 @@ def build_report(arms: Mapping[str, Mapping[int, EvalResult]], baselines: Mappin
         failed: arm -> seed -> why the run failed (listed, and left out of the statistics).
         run_dirs: arm -> seed -> run folder relative to the report folder (for the learning curves).
         evaluation: what was evaluated (env, split, tasks, trials...), copied into the report.
-        environments: arm -> ``{kind, description, world_model}``: what the arm's environment was
+        environments: arm -> ``{kind, description, world_model[, fidelity]}``: what the arm's environment was
             (``kind`` e.g. ``world model (oracle) + mcpmark (inject)``; ``world_model`` the backend or ``real``).
         level: confidence level of every interval. bootstrap_reps, bootstrap_seed: the primary's bootstrap.
         positive: ``{subsets, baseline}``: the preregistered positive control

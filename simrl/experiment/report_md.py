@@ -293,10 +293,13 @@ def statements(report: Mapping[str, Any]) -> list[str]:
 
 def markdown(report: Mapping[str, Any], plots: Sequence[Path] = ()) -> str:
     """The whole ``report.md`` text: the primary comparison first."""
+    from simrl.experiment.report_fidelity import fidelity_lines
+
     headline = report["headline"]
     lines = [f"# Ablation report: {report.get('recipe') or 'unnamed recipe'}", ""]
     lines += statements(report)
-    lines += ["", *environment_lines(report), "", *secondary_lines(report)]
+    fidelity = fidelity_lines(report)
+    lines += ["", *environment_lines(report), *(["", *fidelity] if fidelity else []), "", *secondary_lines(report)]
     lines += ["", "## Final scores", "",
               f"Mean over seeds with {report['level']:.0%} Student-t intervals, rates clipped to [0, 1].", ""]
     lines += _table(["arm", "kind", "seeds", *headline], _score_rows(report, headline))

@@ -26,6 +26,8 @@ from simrl.experiment.recipe import Recipe, parse_recipe, recipe_yaml
 
 IGNORED = ("name", "description", "logging", "seeds", "primary")
 """Recipe fields a run's results do not depend on (its own seed is its folder's): never compared."""
+REPORT_ONLY = ("fidelity",)
+"""Arm fields that change what the report shows, not what the run does: never a reason to refuse a resume."""
 EXTENDABLE = "budget.steps"
 """The one field ``--extend`` may change (upwards)."""
 
@@ -44,11 +46,21 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def without_report_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """A dumped recipe without the arm fields that only feed the report (:data:`REPORT_ONLY`)."""
+    arms = data.get("arms")
+    if not isinstance(arms, dict):
+        return data
+    return data | {"arms": {n: {k: v for k, v in a.items() if k not in REPORT_ONLY} if isinstance(a, dict) else a
+                            for n, a in arms.items()}}
+
+
 def _design(data: dict[str, Any], arm: str | None) -> dict[str, Any]:
     """The fields of a dumped recipe that decide the run of ``arm`` (None: every arm), flattened."""
-    kept = {k: v for k, v in data.items() if k not in IGNORED}
+    kept = {k: v for k, v in without_report_fields(data).items() if k not in IGNORED}
     if arm is not None:
-        arms = _all_arms(data)
+        arms = {n: {k: v for k, v in a.items() if k not in REPORT_ONLY} if isinstance(a, dict) else a
+                for n, a in _all_arms(data).items()}
         kept = {k: v for k, v in kept.items() if k not in ("arms", "grid")} | {"arm": arms.get(arm)}
     return flatten(kept)
 

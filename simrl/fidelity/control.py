@@ -138,8 +138,25 @@ async def run_compliance(transitions: Sequence[Transition], config: Any, out_dir
     return summary
 
 
+def wilson(k: int, n: int, level: float = 0.95) -> list[float] | None:
+    """``[low, high]``: the Wilson score interval of the share ``k / n`` (0-1; None when ``n`` is 0).
+
+    Wilson (1927); scipy's ``binomtest(k, n).proportion_ci(method="wilson")``.
+
+    >>> wilson(0, 3)
+    [0.0, 0.5615]
+    """
+    if n == 0:
+        return None
+    from scipy import stats
+
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=level, method="wilson")
+    return [round(float(ci.low), 4), round(float(ci.high), 4)]
+
+
 def summarise_compliance(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Counts and the share complied of one predictor's rows (failed rows left out of the share)."""
+    """Counts, the share complied and its 95% Wilson interval (``ci``) of one predictor's rows (failed rows
+    left out of the share)."""
     done = [r for r in rows if "error" not in r]
     by_type: dict[str, dict[str, int]] = {}
     for r in done:
@@ -148,6 +165,7 @@ def summarise_compliance(rows: list[dict[str, Any]]) -> dict[str, Any]:
         entry["complied"] += bool(r.get("complied"))
     complied = sum(bool(r.get("complied")) for r in done)
     return {"n": len(done), "complied": complied, "compliance": round(complied / len(done), 4) if done else None,
+            "ci": wilson(complied, len(done)),
             "unparsed": sum(bool(r.get("unparsed")) for r in done), "failed": len(rows) - len(done),
             "by_type": dict(sorted(by_type.items()))}
 
@@ -163,5 +181,8 @@ def markdown(summary: dict[str, Any]) -> str:
         lines.append(f"| {kind} | " + " | ".join(f"{c.get('complied', 0)}/{c.get('n', 0)}" for c in cells) + " |")
     shares = ["-" if summary[n]["compliance"] is None else f"{100 * summary[n]['compliance']:.1f}%" for n in names]
     lines.append("| **all** | " + " | ".join(shares) + " |")
+    cis = ["-" if not summary[n].get("ci") else f"[{100 * summary[n]['ci'][0]:.1f}, {100 * summary[n]['ci'][1]:.1f}]"
+           for n in names]
+    lines.append("| 95% interval (Wilson) | " + " | ".join(cis) + " |")
     lines.append("| unparsed | " + " | ".join(str(summary[n]["unparsed"]) for n in names) + " |")
     return "\n".join(lines) + "\n"

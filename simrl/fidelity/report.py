@@ -47,7 +47,8 @@ def _cell(value: Any) -> str:
 
 
 def table_rows(scores: dict[str, Any], judge: bool = False) -> tuple[list[str], list[list[str]]]:
-    """``(header, rows)``: one row per (domain, dimension) and the all-domains rows, backends as columns."""
+    """``(header, rows)``: one row per (domain, dimension) and the all-domains rows, backends as columns; the
+    overall score's 95% interval over transitions follows its row."""
     names = [n for n in scores if not n.startswith("_")]
     pick = (lambda e: e.get("judge") or {}) if judge else (lambda e: e)
     domains = sorted({d for n in names for d in pick(scores[n]).get("by_domain", {})})
@@ -61,6 +62,11 @@ def table_rows(scores: dict[str, Any], judge: bool = False) -> tuple[list[str], 
                 entry = entry if domain == "all" else entry.get("by_domain", {}).get(domain, {})
                 cells.append(_cell(entry.get(dim)))
             rows.append([domain, dim, *cells])
+            if dim == "overall":
+                cis = [(pick(scores[n]) if domain == "all" else pick(scores[n]).get("by_domain", {}).get(domain, {}))
+                       .get("ci", {}).get(dim) for n in names]
+                rows.append([domain, "overall 95% CI", *("-" if c is None else f"[{c[0]:.1f}, {c[1]:.1f}]"
+                                                         for c in cis)])
         counts = [str((pick(scores[n]) if domain == "all" else pick(scores[n]).get("by_domain", {}).get(domain, {}))
                       .get("n", 0)) for n in names]
         rows.append([domain, "n", *counts])
@@ -94,7 +100,7 @@ def rich_tables(scores: dict[str, Any]) -> list[Any]:
         for i, col in enumerate(header):
             table.add_column(col, justify="right" if i >= 2 else "left")
         for row in rows:
-            values = [float(c) for c in row[2:] if c not in ("-",)] if row[1] != "n" else []
+            values = [float(c) for c in row[2:] if c not in ("-",)] if row[1] not in ("n", "overall 95% CI") else []
             best = max(values) if values else None
             table.add_row(row[0], row[1], *(f"[bold]{c}[/bold]" if best is not None and c != "-" and float(c) == best
                                              else c for c in row[2:]), end_section=row[1] == "n")

@@ -190,14 +190,39 @@ def score_prediction(pred: str, real: str, *, domain: str = "generic", history: 
                            realism=score_realism(pred, real, domain), quality=score_quality(pred, real, domain))
 
 
+CI_LEVEL = 0.95
+"""Confidence level of the intervals over transitions in ``scores.json``."""
+
+
+def t_interval(values: Sequence[float], level: float = CI_LEVEL) -> list[float] | None:
+    """``[low, high]``: the Student-t interval of the mean of ``values`` (scores of single transitions).
+
+    Transitions are treated as independent draws (those of one episode are not quite: the interval is a
+    lower bound on the uncertainty). None for fewer than two values; ``[m, m]`` when all are equal.
+
+    >>> t_interval([0.0, 100.0, 50.0])  # s = 50, t(0.975, 2) = 4.3027: 50 -+ 124.2
+    [-74.21, 174.21]
+    """
+    if len(values) < 2:
+        return None
+    from scipy import stats
+
+    n, mean = len(values), sum(values) / len(values)
+    sd = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / n ** 0.5
+    return [round(mean - half, 2), round(mean + half, 2)]
+
+
 def _mean_scores(rows: Sequence[dict[str, float]], keys: Iterable[str]) -> dict[str, Any]:
+    keys = list(keys)
     out: dict[str, Any] = {k: round(sum(r[k] for r in rows) / len(rows), 2) if rows else None for k in keys}
-    return out | {"n": len(rows)}
+    return out | {"n": len(rows), "ci": {k: t_interval([r[k] for r in rows]) for k in keys}}
 
 
 def aggregate(rows: Sequence[tuple[str, dict[str, float]]], keys: Sequence[str] = (*DIMENSIONS, "overall")
               ) -> dict[str, Any]:
-    """Means over samples: ``{dim: mean, ..., "n": count, "by_domain": {domain: {dim: mean, ..., "n"}}}``.
+    """Means over samples: ``{dim: mean, ..., "n": count, "ci": {dim: [low, high] or None}, "by_domain":
+    {domain: {dim: mean, ..., "n", "ci"}}}``; ``ci``: the 95% Student-t interval over samples (:func:`t_interval`).
 
     Args:
         rows: ``(domain, {dimension: score})`` per sample (scores 0-100).

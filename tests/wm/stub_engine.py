@@ -23,11 +23,12 @@ class StubEngine:
         crash_on: a text that makes a call segfault whenever the last message contains it.
         exit_on: a text that makes the child exit with code 3.
         error_on: a text that makes the call raise a non-retryable BackendError.
+        garble_at: call numbers that answer garbage without a <predicted_observation> block (unparsed).
     """
 
     def __init__(self, counter: str, crash_at: tuple[int, ...] = (), crash_on: str | None = None,
-                 exit_on: str | None = None, error_on: str | None = None) -> None:
-        self.counter, self.crash_at = Path(counter), set(crash_at)
+                 exit_on: str | None = None, error_on: str | None = None, garble_at: tuple[int, ...] = ()) -> None:
+        self.counter, self.crash_at, self.garble_at = Path(counter), set(crash_at), set(garble_at)
         self.crash_on, self.exit_on, self.error_on = crash_on, exit_on, error_on
 
     def generate(self, messages: list[dict[str, Any]], sampling: Any) -> tuple[str, dict[str, Any]]:
@@ -41,6 +42,8 @@ class StubEngine:
             os._exit(3)
         if self.error_on and self.error_on in last:
             raise BackendError("stub engine: refused", retryable=False)
+        if n in self.garble_at:
+            return "}{ <predicted_obs garbled", {"calls": n, "pid": os.getpid()}
         return (f"<predicted_observation>echo {n}: {last.splitlines()[0] if last else ''}</predicted_observation>",
                 {"calls": n, "pid": os.getpid()})
 

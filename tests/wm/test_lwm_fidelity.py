@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from simrl.cli.main import app
 from typer.testing import CliRunner
@@ -103,3 +105,34 @@ def test_a_crashing_and_garbling_world_model_never_ends_a_training_run(tmp_path,
     assert sum(m["env_failures"] for m in metrics) == 2 == sum(t["status"] == "env_failure" for t in trajs)
     assert sum(m["wm_unparsed"] for m in metrics) >= 1 and sum(t["info"]["wm_unparsed"] for t in trajs) >= 1
     assert int((tmp_path / "calls").read_text()) >= 9
+
+
+def _has_cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+SMOKE = ROOT / "scripts" / "gpu_smoke.sh"
+
+
+@pytest.mark.skipif(_has_cuda(), reason="a GPU is visible: the smoke tests would run (test_gpu_smoke_lwm)")
+@pytest.mark.parametrize("mode", [[], ["lwm"]], ids=["verl", "lwm"])
+def test_gpu_smoke_skips_cleanly_without_a_gpu(mode, tmp_path):
+    done = subprocess.run(["bash", str(SMOKE), *mode], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHON": sys.executable})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("SKIP: no CUDA GPU") and len(done.stdout.splitlines()) == 1
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+@pytest.mark.skipif(not _has_cuda(), reason="needs a CUDA GPU")
+def test_gpu_smoke_lwm(tmp_path):
+    """On a GPU machine: the world-model loop, vLLM serving the trained model, wm eval and 2 TRL steps."""
+    done = subprocess.run(["bash", str(SMOKE), "lwm", str(tmp_path / "out")], capture_output=True, text=True,
+                          timeout=3600, env={**os.environ, "PYTHON": sys.executable})
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    assert "lwm smoke test passed" in done.stdout or done.stdout.startswith("SKIP:")

@@ -379,5 +379,5 @@ register(EnvSpec(
                 "fresh records per episode (world=...; transport=stdio | inprocess)",
     task_types=("records",), write_tools=WRITE_TOOLS, needs_world=True,
     options=frozenset({"transport", "fault_rate", "fault_delay", "call_timeout", "connect_timeout", "max_steps"}),
-    wm_adapter=WorldModelAdapter(tool_list=truth.records_tool_list, domain="mcp", episode_truth=truth.records_truth),
+    wm_adapter=WorldModelAdapter(tool_list=truth.records_tool_list, domain="mcp", truth=truth.records_truth),
     expert="simrl.policies.records_expert:RecordsExpert"))

@@ -23,13 +23,15 @@ sets it, so child processes load the same plugins). docs/plugins.md is the worke
 
 from __future__ import annotations
 
+import abc
+import functools
 import importlib
 import importlib.metadata
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from simrl.errors import SimrlError
 from simrl.types import ToolCall, ToolResult
@@ -65,12 +67,45 @@ def _default_score(task: Task, answer: str, read: Callable[[str, str], object] |
     return score_final(task, answer, read)
 
 
-class Truth(Protocol):
-    """Ground truth as tools: the real result of a call (errors as ``is_error`` results), then ``close()``."""
+class Truth(abc.ABC):
+    """Ground truth as tools: the real result of a tool call, for one episode (the world-model adapter's ``truth``).
 
-    async def call(self, call: ToolCall) -> ToolResult: ...
+    The life of one: made by the adapter's ``truth(world, oracle)``, then :meth:`reset` on the episode's
+    task and seed, :meth:`call` per tool call (errors come back as ``is_error`` results, never raised),
+    :meth:`score_final` for the episode's final answer, and :meth:`close` at the episode's end.
+    Subclasses implement :meth:`call`; the other methods have defaults.
+    """
 
-    def close(self) -> None: ...
+    async def reset(self, task: Task, seed: int = 0) -> None:  # noqa: B027 - an optional hook, no-op default
+        """Start the episode on ``task`` (default: nothing to do; the real environment resets itself)."""
+
+    @abc.abstractmethod
+    async def call(self, call: ToolCall) -> ToolResult:
+        """The real result of ``call`` now (a write changes this episode's state)."""
+
+    def score_final(self, task: Task, answer: str,
+                    scorer: Callable[..., tuple[float, dict[str, Any]]]) -> tuple[float, dict[str, Any]]:
+        """The reward and info of ``answer`` on this episode's state.
+
+        Default: ``scorer(task, answer, None)`` (:func:`score_without_state`): no state to read, so a records
+        write task scores 0 with a ``score_error``. A truth with records passes their reader; the real
+        environment scores by its own rule.
+        """
+        return score_without_state(task, answer, scorer)
+
+    async def close(self) -> None:  # noqa: B027 - an optional hook, no-op default
+        """Release the episode's resources (default: nothing to release); calling it twice is a no-op."""
+
+
+def score_without_state(task: Task, answer: str,
+                        scorer: Callable[..., tuple[float, dict[str, Any]]]) -> tuple[float, dict[str, Any]]:
+    """``scorer(task, answer, None)``, the score of an episode without records to read; a records write task
+    scores ``(0.0, {"score_error"})`` (it is scored on the records state, which only ``mcp-world`` has)."""
+    from simrl.reward.task import is_records_write
+
+    if is_records_write(task):
+        return 0.0, {"score_error": "a records write task needs the world's records (env mcp-world)"}
+    return scorer(task, answer, None)
 
 
 def _mcp_unknown_tool(name: str, known: list[str]) -> str:
@@ -92,15 +127,12 @@ class WorldModelAdapter:
             (``tools``: schemas given up front by the caller, possibly empty); None: the spec's static
             ``tools`` (:func:`wm_adapter_of`), or, for a spec with ``world_model`` None, no world-model
             environment (the adapter only names the domain of recorded transitions).
-        shared_truth: ``(world) -> Truth``: read-only ground truth shared by all episodes (a search index),
-            the reference of reads and the oracle's observations; None when the world has none.
-        episode_truth: ``(world, db_path, unpaged) -> Truth``: a fresh per-episode ground truth that writes
-            are applied to (a records copy at ``db_path``; ``unpaged`` for the oracle); None when none.
-        real_truth: the real environment itself, reset on each episode's task and seed, is the ground
-            truth (:class:`simrl.envs.truth.RealTruth`): the oracle's observations are its unperturbed
-            results, and an LLM world model's writes are applied to it. The default of an environment
-            registered without an adapter (:func:`wm_adapter_of`); set False where the real environment
-            is not a reproducible ground truth (a remote service).
+        truth: ``(world, oracle) -> Truth``: a fresh ground truth for one episode (:class:`Truth`; ``oracle``:
+            the observations come from it, e.g. the records unpaged), the reference of reads, the oracle's
+            observations, and where writes are applied; None when there is none (the oracle is refused).
+            The generic adapter's is the real environment itself, reset on each episode's task and seed
+            (:class:`simrl.envs.truth.RealTruth`, :func:`wm_adapter_of`); an own adapter has none unless it
+            names one.
         unknown_tool, invalid_arguments: the environment's own error texts ``(tool, known names)`` /
             ``(tool, reason)`` for a call it rejects.
         default_max_turns: the real environment's default turn limit (None: no limit).
@@ -108,9 +140,7 @@ class WorldModelAdapter:
 
     domain: str = "generic"
     tool_list: Callable[[Path | None, list[dict[str, Any]], tuple[Any, Any]], Awaitable[list[dict[str, Any]]]] | None = None
-    shared_truth: Callable[[Path], Truth] | None = None
-    episode_truth: Callable[[Path, Path, bool], Truth] | None = None
-    real_truth: bool = False
+    truth: Callable[[Path | None, bool], Truth] | None = None
     unknown_tool: Callable[[str, list[str]], str] = _mcp_unknown_tool
     invalid_arguments: Callable[[str, str], str] = _mcp_invalid_arguments
     default_max_turns: int | None = None
@@ -298,16 +328,25 @@ def make(env_id: str, **kwargs: Any) -> Environment:
 def wm_adapter_of(env_spec: EnvSpec) -> WorldModelAdapter | None:
     """What the world-model version of ``env_spec`` takes from it: its own ``wm_adapter``, else the generic
     adapter (tools: the spec's static ``tools`` or those the caller gives; ground truth: the real
-    environment itself, ``real_truth``); an own adapter without ``tool_list`` gets the static tools.
+    environment itself, :func:`real_truth`); an own adapter without ``tool_list`` gets the static tools.
     With ``world_model`` None: the spec's adapter as it is (its ``tool_list`` None: no world-model version).
     """
     if env_spec.world_model is None:
         return env_spec.wm_adapter  # no world-model version (bfcl: the adapter names its transition domain only)
     if env_spec.wm_adapter is None:
-        return WorldModelAdapter(tool_list=_static_tools(env_spec), real_truth=True)
+        return WorldModelAdapter(tool_list=_static_tools(env_spec), truth=functools.partial(real_truth, env_spec))
     if env_spec.wm_adapter.tool_list is None:  # an adapter without a tool list: the spec's static tools
         return replace(env_spec.wm_adapter, tool_list=_static_tools(env_spec))
     return env_spec.wm_adapter
+
+
+def real_truth(env_spec: EnvSpec, world: Path | None, oracle: bool = False) -> Truth:
+    """The real environment of ``env_spec`` as an episode's ground truth (:class:`simrl.envs.truth.RealTruth`;
+    ``oracle`` changes nothing): the generic adapter's ``truth``, and one a plugin's own adapter may name
+    (``truth=functools.partial(real_truth, SPEC)``)."""
+    from simrl.envs.truth import RealTruth
+
+    return RealTruth(env_spec, world)
 
 
 def _static_tools(env_spec: EnvSpec) -> Callable[..., Awaitable[list[dict[str, Any]]]]:

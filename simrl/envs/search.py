@@ -147,7 +147,7 @@ register(EnvSpec(
     id="search", factory=SearchEnv, description="Search over a world's corpus (web_search, web_extractor; bm25s)",
     task_types=("qa", "table"), tools=tuple(SEARCH_TOOLS), render=render_contents, needs_world=True,
     options=frozenset({"max_turns", "noise_rate", "fault_rate", "seed"}),
-    wm_adapter=WorldModelAdapter(tool_list=truth.search_tool_list, domain="search", shared_truth=truth.search_truth,
+    wm_adapter=WorldModelAdapter(tool_list=truth.search_tool_list, domain="search", truth=truth.search_truth,
                                  unknown_tool=_unknown_tool, invalid_arguments=_invalid_arguments,
                                  default_max_turns=20),
     expert="simrl.policies.expert:search_expert"))

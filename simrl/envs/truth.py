@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from simrl import scratch
+from simrl.envs.registry import Truth
 from simrl.envs.search_index import SearchIndex
 from simrl.envs.search_tools import call_tool
 from simrl.records.store import MAX_PAGE_SIZE, RecordStore
@@ -80,12 +81,12 @@ def base_records(world: Path) -> Path:
         return _bases[key]
 
 
-def episode_store(world: Path, db: Path, unpaged: bool) -> RecordStore:
+def episode_store(world: Path, unpaged: bool) -> RecordStore:
     """A fresh in-memory copy of ``world``'s records, opened as an UnpagedStore or a RecordStore.
 
-    ``db`` names the episode's copy only: it is kept in memory (SQLite's backup API from the process's
-    in-memory base, as the real in-process environment does), since a file per episode cost a commit with
-    fsync per write and an unlink per episode (about 20 ms an episode).
+    Kept in memory (SQLite's backup API from the process's in-memory base, as the real in-process environment
+    does), since a file per episode cost a commit with fsync per write and an unlink per episode (about 20 ms
+    an episode).
     """
     from simrl.envs.records_local import memory_store
 
@@ -127,27 +128,25 @@ async def list_mcp_tools(server_command: str | list[str] | None, server_url: str
     return _mcp_tools[key]
 
 
-class SearchTruth:
-    """The real search tools over a world's index (``web_search``, ``web_extractor``)."""
+class SearchTruth(Truth):
+    """The real search tools over a world's index (``web_search``, ``web_extractor``); the index is the
+    world's shared one (:func:`shared_index`), opened at the first call."""
 
-    def __init__(self, index: SearchIndex) -> None:
-        self.index = index
+    def __init__(self, world: Path) -> None:
+        self.world = world
 
     async def call(self, call: ToolCall) -> ToolResult:
         """Run one call; errors are ``is_error`` results (:func:`simrl.envs.search_tools.call_tool`)."""
-        return await asyncio.to_thread(call_tool, self.index, call)
-
-    def close(self) -> None:
-        """Nothing to release (the index is shared)."""
+        return await asyncio.to_thread(lambda: call_tool(shared_index(self.world), call))
 
 
-class RecordsTruth:
+class RecordsTruth(Truth):
     """The record server's tools, in process, on one episode's store (paged or not).
 
     Results are the server's JSON text; failures are ``is_error`` results with the server's
     message (``Error executing tool NAME: reason``). No operational faults are ever drawn. The server is
     built once per process and store kind (:func:`_truth_server`; building one costs about 10 ms) and each
-    call runs on this episode's store.
+    call runs on this episode's store. A final answer is scored on this store (write tasks: its state).
     """
 
     def __init__(self, store: RecordStore) -> None:
@@ -171,7 +170,11 @@ class RecordsTruth:
         texts = [getattr(block, "text", "") for block in getattr(out, "content", None) or []]
         return result("\n".join(t for t in texts if isinstance(t, str)), bool(getattr(out, "is_error", False)))
 
-    def close(self) -> None:
+    def score_final(self, task: Any, answer: str, scorer: Any) -> tuple[float, dict[str, Any]]:
+        """``scorer(task, answer, read)`` with this episode's records as ``read`` (a write task: its state)."""
+        return scorer(task, answer, self.store.read)
+
+    async def close(self) -> None:
         """Close the episode's store (idempotent)."""
         self.store.close()
 
@@ -206,14 +209,15 @@ def _truth_server(kind: type, store: RecordStore) -> Any:
         return _truth_servers[key]
 
 
-def search_truth(world: Path) -> SearchTruth:
-    """The shared ground truth of ``search`` on ``world`` (its index)."""
-    return SearchTruth(shared_index(world))
+def search_truth(world: Path, oracle: bool = False) -> SearchTruth:
+    """The ground truth of ``search`` on ``world`` (its shared index; the same for the oracle)."""
+    return SearchTruth(world)
 
 
-def records_truth(world: Path, db: Path, unpaged: bool) -> RecordsTruth:
-    """A fresh ground truth of ``mcp-world`` for one episode: ``world``'s records copied to ``db``."""
-    return RecordsTruth(episode_store(world, db, unpaged))
+def records_truth(world: Path, oracle: bool = False) -> RecordsTruth:
+    """A fresh ground truth of ``mcp-world`` for one episode: an in-memory copy of ``world``'s records
+    (:func:`episode_store`; for the ``oracle``, unpaged)."""
+    return RecordsTruth(episode_store(world, oracle))
 
 
 async def search_tool_list(world: Path | None, tools: list[dict[str, Any]], server: tuple[Any, Any]) -> list[dict[str, Any]]:
@@ -236,29 +240,28 @@ async def mcp_tool_list(world: Path | None, tools: list[dict[str, Any]], server:
     return await list_mcp_tools(*server)
 
 
-class RealTruth:
+class RealTruth(Truth):
     """The real environment itself as a ground truth: one instance per episode, reset on its task and seed.
 
-    The generic world-model adapter's ground truth (:attr:`~simrl.envs.registry.WorldModelAdapter.real_truth`):
-    each call is one step of the real environment with that call alone, and its result is the truth (an
-    error observation stays an ``is_error`` result). Made with no turn limit of its own.
+    The generic world-model adapter's ground truth (:func:`simrl.envs.registry.real_truth`): each call is
+    one step of the real environment with that call alone, and its result is the truth (an error observation
+    stays an ``is_error`` result). Made with no turn limit of its own.
 
     Args:
-        env_id: the registered id of the real environment.
+        env_spec: the spec of the real environment.
         world: the world folder, given to the factory when the environment needs one.
     """
 
-    def __init__(self, env_id: str, world: Path | None) -> None:
-        self.env_id, self.world = env_id, world
+    def __init__(self, env_spec: Any, world: Path | None) -> None:
+        self.env_spec, self.world = env_spec, world
         self._env: Any = None
 
-    async def start(self, task: Any, seed: int) -> RealTruth:
-        """Make the real environment and reset it on ``task`` (returns self)."""
-        from simrl.envs.registry import make, spec
+    async def reset(self, task: Any, seed: int = 0) -> None:
+        """Make the real environment and reset it on ``task``."""
+        from simrl.envs.registry import make
 
-        self._env = make(self.env_id, **({"world": self.world} if spec(self.env_id).needs_world else {}))
+        self._env = make(self.env_spec.id, **({"world": self.world} if self.env_spec.needs_world else {}))
         await self._env.reset(task, seed)
-        return self
 
     async def call(self, call: ToolCall) -> ToolResult:
         """One step of the real environment with ``call`` alone; its result (or its text as the result)."""
@@ -270,12 +273,13 @@ class RealTruth:
             return results[0].model_copy(update={"call_id": call.call_id})
         return ToolResult(name=call.name, content=step.observation.text, is_error=True, call_id=call.call_id)
 
-    def score_final(self, answer: str) -> tuple[float, dict[str, Any]] | None:
-        """The real environment's own score of ``answer`` mid-episode, or None where it scores only at its end."""
+    def score_final(self, task: Any, answer: str, scorer: Any) -> tuple[float, dict[str, Any]]:
+        """The real environment's own score of ``answer`` mid-episode; where it scores only at its end
+        (``NotImplementedError``), the default (:meth:`Truth.score_final`)."""
         try:
             return self._env.score_final(answer)
         except NotImplementedError:
-            return None
+            return super().score_final(task, answer, scorer)
 
     async def close(self) -> None:
         """Close the real environment (idempotent)."""

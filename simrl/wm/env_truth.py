@@ -10,32 +10,15 @@ or a shadow copy of the records that writes are applied to with the record serve
 from __future__ import annotations
 
 import asyncio
-import atexit
-import inspect
-import itertools
-import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from simrl import scratch
 from simrl.envs.base import WorldModelAdapter, find_spec, specs, write_tools
-from simrl.envs.registry import wm_adapter_of
+from simrl.envs.registry import Truth, score_without_state, wm_adapter_of
 from simrl.errors import SimrlError
 from simrl.types import ToolCall
 from simrl.world.schema import Task
-
-_scratch: Path | None = None
-_episodes = itertools.count(1)
-
-
-def _episode_db() -> Path:
-    """A fresh path for one episode's ground truth (``episode_truth``'s ``db_path``), in one scratch folder per
-    process (removed at exit): a folder per environment cost a mkdir and an rmdir per episode."""
-    global _scratch
-    if _scratch is None or not _scratch.is_dir():
-        _scratch = scratch.mkdtemp("simrl-wm-env-")
-        atexit.register(shutil.rmtree, _scratch, True)
-    return _scratch / f"episode-{next(_episodes)}.sqlite"
 
 
 def adapter(env_id: str) -> WorldModelAdapter:
@@ -62,9 +45,9 @@ def supported() -> list[str]:
 
 
 def has_truth(env_adapter: WorldModelAdapter) -> bool:
-    """Whether the adapter offers a ground truth (the world's, shared or per episode, or the real
-    environment itself): the oracle can render it."""
-    return env_adapter.shared_truth is not None or env_adapter.episode_truth is not None or env_adapter.real_truth
+    """Whether the adapter offers a ground truth (its ``truth``: the world's, or the real environment itself):
+    the oracle can render it."""
+    return env_adapter.truth is not None
 
 
 def oracle_envs() -> list[str]:
@@ -123,12 +106,9 @@ class CallValidator:
 
 
 class EpisodeTruth:
-    """The ground truth of each episode, opened at ``reset`` and closed at the next one or at the end.
-
-    From the environment's adapter: its ``episode_truth`` when it has one (``mcp-world``: a fresh copy
-    of the world's records per episode, in memory; ``db_path`` is a fresh ``episode-N.sqlite`` in one scratch
-    folder per process, deleted when the episode closes); else, with the oracle, its ``shared_truth``
-    (``search``: the world's shared index); otherwise none.
+    """The ground truth of each episode (the adapter's ``truth``), opened at ``reset`` and closed at the next
+    one or at the end: ``search``: the world's shared index; ``mcp-world``: a fresh in-memory copy of the
+    world's records (unpaged for the oracle); the generic adapter: the real environment itself; ``mcp``: none.
 
     Args:
         env_id: the environment id.
@@ -139,55 +119,39 @@ class EpisodeTruth:
     def __init__(self, env_id: str, world: Path | None, oracle_backend: bool) -> None:
         self.env_id, self.world, self.oracle_backend = env_id, world, oracle_backend
         self._adapter = adapter(env_id)
-        self.current: Any = None
-        self._db: Path | None = None
+        self.current: Truth | None = None
 
-    async def open(self, task: Task, seed: int = 0) -> Any:
-        """Open (and return) the next episode's ground truth; None where the environment keeps none."""
-        if self._adapter.real_truth and self._adapter.episode_truth is None and self._adapter.shared_truth is None:
-            from simrl.envs.truth import RealTruth
-
-            self.current = await RealTruth(self.env_id, self.world).start(task, seed)
-        elif self._adapter.episode_truth is not None:
-            self._db = _episode_db()
-            self.current = await asyncio.to_thread(self._adapter.episode_truth, self.world, self._db, self.oracle_backend)
-        elif self._adapter.shared_truth is not None and self.oracle_backend:
-            self.current = await asyncio.to_thread(self._adapter.shared_truth, self.world)
-        else:
-            self.current = None
+    async def open(self, task: Task, seed: int = 0) -> Truth | None:
+        """Open (and return) the next episode's ground truth, reset on ``task`` and ``seed``; None where the
+        environment has none."""
+        make = self._adapter.truth
+        self.current = None if make is None else await asyncio.to_thread(make, self.world, self.oracle_backend)
+        if self.current is not None:
+            await self.current.reset(task, seed)
         return self.current
 
     async def reference(self, call: ToolCall) -> str | None:
         """The real observation of a read ``call`` now (the leakage guard's ground truth), or None.
 
-        The adapter's ``shared_truth`` answers it (``search``: the world's index); else the episode's
-        truth (``mcp-world``: the records copy; a read changes nothing, a write's real result is the
-        caller's, from applying it). None without ground truth (``mcp``), for an oracle episode (whose
-        observations are the truth) or a write.
+        The episode's truth answers it (a read changes nothing; a write's real result is the caller's, from
+        applying it). None without ground truth (``mcp``), for an oracle episode (whose observations are the
+        truth) or a write.
         """
-        no_world = self.world is None and not self._adapter.real_truth
-        if self.oracle_backend or no_world or call.name in write_tools():
+        if self.oracle_backend or self.current is None or call.name in write_tools():
             return None
-        if self._adapter.shared_truth is not None:
-            return (await self._adapter.shared_truth(self.world).call(call)).content
-        if self.current is not None:
-            return (await self.current.call(call)).content
-        return None
+        return (await self.current.call(call)).content
 
     async def close(self) -> None:
-        """Close the current episode's ground truth and delete its records copy (if any)."""
+        """Close the current episode's ground truth (if any)."""
         truth, self.current = self.current, None
         if truth is not None:
-            closing = truth.close()
-            if inspect.isawaitable(closing):  # the real environment (RealTruth) closes asynchronously
-                await closing
-        if self._db is not None:
-            self._db.unlink(missing_ok=True)  # what the episode's truth wrote there, if anything
-            self._db = None
+            await truth.close()
 
 
-def score(task: Task, answer: str, truth: Any, scorer: Any = None) -> tuple[float, dict[str, Any]]:
-    """The reward and info of a final ``answer``; a records write task is scored on ``truth``'s records.
+def score(task: Task, answer: str, truth: Truth | None,
+          scorer: Callable[..., tuple[float, dict[str, Any]]] | None = None) -> tuple[float, dict[str, Any]]:
+    """The reward and info of a final ``answer``, scored by the episode's ground truth (:meth:`Truth.score_final`:
+    a records write task on its records, the real environment by its own rule).
 
     ``scorer``: the environment's ``score_final(task, answer, read)`` (its spec's; default
     :func:`simrl.reward.task.score_final`).
@@ -196,12 +160,7 @@ def score(task: Task, answer: str, truth: Any, scorer: Any = None) -> tuple[floa
         ``(reward, {"success", "metrics"})``, or ``(0.0, {"score_error"})`` for a write task
         without records (not ``mcp-world``).
     """
-    from simrl.reward.task import is_records_write, score_final
+    from simrl.reward.task import score_final
 
-    own = getattr(truth, "score_final", None)  # the real environment as the truth scores by its own rule
-    if own is not None and (scored := own(answer)) is not None:
-        return scored
-    store = getattr(truth, "store", None)
-    if is_records_write(task) and store is None:
-        return 0.0, {"score_error": "a records write task needs the world's records (env mcp-world)"}
-    return (scorer or score_final)(task, answer, store.read if store is not None else None)
+    scorer = scorer or score_final
+    return truth.score_final(task, answer, scorer) if truth is not None else score_without_state(task, answer, scorer)

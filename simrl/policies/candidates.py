@@ -42,6 +42,11 @@ every record read so far that has each column (:mod:`simrl.policies.candidate_ta
 
 Deterministic: the same history gives the same list in the same order; duplicates are removed (actions
 compared by calls and answer, not ``text``); at most :data:`MAX_CANDIDATES` in all.
+
+Memoised (a pure optimisation, tested: the same candidates with or without the memos, :func:`clear_memos`):
+the tools' calls by the tools, the prompt and the values read so far, which recur (a turn that read nothing
+new, another episode that read the same); each tool's calls by the options of its parameters; one shared
+action per distinct call or answer (:mod:`simrl.policies.action_keys`), its key known beside it.
 """
 
 from __future__ import annotations
@@ -54,6 +59,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from simrl.policies import action_keys
+from simrl.policies.action_keys import action_key, call_action, final_action, ident
+from simrl.policies.action_keys import freeze as _freeze
 from simrl.policies.candidate_tables import asked_columns, table_answer, text_answers
 from simrl.policies.features import (
     Scalar,
@@ -65,11 +73,14 @@ from simrl.policies.features import (
     prompt_values,
     shape,
     tokens,
+    top_keys,
 )
 from simrl.types import Action, Observation, ToolCall, Turn
 
 Tagged = tuple[Action, tuple[str, ...]]
 """A candidate and its provenance tags (e.g. ``("tag_continue_cursor",)``)."""
+Keyed = tuple[str, Action, tuple[str, ...]]
+"""A candidate with its :func:`~simrl.policies.action_keys.action_key` and tags."""
 PER_TOOL = 6
 """Most calls of one tool among the candidates of a turn."""
 MAX_VALUES = 6
@@ -82,33 +93,6 @@ each tool, then a second of each, ...), so that no tool is crowded out by the to
 _LITERAL = re.compile(r"'([A-Za-z_][\w-]{0,40})'")
 _MARKUP = re.compile(r"</?[A-Za-z_]\w*>")
 _EXAMPLE = re.compile(r"\{[^{}]{1,200}\}")
-
-
-def _freeze(value: Any) -> Any:
-    if isinstance(value, dict):
-        return tuple(sorted((str(k), _freeze(v)) for k, v in value.items()))
-    if isinstance(value, list | tuple):
-        return tuple(_freeze(v) for v in value)
-    return value
-
-
-_SCALARS = (str, int, float, bool, type(None))
-
-
-def action_key(action: Action) -> str:
-    """The identity of an action for matching: its calls (name, arguments) and answer, not ``text``/ids.
-
-    Flat arguments (scalars only, the common case) take a shortcut that builds the same string as the general
-    :func:`_freeze` path (this is called for every candidate of every turn).
-    """
-    calls = []
-    for c in action.tool_calls:
-        args = c.arguments
-        if all(type(v) in _SCALARS for v in args.values()):
-            calls.append((c.name, tuple(sorted((str(k), v) for k, v in args.items()))))
-        else:
-            calls.append((c.name, _freeze(args)))
-    return repr((tuple(calls), action.answer))
 
 
 @dataclass(frozen=True)
@@ -136,6 +120,11 @@ class Tool:
     @functools.cached_property
     def _kinds(self) -> dict[str, str]:
         return {}
+
+    @functools.cached_property
+    def ident(self) -> str:
+        """What the schema says, as one string (tools of equal schemas, read in different episodes, share it)."""
+        return repr((self.name, self.params, self.required, self.literals, self.examples))
 
 
 _READ: dict[int, tuple[list, list[Tool]]] = {}
@@ -253,8 +242,16 @@ def _options(tool: Tool, param: str, vals: _Values) -> list[tuple[Any, str]]:
     return unique[:MAX_VALUES]
 
 
-def _calls(tool: Tool, vals: _Values) -> Iterable[Tagged]:
-    """The tool's calls: its required parameters filled (every combination), optional objects absent or filled."""
+_CALLS: dict[tuple, list[Keyed]] = {}
+"""Memo of :func:`_calls` by what its result depends on (emptied at 20,000 entries)."""
+
+
+def _calls(tool: Tool, vals: _Values) -> list[Keyed]:
+    """The tool's calls: its required parameters filled (every combination), optional objects absent or filled.
+
+    A pure function of the tool's schema and the options of its parameters, memoised by them (the same options
+    recur at turn after turn: only the calls are built again, with their actions shared).
+    """
     params = list(tool.required) + [p for p in tool.optional() if tool.kind(p) == "object"]
     choices = []
     for p in params:
@@ -262,30 +259,60 @@ def _calls(tool: Tool, vals: _Values) -> Iterable[Tagged]:
         if p not in tool.required:
             opts = [(None, "absent")] + opts
         if not opts:
-            return
+            return []
         choices.append(opts)
-    combos = list(itertools.islice(itertools.product(*choices), PER_TOOL))
-    for combo in combos:
-        args = {p: v for p, (v, _) in zip(params, combo) if v is not None}
-        yield Action.call(tool.name, **args), (f"tag_call_{tool.name}",) + tuple(
-            f"src_{p}_{tag}" for p, (_, tag) in zip(params, combo))
-    if tool.required:
-        return
     # a tool that requires nothing (``web_search``: exactly one of query / queries, which a schema's `required`
     # cannot say) is also tried with each optional scalar parameter alone, filled like a required one
-    alone = [(p, v, tag) for p in tool.optional() if tool.kind(p) in ("string", "integer", "number")
-             for v, tag in _options(tool, p, vals)]
-    for p, v, tag in alone[:PER_TOOL - len(combos)]:
-        yield Action.call(tool.name, **{p: v}), (f"tag_call_{tool.name}", f"src_{p}_{tag}", "tag_alone")
+    alone = [] if tool.required else [(p, v, tag) for p in tool.optional()
+                                      if tool.kind(p) in ("string", "integer", "number")
+                                      for v, tag in _options(tool, p, vals)]
+    memo = (tool.ident, tuple(tuple((ident(v), tag) for v, tag in opts) for opts in choices),
+            tuple((p, ident(v), tag) for p, v, tag in alone))
+    got = _CALLS.get(memo)
+    if got is None:
+        if len(_CALLS) >= 20_000:
+            _CALLS.clear()
+        got = _CALLS[memo] = _build_calls(tool, params, choices, alone)
+    return got
 
 
-def _recovery(tools: dict[str, Tool], turns: list[Turn]) -> Iterable[Tagged]:
+_ALL_CALLS: dict[tuple, list[list[Keyed]]] = {}
+"""Memo of :func:`_all_calls` by the tools, the prompt and the values read (emptied at 20,000 entries)."""
+
+
+def _all_calls(tools: dict[str, Tool], prompt: str, vals: _Values) -> list[list[Keyed]]:
+    """Each tool's :func:`_calls`; memoised by the tools, the prompt and the values read so far, which often
+    recur (a turn that read nothing new: an error, an answer, a repeated read; another episode's same reads)."""
+    memo = (tuple(t.ident for t in tools.values()), prompt, repr(vals.seen))
+    got = _ALL_CALLS.get(memo)
+    if got is None:
+        if len(_ALL_CALLS) >= 20_000:
+            _ALL_CALLS.clear()
+        got = _ALL_CALLS[memo] = [_calls(tool, vals) for tool in tools.values()]
+    return got
+
+
+def _build_calls(tool: Tool, params: list[str], choices: list[list[tuple[Any, str]]],
+                 alone: list[tuple[str, Any, str]]) -> list[Keyed]:
+    """:func:`_calls`' candidates from the options of each parameter (and of each scalar one alone)."""
+    out = []
+    for combo in itertools.islice(itertools.product(*choices), PER_TOOL):
+        args = {p: v for p, (v, _) in zip(params, combo) if v is not None}
+        out.append((*call_action(tool.name, args), (f"tag_call_{tool.name}",) + tuple(
+            f"src_{p}_{tag}" for p, (_, tag) in zip(params, combo))))
+    for p, v, tag in alone[:PER_TOOL - len(out)] if alone else ():
+        out.append((*call_action(tool.name, {p: v}), (f"tag_call_{tool.name}", f"src_{p}_{tag}", "tag_alone")))
+    return out
+
+
+def _recovery(tools: dict[str, Tool], turns: list[Turn]) -> Iterable[Keyed]:
     """The last call repeated, continued (an optional parameter set from its result) or without an optional argument."""
     if not turns or not turns[-1].action.tool_calls:
         return
     call, obs = turns[-1].action.tool_calls[0], turns[-1].step.observation
     failed = any(r.is_error for r in obs.results)
-    yield Action(tool_calls=[call]), ("tag_repeat_last", "tag_after_error" if failed else "tag_after_ok")
+    repeat = call_action(call.name, call.arguments) if call.call_id is None else _keyed(Action(tool_calls=[call]))
+    yield *repeat, ("tag_repeat_last", "tag_after_error" if failed else "tag_after_ok")
     tool = tools.get(call.name)
     if tool is None:
         return
@@ -293,17 +320,22 @@ def _recovery(tools: dict[str, Tool], turns: list[Turn]) -> Iterable[Tagged]:
         for p in call.arguments:
             if p not in tool.required:
                 args = {k: v for k, v in call.arguments.items() if k != p}
-                yield Action.call(call.name, **args), ("tag_drop_arg", f"tag_drop_{p}")
+                yield *call_action(call.name, args), ("tag_drop_arg", f"tag_drop_{p}")
         return
     for text in _ok(turns[-1]):
-        top = [(k, v) for k, v in leaves(text) if k and k in _top_keys(text)]
+        top_level = top_keys(text)
+        top = [(k, v) for k, v in leaves(text) if k and k in top_level]
         for p in tool.optional():
             for k, v in top:
                 if tokens(k) & tokens(p) and v != call.arguments.get(p):
-                    yield Action.call(call.name, **{**call.arguments, p: v}), ("tag_continue", f"tag_continue_{p}")
+                    yield *call_action(call.name, {**call.arguments, p: v}), ("tag_continue", f"tag_continue_{p}")
 
 
-def _frontier(tools: dict[str, Tool], turns: list[Turn]) -> Iterable[Tagged]:
+def _keyed(action: Action) -> tuple[str, Action]:
+    return action_key(action), action
+
+
+def _frontier(tools: dict[str, Tool], turns: list[Turn]) -> Iterable[Keyed]:
     """A one-parameter tool's calls with the values not yet passed to it, from the result its last value was read in."""
     for tool in tools.values():
         p = tool.required[0] if len(tool.required) == 1 else None
@@ -319,13 +351,7 @@ def _frontier(tools: dict[str, Tool], turns: list[Turn]) -> Iterable[Tagged]:
                      None)
         done = {v for _, v in calls}
         for v in list(dict.fromkeys(v for v in found or () if v not in done and shape(v) == shape(last)))[:PER_TOOL]:
-            yield Action.call(tool.name, **{p: v}), (f"tag_call_{tool.name}", f"src_{p}_frontier", "tag_frontier")
-
-
-def _top_keys(text: str) -> set[str]:
-    from simrl.policies.features import top_keys
-
-    return set(top_keys(text))
+            yield *call_action(tool.name, {p: v}), (f"tag_call_{tool.name}", f"src_{p}_frontier", "tag_frontier")
 
 
 def _signature(call: ToolCall, tool: Tool | None) -> str:
@@ -347,11 +373,17 @@ def listing(tools: dict[str, Tool], turns: list[Turn]) -> tuple[list[dict[str, A
         if turn.action.tool_calls and _signature(turn.action.tool_calls[0], tools.get(call.name)) == sig:
             for text in _ok(turn):
                 pages += 1
-                for r in items(text):
-                    if (k := json.dumps(r, sort_keys=True, default=str)) not in keys:
+                for k, r in _keyed_items(text):
+                    if k not in keys:
                         keys.add(k)
                         records.append(r)
     return records, pages
+
+
+@functools.lru_cache(maxsize=2048)
+def _keyed_items(text: str) -> tuple[tuple[str, dict[str, Any]], ...]:
+    """``(canonical JSON, record)`` of each record of a result (:func:`items`; cached by text: shared)."""
+    return tuple((json.dumps(r, sort_keys=True, default=str), r) for r in items(text))
 
 
 def _aggregates(records: list[dict[str, Any]]) -> Iterable[tuple[Scalar, str]]:
@@ -372,20 +404,20 @@ def _aggregates(records: list[dict[str, Any]]) -> Iterable[tuple[Scalar, str]]:
                         yield v, f"agg_{name}_{f}_{g}"
 
 
-def _answers(tools: dict[str, Tool], turns: list[Turn], prompt: str) -> Iterable[Tagged]:
+def _answers(tools: dict[str, Tool], turns: list[Turn], prompt: str) -> Iterable[Keyed]:
     columns = asked_columns(prompt)
     if columns is not None and (table := table_answer(columns, (c for t in turns for c in _ok(t)))) is not None:
-        yield Action.final(table), ("tag_answer", "tag_answer_table")
+        yield *final_action(table), ("tag_answer", "tag_answer_table")
     records, pages = listing(tools, turns)
     state = f"tag_pages_{min(pages, 4)}"
     for value, tag in (_aggregates(records) if records else ()):
-        yield Action.final(str(value)), ("tag_answer", f"tag_{tag}", state)
+        yield *final_action(str(value)), ("tag_answer", f"tag_{tag}", state)
     for text in (_ok(turns[-1]) if turns else ()):
         for v, kind in text_answers(text):
-            yield Action.final(v), ("tag_answer", f"tag_answer_text_{kind}")
+            yield *final_action(v), ("tag_answer", f"tag_answer_text_{kind}")
         for k, v in leaves(text)[:6]:
-            yield Action.final(str(v)), ("tag_answer", "tag_answer_value", f"tag_value_{k}")
-    yield Action.final("done"), ("tag_answer", "tag_answer_done")
+            yield *final_action(str(v)), ("tag_answer", "tag_answer_value", f"tag_value_{k}")
+    yield *final_action("done"), ("tag_answer", "tag_answer_done")
 
 
 def candidate_actions(task_view: dict[str, str], initial: Observation, turns: list[Turn]) -> list[Action]:
@@ -401,24 +433,32 @@ def tagged_candidates(task_view: dict[str, str], initial: Observation, turns: li
     vals.examples = list(dict.fromkeys((k, v) for t in tools.values() for k, v in t.examples))
     pool: dict[str, Tagged] = {}
 
-    def add(tagged: Iterable[Tagged], cap: int) -> None:
+    def add(keyed: Iterable[Keyed], cap: int) -> None:
         n = 0
-        for action, tags in tagged:
+        for k, action, tags in keyed:
             if n >= cap or len(pool) >= MAX_CANDIDATES:
                 return
-            if (k := action_key(action)) not in pool:
+            if k not in pool:
                 pool[k] = (action, tags)
                 n += 1
 
     add(_recovery(tools, turns), MAX_CANDIDATES)
     add(_answers(tools, turns, prompt), MAX_ANSWERS)
-    per_tool = [list(_calls(tool, vals)) for tool in tools.values()]
+    per_tool = _all_calls(tools, prompt, vals)
     add((c for row in itertools.zip_longest(*per_tool) for c in row if c is not None), MAX_CANDIDATES)
     add(_frontier(tools, turns), MAX_CANDIDATES)
     done = {action_key(t.action) for t in turns}
     last = action_key(turns[-1].action) if turns else None
     return [(a, tags + (("tag_called_before",) if k in done else ()) + (("tag_same_as_last",) if k == last else ()))
             for k, (a, tags) in pool.items()]
+
+
+def clear_memos() -> None:
+    """Forget every memoised result of candidate generation (the candidates are the same with or without them)."""
+    for memo in (_READ, _CALLS, _ALL_CALLS):
+        memo.clear()
+    _keyed_items.cache_clear()
+    action_keys.clear()
 
 
 def project(action: Action, candidates: list[Action]) -> int | None:

@@ -1,5 +1,6 @@
-"""Decision points: a cached decision equals a freshly computed one; the batched scorer gives the unbatched
-probabilities (1e-6); the kind-first exploration mixture is a distribution with finite gradients."""
+"""Decision points: a cached decision equals a freshly computed one; memoised candidates equal candidates computed
+from scratch; the batched scorer gives the unbatched probabilities (1e-6); the kind-first exploration mixture is
+a distribution with finite gradients."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ import pytest
 import torch
 
 from simrl.envs.base import make
+from simrl.policies import candidates
+from simrl.policies.action_keys import action_key
 from simrl.policies.decisions import KINDS, DecisionCache, decision_fields, encode_decision, kind_of
 from simrl.policies.features import Hasher
 from simrl.policies.scorer import ScorerPolicy
 from simrl.rollout import rollout
+from simrl.types import Action
 from simrl.world import load_tasks
 
 
@@ -35,6 +39,17 @@ def test_cached_decisions_equal_fresh_ones(states):
         fresh = encode_decision(Hasher(1 << 12), got.key, view, initial, list(turns))
         assert decision_fields(got) == decision_fields(fresh)
     assert cache.hits >= len(states) and cache.misses <= len(states)
+
+
+def test_memoised_candidates_equal_candidates_from_scratch(states):
+    # every prefix of the sampled episodes, in episode order (the memos warm as in training), twice
+    warm = [candidates.tagged_candidates(v, i, t) for v, i, t, _ in states + states]
+    for (view, initial, turns, _), got in zip(states + states, warm):
+        candidates.clear_memos()
+        fresh = candidates.tagged_candidates(view, initial, turns)
+        assert [(a.model_dump_json(), tags) for a, tags in got] == [(a.model_dump_json(), tags) for a, tags in fresh]
+        copies = [Action.model_validate_json(a.model_dump_json()) for a, _ in fresh]  # not memoised: keyed anew
+        assert [action_key(a) for a, _ in got] == [action_key(a) for a in copies]
 
 
 @pytest.mark.parametrize("explore", [0.0, 0.4])

@@ -68,7 +68,7 @@ def eval_(
     """
     from simrl.envs.base import make
     from simrl.errors import SimrlError
-    from simrl.experiment.evaluate import evaluate_policy
+    from simrl.evaluation.evaluate import evaluate_policy
 
     if check_expressible:
         if checkpoint is not None or policy is not None:
@@ -85,7 +85,7 @@ def eval_(
         recipe, worlds = _run_recipe(run), run.parent.parent / "worlds"
     setup = _setup(recipe, env, world, split, trials, n, max_turns, transport, fault_rate, worlds)
     seed = seed or 0
-    pol = _policy(checkpoint, policy, setup)
+    pol = _run_policy(run, checkpoint) if run is not None and checkpoint else _policy(checkpoint, policy, setup)
     make(setup["env"], **setup["options"])  # fail fast on bad environment options, before any episode
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)  # an output path that cannot be a folder fails before any episode
@@ -107,13 +107,15 @@ def eval_(
 
 def _check(recipe, env, world, split, trials, n, max_turns, transport, fault_rate, seed) -> None:
     """``--check-expressible``: every evaluation set of the recipe (or the tasks the flags pick), each task's
-    verdict and the counts per subset (:mod:`simrl.experiment.expressible`)."""
+    verdict and the counts per subset (:mod:`simrl.evaluation.expressible`)."""
     from rich.console import Console
 
     from simrl.envs.base import make
-    from simrl.experiment.eval_tasks import prepare
-    from simrl.experiment.evaluate import EVAL_SEED, TaskResult, evaluation_sets
-    from simrl.experiment.expressible import summary
+    from simrl.evaluation.eval_set import prepare
+    from simrl.evaluation.evaluate import EVAL_SEED
+    from simrl.evaluation.expressible import summary
+    from simrl.evaluation.results import TaskResult
+    from simrl.experiment.heldout import evaluation_sets
 
     sets = []
     custom = [world, split, trials, n, max_turns, transport, fault_rate, seed]
@@ -163,13 +165,14 @@ def _run_recipe(run: Path) -> Path:
 
 
 def _eval_run(run: Path, checkpoint: Path, recipe: Path | None, out: Path | None, samples: int) -> None:
-    """Evaluate a run's checkpoint as the run evaluated itself (:func:`simrl.experiment.evaluate.evaluate_run`) and
+    """Evaluate a run's checkpoint as the run evaluated itself (:func:`simrl.experiment.heldout.evaluate_run`) and
     say whether it reproduces the run's own ``eval/``."""
     import tempfile
 
     from rich.console import Console
 
-    from simrl.experiment.evaluate import evaluate_run, load_run_eval
+    from simrl.evaluation.results import load_run_eval
+    from simrl.experiment.heldout import evaluate_run
     from simrl.experiment.recipe import load_recipe
     from simrl.export import samples as first_episodes
 
@@ -180,13 +183,12 @@ def _eval_run(run: Path, checkpoint: Path, recipe: Path | None, out: Path | None
         if given != rec.model_dump(mode="json", exclude={"logging"}):
             console.print(f"note: {recipe} differs from the run's own recipe; using {_run_recipe(run)}",
                           markup=False, highlight=False)
-    pol = _policy(checkpoint, None, {})
     worlds = run.parent.parent / "worlds"
     console.print(f"evaluating {checkpoint} with the run's recipe {rec.name!r}, worlds in {worlds}", markup=False,
                   highlight=False)
     with tempfile.TemporaryDirectory(prefix="simrl-eval-") as tmp:
         result = evaluate_run(run, rec, worlds=worlds, checkpoint=str(checkpoint.relative_to(run)),
-                              out=out or tmp, policy=pol)
+                              out=out or tmp)
         result = result.model_copy(update={"label": str(checkpoint)})
         picked = first_episodes(Path(out or tmp), samples)
     _print(result, out)
@@ -233,18 +235,29 @@ def _setup(recipe, env, world, split, trials, n, max_turns, transport, fault_rat
             "max_turns": max_turns or MAX_TURNS}
 
 
+def _run_policy(run: Path, checkpoint: Path):
+    """A run's checkpoint as the run's trainer kind loads it (its ``load_policy`` hook), acting greedily."""
+    from simrl.experiment.heldout import load_policy
+    from simrl.experiment.recipe import load_recipe
+
+    pol = load_policy(load_recipe(_run_recipe(run)), checkpoint, int(run.name.removeprefix("seed-")))
+    pol.greedy = True
+    return pol
+
+
 def _policy(checkpoint: Path | None, spec: str | None, setup: dict):
-    """The policy to evaluate: a ScorerPolicy file or an HF model folder (greedy), or a make_policy spec."""
+    """The policy to evaluate: a checkpoint outside a run folder (a ScorerPolicy file or an HF model folder,
+    greedy), or a make_policy spec."""
     from simrl.errors import SimrlError
 
     if checkpoint is not None:
         if checkpoint.is_dir():
-            if not any((checkpoint / f).is_file() for f in ("config.json", "adapter_config.json")):
-                raise SimrlError(f"--checkpoint {checkpoint}: a folder, but not a Hugging Face model or adapter "
-                                 "(no config.json / adapter_config.json)")
             from simrl.policies.hf_policy import HFPolicy
 
-            return HFPolicy.load(str(checkpoint), greedy=True)
+            try:
+                return HFPolicy.from_folder(checkpoint, greedy=True)
+            except SimrlError as err:
+                raise SimrlError(f"--checkpoint {err}") from None
         if not checkpoint.is_file():
             raise SimrlError(f"--checkpoint {checkpoint}: no such file or folder")
         from simrl.policies.scorer import ScorerPolicy

@@ -1,4 +1,5 @@
-"""The package layout: import edges between simrl's packages form no cycle, and no module imports
+"""The package layout: import edges between simrl's packages form no cycle, the modules of ``simrl.experiment``
+form none among themselves, evaluation sits below the trainers and the experiment, and no module imports
 another package's private names (read from the source with ``ast``; nothing is imported)."""
 
 from __future__ import annotations
@@ -45,6 +46,34 @@ def test_no_import_cycle_between_packages():
     assert not cycles, f"import cycles between simrl packages: {cycles}"
 
 
+def module_graph(package: str) -> nx.DiGraph:
+    """Module -> module import edges among the modules of ``simrl.<package>`` (any import, ``TYPE_CHECKING`` and
+    function-level ones included; ``from simrl.<package> import module`` counts as an import of that module)."""
+    prefix = f"simrl.{package}"
+    graph = nx.DiGraph()
+    for source, target, names, _ in _imports():
+        if not source.startswith(prefix + ".") and source != prefix:
+            continue
+        targets = [f"{target}.{n}" for n in names] if target == prefix else [target]
+        graph.add_node(source)
+        graph.add_edges_from((source, t) for t in targets if t.startswith(prefix + ".") and t != source)
+    return graph
+
+
+def test_no_import_cycle_inside_experiment():
+    graph = module_graph("experiment")
+    assert graph.has_edge("simrl.experiment.ablate", "simrl.experiment.report")  # the checker reads the package
+    cycles = list(nx.simple_cycles(graph))
+    assert not cycles, f"import cycles inside simrl.experiment: {cycles}"
+
+
+def test_evaluation_sits_below_the_trainers_and_the_experiment():
+    graph = package_graph()
+    assert graph.has_edge("trainers", "evaluation") and graph.has_edge("experiment", "evaluation")
+    for above in ("trainers", "experiment", "integrations", "fidelity"):
+        assert not nx.has_path(graph, "evaluation", above), f"simrl.evaluation reaches simrl.{above}"
+
+
 def test_envs_never_imports_wm():
     graph = package_graph()
     assert graph.has_node("envs") and not graph.has_edge("envs", "wm")
@@ -62,3 +91,6 @@ def test_the_checker_sees_a_cycle():
     graph = package_graph()
     graph.add_edge("envs", "wm")
     assert any({"envs", "wm"} <= set(c) for c in nx.simple_cycles(graph))
+    inside = module_graph("experiment")
+    inside.add_edge("simrl.experiment.recipe", "simrl.experiment.heldout")  # the circle this layout removed
+    assert any("simrl.experiment.heldout" in c for c in nx.simple_cycles(inside))

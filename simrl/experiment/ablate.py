@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from simrl.errors import SimrlError
+from simrl.evaluation.results import EvalResult, load_run_eval
 from simrl.experiment import locks, runs
-from simrl.experiment.evaluate import BASELINES, EvalResult, load_run_eval
+from simrl.experiment.baselines import BASELINES
 from simrl.experiment.jobs import Outcome, RunJob, finished, run_evals, run_jobs
 from simrl.experiment.recipe import Arm, Recipe, recipe_yaml
 from simrl.experiment.report import build_report, write_report
@@ -71,7 +72,7 @@ def primary(recipe: Recipe, baselines: Sequence[str] = ()) -> dict[str, Any]:
         return {**recipe.primary.model_dump(), "declared": True}
     pairs = _arm_pairs(recipe)
     if not pairs:
-        base = [b for b in BASELINES if b in baselines] or ["untrained"]
+        base = [b for b in recipe.baselines if b in baselines] or ["untrained"]
         pairs = [(next(iter(recipe.all_arms())), base[0])]
     return {"a": pairs[0][0], "b": pairs[0][1], "metric": "success", "declared": False}
 
@@ -90,7 +91,7 @@ def comparisons(recipe: Recipe, baselines: Sequence[str]) -> list[tuple[str, str
     """Pairs reported as ``a - b``: the primary first, then controlled minus uncontrolled, each world-model
     arm minus the real arm, then each arm minus each baseline present (``candidates``, ``warmstart``,
     ``untrained``). All but the primary are secondary (Holm-corrected in the report)."""
-    base = [b for b in BASELINES if b in baselines]
+    base = [b for b in recipe.baselines if b in baselines]
     p = primary(recipe, baselines)
     return list(dict.fromkeys([(p["a"], p["b"]), *_arm_pairs(recipe), *((a, b) for a in recipe.all_arms()
                                                                          for b in base)]))
@@ -149,15 +150,15 @@ def _evaluations(recipe: Recipe, out: Path, outcomes: Sequence[Outcome], *, jobs
     base: dict[str, dict[int, EvalResult]] = {}
     for seed in recipe.seeds:
         ok = [o.job.folder for o in outcomes if o.ok and o.job.seed == seed]
-        warm = next((str(f / "warmstart.pt") for f in ok if (f / "warmstart.pt").is_file()), None)
-        for name in BASELINES if ok else ():
-            folder = out / "baselines" / name / f"seed-{seed}"
-            if name == "warmstart" and warm is None:
+        for name in recipe.baselines if ok else ():
+            folder, needs = out / "baselines" / name / f"seed-{seed}", BASELINES[name].needs
+            file = next((str(f / needs) for f in ok if (f / needs).is_file()), None) if needs else None
+            if needs and file is None:  # no run of this seed wrote it (warmstart.pt: no warm start)
                 continue
             if resume and (ev := load_run_eval(folder)) is not None:
                 base.setdefault(name, {})[seed] = ev
             else:
-                todo.append(((name, name, seed), (name, recipe, str(folder), seed, worlds, warm)))
+                todo.append(((name, name, seed), (name, recipe, str(folder), seed, worlds, file)))
     if ray:
         from simrl.experiment import ray_jobs
 
@@ -175,19 +176,26 @@ def _evaluations(recipe: Recipe, out: Path, outcomes: Sequence[Outcome], *, jobs
             (arms if kind == "run" else base).setdefault(name, {})[seed] = result
     order = {a: i for i, a in enumerate(recipe.all_arms())}
     arms = {a: dict(sorted(arms[a].items())) for a in sorted(arms, key=order.__getitem__)}
-    base = {b: dict(sorted(base[b].items())) for b in BASELINES if b in base}
+    base = {b: dict(sorted(base[b].items())) for b in recipe.baselines if b in base}
     return arms, base, failed
 
 
 def _design(text: str) -> object:
     """A recipe YAML without its ``logging`` block and the arms' report-only fields: what makes two ablations
-    the same experiment."""
+    the same experiment (fields added to recipes since it was written count with their defaults)."""
     import yaml
 
+    from simrl.experiment.recipe import parse_recipe
     from simrl.experiment.resume import without_report_fields
 
     data = yaml.safe_load(text)
-    return {k: v for k, v in without_report_fields(data).items() if k != "logging"} if isinstance(data, dict) else data
+    if not isinstance(data, dict):
+        return data
+    try:
+        data = parse_recipe(data).model_dump(mode="json")
+    except SimrlError:  # not a recipe of this simrl: compared as it is
+        pass
+    return {k: v for k, v in without_report_fields(data).items() if k != "logging"}
 
 
 def _check(recipe: Recipe, out: Path, resume: bool, jobs: int) -> str:

@@ -104,8 +104,8 @@ def eval_tasks(recipe: Recipe) -> int:
 
 def plan(recipe: Recipe, out: Path, jobs: int) -> Plan:
     """The plan of ``simrl ablate RECIPE --out OUT --jobs JOBS`` (reads ``OUT``, writes nothing)."""
+    from simrl.evaluation.results import load_run_eval
     from simrl.experiment.ablate import plan_runs
-    from simrl.experiment.evaluate import BASELINES, load_run_eval
     from simrl.experiment.jobs import finished, logged_steps
 
     b = recipe.budget
@@ -114,7 +114,7 @@ def plan(recipe: Recipe, out: Path, jobs: int) -> Plan:
     steps_done = {j: min(b.steps, logged_steps(j)) for j in todo if j not in done}
     per_run = b.steps * b.batch * b.group_size
     train_episodes = sum((b.steps - n) * b.batch * b.group_size for n in steps_done.values())
-    baselines = tuple(n for n in BASELINES if n != "warmstart" or (recipe.warm_start and recipe.warm_start.demos))
+    baselines = tuple(n for n in recipe.baselines if n != "warmstart" or (recipe.warm_start and recipe.warm_start.demos))
     evaluations = sum(load_run_eval(j.folder) is None for j in todo) + sum(
         load_run_eval(out / "baselines" / n / f"seed-{s}") is None for n in baselines for s in recipe.seeds)
     measured = measured_rates([j.folder for j in todo])

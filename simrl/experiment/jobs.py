@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from simrl.evaluation.results import EvalResult
 from simrl.experiment import children, runs
-from simrl.experiment.evaluate import EvalResult, evaluate_baseline, evaluate_run
+from simrl.experiment.heldout import evaluate_baseline, evaluate_run
 from simrl.experiment.recipe import Recipe
 
 

@@ -42,8 +42,9 @@ from pydantic import BaseModel, Field, model_validator
 
 from simrl.config import validate_mapping
 from simrl.errors import SpecError
-from simrl.experiment.recipe_arms import STRICT, Arm, EnvRef, RealEnv, WorldRef
-from simrl.experiment.recipe_files import resolve_files
+from simrl.experiment.baselines import BASELINES
+from simrl.experiment.recipe_arms import STRICT, Arm, EnvRef, Grid, RealEnv, WorldRef
+from simrl.experiment.recipe_files import resolve_paths
 from simrl.experiment.recipe_training import (
     TRAINERS,
     Budget,
@@ -65,17 +66,9 @@ __all__ = ["Arm", "Budget", "EnvRef", "Evaluation", "Grid", "Logging",
 _NAME = r"^[a-z0-9][a-z0-9_-]*$"
 
 
-class Grid(BaseModel):
-    """An optional sweep: one extra arm per schedule, copied from ``arm`` with only the schedule changed."""
-
-    model_config = STRICT
-    arm: str = Field(description="The world_model arm to copy (usually the controlled one).")
-    schedules: list[str] = Field(min_length=1, description="Schedules to sweep (shipped names or YAML paths).")
-
-
 def primary_metrics(trials: int, task_types: tuple[str, ...]) -> tuple[str, ...]:
     """Metrics a primary comparison may use: success, reward, avg@k, pass@k (k = ``evaluation.trials``),
-    and the WideSearch F1s when table tasks are evaluated (the names of :func:`simrl.experiment.evaluate.summarize`).
+    and the WideSearch F1s when table tasks are evaluated (the names of :func:`simrl.evaluation.results.summarize`).
 
     >>> primary_metrics(2, ("records",))
     ('success', 'reward', 'avg@2', 'pass@2')
@@ -111,13 +104,13 @@ class PositiveControl(BaseModel):
 
     model_config = STRICT
     subsets: list[str] = Field(default=["multi_page", "faulted"], min_length=1,
-                               description="Evaluation subsets (simrl.experiment.evaluate.SUBSETS) of the skills.")
+                               description="Evaluation subsets (simrl.evaluation.results.SUBSETS) of the skills.")
     baseline: str = Field(default="warmstart", description="The baseline some arm must beat: warmstart, untrained "
                                                           "or candidates.")
 
     @model_validator(mode="after")
     def _known(self) -> PositiveControl:
-        from simrl.experiment.evaluate import BASELINES, SUBSETS
+        from simrl.evaluation.results import SUBSETS
 
         bad = [s for s in self.subsets if s not in SUBSETS]
         if bad:
@@ -152,6 +145,9 @@ class Recipe(BaseModel):
     positive_control: PositiveControl | None = Field(
         default=None, description="The check that the skills under test were learned at all, declared before "
                                   "running: {subsets: [multi_page, faulted], baseline: warmstart} (null: none).")
+    baselines: list[str] = Field(
+        default_factory=lambda: list(BASELINES), description="Baselines evaluated beside the arms on the same tasks "
+        "and episodes, in report order: " + "; ".join(f"{n}: {b.description}" for n, b in BASELINES.items()) + ".")
 
     @model_validator(mode="after")
     def _possible(self) -> Recipe:
@@ -189,19 +185,27 @@ class Recipe(BaseModel):
             base = self.arms.get(self.grid.arm)
             if base is None or base.environment != "world_model":
                 raise ValueError(f"grid.arm {self.grid.arm!r} must name a world_model arm of `arms`")
+        self._check_baselines()
         if self.primary is not None:
             self._check_primary(self.primary)
         return self
 
-    def _check_primary(self, p: Primary) -> None:
-        from simrl.experiment.evaluate import BASELINES
+    def _check_baselines(self) -> None:
+        bad = [b for b in self.baselines if b not in BASELINES]
+        if bad or len(set(self.baselines)) != len(self.baselines):
+            raise ValueError(f"baselines: {'unknown ' + str(bad) if bad else 'a baseline named twice'}; known: "
+                             f"{', '.join(BASELINES)}")
+        if self.positive_control is not None and self.positive_control.baseline not in self.baselines:
+            raise ValueError(f"positive_control.baseline {self.positive_control.baseline!r} is not among baselines "
+                             f"{self.baselines}; add it there")
 
+    def _check_primary(self, p: Primary) -> None:
         arms = list(self.all_arms())
         if p.a not in arms:
             raise ValueError(f"primary.a {p.a!r} is not an arm; arms: {', '.join(arms)}")
-        if p.b not in arms and p.b not in BASELINES:
+        if p.b not in arms and p.b not in self.baselines:
             raise ValueError(f"primary.b {p.b!r} is neither an arm nor a baseline; use one of "
-                             f"{', '.join(arms + list(BASELINES))}")
+                             f"{', '.join(arms + self.baselines)}")
         if p.a == p.b:
             raise ValueError(f"primary: a and b are both {p.a!r}; compare two different arms")
         known = primary_metrics(self.evaluation.trials, self.env.types())
@@ -284,6 +288,17 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
     source = str(p) + (f" (with --set {' '.join(overrides)})" if overrides else "")
     data = apply_overrides(data, overrides, Recipe)
     return resolve_files(parse_recipe(data, source=source), p.resolve().parent, source=source)
+
+
+def resolve_files(recipe: Recipe, base: Path, source: str = "recipe") -> Recipe:
+    """Check the files a recipe names and make their paths absolute (relative ones are read from ``base``):
+    :func:`simrl.experiment.recipe_files.resolve_paths` on its world and schedules.
+
+    Raises:
+        SpecError: one line per problem, naming the field (``arms.sim.schedule: schedule not found ...``).
+    """
+    world, arms, grid = resolve_paths(recipe.world, recipe.arms, recipe.grid, base, source)
+    return recipe.model_copy(update={"world": world, "arms": arms, "grid": grid})
 
 
 def recipe_yaml(recipe: Recipe) -> str:

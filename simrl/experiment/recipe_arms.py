@@ -163,3 +163,11 @@ class Arm(BaseModel):
     def world_model(self) -> str:
         """The backend name, ``real`` for a real arm."""
         return "real" if self.environment == "real" else (self.backend or "oracle")
+
+
+class Grid(BaseModel):
+    """An optional sweep: one extra arm per schedule, copied from ``arm`` with only the schedule changed."""
+
+    model_config = STRICT
+    arm: str = Field(description="The world_model arm to copy (usually the controlled one).")
+    schedules: list[str] = Field(min_length=1, description="Schedules to sweep (shipped names or YAML paths).")

@@ -1,6 +1,6 @@
 """The files a recipe names (world spec or folder, schedules): checked and made absolute.
 
-:func:`resolve_files` is the second half of :func:`simrl.experiment.recipe.load_recipe` (after the YAML is
+:func:`resolve_paths` is the second half of :func:`simrl.experiment.recipe.load_recipe` (after the YAML is
 validated): relative paths are read from the recipe's folder (or, failing that, the working
 directory, or a shipped file of :mod:`simrl.assets`), and every problem becomes one line of a
 :class:`~simrl.errors.SpecError` naming the field.
@@ -9,12 +9,9 @@ directory, or a shipped file of :mod:`simrl.assets`), and every problem becomes 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from simrl.errors import SpecError
-
-if TYPE_CHECKING:
-    from simrl.experiment.recipe import Recipe
+from simrl.experiment.recipe_arms import Arm, Grid, WorldRef
 
 
 def _resolve(value: str, base: Path, kind: str = "world") -> Path:
@@ -37,8 +34,10 @@ def _oneline(err: Exception) -> str:
     return "; ".join(line.strip() for line in str(err).splitlines())
 
 
-def resolve_files(recipe: Recipe, base: Path, source: str = "recipe") -> Recipe:
-    """Check the files a recipe names and make their paths absolute (relative ones are read from ``base``).
+def resolve_paths(world_ref: WorldRef, recipe_arms: dict[str, Arm], grid: Grid | None, base: Path,
+                  source: str = "recipe") -> tuple[WorldRef, dict[str, Arm], Grid | None]:
+    """Check the files of a recipe's world, arms and grid and make their paths absolute (relative ones are read
+    from ``base``); returns the three with the paths replaced.
 
     The world must be a spec that validates or a world folder; each schedule a shipped name or a
     schedule file that validates.
@@ -50,7 +49,7 @@ def resolve_files(recipe: Recipe, base: Path, source: str = "recipe") -> Recipe:
     from simrl.world import load_spec
 
     problems: list[str] = []
-    world = _resolve(recipe.world.spec, base)
+    world = _resolve(world_ref.spec, base)
     if world.is_dir():
         if not (world / "manifest.json").is_file():
             problems.append(f"  world.spec: {world} is a folder but not a world (no manifest.json)")
@@ -70,12 +69,10 @@ def resolve_files(recipe: Recipe, base: Path, source: str = "recipe") -> Recipe:
         return path
 
     arms = {name: arm.model_copy(update={"schedule": schedule(f"arms.{name}.schedule", arm.schedule)})
-            if arm.schedule else arm for name, arm in recipe.arms.items()}
-    grid = recipe.grid
+            if arm.schedule else arm for name, arm in recipe_arms.items()}
     if grid is not None:
         grid = grid.model_copy(update={"schedules": [schedule(f"grid.schedules.{i}", s)
                                                      for i, s in enumerate(grid.schedules)]})
     if problems:
         raise SpecError(f"{source}: invalid recipe\n" + "\n".join(problems))
-    return recipe.model_copy(update={"world": recipe.world.model_copy(update={"spec": str(world)}),
-                                     "arms": arms, "grid": grid})
+    return world_ref.model_copy(update={"spec": str(world)}), arms, grid

@@ -88,6 +88,12 @@ class TrainerKind:
     Attributes:
         description: one line (the recipe field's help).
         policy: the ``policy.kind`` it trains (``scorer`` or ``llm``).
+        load_policy: ``"module:function"`` loading the policy it trains: ``function(recipe, checkpoint, *, seed)
+            -> Policy``, the policy stored at ``checkpoint`` (a file or folder inside a run folder), or with
+            ``checkpoint`` None the untrained policy a run of ``seed`` starts from (the ``untrained`` baseline);
+            raises :class:`~simrl.errors.SimrlError` saying what is missing. ``simrl eval`` and ``simrl ablate``
+            load every run and baseline through it (:func:`simrl.experiment.heldout.load_policy`).
+        final: the trained policy's file or folder inside a run folder (what ``load_policy`` reads at the end).
         train: ``"module:function"`` training one arm x seed into a run folder:
             ``function(recipe, arm, seed, run_dir, *, resume, progress, worlds, run_eval) -> RunSummary``
             (every trainer starts, resumes and finishes its run with :mod:`simrl.trainers.lifecycle`).
@@ -95,11 +101,13 @@ class TrainerKind:
             ``function(recipe, arm, seed, run_dir, *, worlds, dry_run, ray_address, resume, console, run_eval)``.
         resume_step: ``"module:function"``: ``(RunFiles) -> step | None``, the step a resume continues from
             (None: the embedded trainer's ``checkpoints/step-N.pt``).
-        ablate: ``simrl ablate`` can compare its runs (their checkpoints, the scorer baselines).
+        ablate: ``simrl ablate`` can compare its runs (it trains them in the ``simrl train`` process).
     """
 
     description: str
     policy: str
+    load_policy: str
+    final: str = "final.pt"
     train: str | None = None
     launch: str | None = None
     resume_step: str | None = None
@@ -108,14 +116,17 @@ class TrainerKind:
 
 TRAINERS: dict[str, TrainerKind] = {
     "embedded": TrainerKind("the in-process CPU GRPO trainer (simrl.trainers.embedded)", "scorer",
-                            train="simrl.trainers.embedded:train_arm", ablate=True),
-    "trl": TrainerKind("TRL's GRPO trainer on one node (simrl.trainers.trl)", "llm",
-                       train="simrl.trainers.trl:train_arm_trl", resume_step="simrl.trainers.trl:resume_step"),
+                            "simrl.trainers.embedded:load_policy", train="simrl.trainers.embedded:train_arm",
+                            ablate=True),
+    "trl": TrainerKind("TRL's GRPO trainer on one node (simrl.trainers.trl)", "llm", "simrl.trainers.trl:load_policy",
+                       final="final", train="simrl.trainers.trl:train_arm_trl",
+                       resume_step="simrl.trainers.trl:resume_step"),
     "verl": TrainerKind("verl on a Ray cluster, GPUs (simrl.trainers.verl)", "llm",
+                        "simrl.trainers.verl.evaluate:load_policy", final="final",
                         launch="simrl.trainers.verl.launch:train_verl"),
 }
 """The trainer registry: ``trainer.kind`` -> :class:`TrainerKind`. A new trainer is its module, an entry here
-and its options below (every list of trainers, and the policy each trains, is read from this registry)."""
+(docs/plugins.md) and, when it has any, its options below (every list of trainers, and the policy each trains, is read from this registry)."""
 
 
 class TrainerConfig(BaseModel):
@@ -176,7 +187,7 @@ class WarmStart(BaseModel):
 
 
 class Evaluation(BaseModel):
-    """Held-out evaluation in the real environment (written by :mod:`simrl.experiment.evaluate`)."""
+    """Held-out evaluation in the real environment (:mod:`simrl.experiment.heldout`, :mod:`simrl.evaluation`)."""
 
     model_config = STRICT
     split: Split = Field(default="test", description="Task split of the training world.")

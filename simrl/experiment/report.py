@@ -1,6 +1,6 @@
 """The ablation report: ``report.json`` (numbers), ``report.md`` (tables, plain statements) and plots.
 
-:func:`build_report` turns per-seed evaluations (:class:`~simrl.experiment.evaluate.EvalResult`) of every
+:func:`build_report` turns per-seed evaluations (:class:`~simrl.evaluation.results.EvalResult`) of every
 arm and baseline into ``report.json``: the preregistered primary comparison first (paired t test over
 seeds and a task x seed stratified bootstrap, :mod:`simrl.experiment.report_compare`), the Holm-corrected
 secondary comparisons (other pairs, each arm against each baseline, task-property subsets), per arm and
@@ -45,7 +45,8 @@ from pathlib import Path
 from typing import Any
 
 from simrl.errors import SimrlError
-from simrl.experiment.evaluate import NONE, EvalResult
+from simrl.evaluation.edge_cases import NONE
+from simrl.evaluation.results import EvalResult
 from simrl.experiment.report_compare import (
     OVERALL,
     UNBOUNDED,
@@ -176,9 +177,9 @@ def build_report(arms: Mapping[str, Mapping[int, EvalResult]], baselines: Mappin
 
 
 def _expressible(everything: Mapping[str, Mapping[int, EvalResult]]) -> dict[str, Any]:
-    """How many evaluation tasks some sequence of candidates solves (:func:`simrl.experiment.expressible.summary`
+    """How many evaluation tasks some sequence of candidates solves (:func:`simrl.evaluation.expressible.summary`
     of the first evaluation: every arm and seed shares the evaluation set); ``{}`` when not checked."""
-    from simrl.experiment.expressible import summary
+    from simrl.evaluation.expressible import summary
 
     first = next((ev for evals in everything.values() for _, ev in sorted(evals.items()) if ev.per_task), None)
     return summary(first.per_task) if first is not None else {}

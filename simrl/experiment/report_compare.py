@@ -78,7 +78,7 @@ def excludes_zero(d: Mapping[str, Any]) -> bool:
 
 
 def task_scores(ev: Any, metric: str) -> list[tuple[tuple[str, int], float]] | None:
-    """Per task of an :class:`~simrl.experiment.evaluate.EvalResult`: ``((task_id, occurrence), score)``.
+    """Per task of an :class:`~simrl.evaluation.results.EvalResult`: ``((task_id, occurrence), score)``.
 
     The score over the task's trials: mean success (``success``, ``avg@k``), max success (``pass@k``),
     mean reward (``reward``). ``occurrence`` numbers repeated ids (pooled held-out worlds). None for a
@@ -124,7 +124,7 @@ def primary_test(spec: Mapping[str, Any], entries: Mapping[str, Mapping[str, Any
     Args:
         spec: ``{a, b, metric, declared}`` (the recipe's ``primary``, or the default with ``declared`` False).
         entries: arm / baseline name -> its ENTRY of ``report.json``.
-        evals: name -> seed -> :class:`~simrl.experiment.evaluate.EvalResult` (the per-task results).
+        evals: name -> seed -> :class:`~simrl.evaluation.results.EvalResult` (the per-task results).
         level: confidence level. reps, seed: the bootstrap's replicates and generator seed.
 
     ``test`` is :func:`difference` overall (None when a side has no result); ``bootstrap`` the stratified

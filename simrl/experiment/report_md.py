@@ -139,7 +139,7 @@ def environment_lines(report: Mapping[str, Any]) -> list[str]:
 
 def expressible_line(report: Mapping[str, Any]) -> str:
     """How many evaluation tasks some sequence of candidate actions solves, overall and per subset, and which
-    do not (:mod:`simrl.experiment.expressible`)."""
+    do not (:mod:`simrl.evaluation.expressible`)."""
     ex = report.get("expressible") or {}
     if not ex:
         return "Expressibility: not checked by this evaluation (re-run the evaluation to check it)."

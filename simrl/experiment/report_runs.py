@@ -44,8 +44,8 @@ def report_train_folder(folder: str | Path) -> list[Path]:
         SimrlError: no run folders; runs of different recipes (their ``recipe.yaml`` differ beyond ``logging``);
             a run whose ``metrics.jsonl`` logs a step twice is reported as failed, not raised.
     """
+    from simrl.evaluation.results import load_run_eval
     from simrl.experiment import ablate, locks, runs
-    from simrl.experiment.evaluate import load_run_eval
     from simrl.experiment.recipe import load_recipe
     from simrl.experiment.report import build_report, write_report
 

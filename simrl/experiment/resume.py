@@ -24,7 +24,7 @@ from simrl.errors import SimrlError
 from simrl.experiment import runs
 from simrl.experiment.recipe import Recipe, parse_recipe, recipe_yaml
 
-IGNORED = ("name", "description", "logging", "seeds", "primary")
+IGNORED = ("name", "description", "logging", "seeds", "primary", "baselines")
 """Recipe fields a run's results do not depend on (its own seed is its folder's): never compared."""
 REPORT_ONLY = ("fidelity",)
 """Arm fields that change what the report shows, not what the run does: never a reason to refuse a resume."""

@@ -1,6 +1,6 @@
 """Skill counters read off trajectories: was a cursor followed, was a failed call retried, did it recover.
 
-The skills an ablation's arms differ in (:mod:`simrl.experiment.evaluate`'s ``multi_page`` and ``faulted``
+The skills an ablation's arms differ in (:mod:`simrl.evaluation.results`' ``multi_page`` and ``faulted``
 subsets) are multi-step: seeing a continuation cursor and passing it back; meeting an operational fault (429,
 5xx, timeout) and calling again. :func:`skill_counts` counts, per episode, each step of them, read generically
 from the observations and actions (no environment knowledge):
@@ -8,7 +8,7 @@ from the observations and actions (no environment knowledge):
 * ``cursor_offered``: a successful result holds a non-null top-level field whose name says cursor, next page or
   page token (``next_cursor``, ``nextCursor``, ``next_page_token``) — the value to pass back;
 * ``cursor_followed``: the next action passes that value as an argument of a call;
-* ``fault_met``: an error result names a 429 / 5xx status or a timeout (:data:`simrl.experiment.evaluate.FAULT`);
+* ``fault_met``: an error result names a 429 / 5xx status or a timeout (:data:`simrl.evaluation.edge_cases.FAULT`);
 * ``fault_retried``: the next action makes the failed call again (same tool and arguments);
 * ``fault_recovered``: a later turn makes that call with a successful result.
 
@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from simrl.experiment.evaluate import FAULT
+from simrl.evaluation.edge_cases import FAULT
 from simrl.policies.candidates import action_key
 from simrl.policies.features import tokens, top_keys
 from simrl.types import Action, Trajectory

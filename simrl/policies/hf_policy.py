@@ -250,6 +250,21 @@ class HFPolicy:
         model, tokenizer = load_model(spec, device=device)
         return cls(model, tokenizer, **options)
 
+    @classmethod
+    def from_folder(cls, folder: str | Path, *, device: str = "cpu", **options: Any) -> HFPolicy:
+        """An :class:`HFPolicy` of a model folder a run wrote (a trl run's ``final/`` or ``checkpoints/checkpoint-N``,
+        a LoRA adapter folder, a merged verl checkpoint).
+
+        Raises:
+            SimrlError: no such folder, or not a Hugging Face model or adapter (no ``config.json`` /
+                ``adapter_config.json``); a model that cannot be loaded (:func:`load_model`).
+        """
+        path = Path(folder)
+        if not path.is_dir() or not any((path / f).is_file() for f in ("config.json", "adapter_config.json")):
+            what = "a folder, but not" if path.is_dir() else "not a folder, so not"
+            raise SimrlError(f"{path}: {what} a Hugging Face model or adapter (no config.json / adapter_config.json)")
+        return cls.load(str(path), device=device, **options)
+
     def messages(self, initial: Observation, turns: list[Turn], prompt: str = "") -> list[dict[str, Any]]:
         """System prompt, the task prompt, then the history of ``turns`` (OpenAI chat messages)."""
         return chat_messages(self.system_prompt, initial, turns, prompt)

@@ -21,7 +21,7 @@ In the spirit of cleanrl's ``ppo.py`` (docs/design.md §5). :func:`train_arm` do
    held-out curve every ``evaluation.every`` steps (``curve.jsonl``), a sample of trajectories, checkpoints
    (policy + optimizer + RNG states, atomic) every ``checkpoint_every`` steps and at the end, resume,
    ``final.pt``, ``summary.json``, and the held-out evaluation in the real environment
-   (:func:`simrl.experiment.evaluate.evaluate_policy`).
+   (:func:`simrl.evaluation.evaluate.evaluate_policy`).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from typing import Any
 
 from simrl.errors import SimrlError
 from simrl.experiment import locks, runs
-from simrl.experiment.evaluate import evaluate_heldout
+from simrl.experiment.heldout import evaluate_heldout
 from simrl.experiment.recipe import Recipe
 from simrl.rollout import rollout
 from simrl.trainers.credit import group_advantages, step_advantages, turn_advantages
@@ -138,12 +138,12 @@ async def warm_start(recipe: Recipe, policy: Any, world: Path, tasks: list, seed
     """Behaviour cloning on ``recipe.warm_start.demos`` scripted-expert episodes in the REAL environment.
 
     The expert runs once on every train task; only successful episodes that met no edge case
-    (:func:`simrl.experiment.evaluate.edge_cases`: no next page, no fault) may be demonstrations, chosen in turn
+    (:func:`simrl.evaluation.edge_cases.edge_cases`: no next page, no fault) may be demonstrations, chosen in turn
     from each task template (a seeded shuffle within each), so the warm start teaches the tools but never
     paging or recovery. Returns behaviour_cloning's metrics plus what the warm start saw (``demos``,
     ``expert_episodes``, ``clean_episodes``, ``demo_turns``, ``demos/<template>``), or None without one.
     """
-    from simrl.experiment.evaluate import edge_cases
+    from simrl.evaluation.edge_cases import edge_cases
     from simrl.policies import make_policy
     from simrl.policies.scorer import behaviour_cloning
 
@@ -198,6 +198,22 @@ def _append(path: Path, line: str) -> None:
         f.flush()
 
 
+def load_policy(recipe: Recipe, checkpoint: Path | None, *, seed: int = 0) -> Any:
+    """The trainer registry's ``load_policy`` hook: the scorer policy saved at ``checkpoint`` (a run's ``final.pt``,
+    ``warmstart.pt`` or ``checkpoints/step-N.pt``), or with None the untrained one of ``seed`` (``recipe.policy``;
+    its weights come from ``seed`` alone): the policy a run starts from before any warm start.
+
+    Raises:
+        SimrlError: ``checkpoint`` is not a scorer checkpoint (:meth:`~simrl.policies.scorer.ScorerPolicy.load`).
+    """
+    from simrl.policies.scorer import ScorerPolicy
+
+    if checkpoint is not None:
+        return ScorerPolicy.load(checkpoint)
+    p = recipe.policy
+    return ScorerPolicy(dim=p.dim, buckets=p.buckets, seed=seed, temperature=p.temperature, greedy=False)
+
+
 def _policy(recipe: Recipe, seed: int) -> Any:
     from simrl.policies.scorer import ScorerPolicy
 
@@ -245,7 +261,7 @@ async def _train(recipe: Recipe, arm_name: str, seed: int, files: runs.RunFiles,
                  report: Progress, tracker: Any, worlds: Path) -> tuple[Any, int | None, dict | None, list[StepMetrics]]:
     import torch
 
-    from simrl.experiment.evaluate import CURVE, curve_point, evaluation_sets
+    from simrl.experiment.heldout import CURVE, curve_point, evaluation_sets
     from simrl.experiment.skills import skill_rates
     from simrl.experiment.tracking import step_metrics
     from simrl.policies.scorer import ScorerPolicy

@@ -6,8 +6,8 @@ A trainer's ``train_arm(recipe, arm, seed, out_dir, ...)`` does, around its own 
    the run (:mod:`simrl.experiment.resume`), return the summary of a finished run, else write ``recipe.yaml``;
 2. per step, one :class:`StepMetrics` line in ``metrics.jsonl`` (:func:`measure_step` builds it from the
    step's episodes; :func:`format_metrics` is its progress-bar line; :func:`read_history` reads them back);
-3. :func:`simrl.experiment.evaluate.evaluate_heldout`: the held-out evaluation in the REAL environment, the
-   same episodes for every arm, seed, baseline and trainer (:data:`simrl.experiment.evaluate.EVAL_SEED`);
+3. :func:`simrl.experiment.heldout.evaluate_heldout`: the held-out evaluation in the REAL environment, the
+   same episodes for every arm, seed, baseline and trainer (:data:`simrl.evaluation.evaluate.EVAL_SEED`);
 4. :func:`finish_run`: ``summary.json`` (:class:`RunSummary`), written atomically.
 
 The folder layout itself is :mod:`simrl.experiment.runs`.

@@ -20,7 +20,7 @@ hands the optimisation to ``trl.GRPOTrainer`` (TRL 1.16):
    end, ``keep_checkpoints`` kept) with ``checkpoints/latest`` naming the newest complete one (written
    atomically after it is saved); ``final/`` (``save_pretrained``: the model, or the LoRA adapter, and the
    tokenizer); ``summary.json``; the held-out evaluation in the real environment with
-   :class:`~simrl.policies.hf_policy.HFPolicy` (:func:`simrl.experiment.evaluate.evaluate_heldout`).
+   :class:`~simrl.policies.hf_policy.HFPolicy` (:func:`simrl.experiment.heldout.evaluate_heldout`).
 
 Resume continues from the newest complete checkpoint (TRL's ``resume_from_checkpoint``), cutting the
 logs back to it. ``trainer.trl.device: auto`` picks CUDA when available; ``use_vllm`` (TRL's colocated
@@ -38,7 +38,7 @@ from typing import Any
 
 from simrl.errors import SimrlError
 from simrl.experiment import locks, runs
-from simrl.experiment.evaluate import evaluate_heldout
+from simrl.experiment.heldout import evaluate_heldout
 from simrl.experiment.recipe import Recipe
 from simrl.trainers.lifecycle import (
     Progress,
@@ -70,6 +70,24 @@ def resolve_device(recipe: Recipe) -> str:
         raise SimrlError("trainer.trl.use_vllm needs a CUDA GPU (vLLM generates on the GPU); set use_vllm: false "
                          "to generate with transformers on the CPU")
     return device
+
+
+def load_policy(recipe: Recipe, checkpoint: Path | None, *, seed: int = 0) -> Any:
+    """The trainer registry's ``load_policy`` hook: an :class:`~simrl.policies.hf_policy.HFPolicy` of the model
+    folder ``checkpoint`` (a run's ``final/`` or ``checkpoints/checkpoint-N``: a model or a LoRA adapter), or with
+    None of the untrained ``policy.model`` (``seed`` is not used: the model's weights are its own), on
+    ``trainer.trl.device``.
+
+    Raises:
+        SimrlError: not a Hugging Face model or adapter folder, a model that cannot be loaded, a device that is
+            not there (:func:`resolve_device`).
+    """
+    from simrl.policies.hf_policy import HFPolicy
+
+    p = recipe.policy
+    options = {"device": resolve_device(recipe), "temperature": p.temperature,
+               "max_tokens_per_turn": p.max_tokens_per_turn}
+    return HFPolicy.from_folder(checkpoint, **options) if checkpoint is not None else HFPolicy.load(p.model, **options)
 
 
 def grpo_config(recipe: Recipe, files: runs.RunFiles, seed: int, device: str) -> Any:

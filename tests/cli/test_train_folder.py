@@ -14,8 +14,8 @@ import yaml
 from simrl.cli.main import app
 from typer.testing import CliRunner
 
+from simrl.evaluation.results import load_run_eval
 from simrl.experiment.ablate_plan import SECONDS_PER_TURN
-from simrl.experiment.evaluate import load_run_eval
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = {

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from simrl.errors import SimrlError
+from simrl.evaluation.results import load_run_eval
 from simrl.experiment.ablate import (
     arm_kind,
     comparisons,
@@ -18,7 +19,7 @@ from simrl.experiment.ablate import (
     run_ablation,
     train_command,
 )
-from simrl.experiment.evaluate import evaluate_run, load_run_eval
+from simrl.experiment.heldout import evaluate_run
 from simrl.experiment.jobs import RunJob, run_jobs
 from simrl.experiment.recipe import load_recipe, parse_recipe
 

@@ -12,8 +12,8 @@ from simrl.cli.eval import eval_
 from simrl.cli.main import _Group
 from typer.testing import CliRunner
 
+from simrl.evaluation.results import load_eval, load_run_eval
 from simrl.experiment import runs
-from simrl.experiment.evaluate import load_eval, load_run_eval
 from simrl.experiment.recipe import load_recipe
 from simrl.trainers.embedded import train_arm
 

@@ -9,8 +9,10 @@ import json
 import random
 
 from simrl.envs.base import make
-from simrl.experiment.eval_tasks import prepare
-from simrl.experiment.evaluate import SUBSETS, edge_cases, evaluate_policy
+from simrl.evaluation.edge_cases import edge_cases
+from simrl.evaluation.eval_set import prepare
+from simrl.evaluation.evaluate import evaluate_policy
+from simrl.evaluation.results import SUBSETS
 from simrl.experiment.recipe import parse_recipe
 from simrl.policies.candidates import action_key, candidate_actions
 from simrl.policies.records_expert import RecordsExpert

@@ -12,15 +12,9 @@ from typer.testing import CliRunner
 
 from simrl.envs.base import make
 from simrl.errors import SimrlError
-from simrl.experiment.evaluate import (
-    EVAL_JSON,
-    EVAL_TRAJECTORIES,
-    edge_cases,
-    evaluate_policy,
-    load_eval,
-    merge_results,
-    summarize,
-)
+from simrl.evaluation.edge_cases import edge_cases
+from simrl.evaluation.evaluate import evaluate_policy
+from simrl.evaluation.results import EVAL_JSON, EVAL_TRAJECTORIES, load_eval, merge_results, summarize
 from simrl.policies import episode_tasks, make_policy
 from simrl.types import Action, Observation, Step, ToolResult, Trajectory, Turn
 

@@ -7,9 +7,9 @@ import asyncio
 import json
 
 from simrl.envs.base import Environment, make
-from simrl.experiment.eval_tasks import prepare
-from simrl.experiment.evaluate import SUBSETS, TaskResult
-from simrl.experiment.expressible import check_episode, summary
+from simrl.evaluation.eval_set import prepare
+from simrl.evaluation.expressible import check_episode, summary
+from simrl.evaluation.results import SUBSETS, TaskResult
 from simrl.experiment.report_md import expressible_line
 from simrl.types import Action, Observation, Step, ToolResult
 from simrl.world import load_tasks

@@ -75,6 +75,13 @@ def test_shipped_recipes_load():
     ({"primary": {"a": "sim", "b": "oracle"}}, "(top level)", "neither an arm nor a baseline; use one of real, sim, "
                                                               "candidates, warmstart, untrained"),
     ({"primary": {"a": "sim", "b": "sim"}}, "(top level)", "compare two different arms"),
+    ({"baselines": ["candidates", "oracle"]}, "(top level)", "baselines: unknown ['oracle']; known: candidates, "
+                                                             "warmstart, untrained"),
+    ({"baselines": ["untrained", "untrained"]}, "(top level)", "a baseline named twice"),
+    ({"baselines": ["candidates"], "primary": {"a": "sim", "b": "untrained"}}, "(top level)",
+     "neither an arm nor a baseline; use one of real, sim, candidates"),
+    ({"baselines": ["candidates"], "positive_control": {"baseline": "warmstart"}}, "(top level)",
+     "positive_control.baseline 'warmstart' is not among baselines ['candidates']"),
     ({"primary": {"a": "sim", "b": "real", "metric": "pass@3"}}, "(top level)",
      "primary.metric 'pass@3' is not evaluated here; use one of success, reward, avg@1, pass@1"),
     ({"primary": {"a": "sim", "b": "real", "metric": "item_f1"}}, "(top level)", "not evaluated here"),

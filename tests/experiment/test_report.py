@@ -5,27 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from pydantic import BaseModel
 
 from simrl.errors import SimrlError
-from simrl.experiment import evaluate
-from simrl.experiment.evaluate import EdgeCaseScore, EvalResult, TaskResult
+from simrl.evaluation.edge_cases import EdgeCaseScore
+from simrl.evaluation.results import EvalResult, SubsetScore, TaskResult
 from simrl.experiment.report import build_report, load_report, render_report, write_report
 from simrl.experiment.report_md import markdown, statements
 from simrl.experiment.stats import paired_test
-
-if "subsets" in EvalResult.model_fields:  # the evaluation's task-property subsets
-    Eval, SubsetScore = EvalResult, evaluate.SubsetScore
-else:  # until simrl.experiment.evaluate reports them: the same fields, added here
-    class SubsetScore(BaseModel):  # type: ignore[no-redef]
-        tasks: int
-        episodes: int
-        success: float
-
-    class Eval(EvalResult):  # type: ignore[no-redef]
-        subsets: dict[str, SubsetScore] = {}
-        dropped: int = 0
-        dropped_ids: list[str] = []
 
 TASKS = 20
 
@@ -43,7 +29,7 @@ def _eval(success: float, seed: int, multi: float | None = None, met: float | No
         tasks=10, episodes=20, success=min(1.0, success + 0.1))}
     if multi is not None:
         subsets["multi_page"] = SubsetScore(tasks=6, episodes=12, success=multi)
-    return Eval(tasks=TASKS, trials=2, episodes=2 * TASKS, edge_cases=cases, per_task=per_task, subsets=subsets,
+    return EvalResult(tasks=TASKS, trials=2, episodes=2 * TASKS, edge_cases=cases, per_task=per_task, subsets=subsets,
                 dropped=1, dropped_ids=["t99"],
                 metrics={"success": wins / (2 * TASKS), "pass@2": min(1.0, success + 0.1), "avg@2": success,
                          "reward": success, "mean_turns": 5.0, "env_failures": 0.0})

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from simrl.experiment.recipe import load_recipe, parse_recipe
-from simrl.experiment.recipe_files import resolve_files
+from simrl.experiment.recipe import load_recipe, parse_recipe, resolve_files
 from tests.wm.tiny_llama import HAVE_TRANSFORMERS
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -21,7 +21,7 @@ tables as one markdown table). The gold never enters ``prompt``.
 Splits: ``train.parquet`` holds the training world's ``train`` tasks of the recipe's task types;
 ``val.parquet`` (verl's in-training validation, run in the arm's own environment) its ``dev`` tasks,
 or the ``evaluation.split`` tasks when the world has no dev task, at most ``evaluation.max_tasks``.
-The held-out evaluation in the real environment is simrl's own (:mod:`simrl.experiment.evaluate`).
+The held-out evaluation in the real environment is simrl's own (:mod:`simrl.experiment.heldout`).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ verl writes FSDP checkpoints (``RUN/verl/checkpoints/global_step_N/actor/``: one
 config and tokenizer; ``latest_checkpointed_iteration.txt`` names N). verl's own merger
 (``python -m verl.model_merger merge --backend fsdp``, verl/model_merger/) turns one into a Hugging
 Face model folder, ``RUN/final/``; that model is then evaluated like every simrl policy
-(:func:`simrl.experiment.evaluate.evaluate_heldout`: greedy, held-out REAL tasks of the training world's
+(:func:`simrl.experiment.heldout.evaluate_heldout`: greedy, held-out REAL tasks of the training world's
 ``evaluation.split`` and the held-out worlds, files under ``RUN/eval/``) through
 :class:`simrl.policies.hf_policy.HFPolicy`. ``simrl eval --checkpoint RUN/final`` repeats it later.
 """
@@ -85,8 +85,7 @@ def evaluate_verl_run(recipe: Recipe, seed: int, run_dir: Path, files: VerlFiles
     Raises:
         SimrlError: the run has no checkpoint, or merging or loading the model failed.
     """
-    from simrl.experiment.evaluate import evaluate_heldout
-    from simrl.policies.hf_policy import HFPolicy
+    from simrl.experiment.heldout import evaluate_heldout
 
     found = latest_verl_checkpoint(files)
     if found is None:
@@ -94,11 +93,32 @@ def evaluate_verl_run(recipe: Recipe, seed: int, run_dir: Path, files: VerlFiles
                          "every trainer.checkpoint_every steps and at the end)")
     _, actor = found
     final = merge_checkpoint(actor, Path(run_dir) / FINAL, log=files.log)
+    policy: Any = load_policy(recipe, final, device=device)
+    world = runs.training_world(recipe, worlds)
+    return evaluate_heldout(recipe, policy, runs.RunFiles(Path(run_dir)), world, worlds, seed)
+
+
+def load_policy(recipe: Recipe, checkpoint: Path | None, *, seed: int = 0, device: str = "auto") -> Any:
+    """The trainer registry's ``load_policy`` hook: an :class:`~simrl.policies.hf_policy.HFPolicy` (greedy) of a
+    merged verl model folder (a run's ``final/``, written by :func:`evaluate_verl_run`), or with None of the
+    untrained ``policy.model`` (``seed`` is not used: the model's weights are its own).
+
+    Raises:
+        SimrlError: ``checkpoint`` is not a Hugging Face model folder (verl's own FSDP checkpoints under
+            ``RUN/verl/checkpoints`` are merged into ``RUN/final`` at the end of a run with evaluation; merge one
+            with :func:`merge_checkpoint`), or the model cannot be loaded.
+    """
+    from simrl.policies.hf_policy import HFPolicy
+
     if device == "auto":
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    policy: Any = HFPolicy.load(str(final), device=device, greedy=True,
-                                max_tokens_per_turn=recipe.policy.max_tokens_per_turn)
-    world = runs.training_world(recipe, worlds)
-    return evaluate_heldout(recipe, policy, runs.RunFiles(Path(run_dir)), world, worlds, seed)
+    options = {"device": device, "greedy": True, "max_tokens_per_turn": recipe.policy.max_tokens_per_turn}
+    if checkpoint is None:
+        return HFPolicy.load(str(recipe.policy.model), **options)
+    if not (Path(checkpoint) / "config.json").is_file():
+        raise SimrlError(f"{checkpoint}: not a merged Hugging Face model (no config.json); a verl run writes RUN/{FINAL} "
+                         "by merging its newest checkpoint (RUN/verl/checkpoints/global_step_N/actor) when it "
+                         "evaluates itself")
+    return HFPolicy.from_folder(checkpoint, **options)

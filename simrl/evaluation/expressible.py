@@ -30,16 +30,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from simrl.envs.base import Environment
+from simrl.evaluation.results import SUBSETS, TaskResult
 from simrl.policies.candidates import action_key, candidate_actions, project
 from simrl.rollout import Policy
 from simrl.types import Action, Observation, Step, Turn
 from simrl.world.schema import Task
-
-if TYPE_CHECKING:
-    from simrl.experiment.evaluate import TaskResult
 
 MAX_DEPTH = 2
 """Most candidate calls a search inserts before the expert's next action has a candidate (or an answer is right)."""
@@ -238,7 +236,7 @@ def check_tasks(tasks: Sequence[Task], factory: Callable[[], Environment], exper
                 max_turns: int, seed: int) -> dict[str, Verdict]:
     """Task id -> the verdict of its first episode that is not expressible, else of its last (all expressible).
 
-    Episode seeds are those of :func:`simrl.experiment.evaluate.evaluate_policy`: trial ``r`` of task ``i``
+    Episode seeds are those of :func:`simrl.evaluation.evaluate.evaluate_policy`: trial ``r`` of task ``i``
     gets ``seed + r * len(tasks) + i``. Synchronous (runs its own event loop), one episode at a time.
     """
     async def run() -> dict[str, Verdict]:
@@ -256,15 +254,13 @@ def check_tasks(tasks: Sequence[Task], factory: Callable[[], Environment], exper
 
 def summary(per_task: Sequence[TaskResult]) -> dict[str, Any]:
     """How many evaluation tasks the candidates can express, overall and per subset of
-    :data:`simrl.experiment.evaluate.SUBSETS`, from the ``expressible`` task property.
+    :data:`simrl.evaluation.results.SUBSETS`, from the ``expressible`` task property.
 
     Returns:
         ``{"subsets": {"all" | SUBSET: {"tasks": n, "expressible": k, "expert_path": e}}, "not": [{"task_id",
         "why"}]}`` (``expert_path``: tasks where every action of the expert had a candidate, no search needed);
         ``{}`` when no task was checked (an evaluation from before the check).
     """
-    from simrl.experiment.evaluate import SUBSETS
-
     checked = [t for t in per_task if "expressible" in t.properties]
     if not checked:
         return {}

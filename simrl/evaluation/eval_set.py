@@ -2,11 +2,11 @@
 
 :func:`prepare` runs the scripted expert of the environment (:func:`simrl.policies.make_policy`) on
 the evaluation tasks with exactly the episode seeds the evaluation will use (trial ``r`` of task ``i``:
-``seed + r * len(tasks) + i``, as :func:`simrl.experiment.evaluate.evaluate_policy` lays them out). A task
+``seed + r * len(tasks) + i``, as :func:`simrl.evaluation.evaluate.evaluate_policy` lays them out). A task
 the expert fails on any trial within ``max_turns`` is dropped (it would measure the turn limit, not the
 policy); as dropping shifts the seeds of the tasks after it, the check is repeated on the kept tasks
 until none drops. The expert's trajectories then give each kept task its properties
-(:data:`simrl.experiment.evaluate.Properties`), the same for every arm and seed:
+(:data:`simrl.evaluation.results.Properties`), the same for every arm and seed:
 
 * ``kind``: ``write`` for a records task that changes records (scored on the record state), else ``read``;
 * ``pages``: result pages the gold answer needs, ``1 +`` the distinct cursors (or page numbers) the
@@ -15,7 +15,7 @@ until none drops. The expert's trajectories then give each kept task its propert
   The record server draws its faults per call index from the episode seed
   (:class:`simrl.records.server.Faults`), so every policy that makes as many calls meets them too;
 * ``expressible``: some sequence of candidate actions solves the task at every one of its episode seeds
-  (:mod:`simrl.experiment.expressible`); ``expert_path`` when every action of the scripted expert had a candidate
+  (:mod:`simrl.evaluation.expressible`); ``expert_path`` when every action of the scripted expert had a candidate
   (no search needed); when not expressible, ``inexpressible`` says why. A task the candidates cannot
   express stays in the set (it is a bug of candidate generation, reported, never hidden).
 
@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from simrl.envs.base import Environment
+from simrl.evaluation.edge_cases import edge_cases
+from simrl.evaluation.expressible import check_tasks
 from simrl.rollout import rollout
 from simrl.types import Trajectory
 from simrl.world.schema import Task
@@ -57,8 +59,6 @@ def task_kind(task: Task) -> str:
 
 def properties(task: Task, trials: Sequence[Trajectory]) -> dict[str, str | int | bool]:
     """A task's properties from the expert's trajectories of its trials (see the module docstring)."""
-    from simrl.experiment.evaluate import edge_cases
-
     first = trials[0] if trials else None
     cursors = {repr(c.arguments.get(k)) for t in first.turns for c in t.action.tool_calls for k in _PAGING
                if c.arguments.get(k) not in (None, "")} if first is not None else set()
@@ -120,8 +120,6 @@ def prepare(tasks: Sequence[Task], env_factory: Callable[[], Environment], *, en
         dropped += [t.task_id for t in kept if t.task_id in bad]
         kept = [t for t in kept if t.task_id not in bad]
     props = {t.task_id: properties(t, rs) for t, rs in zip(kept, runs)}
-    from simrl.experiment.expressible import check_tasks
-
     for task_id, v in check_tasks(kept, env_factory, expert, trials=trials, max_turns=max_turns, seed=seed).items():
         props[task_id] |= {"expressible": v.expressible, "expert_path": v.expressible and not v.searched}
         props[task_id] |= {} if v.expressible else {"inexpressible": v.reason}

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from simrl.experiment.report_text import fmt, table
+
 
 def read_fidelity(spec: str) -> dict[str, Any]:
     """``{source, label, overall, ci, n, unparsed, compliance}`` from ``FOLDER#LABEL``; ``{source, missing}``
@@ -55,8 +57,6 @@ def _fid(f: Mapping[str, Any] | None) -> list[str]:
 
 def fidelity_lines(report: Mapping[str, Any]) -> list[str]:
     """The ``report.md`` section (empty when no arm names a fidelity result)."""
-    from simrl.experiment.report_md import _table, fmt
-
     arms = report["arms"]
     if not any(e.get("fidelity") for e in arms.values()):
         return []
@@ -72,5 +72,5 @@ def fidelity_lines(report: Mapping[str, Any]) -> list[str]:
             "transitions; an unparsed answer scores as empty); compliance: control instructions obeyed without the "
             "inject fallback (95% Wilson interval). Success: the policy trained in that environment, evaluated in "
             "the real one (95% interval over seeds).", "",
-            *_table(["arm", "world model", "held-out fidelity", "unparsed", "control compliance",
+            *table(["arm", "world model", "held-out fidelity", "unparsed", "control compliance",
                      "held-out success", "fidelity source"], rows)]

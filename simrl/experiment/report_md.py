@@ -15,55 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from simrl.experiment.report_compare import OVERALL, excludes_zero
+from simrl.experiment.report_text import fmt, p_is, pval, table
 
 ORACLE_NOTE = ("`oracle` arms train against the world's exact ground truth, served without page limits or "
                "operational faults (for mcp-world: the exact record server, unpaged and fault-free): a perfect "
                "simulator, not a language model. This report therefore says nothing about the fidelity of a "
                "language world model; that is measured by `simrl wm eval`.")
 CANDIDATES = "candidates"
-
-
-def fmt(d: Mapping[str, Any], metric: str = "success", signed: bool = False) -> str:
-    """``0.62 [0.55, 0.69]`` (or ``0.62 (1 seed)`` when degenerate); turns and counts with one decimal.
-
-    >>> fmt({"mean": 0.625, "low": 0.5, "high": 0.75, "n": 3, "degenerate": False})
-    '0.62 [0.50, 0.75]'
-    >>> fmt({"mean": 0.1, "low": 0.1, "high": 0.1, "n": 1, "degenerate": True}, signed=True)
-    '+0.10 (1 seed)'
-    >>> fmt({"mean": -1.0, "low": -1.0, "high": -1.0, "n": 2, "degenerate": False}, signed=True)
-    '-1.00 (the same at all 2 seeds: no spread)'
-    """
-    spec = ".1f" if metric in ("mean_turns", "env_failures") else ".2f"
-    sign = "+" if signed else ""
-    head = f"{d['mean']:{sign}{spec}}"
-    if d.get("degenerate"):
-        return f"{head} ({d['n']} seed{'s' if d['n'] != 1 else ''})"
-    if d["low"] == d["high"]:
-        return f"{head} (the same at all {d['n']} seeds: no spread)"
-    return f"{head} [{d['low']:{spec}}, {d['high']:{spec}}]"
-
-
-def pval(p: float | None) -> str:
-    """A p-value for a table: ``0.042``, ``< 0.001``, or ``—`` (no test).
-
-    >>> pval(0.04213), pval(1e-5), pval(None)
-    ('0.042', '< 0.001', '—')
-    """
-    return "—" if p is None else "< 0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def p_is(p: float | None) -> str:
-    """``p = 0.042`` or ``p < 0.001`` (``p: none`` without a test).
-
-    >>> p_is(0.04213), p_is(1e-5)
-    ('p = 0.042', 'p < 0.001')
-    """
-    return "p: none" if p is None else f"p {'<' if p < 0.001 else '='} {max(p, 0.001):.3f}"
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return lines + ["| " + " | ".join(r) + " |" for r in rows]
 
 
 def _how(d: Mapping[str, Any]) -> str:
@@ -126,7 +84,7 @@ def _verdict(t: Mapping[str, Any], bs: Mapping[str, Any] | None, a: str, b: str,
 def environment_lines(report: Mapping[str, Any]) -> list[str]:
     """What each arm's environment was, the oracle caveat, the evaluation and the dropped tasks."""
     rows = [[name, e["kind"], e.get("description") or "—"] for name, e in report["arms"].items()]
-    lines = ["## Environments", ""] + _table(["arm", "environment", "description"], rows)
+    lines = ["## Environments", ""] + table(["arm", "environment", "description"], rows)
     if any(e.get("world_model") == "oracle" for e in report["arms"].values()):
         lines += ["", ORACLE_NOTE]
     ev = report.get("evaluation", {})
@@ -210,7 +168,7 @@ def secondary_lines(report: Mapping[str, Any]) -> list[str]:
              "yes" if excludes_zero(d) else "no"] for d in tests]
     if not rows:
         return lines + ["No secondary comparison could be computed."]
-    lines += _table(["a − b", "subset", "metric", "difference", "test", "p", "Holm p", "excludes 0"], rows)
+    lines += table(["a − b", "subset", "metric", "difference", "test", "p", "Holm p", "excludes 0"], rows)
     if not all(d.get("same_tasks", True) for d in tests):
         lines += ["", "† The subset held different numbers of tasks in the two arms at some seed: not the same "
                       "tasks, so not a like-for-like comparison."]
@@ -302,19 +260,19 @@ def markdown(report: Mapping[str, Any], plots: Sequence[Path] = ()) -> str:
     lines += ["", *environment_lines(report), *(["", *fidelity] if fidelity else []), "", *secondary_lines(report)]
     lines += ["", "## Final scores", "",
               f"Mean over seeds with {report['level']:.0%} Student-t intervals, rates clipped to [0, 1].", ""]
-    lines += _table(["arm", "kind", "seeds", *headline], _score_rows(report, headline))
+    lines += table(["arm", "kind", "seeds", *headline], _score_rows(report, headline))
     names, rows = _by_name(report, "subsets", "tasks", "tasks per seed")
     if names:
         lines += ["", "## Success by task property", "",
                   "Subsets fixed before the run from each task and its episode seeds: the same tasks in every arm "
-                  "of a seed.", ""] + _table(["arm", *names], rows)
+                  "of a seed.", ""] + table(["arm", *names], rows)
     names, rows = _by_name(report, "edge_cases", "episodes", "ep. per seed", order=lambda c: (c == "none", c))
     if names:
         lines += ["", "## Edge cases met by the policy (descriptive)", "",
                   "Met by the policy, not comparable across arms: an episode counts under every edge case its "
                   "own actions ran into (`none`: it met none), so each arm's groups hold different episodes.", ""]
-        lines += _table(["arm", *names], rows)
-    lines += ["", "## Per-seed values", ""] + _table(["arm", "seed", *headline], _seed_rows(report, headline))
+        lines += table(["arm", *names], rows)
+    lines += ["", "## Per-seed values", ""] + table(["arm", "seed", *headline], _seed_rows(report, headline))
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p.stem.replace('_', ' ')}]({p.as_posix()})" for p in plots]
     return "\n".join(lines) + "\n"

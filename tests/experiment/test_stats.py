@@ -10,7 +10,7 @@ import pytest
 from scipy import stats as sps
 
 from simrl.evaluation import edge_cases
-from simrl.experiment import report, report_compare, report_md, report_plots, stats
+from simrl.experiment import report, report_compare, report_md, report_plots, report_text, stats
 from simrl.experiment.stats import (
     Interval,
     diff_ci,
@@ -28,7 +28,7 @@ DRUG1 = [0.7, -1.6, -0.2, -1.2, -0.1, 3.4, 3.7, 0.8, 0.0, 2.0]
 DRUG2 = [1.9, 0.8, 1.1, 0.1, -0.1, 4.4, 5.5, 1.6, 4.6, 3.4]
 
 
-@pytest.mark.parametrize("module", [stats, edge_cases, report, report_compare, report_md, report_plots])
+@pytest.mark.parametrize("module", [stats, edge_cases, report, report_compare, report_md, report_text, report_plots])
 def test_doctests(module):
     assert doctest.testmod(module).failed == 0
 

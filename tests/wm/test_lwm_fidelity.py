@@ -15,8 +15,7 @@ import yaml
 from simrl.cli.main import app
 from typer.testing import CliRunner
 
-from simrl.experiment.recipe import load_recipe, parse_recipe
-from simrl.experiment.recipe_files import resolve_files
+from simrl.experiment.recipe import load_recipe, parse_recipe, resolve_files
 from simrl.experiment.report_fidelity import fidelity_lines, read_fidelity
 from simrl.wm.child_backend import ChildBackend
 from tests.wm.trajectory_fixtures import write_trajectories

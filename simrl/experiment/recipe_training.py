@@ -139,6 +139,10 @@ class TrainerConfig(BaseModel):
     lr: float = Field(default=0.003, gt=0, description="Adam learning rate of the GRPO updates.")
     grad_clip: float = Field(default=1.0, gt=0, description="Gradient-norm clip per update.")
     entropy_coef: float = Field(default=0.0, ge=0, description="Entropy bonus weight (0: none).")
+    kl_coef: float = Field(default=0.0, ge=0, le=10, description=(
+        "embedded: weight of GRPO's KL penalty towards the warm start (exact KL over the candidates at each "
+        "visited decision point; 0: none). A restoring force when every episode of a group fails alike and the "
+        "advantages give no gradient."))
     credit: Literal["episode", "gigpo"] = Field(default="episode", description=(
         "Credit assignment: episode (GRPO: every turn gets its episode's group-relative advantage) or gigpo "
         "(plus GiGPO's step-level advantage: turns that acted from the same state in a group are compared by "

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import abc
 import hashlib
+import json
 import random
 from dataclasses import dataclass, field
 from enum import Enum
@@ -114,8 +115,16 @@ class PerturbContext:
         return random.Random(int.from_bytes(hashlib.sha256(self.key.encode()).digest()[:8], "big"))
 
     def token(self) -> str:
-        """A continuation token for this context: ``simrl-cont-`` and 12 hex digits."""
-        return "simrl-cont-" + hashlib.sha256(f"{self.key}:token".encode()).hexdigest()[:12]
+        """A continuation token for this call: ``simrl-cont-`` and 12 hex digits of the call (name, arguments) and
+        the perturbation kind (the last field of :attr:`key`), not of the episode.
+
+        As a real server's cursor encodes the query and the position, two episodes that made the same calls see
+        the same pages, token included: their states are equal, which step-level credit needs (GiGPO's anchor
+        states, :mod:`simrl.trainers.credit`; a per-episode token made every state after a cursor unique).
+        """
+        call = json.dumps([self.call.name, self.call.arguments], sort_keys=True, default=str)
+        kind = self.key.rsplit(":", 1)[-1]
+        return "simrl-cont-" + hashlib.sha256(f"{call}:{kind}:token".encode()).hexdigest()[:12]
 
 
 class Perturbation(BaseModel):

@@ -56,25 +56,30 @@ from simrl.trainers.lifecycle import (
 
 
 def grpo_update(policy: Any, optimizer: Any, trajs: list, advantages: list[list[float]], decisions: list[list],
-                *, grad_clip: float, entropy_coef: float = 0.0, reference: Any = None) -> dict[str, float | None]:
+                *, grad_clip: float, entropy_coef: float = 0.0, reference: Any = None,
+                kl_coef: float = 0.0) -> dict[str, float | None]:
     """One Adam step on the policy-gradient loss of ``trajs``, every turn scored in one forward pass.
 
     ``loss = -(1/N) sum_i sum_t A_it logp_it`` over the N valid episodes (``advantages[i][t]``: the turn's
     advantage, :mod:`simrl.trainers.credit`), actions outside the candidates masked out; with ``entropy_coef``
     > 0 it adds ``entropy_coef * (1/N) sum_i sum_t logp_it.detach() * logp_it``, whose gradient is the sampled
-    estimate of ``-entropy_coef * grad H`` (an entropy bonus). The log-probabilities are those of the
+    estimate of ``-entropy_coef * grad H`` (an entropy bonus); with ``kl_coef`` > 0 (and a ``reference``) it adds
+    ``kl_coef * (1/N) sum_i sum_t KL(pi(.|s_it) || pi_ref(.|s_it))``, the exact KL over the candidates at each
+    visited decision point: GRPO's penalty towards the reference policy (Shao et al., 2024, DeepSeekMath, eq. 3,
+    there estimated from samples; here the candidate distributions are explicit). The log-probabilities are those of the
     sampling policy (:meth:`simrl.policies.scorer.ScorerPolicy.log_mix`), taken at decision points that were
     encoded while acting (:attr:`~simrl.policies.scorer.ScorerPolicy.decisions`).
 
     Args:
         decisions: per episode, the decision point of each turn (:meth:`ScorerPolicy.decisions_of`).
         reference: a policy to measure ``kl_warm_start`` against (the warm start), or None.
+        kl_coef: weight of the KL penalty towards ``reference`` (0: a diagnostic only).
 
     Returns:
         ``loss``, ``grad_norm`` (before clipping; 0 without a step), ``coverage`` (share of the updated turns'
         actions that were candidates; None without any), ``entropy`` and ``kl_warm_start`` (nats, mean over the
         step's decision points, every valid episode's; None without any). No step is taken when no turn has a
-        nonzero advantage (and no entropy bonus).
+        nonzero advantage (and no entropy bonus or KL penalty).
     """
     import torch
 
@@ -94,15 +99,18 @@ def grpo_update(policy: Any, optimizer: Any, trajs: list, advantages: list[list[
         probs = full.exp()
         plogp = torch.where(probs > 0, probs * full, torch.zeros_like(full))
         out["entropy"] = float(-plogp.sum(1).mean())
-        if reference is not None:
-            ref = reference.decision_log_probs(points, actions, full=True)[2]
-            diff = torch.where(probs > 0, full - ref, torch.zeros_like(full))
-            out["kl_warm_start"] = float((probs * diff).sum(1).mean())
+        ref = reference.decision_log_probs(points, actions, full=True)[2] if reference is not None else None
+    if ref is not None:  # KL(pi || pi_ref) per decision point; padding (-inf in both) contributes 0
+        kl = (full.exp() * torch.where(probs > 0, full - ref, torch.zeros_like(full))).sum(1)    # [N]
+        out["kl_warm_start"] = float(kl.detach().mean())
     loss = -(torch.tensor(weights) * logp).sum()
     if entropy_coef:
         loss = loss + entropy_coef * (logp.detach() * logp).sum()
+    penalise = bool(kl_coef) and ref is not None
+    if penalise:
+        loss = loss + kl_coef * kl.sum()
     loss = loss / len(valid)
-    if not (entropy_coef or any(weights)) or not loss.requires_grad:
+    if not (entropy_coef or penalise or any(weights)) or not loss.requires_grad:
         return out
     optimizer.zero_grad()
     loss.backward()
@@ -239,7 +247,7 @@ async def _step(recipe: Recipe, arm_name: str, seed: int, step: int, policy: Any
     decisions = [policy.decisions_of(t, views[t.task_id]) for t in trajs]  # once: credit and update share them
     advantages = advantages_of(recipe, trajs, decisions)
     update = grpo_update(policy, optimizer, trajs, advantages, decisions, grad_clip=tc.grad_clip,
-                         entropy_coef=tc.entropy_coef, reference=reference)
+                         entropy_coef=tc.entropy_coef, reference=reference, kl_coef=tc.kl_coef)
     policy.decisions.clear()  # decisions are per step: the cache never outgrows one step's episodes
     update |= {"rollout_s": t1 - t0, "update_s": time.perf_counter() - t1, "lr": tc.lr}
     return trajs, advantages, update

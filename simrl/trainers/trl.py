@@ -13,7 +13,8 @@ hands the optimisation to ``trl.GRPOTrainer`` (TRL 1.16):
    runs each as a multi-turn simrl episode and returns the tokens with environment tokens masked out of
    the loss; the reward is the environment's episode reward (None for an ``env_failure`` episode:
    left out of its group). One optimizer step per generation batch (``gradient_accumulation_steps=1``);
-   ``beta`` (KL) 0 unless ``trainer.trl.options`` sets it;
+   ``beta`` (the KL penalty towards the initial model) is ``trainer.kl_coef`` (0 by default; TRL then keeps
+   no reference model);
 4. the run folder: ``recipe.yaml``, ``metrics.jsonl`` (:class:`~simrl.trainers.lifecycle.StepMetrics`; loss
    and grad norm from TRL's log), ``trajectories.jsonl``; TRL checkpoints ``checkpoints/checkpoint-N``
    (model or adapter, optimizer, scheduler, RNG, trainer state; every ``checkpoint_every`` steps and at the
@@ -113,7 +114,7 @@ def grpo_config(recipe: Recipe, files: runs.RunFiles, seed: int, device: str) ->
         logging_steps=1, save_strategy="steps", save_steps=tc.checkpoint_every, save_total_limit=tc.keep_checkpoints,
         report_to=list(track.backends) or "none", run_name=track.name, project=track.project, seed=seed, data_seed=seed, use_cpu=device == "cpu", bf16=False, fp16=False,
         gradient_checkpointing=False, temperature=p.temperature, max_completion_length=p.max_response_tokens,
-        beta=0.0, disable_tqdm=True, dataloader_num_workers=0, use_vllm=tc.trl.use_vllm)
+        beta=tc.kl_coef, disable_tqdm=True, dataloader_num_workers=0, use_vllm=tc.trl.use_vllm)
     if tc.trl.use_vllm:  # the engine holds one episode's context, not the model's full window
         fields.update(vllm_mode="colocate", vllm_max_model_length=p.max_prompt_tokens + p.max_response_tokens)
     if "trackio" in track.backends:

@@ -14,12 +14,13 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel
 
+from simrl.records.page import CURSOR_KEYS, PAGE_TOKEN_KEYS
 from simrl.types import Trajectory
 
 NONE = "none"
 """Edge-case name of episodes that met no edge case."""
 
-_CURSOR = re.compile(r'"(?:next_cursor|nextCursor|cursor|next_page_token|nextPageToken)"\s*:\s*(?:"[^"\s]+"|\d+)')
+_CURSOR = re.compile(rf'"(?:{"|".join(CURSOR_KEYS + PAGE_TOKEN_KEYS)})"\s*:\s*(?:"[^"\s]+"|\d+)')
 _CONTINUATION = re.compile(r"more results not shown|\[output cut short|\[Showing results \d+-\d+ of \d+|"
                            r"\[Part \d+ of \d+|\"page\": \d+ for the next", re.IGNORECASE)
 FAULT = re.compile(r"\b(?:429|5\d\d)\s+[A-Z][a-z]|\b(?:HTTP|status|code)\s*:?\s*(?:429|5\d\d)\b|"

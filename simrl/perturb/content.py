@@ -24,6 +24,7 @@ from simrl.perturb.taxonomy import (
     replace_content,
 )
 from simrl.perturb.taxonomy import PerturbationType as T
+from simrl.records.page import TOTAL_KEYS
 from simrl.types import ToolCall, ToolResult
 
 MIN_TEXT_CHARS = 200
@@ -250,7 +251,7 @@ class EmptyResult(Perturbation):
             for k in fmt.CURSOR_KEYS:
                 if k in out:
                     out[k] = None
-            for k in ("total", "totalCount"):
+            for k in TOTAL_KEYS:
                 if k in out:
                     out[k] = 0
             return replace_content(result, fmt.dumps(out))

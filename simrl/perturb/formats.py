@@ -15,11 +15,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from simrl.records.page import CURSOR_KEYS, LIST_KEYS, NEXT_CURSOR
 from simrl.types import ToolCall
 
+__all__ = ["CURSOR_KEYS", "LIST_KEYS"]  # the page's field names (simrl.records.page), read here for perturbations
+
 SEARCH_SEPARATOR = "\n\n=======\n\n"
-LIST_KEYS = ("records", "items", "results", "data")
-CURSOR_KEYS = ("next_cursor", "nextCursor", "cursor")
 _ITEM = re.compile(r"^\[\d+\]\s+\S+")
 _QUERY = re.compile(r"^(?:A search for|No results found for) '(.*)'")
 NARROWING_PARAMS = ("limit", "max_results", "top_k", "page_size", "count", "n")
@@ -80,7 +81,7 @@ def list_key(obj: Any) -> str | None:
 
 def cursor_key(obj: dict[str, Any]) -> str:
     """The key holding a JSON page's next cursor (``next_cursor`` unless drifted)."""
-    return next((k for k in CURSOR_KEYS if k in obj), "next_cursor")
+    return next((k for k in CURSOR_KEYS if k in obj), NEXT_CURSOR)
 
 
 def dumps(obj: Any) -> str:

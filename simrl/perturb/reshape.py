@@ -14,9 +14,11 @@ from pydantic import Field, model_validator
 from simrl.perturb import formats as fmt
 from simrl.perturb.taxonomy import Perturbation, PerturbContext, Recovery, register, replace_content
 from simrl.perturb.taxonomy import PerturbationType as T
+from simrl.records.page import DRIFTED, RECORDS
 from simrl.types import ToolCall, ToolResult
 
-PAGE_RENAMES = {"records": "items", "next_cursor": "nextCursor", "total": "totalCount"}
+PAGE_RENAMES = DRIFTED
+"""The page fields a schema drift renames (:data:`simrl.records.page.DRIFTED`)."""
 """How schema drift renames a JSON page's fields."""
 SEARCH_RENAMES = {"Title:": "Page title:", "Snippet:": "Summary:", "Date:": "Published:"}
 """How schema drift relabels search results."""
@@ -80,7 +82,7 @@ class SchemaDrift(Perturbation):
 
     def _drift_json(self, obj: dict[str, Any], ctx: PerturbContext) -> dict[str, Any]:
         out = obj
-        if self.rename and fmt.list_key(obj) == "records":
+        if self.rename and fmt.list_key(obj) == RECORDS:
             out = {PAGE_RENAMES.get(k, k): v for k, v in obj.items()}
         if self.extra_fields:
             out = {**out, "_meta": {"schema_version": "2", "request_id": ctx.token()[-12:]}}
@@ -101,7 +103,7 @@ class SchemaDrift(Perturbation):
         """A renamed field or an extra ``_meta`` / relabelled line, as asked."""
         obj = fmt.parse_json(observation_text)
         if isinstance(obj, dict):
-            renamed = "records" not in obj and any(k in obj for k in ("items", "nextCursor", "totalCount"))
+            renamed = RECORDS not in obj and any(k in obj for k in DRIFTED.values())
             return (self.rename and renamed) or (self.extra_fields and "_meta" in obj)
         relabelled = bool(re.search(r"^(Page title|Summary|Source URL):", observation_text, re.MULTILINE))
         return (self.rename and relabelled) or (self.extra_fields and "\nLanguage: " in observation_text)

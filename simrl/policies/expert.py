@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from simrl.records.page import LIST_KEYS, TOTAL_KEYS
 from simrl.types import Action, Observation, ToolResult, Turn
 from simrl.world.corpus import long_date
 from simrl.world.index import WorldIndex
@@ -76,8 +77,8 @@ def _is_empty(text: str) -> bool:
         return False
     if not isinstance(obj, dict):
         return False
-    items = next((obj[k] for k in ("records", "items", "results", "data") if isinstance(obj.get(k), list)), None)
-    return items == [] and not obj.get("total", obj.get("totalCount", 0))
+    items = next((obj[k] for k in LIST_KEYS if isinstance(obj.get(k), list)), None)
+    return items == [] and not obj.get(TOTAL_KEYS[0], obj.get(TOTAL_KEYS[1], 0))
 
 
 @dataclass

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from simrl.policies.expert import Script, ScriptedExpert
+from simrl.records.page import CURSOR_KEYS, LIST_KEYS
 from simrl.types import Action
 from simrl.world import WorldIndex, load_graph
 from simrl.world.schema import Task
@@ -34,10 +35,10 @@ def read_page(text: str) -> tuple[list[dict[str, Any]], str | None]:
         ValueError: not JSON, or no list of records.
     """
     page = json.loads(text)
-    records = next((page[k] for k in ("records", "items", "results", "data") if isinstance(page.get(k), list)), None)
+    records = next((page[k] for k in LIST_KEYS if isinstance(page.get(k), list)), None)
     if records is None:
         raise ValueError(f"no records in the result: {text[:80]!r}")
-    cursor = next((page[k] for k in ("next_cursor", "nextCursor", "cursor") if k in page), None)
+    cursor = next((page[k] for k in CURSOR_KEYS if k in page), None)
     return records, cursor
 
 

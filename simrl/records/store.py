@@ -31,6 +31,7 @@ import yaml
 
 from simrl.errors import SimrlError
 from simrl.records.build import build_database
+from simrl.records.page import NEXT_CURSOR, RECORDS, TOTAL
 from simrl.records.paging import decode_cursor, encode_cursor
 from simrl.records.schema import (
     COLUMN_RELATIONS,
@@ -187,7 +188,7 @@ class RecordStore(RecordWrites):
         more = len(rows) > size
         rows = rows[:size]
         next_cursor = encode_cursor(rows[-1]["id"], rows[-1]["_row"], query) if more else None
-        return {"records": [self._record(table, r) for r in rows], "next_cursor": next_cursor, "total": total}
+        return {RECORDS: [self._record(table, r) for r in rows], NEXT_CURSOR: next_cursor, TOTAL: total}
 
     def get(self, record_id: str) -> Record:
         """The record ``record_id`` (for a relation id with several rows, the latest one).
@@ -224,7 +225,7 @@ class RecordStore(RecordWrites):
                              "match": "exact" if exact else "prefix"})
         hits.sort(key=lambda h: (h["match"] != "exact", h["id"]))
         size = min(self.page_size if limit is None else max(1, int(limit)), MAX_PAGE_SIZE)
-        return {"records": hits[:size], "total": len(hits)}
+        return {RECORDS: hits[:size], TOTAL: len(hits)}
 
     def read(self, record_id: str, field: str) -> Any:
         """``record[field]`` on the current state, or ``None`` if the record or field is absent.

@@ -135,7 +135,7 @@ def probe_task(env_id: str, world: Path | None):
     if env_spec.probe_task is not None:
         return env_spec.probe_task()
     if env_spec.load_tasks is not None:  # an environment with its own tasks (a plugin's): its first dev task
-        own = env_spec.load_tasks(world, "dev", 1)
+        own = env_spec.tasks(world, "dev", 1)
         if own:
             return own[0]
     if world is not None and env_spec.needs_world and env_spec.task_types:

@@ -94,3 +94,48 @@ def test_the_checker_sees_a_cycle():
     inside = module_graph("experiment")
     inside.add_edge("simrl.experiment.recipe", "simrl.experiment.heldout")  # the circle this layout removed
     assert any("simrl.experiment.heldout" in c for c in nx.simple_cycles(inside))
+
+
+def _env_ids() -> set[str]:
+    """The ids the built-in environment modules register (``EnvSpec(id="...")`` in ``simrl/envs``)."""
+    ids = set()
+    for path in sorted((ROOT / "envs").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "EnvSpec":
+                ids |= {k.value.value for k in node.keywords if k.arg == "id" and isinstance(k.value, ast.Constant)}
+    return ids
+
+
+def _literals(node: ast.expr) -> list[str]:
+    """The string constants of one side of a comparison (a constant, or a tuple / list / set of them)."""
+    items = node.elts if isinstance(node, (ast.Tuple, ast.List, ast.Set)) else [node]
+    return [n.value for n in items if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+
+
+def literal_env_id_comparisons(root: Path = ROOT) -> list[str]:
+    """``module:line`` of every comparison with a literal environment id outside ``simrl/envs`` (``x == "search"``,
+    ``name in ("search", "mcp")``): what an environment is belongs to its spec and world-model adapter."""
+    ids, found = _env_ids(), []
+    for path in sorted(root.rglob("*.py")):
+        if path.relative_to(root).parts[0] in ("envs", "cli"):  # cli: the CLI package's link in a worktree
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Compare):
+                sides = [node.left, *node.comparators]
+                if any(v in ids for side in sides for v in _literals(side)):
+                    found.append(f"{path.relative_to(root.parent)}:{node.lineno}")
+    return found
+
+
+def test_no_literal_environment_id_is_compared_outside_its_environment():
+    assert {"search", "mcp", "mcp-world", "bfcl"} <= _env_ids()
+    found = literal_env_id_comparisons() + literal_env_id_comparisons(ROOT.parent / "cli")
+    assert not found, found
+
+
+def test_the_env_id_checker_sees_a_comparison(tmp_path):
+    (tmp_path / "simrl" / "experiment").mkdir(parents=True)
+    (tmp_path / "simrl" / "envs").mkdir()
+    (tmp_path / "simrl" / "experiment" / "probe.py").write_text('def f(env_id):\n    return env_id in ("search", "x")\n')
+    (tmp_path / "simrl" / "envs" / "own.py").write_text('def f(env_id):\n    return env_id == "search"\n')
+    assert literal_env_id_comparisons(tmp_path / "simrl") == ["simrl/experiment/probe.py:2"]

@@ -8,6 +8,11 @@ real environment that takes no control instructions); a layer over another envir
 wrapper) subclasses :class:`Wrapper`, which forwards all of them, and ``unwrapped`` reaches the
 innermost one (Gymnasium's ``Wrapper`` / ``unwrapped``).
 
+Episode bookkeeping is in wrappers, as in Gymnasium (``gymnasium/wrappers/common.py``), so an environment
+keeps only its own logic: :func:`make` puts every environment in :class:`OrderEnforcing` (no step before
+``reset``, after the episode ended or after ``close``; no ``reset`` after ``close``) and, when the spec's
+or the caller's ``max_turns`` is set, :class:`TimeLimit` (the episode is truncated after ``max_turns`` steps).
+
 Environments are made by id with :func:`make` from the :class:`EnvSpec` each environment module
 registers next to its own code (Gymnasium's ``EnvSpec`` + registry, docs/design.md §6); the
 world-model version keeps the same id and is found through the spec. The spec types and the
@@ -146,6 +151,83 @@ class Wrapper(Environment):
         await self.env.close()
 
 
+class OrderEnforcing(Wrapper):
+    """Refuses what the episode's order does not allow (Gymnasium's ``OrderEnforcing``), so no environment
+    keeps these guards itself: ``reset`` after ``close`` raises; ``step`` before ``reset``, after ``close``
+    or after a step that ended the episode (``terminated`` or ``truncated``) returns the error observation of
+    :func:`unavailable_step` without reaching the environment (an error observation, never an exception).
+    :func:`make` puts it around every environment.
+
+    Args:
+        env: the environment to guard.
+    """
+
+    def __init__(self, env: Environment) -> None:
+        super().__init__(env)
+        self._started, self._done, self._closed = False, False, False
+
+    async def reset(self, task: Task, seed: int = 0) -> Observation:
+        """Start an episode on the environment.
+
+        Raises:
+            SimrlError: the environment is closed.
+        """
+        if self._closed:
+            raise SimrlError(f"environment {self.env_id!r} is closed; make a new one")
+        observation = await self.env.reset(task, seed)
+        self._started, self._done = True, False
+        return observation
+
+    async def step(self, action: Action) -> Step:
+        """The environment's step, or the error step of an episode that cannot act."""
+        if (over := unavailable_step(self._closed, self._started, self._done)) is not None:
+            return over
+        step = await self.env.step(action)
+        self._done = step.terminated or step.truncated
+        return step
+
+    async def close(self) -> None:
+        """Close the environment once (a second call does nothing)."""
+        if not self._closed:
+            self._closed = True
+            await self.env.close()
+
+
+class TimeLimit(Wrapper):
+    """Truncates an episode after ``max_turns`` steps (Gymnasium's ``TimeLimit``): the step that reaches
+    the limit without ending the episode comes back ``truncated`` with ``info["truncated_reason"] =
+    "max_turns"``. Every step counts (tool calls and answers). :func:`make` puts it around an environment
+    whose ``max_turns`` (the spec's, or the caller's) is set.
+
+    Args:
+        env: the environment to limit.
+        max_turns: steps per episode (at least 1).
+
+    Raises:
+        SimrlError: ``max_turns`` below 1.
+    """
+
+    def __init__(self, env: Environment, max_turns: int) -> None:
+        if max_turns < 1:
+            raise SimrlError(f"max_turns must be >= 1, got {max_turns}")
+        super().__init__(env)
+        self.max_turns, self._turns = max_turns, 0
+
+    async def reset(self, task: Task, seed: int = 0) -> Observation:
+        """Start an episode (the turn count restarts)."""
+        observation = await self.env.reset(task, seed)
+        self._turns = 0
+        return observation
+
+    async def step(self, action: Action) -> Step:
+        """The environment's step, truncated when it is the ``max_turns``-th and did not end the episode."""
+        step = await self.env.step(action)
+        self._turns += 1
+        if self._turns >= self.max_turns and not (step.terminated or step.truncated):
+            step = step.model_copy(update={"truncated": True, "info": step.info | {"truncated_reason": "max_turns"}})
+        return step
+
+
 def unavailable_step(closed: bool, started: bool, done: bool) -> Step | None:
     """The step an environment returns instead of acting when it cannot act, else None.
 
@@ -172,5 +254,6 @@ from simrl.envs.registry import (  # noqa: E402 - re-exported: the contract and 
     write_tools,
 )
 
-__all__ = ["EnvSpec", "Environment", "WorldModelAdapter", "Wrapper", "find_spec", "make", "register", "registered",
-           "render_contents", "render_tagged", "spec", "specs", "unavailable_step", "write_tools"]
+__all__ = ["EnvSpec", "Environment", "OrderEnforcing", "TimeLimit", "WorldModelAdapter", "Wrapper", "find_spec", "make",
+           "register", "registered", "render_contents", "render_tagged", "spec", "specs", "unavailable_step",
+           "write_tools"]

@@ -38,6 +38,7 @@ from simrl.envs.bfcl_data import (
     require_bfcl,
     tool_schemas,
 )
+from simrl.envs.prompts import BFCL_TEMPLATE
 from simrl.envs.registry import EnvSpec, WorldModelAdapter, register
 from simrl.errors import SimrlError
 from simrl.types import Action, Observation, Step, ToolCall, ToolResult
@@ -120,14 +121,14 @@ class BFCLEnv(Environment):
       (``info["user_turn"]``; ``tools`` set when hold-out functions arrive), reward 0; after the last
       turn the episode terminates with reward 1.0 / 0.0 from ``multi_turn_checker`` and its verdict in
       ``info["bfcl"]`` (``valid``, ``error_type``, ``error_message``, ``details``);
-    * more than ``max_steps_per_turn`` tool steps in one turn (BFCL's force-quit) or ``max_turns``
-      actions in all truncate the episode (reward 0).
+    * more than ``max_steps_per_turn`` tool steps in one turn (BFCL's force-quit) truncates the episode
+      (reward 0); so does ``max_turns`` actions in all (tool steps plus answers), through
+      :func:`~simrl.envs.base.make`'s ``TimeLimit``.
 
     The tools are deterministic (their randomness is seeded by the entry), so ``seed`` changes nothing.
 
     Args:
         max_steps_per_turn: tool-call steps allowed per user turn (BFCL: 20).
-        max_turns: actions allowed per episode (tool steps plus answers); ``None``: no limit.
 
     Raises:
         SimrlError: bfcl-eval is not installed (the message has the install line), or a bad limit.
@@ -135,22 +136,19 @@ class BFCLEnv(Environment):
 
     env_id = "bfcl"
 
-    def __init__(self, max_steps_per_turn: int = BFCL_MAX_STEPS_PER_TURN, max_turns: int | None = None) -> None:
+    def __init__(self, max_steps_per_turn: int = BFCL_MAX_STEPS_PER_TURN) -> None:
         require_bfcl()
-        if max_steps_per_turn < 1 or (max_turns is not None and max_turns < 1):
-            raise SimrlError(f"limits must be >= 1 (max_steps_per_turn={max_steps_per_turn}, max_turns={max_turns})")
-        self.max_steps_per_turn, self.max_turns = max_steps_per_turn, max_turns
+        if max_steps_per_turn < 1:
+            raise SimrlError(f"max_steps_per_turn must be >= 1, got {max_steps_per_turn}")
+        self.max_steps_per_turn = max_steps_per_turn
         self._ep: _Episode | None = None
-        self._closed = False
 
     async def reset(self, task: Task, seed: int = 0) -> Observation:
         """Start an episode on a ``bfcl`` task: the first user turn and the tool schemas.
 
         Raises:
-            SimrlError: not a ``bfcl`` task, an unknown tool class, or the environment is closed.
+            SimrlError: not a ``bfcl`` task, or an unknown tool class.
         """
-        if self._closed:
-            raise SimrlError("this bfcl environment is closed; make a new one")
         if not isinstance(task.gold, BFCLGold):
             raise SimrlError(f"task {task.task_id} is a {task.type} task; env `bfcl` runs bfcl tasks "
                              "(simrl.envs.bfcl.load_bfcl_tasks)")
@@ -169,11 +167,7 @@ class BFCLEnv(Environment):
     async def step(self, action: Action) -> Step:
         """Run the action's tool calls, or end the user turn on a final answer (scoring after the last)."""
         ep = self._ep
-        if self._closed or ep is None or ep.done:
-            why = "closed" if self._closed else "no episode: call reset first" if ep is None \
-                else "the episode has ended: call reset"
-            return Step(observation=Observation(text=f"Error: {why}"), truncated=True,
-                        info={"error": why, "episode_over": True})
+        assert ep is not None, "step before reset (make() wraps it in OrderEnforcing)"
         ep.actions += 1
         if action.is_final:
             step = await self._end_turn(ep)
@@ -187,14 +181,11 @@ class BFCLEnv(Environment):
         else:
             step = Step(observation=Observation(text="Error: the action has neither tool calls nor an answer"),
                         info={"user_turn": ep.turn})
-        if not (step.terminated or step.truncated) and self.max_turns is not None and ep.actions >= self.max_turns:
-            step = self._truncate(ep, step, "max_turns")
         return step
 
     async def close(self) -> None:
         """End the environment and drop the episode's tool instances (a second call does nothing)."""
         self._end_episode()
-        self._closed = True
 
     # -- internals ------------------------------------------------------------------------------------
     @staticmethod
@@ -278,5 +269,5 @@ register(EnvSpec(
     description="BFCL v4 multi-turn executable tools (bfcl-eval), BFCL's checker as the reward",
     task_types=("bfcl",), score_final=None, load_tasks=_load_tasks, probe_task=probe_task,
     world_model=None,  # BFCL's state lives in its Python classes; no world-model version (transition data only)
-    wm_adapter=WorldModelAdapter(domain="bfcl"),
+    wm_adapter=WorldModelAdapter(domain="bfcl", prompt_template=BFCL_TEMPLATE),
     expert="simrl.policies.bfcl_expert:bfcl_expert"))

@@ -33,6 +33,7 @@ from typing import Any
 from simrl import scratch
 from simrl.envs import truth
 from simrl.envs.base import Environment
+from simrl.envs.prompts import MCP_PROMPT
 from simrl.envs.registry import EnvSpec, WorldModelAdapter, register, render_tagged
 from simrl.errors import SimrlError
 from simrl.types import Action, Observation, Step, ToolCall, ToolResult
@@ -136,7 +137,6 @@ class MCPEnv(Environment):
         call_timeout: seconds a tool call may take before it fails as a timeout (``env_failure``).
         connect_timeout: seconds ``reset`` waits for the connection and the tool list.
         records_db: a record database the server writes (``RecordStore``), for scoring write tasks.
-        max_steps: tool-calling steps before the episode is truncated (None: no limit).
 
     Raises:
         SimrlError: neither or both of ``server_command`` / ``server_url``; ``reset`` raises it
@@ -147,7 +147,7 @@ class MCPEnv(Environment):
 
     def __init__(self, server_command: str | list[str] | None = None, server_url: str | None = None, *,
                  env: dict[str, str] | None = None, call_timeout: float = 30.0, connect_timeout: float = 60.0,
-                 records_db: str | Path | None = None, max_steps: int | None = None) -> None:
+                 records_db: str | Path | None = None) -> None:
         if (server_command is None) == (server_url is None):
             raise SimrlError("give exactly one of server_command (stdio) or server_url (streamable HTTP)")
         try:
@@ -159,13 +159,11 @@ class MCPEnv(Environment):
             raise SimrlError("server_command is empty")
         self.server_command, self.server_url = command, server_url
         self.server_env = env
-        self.call_timeout, self.connect_timeout, self.max_steps = call_timeout, connect_timeout, max_steps
+        self.call_timeout, self.connect_timeout = call_timeout, connect_timeout
         self.records_db = Path(records_db) if records_db is not None else None
         self.tools: list[dict[str, Any]] = []
         self._conn: _Connection | None = None
         self._task: Task | None = None
-        self._steps = 0
-        self._done = False
 
     def _target(self) -> Any:
         if self.server_url is not None:
@@ -185,7 +183,7 @@ class MCPEnv(Environment):
             SimrlError: the server cannot be started or reached, or lists no tools.
         """
         await self._disconnect()
-        self._task, self._steps, self._done = task, 0, False
+        self._task = task
         conn = _Connection(self._target(), self.call_timeout)
         await conn.open(self.connect_timeout)
         self._conn = conn
@@ -204,16 +202,13 @@ class MCPEnv(Environment):
         return Observation(text=task.policy_view()["prompt"], tools=self.tools)
 
     async def step(self, action: Action) -> Step:
-        """Call the action's tools in order, or score its final answer (which ends the episode)."""
-        if self._task is None or self._done:
-            raise SimrlError("call reset() before step() (the episode is over or was never started)")
+        """Call the action's tools in order, or score its final answer (which ends the episode); a lost
+        connection truncates the episode."""
         if action.is_final:
-            self._done = True
             reward, info = self.score_final(action.answer or "")
             await self._disconnect()
             return Step(observation=Observation(text="episode finished"), reward=reward, terminated=True,
                         info=info)
-        self._steps += 1
         results, failures, fatal = [], [], False
         for call in action.tool_calls:
             result, failure, lost = await self._call(call)
@@ -224,9 +219,7 @@ class MCPEnv(Environment):
         info: dict[str, Any] = {"env_failure": True, "failures": failures} if failures else {}
         text = render_tagged(results) if results else \
             "no tool call and no final answer: call a tool or give the final answer"
-        truncated = fatal or (self.max_steps is not None and self._steps >= self.max_steps)
-        self._done = truncated
-        return Step(observation=Observation(text=text, results=results), truncated=truncated, info=info)
+        return Step(observation=Observation(text=text, results=results), truncated=fatal, info=info)
 
     async def _call(self, call: ToolCall) -> tuple[ToolResult, str | None, bool]:
         """One tool call -> (result, transport-failure reason or None, connection lost)."""
@@ -298,7 +291,7 @@ class WorldMCPEnv(MCPEnv):
         world: a world folder.
         fault_rate: probability of an operational error per tool call (timeout, 429, 503).
         fault_delay: seconds a simulated timeout waits.
-        call_timeout, connect_timeout, max_steps: as for :class:`MCPEnv`.
+        call_timeout, connect_timeout: as for :class:`MCPEnv`.
 
     Raises:
         SimrlError: ``world`` is not a world folder.
@@ -307,7 +300,7 @@ class WorldMCPEnv(MCPEnv):
     env_id = "mcp-world"
 
     def __init__(self, world: str | Path, fault_rate: float = 0.0, *, fault_delay: float = 1.0,
-                 call_timeout: float = 30.0, connect_timeout: float = 60.0, max_steps: int | None = None) -> None:
+                 call_timeout: float = 30.0, connect_timeout: float = 60.0) -> None:
         from simrl.records.store import RecordStore
 
         if not 0.0 <= fault_rate <= 1.0:
@@ -322,14 +315,13 @@ class WorldMCPEnv(MCPEnv):
         self._episodes = 0
         self._cleanup = weakref.finalize(self, shutil.rmtree, self._workdir, True)  # also if never closed
         super().__init__(server_command=[sys.executable], call_timeout=call_timeout,
-                         connect_timeout=connect_timeout, max_steps=max_steps)
+                         connect_timeout=connect_timeout)
 
     async def reset(self, task: Task, seed: int = 0) -> Observation:
         """Copy the world's records into a fresh episode database and start a server on it."""
         from simrl.records.store import RecordStore
 
-        if self._workdir is None:
-            raise SimrlError("this environment is closed; make a new one")
+        assert self._workdir is not None, "reset after close (make() wraps it in OrderEnforcing)"
         await self._disconnect()
         if self.records_db is not None:
             self.records_db.unlink(missing_ok=True)
@@ -355,16 +347,24 @@ def make_world_env(transport: str = "stdio", **options: Any) -> Environment:
     :class:`~simrl.envs.records_local.LocalRecordsEnv` (``"inprocess"``: the same server called in process).
 
     Raises:
-        SimrlError: another transport.
+        SimrlError: another transport; options the transport's class does not take.
     """
+    from simrl.envs.registry import check_options
+
     if transport == "inprocess":
         from simrl.envs.records_local import LocalRecordsEnv
 
+        check_options("mcp-world", LocalRecordsEnv, options)
         return LocalRecordsEnv(**options)
     if transport != "stdio":
         raise SimrlError(f"mcp-world transport must be 'stdio' or 'inprocess', got {transport!r}")
+    check_options("mcp-world", WorldMCPEnv, options)
     return WorldMCPEnv(**options)
 
+
+MCP_DOMAIN: dict[str, Any] = {"domain": "mcp", "prompt": MCP_PROMPT, "free_text": False,
+                              "error_line": r"^Error executing tool [\w.-]+: \S"}
+"""The world-model domain of ``mcp`` and ``mcp-world``: its name, prompt and observation rules (MCP error lines)."""
 
 WRITE_TOOLS = frozenset({"update_record", "add_membership", "end_membership", "appoint_ceo"})
 """The record server's tools that change state (:mod:`simrl.records.writes`)."""
@@ -372,12 +372,12 @@ WRITE_TOOLS = frozenset({"update_record", "add_membership", "end_membership", "a
 register(EnvSpec(
     id="mcp", factory=MCPEnv, needs_server=True,
     description="any MCP server as tools: stdio command (server_command=...) or streamable HTTP URL (server_url=...)",
-    wm_adapter=WorldModelAdapter(tool_list=truth.mcp_tool_list, domain="mcp")))
+    wm_adapter=WorldModelAdapter(tool_list=truth.mcp_tool_list, **MCP_DOMAIN)))
 register(EnvSpec(
     id="mcp-world", factory=make_world_env,
     description="a world's record server (simrl serve mcp): paged search, validated writes, "
                 "fresh records per episode (world=...; transport=stdio | inprocess)",
     task_types=("records",), write_tools=WRITE_TOOLS, needs_world=True,
-    options=frozenset({"transport", "fault_rate", "fault_delay", "call_timeout", "connect_timeout", "max_steps"}),
-    wm_adapter=WorldModelAdapter(tool_list=truth.records_tool_list, domain="mcp", truth=truth.records_truth),
+    options=frozenset({"transport", "fault_rate", "fault_delay", "call_timeout", "connect_timeout"}),
+    wm_adapter=WorldModelAdapter(tool_list=truth.records_tool_list, truth=truth.records_truth, **MCP_DOMAIN),
     expert="simrl.policies.records_expert:RecordsExpert"))

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from simrl.envs.base import Environment, unavailable_step
+from simrl.envs.base import Environment
 from simrl.envs.mcp_env import content_text, tool_schema
 from simrl.envs.registry import render_tagged
 from simrl.envs.truth import base_records
@@ -140,7 +140,6 @@ class LocalRecordsEnv(Environment):
         seed: mixed into the fault seed of every episode (``seed * 1000003 + episode seed``; with 0 the
             faults are those of ``simrl serve mcp --seed <episode seed> --fault-delay 0``).
         page_size: default page size of the list tools (None: the world spec's ``tasks.page_size``).
-        max_steps: tool-calling steps before the episode is truncated (None: no limit).
 
     Raises:
         SimrlError: not a world folder, a fault rate outside [0, 1], a page size outside [1, 50].
@@ -148,8 +147,7 @@ class LocalRecordsEnv(Environment):
 
     env_id = "mcp-world"
 
-    def __init__(self, world: str | Path, fault_rate: float = 0.0, seed: int = 0, page_size: int | None = None,
-                 *, max_steps: int | None = None) -> None:
+    def __init__(self, world: str | Path, fault_rate: float = 0.0, seed: int = 0, page_size: int | None = None) -> None:
         from simrl.world.io import load_manifest
 
         if not 0.0 <= fault_rate <= 1.0:
@@ -158,44 +156,32 @@ class LocalRecordsEnv(Environment):
             raise SimrlError(f"page_size must be in [1, {MAX_PAGE_SIZE}], got {page_size}")
         self.world = Path(world).resolve()
         load_manifest(self.world)
-        self.fault_rate, self.seed, self.page_size, self.max_steps = fault_rate, seed, page_size, max_steps
+        self.fault_rate, self.seed, self.page_size = fault_rate, seed, page_size
         self.tools: list[dict[str, Any]] = []
         self._server: Any = None
         self._episode: _Episode | None = None
         self._task: Task | None = None
-        self._steps, self._done, self._closed = 0, False, False
 
     async def reset(self, task: Task, seed: int = 0) -> Observation:
-        """A fresh copy of the records and fresh faults; the observation is the prompt and the tool schemas.
-
-        Raises:
-            SimrlError: the environment is closed.
-        """
+        """A fresh copy of the records and fresh faults; the observation is the prompt and the tool schemas."""
         from simrl.records.server import Faults
 
-        if self._closed:
-            raise SimrlError("this environment is closed; make a new one")
         self._drop_store()
         self._server, self.tools = await shared_server(self.world, self.page_size)
         faults = Faults(self.fault_rate, self.seed * 1000003 + seed, delay=0.0)
         self._episode = _Episode(memory_store(self.world, self.page_size), faults)
-        self._task, self._steps, self._done = task, 0, False
+        self._task = task
         return Observation(text=task.policy_view()["prompt"], tools=self.tools)
 
     async def step(self, action: Action) -> Step:
         """Call the action's tools in order, or score its final answer (which ends the episode); never raises."""
-        if (over := unavailable_step(self._closed, self._task is not None, self._done)) is not None:
-            return over
         if action.is_final:
-            self._done = True
             reward, info = self.score_final(action.answer or "")
             return Step(observation=Observation(text="episode finished"), reward=reward, terminated=True, info=info)
-        self._steps += 1
         results = [await self._call(call) for call in action.tool_calls]
         text = render_tagged(results) if results else \
             "no tool call and no final answer: call a tool or give the final answer"
-        self._done = self.max_steps is not None and self._steps >= self.max_steps
-        return Step(observation=Observation(text=text, results=results), truncated=self._done)
+        return Step(observation=Observation(text=text, results=results))
 
     async def _call(self, call: ToolCall) -> ToolResult:
         """One call of the shared server on this episode's store; failures are ``is_error`` results."""
@@ -242,4 +228,4 @@ class LocalRecordsEnv(Environment):
     async def close(self) -> None:
         """Drop the episode's store; safe to call twice."""
         self._drop_store()
-        self._closed, self._task = True, None
+        self._task = None

@@ -27,6 +27,7 @@ import abc
 import functools
 import importlib
 import importlib.metadata
+import inspect
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -121,8 +122,15 @@ class WorldModelAdapter:
     """What the world-model version of an environment takes from the environment.
 
     Attributes:
-        domain: the prompt domain of its world model (:data:`simrl.wm.prompts.DOMAIN_PROMPTS`, or ``bfcl``
-            for transition data); ``generic`` by default.
+        domain: the name of its world model's domain (transition data and AgentWorldBench rows name it;
+            ``mcp`` and ``mcp-world`` share one); ``generic`` by default.
+        prompt: the world model's role prompt (our own wording, :mod:`simrl.envs.prompts`); None: the
+            generic one (:data:`simrl.wm.prompts.GENERIC_PROMPT`).
+        prompt_template: a whole system-prompt template instead (``{tools}``, ``{facts}``; ``bfcl``'s).
+        free_text: observation rule of the fidelity scorer: a plain-text observation is well-formed (False
+            where every tool answers in a layout: search results, JSON).
+        error_line: observation rule: the layout an error line must have (a regex; ``mcp``: ``Error
+            executing tool NAME: reason``); None: any error text is well-formed.
         tool_list: ``async (world, tools, (server_command, server_url)) -> schemas``: the real tool list
             (``tools``: schemas given up front by the caller, possibly empty); None: the spec's static
             ``tools`` (:func:`wm_adapter_of`), or, for a spec with ``world_model`` None, no world-model
@@ -135,15 +143,17 @@ class WorldModelAdapter:
             names one.
         unknown_tool, invalid_arguments: the environment's own error texts ``(tool, known names)`` /
             ``(tool, reason)`` for a call it rejects.
-        default_max_turns: the real environment's default turn limit (None: no limit).
     """
 
     domain: str = "generic"
+    prompt: str | None = None
+    prompt_template: str | None = None
+    free_text: bool = True
+    error_line: str | None = None
     tool_list: Callable[[Path | None, list[dict[str, Any]], tuple[Any, Any]], Awaitable[list[dict[str, Any]]]] | None = None
     truth: Callable[[Path | None, bool], Truth] | None = None
     unknown_tool: Callable[[str, list[str]], str] = _mcp_unknown_tool
     invalid_arguments: Callable[[str, str], str] = _mcp_invalid_arguments
-    default_max_turns: int | None = None
 
 
 GENERIC_WORLD_MODEL = "simrl.wm.factory:make_wm_env"
@@ -164,15 +174,19 @@ class EnvSpec:
         render: ``(results) -> text``: the observation text of a step's tool results.
         score_final: ``(task, answer, read=None) -> (reward, info)``; None when the environment scores
             in its own way (BFCL's checker).
-        load_tasks: ``(world, split, n) -> tasks`` when its tasks do not come from a world folder.
+        load_tasks: ``(world, split, n) -> tasks`` when its tasks do not come from a world folder (read them
+            with :meth:`tasks`).
         probe_task: ``() -> Task``: the task ``simrl env check`` uses when its tasks are not in a world.
         needs_world: the factory needs ``world=`` (a world folder).
         needs_server: the factory needs ``server_command=`` or ``server_url=`` (a real MCP server).
         options: keyword options of the real factory that a recipe's ``real:`` section and the CLI
-            (``--transport``, ``--fault-rate``) may set, beyond ``world`` (``mcp-world``: ``transport``,
-            ``fault_rate``, ...); :func:`option_error` checks them.
+            (``--transport``, ``--fault-rate``) may set, beyond ``world`` and ``max_turns`` (``mcp-world``:
+            ``transport``, ``fault_rate``, ...); :func:`option_error` checks them.
+        max_turns: steps per episode before :func:`make`'s :class:`~simrl.envs.base.TimeLimit` truncates it,
+            for the real environment and its world-model version alike (None: no limit of its own; the
+            rollout loop's applies); ``make(..., max_turns=N)`` overrides it.
         world_model: ``"module:function"`` making the world-model version:
-            ``function(env_id, world_model, **options) -> Environment``; default: simrl's generic
+            ``function(env_spec, world_model, **options) -> Environment``; default: simrl's generic
             :class:`~simrl.wm.env.WorldModelEnv` maker (:data:`GENERIC_WORLD_MODEL`); None: none.
         wm_adapter: what the world-model version needs (:class:`WorldModelAdapter`); None: the generic
             adapter built from ``tools`` (:func:`wm_adapter_of`).
@@ -192,9 +206,31 @@ class EnvSpec:
     needs_world: bool = False
     needs_server: bool = False
     options: frozenset[str] = frozenset()
+    max_turns: int | None = None
     world_model: str | None = GENERIC_WORLD_MODEL
     wm_adapter: WorldModelAdapter | None = None
     expert: str | None = None
+
+    def tasks(self, world: Path | None, split: str | None = None, n: int | None = None) -> list[Task]:
+        """The tasks of this environment (the one home of "an environment's tasks"): its own (``load_tasks``:
+        bfcl's, a plugin's) or the world folder's of its ``task_types`` (every task when it declares none),
+        of ``split`` (None: every split, ``train``, ``dev``, ``test``, each task once), at most ``n``, in a
+        stable order.
+
+        Raises:
+            SimrlError: no ``world`` where the tasks come from a world folder.
+        """
+        if self.load_tasks is not None:
+            if split is not None:
+                return self.load_tasks(world, split, n)
+            own = {t.task_id: t for s in ("train", "dev", "test") for t in self.load_tasks(world, s, None)
+                   if t.split == s}
+            return list(own.values())[:n]
+        if world is None:
+            raise SimrlError(f"environment {self.id!r} takes its tasks from a world folder; give one")
+        from simrl.world.io import load_tasks
+
+        return [t for t in load_tasks(world, split=split) if not self.task_types or t.type in self.task_types][:n]
 
 
 _REGISTRY: dict[str, EnvSpec] = {}
@@ -251,22 +287,12 @@ def find_spec(env_id: str) -> EnvSpec | None:
     return specs().get(env_id)
 
 
-def own_tasks(env_spec: EnvSpec, world: Path | None, split: str | None = None) -> list[Task] | None:
-    """The tasks ``env_spec``'s ``load_tasks`` makes for ``world``: those of ``split``, or of every split
-    (``train``, ``dev``, ``test``; each task once, by id, in that order). None when the environment has no
-    ``load_tasks`` (its tasks are a world folder's)."""
-    if env_spec.load_tasks is None:
-        return None
-    splits = (split,) if split else ("train", "dev", "test")
-    return list({t.task_id: t for s in splits for t in env_spec.load_tasks(world, s, None) if t.split == s}.values())
-
-
 def option_error(env_id: str, names: list[str] | tuple[str, ...]) -> str | None:
     """Why ``env_id``'s real factory does not take the options ``names`` (None when it takes them all).
 
     The message names the environments that do take them (from the registry's ``options``).
     """
-    env_options = spec(env_id).options
+    env_options = spec(env_id).options | {"max_turns"}  # make() takes max_turns for every environment
     missing = [n for n in names if n not in env_options]
     if not missing:
         return None
@@ -296,33 +322,53 @@ def load_entry(entry: str) -> Any:
 
 
 def make(env_id: str, **kwargs: Any) -> Environment:
-    """Make the environment registered as ``env_id``.
+    """Make the environment registered as ``env_id``, in its episode wrappers.
 
     With ``world_model=`` a backend name other than ``real`` (:data:`simrl.wm.factory.BACKENDS`) or a
     backend object, the world-model version of the same id is made instead, through the spec's
-    ``world_model`` entry point (its ``wm_*`` options configure the backend).
+    ``world_model`` entry point (its ``wm_*`` options configure the backend). Either is wrapped as
+    Gymnasium's ``make`` does: in :class:`~simrl.envs.base.TimeLimit` when ``max_turns`` (the option, else
+    the spec's :attr:`EnvSpec.max_turns`; None: no limit) is set, then in
+    :class:`~simrl.envs.base.OrderEnforcing`.
 
     Raises:
         SimrlError: unknown id (the message lists the known ones); no world-model version of the id;
             ``wm_*`` options without a world model; options the factory does not take (or lacks).
     """
+    from simrl.envs.base import OrderEnforcing, TimeLimit
+
     env_spec = spec(env_id)
+    max_turns = kwargs.pop("max_turns", env_spec.max_turns)
     world_model = kwargs.pop("world_model", None)
     if world_model is not None and world_model != "real":
         if env_spec.world_model is None:
             supported = [k for k, s in specs().items() if s.world_model is not None]
             raise SimrlError(f"no world-model version of env {env_id!r}; supported: {', '.join(supported)}")
-        return load_entry(env_spec.world_model)(env_id, world_model, **kwargs)
-    stray = sorted(k for k in kwargs if k.startswith("wm_"))
-    if stray:
-        raise SimrlError(f"{', '.join(stray)}: world-model options need world_model= (not 'real')")
+        env = load_entry(env_spec.world_model)(env_spec, world_model, **kwargs)
+    else:
+        stray = sorted(k for k in kwargs if k.startswith("wm_"))
+        if stray:
+            raise SimrlError(f"{', '.join(stray)}: world-model options need world_model= (not 'real')")
+        check_options(env_spec.id, env_spec.factory, kwargs)
+        env = env_spec.factory(**kwargs)
+    return OrderEnforcing(env if max_turns is None else TimeLimit(env, max_turns))
+
+
+def check_options(env_id: str, factory: Callable[..., Any], options: dict[str, Any]) -> None:
+    """Check that ``factory(**options)`` binds to the factory's signature (``inspect.signature(...).bind``),
+    before it is called: a factory that dispatches (``mcp-world``'s transports) checks the class it picks.
+
+    Raises:
+        SimrlError: an option the factory does not take, or a required one missing (the caller's input).
+    """
     try:
-        return env_spec.factory(**kwargs)
-    except TypeError as err:  # an option the factory does not take, or one it needs: the caller's input
-        text = str(err)
-        if "keyword argument" in text or "required positional argument" in text:
-            raise SimrlError(f"environment {env_id!r} cannot be made with options {sorted(kwargs)}: {text}") from None
-        raise
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # a callable without a signature (a builtin): the factory checks
+        return
+    try:
+        signature.bind(**options)
+    except TypeError as err:
+        raise SimrlError(f"environment {env_id!r} cannot be made with options {sorted(options)}: {err}") from None
 
 
 def wm_adapter_of(env_spec: EnvSpec) -> WorldModelAdapter | None:
@@ -338,6 +384,17 @@ def wm_adapter_of(env_spec: EnvSpec) -> WorldModelAdapter | None:
     if env_spec.wm_adapter.tool_list is None:  # an adapter without a tool list: the spec's static tools
         return replace(env_spec.wm_adapter, tool_list=_static_tools(env_spec))
     return env_spec.wm_adapter
+
+
+def adapter_for(name: str | None) -> WorldModelAdapter:
+    """The world-model adapter of a domain or an environment id: that of the first registered environment (by
+    id) whose adapter names the domain ``name``, else that of the environment ``name``, else the generic one
+    (``WorldModelAdapter()``: generic prompt and observation rules; AgentWorldBench's other domains).
+    Case-insensitive."""
+    name = (name or "").lower()
+    adapters = {k: a for k, s in specs().items() if (a := wm_adapter_of(s)) is not None}
+    by_domain = next((a for a in adapters.values() if a.domain == name), None)
+    return by_domain or adapters.get(name) or WorldModelAdapter()
 
 
 def real_truth(env_spec: EnvSpec, world: Path | None, oracle: bool = False) -> Truth:

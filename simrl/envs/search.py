@@ -13,7 +13,8 @@ import asyncio
 from pathlib import Path
 
 from simrl.envs import truth
-from simrl.envs.base import Environment, unavailable_step
+from simrl.envs.base import Environment
+from simrl.envs.prompts import SEARCH_PROMPT
 from simrl.envs.registry import EnvSpec, WorldModelAdapter, register, render_contents
 from simrl.envs.search_index import CACHE_FORMAT, SearchHit, SearchIndex
 from simrl.envs.search_noise import episode_seed, fault, mixer
@@ -46,13 +47,11 @@ class SearchEnv(Environment):
     ``reset(task)`` shows only the task prompt (its :meth:`~simrl.world.schema.Task.policy_view`)
     and :data:`SEARCH_TOOLS`; ``step`` runs tool calls (one :class:`ToolResult` each, errors as
     ``is_error`` results) or scores a final answer with :func:`simrl.reward.task.score_answer`
-    (``terminated``, reward in [0, 1]). After ``max_turns`` steps without an answer the episode is
-    ``truncated``.
+    (``terminated``, reward in [0, 1]). The turn limit (the spec's ``max_turns``, 20) and the order of
+    calls are :func:`~simrl.envs.base.make`'s wrappers.
 
     Args:
         world: the world folder whose corpus is searched.
-        max_turns: steps allowed per episode (tool-call turns plus the answer); None (default): no
-            limit of its own (the rollout loop's ``max_turns`` applies).
         index: a shared, already opened :class:`SearchIndex` (else opened on first reset, cached).
         noise_rate: probability that a result slot holds an irrelevant page, in [0, 1]; fault_rate: probability
             that a tool call fails (504 / 429 / 503), in [0, 1] (:mod:`simrl.envs.search_noise`; both 0: the
@@ -65,59 +64,46 @@ class SearchEnv(Environment):
 
     env_id = "search"
 
-    def __init__(self, world: str | Path, max_turns: int | None = None, index: SearchIndex | None = None,
+    def __init__(self, world: str | Path, index: SearchIndex | None = None,
                  noise_rate: float = 0.0, fault_rate: float = 0.0, seed: int = 0) -> None:
         self.world = Path(world)
         load_manifest(self.world)
-        if max_turns is not None and max_turns < 1:
-            raise SimrlError(f"max_turns must be >= 1, got {max_turns}")
         for name, rate in (("noise_rate", noise_rate), ("fault_rate", fault_rate)):
             if not 0.0 <= rate <= 1.0:
                 raise SimrlError(f"search: {name} must be in [0, 1], got {rate}")
         self.noise_rate, self.fault_rate, self.seed = noise_rate, fault_rate, seed
         self._draws, self._calls = 0, 0
-        self.max_turns = max_turns
         self._index, self._own_index = index, index is None
         self._task: Task | None = None
-        self._turns, self._done, self._closed = 0, False, False
+        self._closed = False
 
     async def reset(self, task: Task, seed: int = 0) -> Observation:
         """Start an episode on a ``qa`` or ``table`` task; returns its prompt and the tool schemas.
 
         Raises:
-            SimrlError: a ``records`` task (its data is in the record server: use env ``mcp-world``),
-                or the environment is closed.
+            SimrlError: a ``records`` task (its data is in the record server: use env ``mcp-world``).
         """
-        if self._closed:
-            raise SimrlError("this search environment is closed; make a new one")
         if task.type == "records":
             raise SimrlError(f"task {task.task_id} is a records task: its data lives in the world's record "
                              "server, not the corpus; run it with env `mcp-world`")
         if self._index is None:
             self._index = await asyncio.to_thread(SearchIndex.open, self.world)
-        self._task, self._turns, self._done = task, 0, False
+        self._task = task
         self._draws, self._calls = episode_seed(self.seed, seed), 0
         return Observation(text=task.policy_view()["prompt"], tools=SEARCH_TOOLS)
 
     async def step(self, action: Action) -> Step:
         """Apply ``action``: run its tool calls, or score its final answer (which ends the episode)."""
-        if (over := unavailable_step(self._closed, self._task is not None, self._done)) is not None:
-            return over
-        self._turns += 1
+        assert self._task is not None, "step before reset (make() wraps it in OrderEnforcing)"
         if action.is_final:
             reward, info = score_final(self._task, action.answer or "")
-            self._done = True
-            return Step(observation=Observation(text="Answer received."), reward=reward, terminated=True,
-                        info=info | {"turns": self._turns})
+            return Step(observation=Observation(text="Answer received."), reward=reward, terminated=True, info=info)
         if action.tool_calls:
             results = await asyncio.to_thread(lambda: [self._call(c) for c in action.tool_calls])
             text = render_contents(results)
         else:
             results, text = [], "Error: the action has neither tool calls nor an answer"
-        truncated = self.max_turns is not None and self._turns >= self.max_turns
-        self._done = truncated
-        info = {"turns": self._turns} | ({"truncated_reason": "max_turns"} if truncated else {})
-        return Step(observation=Observation(text=text, results=results), truncated=truncated, info=info)
+        return Step(observation=Observation(text=text, results=results))
 
     def _call(self, call: ToolCall) -> ToolResult:
         """One tool call: its fault when one is drawn, else the engine's result (search hits mixed with noise)."""
@@ -146,8 +132,8 @@ def _invalid_arguments(name: str, reason: str) -> str:
 register(EnvSpec(
     id="search", factory=SearchEnv, description="Search over a world's corpus (web_search, web_extractor; bm25s)",
     task_types=("qa", "table"), tools=tuple(SEARCH_TOOLS), render=render_contents, needs_world=True,
-    options=frozenset({"max_turns", "noise_rate", "fault_rate", "seed"}),
+    options=frozenset({"noise_rate", "fault_rate", "seed"}), max_turns=20,
     wm_adapter=WorldModelAdapter(tool_list=truth.search_tool_list, domain="search", truth=truth.search_truth,
-                                 unknown_tool=_unknown_tool, invalid_arguments=_invalid_arguments,
-                                 default_max_turns=20),
+                                 prompt=SEARCH_PROMPT, free_text=False,
+                                 unknown_tool=_unknown_tool, invalid_arguments=_invalid_arguments),
     expert="simrl.policies.expert:search_expert"))

@@ -26,6 +26,7 @@ from simrl import scratch
 from simrl.envs.registry import Truth
 from simrl.envs.search_index import SearchIndex
 from simrl.envs.search_tools import call_tool
+from simrl.records.page import NEXT_CURSOR, RECORDS, TOTAL
 from simrl.records.store import MAX_PAGE_SIZE, RecordStore
 from simrl.types import ToolCall, ToolResult
 
@@ -49,11 +50,11 @@ class UnpagedStore(RecordStore):
         if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
             return super().search(type_name, filters, limit, cursor)  # raises the store's own error
         page = super().search(type_name, filters, MAX_PAGE_SIZE, cursor)
-        records = list(page["records"])
-        while page["next_cursor"]:
-            page = super().search(type_name, filters, MAX_PAGE_SIZE, page["next_cursor"])
-            records += page["records"]
-        return {"records": records, "next_cursor": None, "total": page["total"]}
+        records = list(page[RECORDS])
+        while page[NEXT_CURSOR]:
+            page = super().search(type_name, filters, MAX_PAGE_SIZE, page[NEXT_CURSOR])
+            records += page[RECORDS]
+        return {RECORDS: records, NEXT_CURSOR: None, TOTAL: page[TOTAL]}
 
     def find_by_name(self, name: str, type_name: str | None = None, limit: int | None = None) -> dict[str, Any]:
         """Entities by exact or prefix name, up to ``MAX_PAGE_SIZE`` of them."""
@@ -260,7 +261,8 @@ class RealTruth(Truth):
         """Make the real environment and reset it on ``task``."""
         from simrl.envs.registry import make
 
-        self._env = make(self.env_spec.id, **({"world": self.world} if self.env_spec.needs_world else {}))
+        world = {"world": self.world} if self.env_spec.needs_world else {}
+        self._env = make(self.env_spec.id, max_turns=None, **world)
         await self._env.reset(task, seed)
 
     async def call(self, call: ToolCall) -> ToolResult:

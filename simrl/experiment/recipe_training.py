@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from simrl.choices import Split
 from simrl.experiment.recipe_arms import STRICT
@@ -158,11 +158,12 @@ class TrainerConfig(BaseModel):
     verl: VerlOptions = Field(default_factory=VerlOptions, description="verl options (kind verl).")
     trl: TrlOptions = Field(default_factory=TrlOptions, description="TRL options (kind trl).")
 
-    @model_validator(mode="after")
-    def _known(self) -> TrainerConfig:
-        if self.kind not in TRAINERS:
-            raise ValueError(f"kind {self.kind!r}: not a trainer; known: {', '.join(TRAINERS)}")
-        return self
+    @field_validator("kind")
+    @classmethod
+    def _known(cls, kind: str) -> str:
+        if kind not in TRAINERS:  # a field validator: the error names trainer.kind
+            raise ValueError(f"{kind!r} is not a trainer; known: {', '.join(TRAINERS)}")
+        return kind
 
 
 class Budget(BaseModel):

@@ -148,15 +148,10 @@ def env_tasks(env_id: str, world: Path | None, split: str | None, kinds: tuple[s
         SimrlError: there are none.
     """
     from simrl.envs.base import spec
-    from simrl.envs.registry import own_tasks
-    from simrl.world.io import load_tasks
 
     env_spec = spec(env_id)
     kinds = kinds or env_spec.task_types
-    found = own_tasks(env_spec, world, split)  # an environment with its own tasks (bfcl, a plugin's)
-    if found is None and world is None:
-        raise SimrlError(f"environment {env_id!r} takes its tasks from a world folder; give one")
-    tasks = [t for t in (found if found is not None else load_tasks(world, split=split)) if not kinds or t.type in kinds]
+    tasks = [t for t in env_spec.tasks(world, split) if not kinds or t.type in kinds]
     if not tasks:
         raise SimrlError(f"no {'/'.join(kinds) or ''} tasks in split {split or 'any'} of {world}; use a larger "
                          "world (world.entities) or another split")

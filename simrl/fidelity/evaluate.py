@@ -237,14 +237,13 @@ def _oracle_jobs(transitions: Sequence[Transition], world: Path | None, episode:
     tasks = {}
     if world is not None:
         from simrl.envs.base import find_spec
-        from simrl.envs.registry import own_tasks
         from simrl.world.io import load_tasks
 
         tasks = {t.task_id: t for t in load_tasks(world)}
         for env_id in sorted({tr.env_id for tr in transitions if tr.env_id}):  # environments with their own tasks
             found = find_spec(env_id)
-            if found is not None and found.world_model is not None:
-                tasks |= {t.task_id: t for t in own_tasks(found, world) or ()}
+            if found is not None and found.world_model is not None and found.load_tasks is not None:
+                tasks |= {t.task_id: t for t in found.tasks(world)}
     jobs: list = []
     groups: dict[str, list[Transition]] = defaultdict(list)
     covered, task_ids = set(oracle_envs()), set(tasks)  # once, not per transition

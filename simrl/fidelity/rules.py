@@ -4,7 +4,7 @@
 
 Every function takes the raw text of one observation (real or predicted) and a *domain*:
 
-* ``search``: the layouts of :mod:`simrl.envs.search` (and :data:`simrl.wm.prompts._SEARCH`):
+* ``search``: the layouts of :mod:`simrl.envs.search` (and :data:`simrl.envs.prompts.SEARCH_PROMPT`):
   ``web_search`` blocks (a header ``A search for '<q>' found <n> results:``, then items ``[k] URL`` /
   ``Title:`` / ``Snippet:`` / ``Date: <YYYY-MM-DD or N/A>``, blocks joined by ``=======``), the
   ``No results found for '<q>'`` line, ``web_extractor`` pages (``Title:``, ``URL Source:``, optional
@@ -29,6 +29,7 @@ from collections import Counter
 from functools import lru_cache
 from typing import Any
 
+from simrl.envs.registry import adapter_for
 from simrl.perturb.formats import cursor_key, list_key, parse_json, parse_search
 from simrl.wm.prompts import looks_like_error
 
@@ -79,13 +80,9 @@ def _json(text: str) -> Any | None:
 
 
 def domain_of(name: str | None) -> str:
-    """The scorer domain of a transition's domain or env id: ``search``, ``mcp``, ``bfcl`` or ``generic``."""
-    name = (name or "").lower()
-    if name in ("search", "mcp", "bfcl"):
-        return name
-    from simrl.wm.prompts import env_domain
-
-    return env_domain(name)
+    """The scorer domain of a transition's domain or env id (its world-model adapter's: ``search``, ``mcp``,
+    ``bfcl``, or ``generic`` for anything else)."""
+    return adapter_for(name).domain
 
 
 # -- layout ------------------------------------------------------------------------------------------
@@ -94,7 +91,8 @@ def layout(text: str, domain: str) -> tuple[str, list[bool]]:
 
     Kinds: ``search_results``, ``no_results``, ``page``, ``not_found`` (search); ``json_page``,
     ``json_object``, ``json_list``, ``json_scalar`` (any JSON); ``error`` (an error line); ``empty``;
-    ``text`` (anything else: in ``search`` and ``mcp`` its one check fails, elsewhere it passes).
+    ``text`` (anything else: its one check is the domain adapter's ``free_text``, False in ``search`` and ``mcp``).
+    An error line must have the adapter's ``error_line`` layout where it names one (``mcp``).
     ``empty`` has no checks (nothing to be well-formed).
 
     Returns:
@@ -126,8 +124,10 @@ def layout(text: str, domain: str) -> tuple[str, list[bool]]:
         source = re.search(r"^URL Source: (\S+)", body, re.MULTILINE)
         return "page", [body.startswith("Title:") and bool(body.partition("\n")[0][6:].strip()),
                         bool(source and _URL.match(source.group(1))), "\nMarkdown Content:" in body]
+    rules = adapter_for(domain)  # the domain's observation rules (its world-model adapter's)
     if _MCP_ERROR.match(body) or looks_like_error(body) or body.startswith("Error during execution"):
-        return "error", [bool(_MCP_ERROR.match(body))] if domain == "mcp" and body.startswith("Error") else [True]
+        line = rules.error_line
+        return "error", [bool(re.match(line, body))] if line is not None and body.startswith("Error") else [True]
     obj = _json(body)
     if obj is not None or body == "null":
         if list_key(obj) is not None:
@@ -137,7 +137,7 @@ def layout(text: str, domain: str) -> tuple[str, list[bool]]:
         if isinstance(obj, dict):
             return "json_object", [True]
         return ("json_list" if isinstance(obj, list) else "json_scalar"), [True]
-    return "text", [domain not in ("search", "mcp")]
+    return "text", [rules.free_text]
 
 
 def json_keys(text: str) -> set[str] | None:

@@ -35,14 +35,12 @@ def episode_tasks(env_id: str, world: Path | None, split: str, n: int | None = N
     found = env_spec(env_id)  # SimrlError listing the registered ids
     if split not in ("train", "dev", "test"):
         raise SimrlError(f"--split must be train, dev or test (got {split!r})")
-    if found.load_tasks is not None:
-        return found.load_tasks(world, split, n)
-    if world is None:
+    if found.load_tasks is None and world is None:
         raise SimrlError(f"--env {env_id} needs --world DIR (make one with `simrl world generate`)")
-    from simrl.world.io import load_tasks
-
+    tasks = found.tasks(world, split, n)
+    if found.load_tasks is not None:
+        return tasks
     kinds = found.task_types
-    tasks = [t for t in load_tasks(world, split=split) if not kinds or t.type in kinds][:n]
     if not tasks:
         raise SimrlError(f"no {'/'.join(kinds) or 'tasks'}{' tasks' if kinds else ''} in split {split!r} of {world}")
     return tasks

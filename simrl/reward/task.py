@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from simrl.reward.qa import score_qa
 from simrl.reward.widesearch import score_table
-from simrl.world.schema import QAGold, RecordsGold, TableGold, Task
+from simrl.world.schema import BFCLGold, QAGold, RecordsGold, TableGold, Task
 
 
 class TaskScore(BaseModel):
@@ -42,7 +42,7 @@ def score_answer(task: Task, answer: str) -> TaskScore:
     1.0
     """
     gold = task.gold
-    if task.type == "bfcl":
+    if isinstance(gold, BFCLGold):
         raise ValueError(f"task {task.task_id} is a BFCL task: the bfcl environment scores it with BFCL's checker")
     if isinstance(gold, TableGold):
         s = score_table(answer, gold)

@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from simrl.envs.base import Environment, spec, unavailable_step, write_tools
+from simrl.envs.base import Environment, EnvSpec, spec, specs, write_tools
 from simrl.errors import SimrlError
 from simrl.types import Action, Observation, Step, ToolCall, ToolResult
 from simrl.wm import oracle, prompts
@@ -61,7 +61,7 @@ from simrl.wm.env_predict import (
     add_notes,
     bounded_history,
 )
-from simrl.wm.env_truth import CallValidator, EpisodeTruth, adapter, has_truth, oracle_envs, score, tool_list
+from simrl.wm.env_truth import CallValidator, EpisodeTruth, adapter, has_truth, oracle_envs, score
 from simrl.wm.leak_guard import Secrets, call_guard, episode_secrets
 from simrl.world.schema import Task
 
@@ -72,7 +72,8 @@ class WorldModelEnv(Environment):
     """A real environment's tools, with observations from a world model or the oracle.
 
     Args:
-        env_id: the simulated environment's id: ``search``, ``mcp-world`` or ``mcp``.
+        env: the simulated environment's spec (:class:`~simrl.envs.registry.EnvSpec`), or its registered id
+            (looked up once): any environment with a world-model version.
         world: the world folder (``search``, ``mcp-world``; optional for ``mcp``: facts only).
         backend: a :class:`~simrl.wm.backend.WorldModelBackend`, or ``"oracle"`` (ground truth).
         sampling: sampling parameters of every world-model call (default greedy, 1024 tokens); with
@@ -80,7 +81,6 @@ class WorldModelEnv(Environment):
         cache: the response cache (default: none).
         max_parse_retries: re-samples of an output without a prediction block before marking it.
         prompt_template: a user template file (see :mod:`simrl.wm.prompts`) replacing the domain prompt.
-        max_turns: steps per episode before it is truncated (None: no limit).
         tools: tool schemas for ``mcp`` (else listed from ``server_command`` / ``server_url``).
         server_command, server_url: for ``mcp``: the real server whose tool list is used.
         control: a control instruction added to every world-model call (``self.control`` may be set
@@ -98,25 +98,26 @@ class WorldModelEnv(Environment):
             ``unparsed``, ``failures``, ``control_retries`` (compliance re-samples).
 
     Raises:
-        SimrlError: unknown ``env_id``; no world where one is needed; ``oracle`` for ``mcp``; a cap
+        SimrlError: unknown ``env``; no world where one is needed; ``oracle`` for ``mcp``; a cap
             below 1.
     """
 
     controllable = True
 
-    def __init__(self, env_id: str, world: str | Path | None = None,
+    def __init__(self, env: EnvSpec | str, world: str | Path | None = None,
                  backend: WorldModelBackend | str = "oracle", *, sampling: Sampling | None = None,
                  cache: ResponseCache | None = None,
                  max_parse_retries: int = 1, prompt_template: str | Path | None = None,
-                 max_turns: int | None = None, tools: list[dict[str, Any]] | None = None,
+                 tools: list[dict[str, Any]] | None = None,
                  server_command: str | list[str] | None = None, server_url: str | None = None,
                  control: str | None = None, own_backend: bool = False,
                  max_observation_chars: int = MAX_OBSERVATION_CHARS,
                  max_history_chars: int = MAX_HISTORY_CHARS) -> None:
-        self._adapter = adapter(env_id)  # SimrlError for an env without a world-model version
+        env_spec = spec(env) if isinstance(env, str) else env
+        self._adapter = adapter(env_spec)  # SimrlError for an env without a world-model version
+        env_id = env_spec.id
         if isinstance(backend, str) and backend != "oracle":
             raise SimrlError(f"backend must be a WorldModelBackend or 'oracle', got {backend!r}")
-        env_spec = spec(env_id)
         if env_spec.needs_world and world is None:
             raise SimrlError(f"the world-model env {env_id!r} needs a world folder")
         if backend == "oracle" and not has_truth(self._adapter):
@@ -126,7 +127,7 @@ class WorldModelEnv(Environment):
         if max_history_chars < 1:
             raise SimrlError(f"max_history_chars must be >= 1, got {max_history_chars}")
         self.max_history_chars = max_history_chars
-        self.env_id, self.world = env_id, Path(world) if world is not None else None
+        self.spec, self.env_id, self.world = env_spec, env_id, Path(world) if world is not None else None
         if self.world is not None:
             from simrl.world.io import check_once
 
@@ -135,7 +136,7 @@ class WorldModelEnv(Environment):
         self.backend_name = "oracle" if backend == "oracle" else backend.name  # type: ignore[union-attr]
         self.sampling = sampling or Sampling()
         self.template = prompts.load_template(prompt_template) if prompt_template else None
-        self.max_turns, self.control = max_turns, control
+        self.control = control
         self.tools: list[dict[str, Any]] = list(tools) if tools is not None else []
         self._server = (server_command, server_url)
         self.stats = {"calls": 0, "parse_retries": 0, "unparsed": 0, "failures": 0,
@@ -143,11 +144,11 @@ class WorldModelEnv(Environment):
         self._predictor = None if isinstance(backend, str) else Predictor(
             backend, cache if cache is not None else ResponseCache.off(), max_parse_retries=max_parse_retries,
             stats=self.stats, max_observation_chars=max_observation_chars)
-        self._validator = CallValidator(env_id, check_arguments=backend != "oracle")
-        self._truth = EpisodeTruth(env_id, self.world, oracle_backend=backend == "oracle")
+        self._validator = CallValidator(self._adapter, check_arguments=backend != "oracle")
+        self._truth = EpisodeTruth(self._adapter, self.world, oracle_backend=backend == "oracle")
         self._task: Task | None = None
         self._system, self._history, self._sampling = "", [], self.sampling
-        self._turns, self._done, self._closed = 0, False, False
+        self._closed = False
         self._pending = StepControl()
         self._secrets = Secrets()
 
@@ -179,17 +180,18 @@ class WorldModelEnv(Environment):
         """Start an episode: the observation is the task prompt and the real tool schemas, nothing else.
 
         Raises:
-            SimrlError: the environment is closed; a records task in ``search``; tools not listable.
+            SimrlError: a task of a type the environment does not serve (a records task in ``search``); tools
+                not listable.
         """
-        if self._closed:
-            raise SimrlError("this world-model environment is closed; make a new one")
-        served = spec(self.env_id).task_types
-        if task.type == "records" and served and task.type not in served:
-            raise SimrlError(f"task {task.task_id} is a records task: its data lives in the world's record "
-                             "server, not the corpus; run it with env `mcp-world`")
+        served = self.spec.task_types
+        if served and task.type not in served:
+            takers = [k for k, s in specs().items() if task.type in s.task_types]
+            raise SimrlError(f"task {task.task_id} is a {task.type} task, which env {self.env_id!r} does not serve"
+                             + (f"; run it with env {' or '.join(takers)}" if takers else ""))
         await self._truth.close()
-        self.tools = await tool_list(self.env_id, self.world, self.tools, self._server)
-        self._task, self._history, self._turns, self._done = task, [], 0, False
+        assert self._adapter.tool_list is not None  # adapter() checked it
+        self.tools = await self._adapter.tool_list(self.world, self.tools, self._server)
+        self._task, self._history = task, []
         self._pending = StepControl()  # control set for a step that never came does not carry over
         self._sampling = self.sampling  # sampled (temperature > 0) without a seed: the episode's seed
         if self.sampling.temperature > 0 and self.sampling.seed is None:
@@ -203,17 +205,13 @@ class WorldModelEnv(Environment):
 
     async def step(self, action: Action) -> Step:
         """Observe each tool call of ``action`` (or score its final answer); never raises."""
-        if (over := unavailable_step(self._closed, self._task is not None, self._done)) is not None:
-            return over
-        self._turns += 1
         control, self._pending = self._pending, StepControl()  # applies to this step only
         if action.is_final:
-            self._done = True
             reward, info = self.score_final(action.answer or "")
             return Step(observation=Observation(text="Answer received."), reward=reward, terminated=True,
-                        info=info | {"turns": self._turns, "backend": self.backend_name})
+                        info=info | {"backend": self.backend_name})
         if not action.tool_calls:
-            return self._after([], "Error: the action has neither tool calls nor an answer", {})
+            return Step(observation=Observation(text="Error: the action has neither tool calls nor an answer"))
         results, info, controlled = [], {}, []
         for index, call in enumerate(action.tool_calls):
             ctl = call_control(self.control, control, index)
@@ -223,7 +221,6 @@ class WorldModelEnv(Environment):
                 self.stats["failures"] += 1
                 reason = f"world model {self.backend_name} failed: {err}"
                 results.append(ToolResult(name=call.name, content=reason, is_error=True, call_id=call.call_id))
-                self._done = True
                 return Step(observation=Observation(text=f"environment failure: {reason}", results=results),
                             truncated=True, info=info | {"env_failure": True, "error": reason,
                                                          "backend": self.backend_name})
@@ -235,21 +232,15 @@ class WorldModelEnv(Environment):
             add_notes(info, notes)
         if controlled:
             info["control"] = controlled
-        return self._after(results, self._render(results), info)
-
-    def _after(self, results: list[ToolResult], text: str, info: dict[str, Any]) -> Step:
-        truncated = self.max_turns is not None and self._turns >= self.max_turns
-        self._done = truncated
-        info = {"turns": self._turns} | info | ({"truncated_reason": "max_turns"} if truncated else {})
-        return Step(observation=Observation(text=text, results=results), truncated=truncated, info=info)
+        return Step(observation=Observation(text=self._render(results), results=results), info=info)
 
     def _render(self, results: list[ToolResult]) -> str:
-        return spec(self.env_id).render(results)
+        return self.spec.render(results)
 
     def score_final(self, answer: str) -> tuple[float, dict[str, Any]]:
         """The episode's reward and info for ``answer`` (also read by ``simrl.trainers.verl.sessions.records_state``)."""
         assert self._task is not None
-        return score(self._task, answer, self._truth.current, spec(self.env_id).score_final)
+        return score(self._task, answer, self._truth.current, self.spec.score_final)
 
     # -- one tool call ------------------------------------------------------------------------------
     async def _observe(self, call: ToolCall, ctl: CallControl) -> tuple[ToolResult, dict[str, Any]]:

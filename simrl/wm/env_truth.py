@@ -1,7 +1,7 @@
 """The world's side of a world-model environment: tool schemas, argument checks, ground truth, scoring.
 
 What stays in the world (never in the world model's hands), for :class:`simrl.wm.env.WorldModelEnv`:
-the tool list (:func:`tool_list`), the environment's own rejection of unknown tools and
+the tool list (the adapter's ``tool_list``), the environment's own rejection of unknown tools and
 schema-invalid arguments (:class:`CallValidator`), the per-episode ground truth — the search index,
 or a shadow copy of the records that writes are applied to with the record server's own semantics
 (:class:`EpisodeTruth`) — and the score of a final answer or of the records state (:func:`score`).
@@ -14,24 +14,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from simrl.envs.base import WorldModelAdapter, find_spec, specs, write_tools
+from simrl.envs.base import EnvSpec, WorldModelAdapter, specs, write_tools
 from simrl.envs.registry import Truth, score_without_state, wm_adapter_of
 from simrl.errors import SimrlError
 from simrl.types import ToolCall
 from simrl.world.schema import Task
 
 
-def adapter(env_id: str) -> WorldModelAdapter:
-    """The world-model adapter of ``env_id`` (its spec's ``wm_adapter``, else the generic one:
+def adapter(env_spec: EnvSpec) -> WorldModelAdapter:
+    """The world-model adapter of ``env_spec`` (its ``wm_adapter``, else the generic one:
     :func:`simrl.envs.registry.wm_adapter_of`).
 
     Raises:
-        SimrlError: unknown id, or an environment without a world-model version (lists those with one).
+        SimrlError: an environment without a world-model version (lists those with one).
     """
-    found = find_spec(env_id)
-    env_adapter = wm_adapter_of(found) if found is not None else None
+    env_adapter = wm_adapter_of(env_spec)
     if env_adapter is None or env_adapter.tool_list is None:
-        raise SimrlError(f"no world-model version of env {env_id!r}; supported: {', '.join(supported())}")
+        raise SimrlError(f"no world-model version of env {env_spec.id!r}; supported: {', '.join(supported())}")
     return env_adapter
 
 
@@ -55,33 +54,19 @@ def oracle_envs() -> list[str]:
     return [k for k, a in _adapters().items() if has_truth(a)]
 
 
-async def tool_list(env_id: str, world: Path | None, tools: list[dict[str, Any]],
-                    server: tuple[str | list[str] | None, str | None]) -> list[dict[str, Any]]:
-    """The real environment's tool schemas, from its adapter (search's, the record server's, an MCP server's).
-
-    Args:
-        env_id: a registered id with a world-model version.
-        world: the world folder (where the environment needs one).
-        tools: schemas given up front (``mcp``: used as they are when non-empty).
-        server: ``mcp``: ``(server_command, server_url)`` listed when ``tools`` is empty.
-    """
-    lister = adapter(env_id).tool_list
-    assert lister is not None  # adapter() checked it
-    return await lister(world, tools, server)
-
-
 class CallValidator:
     """The environment's own error for an unknown tool or (world models only) schema-invalid arguments.
 
     Args:
-        env_id: decides the error wording (the adapter's ``unknown_tool`` / ``invalid_arguments``).
+        env_adapter: the environment's world-model adapter: its error wording (``unknown_tool`` /
+            ``invalid_arguments``).
         check_arguments: validate arguments against the tool's JSON schema (False for the oracle,
             whose real tools validate their own arguments).
     """
 
-    def __init__(self, env_id: str, check_arguments: bool) -> None:
-        self.env_id, self.check_arguments = env_id, check_arguments
-        self._adapter = adapter(env_id)
+    def __init__(self, env_adapter: WorldModelAdapter, check_arguments: bool) -> None:
+        self.check_arguments = check_arguments
+        self._adapter = env_adapter
         self._validators: dict[str, Any] = {}
 
     def reject(self, call: ToolCall, tools: list[dict[str, Any]]) -> str | None:
@@ -111,14 +96,14 @@ class EpisodeTruth:
     world's records (unpaged for the oracle); the generic adapter: the real environment itself; ``mcp``: none.
 
     Args:
-        env_id: the environment id.
+        env_adapter: the environment's world-model adapter (its ``truth``).
         world: the world folder.
         oracle_backend: the observations come from the oracle (not a world model).
     """
 
-    def __init__(self, env_id: str, world: Path | None, oracle_backend: bool) -> None:
-        self.env_id, self.world, self.oracle_backend = env_id, world, oracle_backend
-        self._adapter = adapter(env_id)
+    def __init__(self, env_adapter: WorldModelAdapter, world: Path | None, oracle_backend: bool) -> None:
+        self.world, self.oracle_backend = world, oracle_backend
+        self._adapter = env_adapter
         self.current: Truth | None = None
 
     async def open(self, task: Task, seed: int = 0) -> Truth | None:

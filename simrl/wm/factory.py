@@ -6,7 +6,7 @@
 :mod:`simrl.wm.llamacpp_backend`; a missing optional package is a :class:`SimrlError` with the
 install command).
 
-``make_wm_env(env_id, world_model, **options)`` is what :func:`simrl.envs.base.make` calls when it
+``make_wm_env(env_spec, world_model, **options)`` is what :func:`simrl.envs.base.make` calls when it
 gets ``world_model=`` other than ``real``: the same environment id, observations from the world model.
 Backends and caches made this way are shared within the process (one endpoint client, one cache file
 for hundreds of environments made per episode).
@@ -124,16 +124,15 @@ def shared_cache(path: str | Path | None, replay: bool = False) -> Any:
         return _caches[key]
 
 
-def make_wm_env(env_id: str, world_model: str | WorldModelBackend, *, world: str | Path | None = None,
+def make_wm_env(env_spec: Any, world_model: str | WorldModelBackend, *, world: str | Path | None = None,
                 wm_model: str | None = None, wm_base_url: str | None = None, wm_api_key: str | None = None,
                 wm_cache: str | Path | None = None, wm_replay: bool = False, wm_prompt: str | Path | None = None,
                 wm_temperature: float = 0.0, wm_max_tokens: int = 4096, wm_control: str | None = None,
-                wm_options: dict[str, Any] | None = None, max_turns: int | None = None,
-                max_steps: int | None = None, **env_options: Any) -> Any:
-    """The world-model version of ``env_id`` (a :class:`~simrl.wm.env.WorldModelEnv`).
+                wm_options: dict[str, Any] | None = None, **env_options: Any) -> Any:
+    """The world-model version of ``env_spec``'s environment (a :class:`~simrl.wm.env.WorldModelEnv`).
 
     Args:
-        env_id: any registered id with a world-model version (every one but ``bfcl``: an environment
+        env_spec: the :class:`~simrl.envs.registry.EnvSpec` of any environment with a world-model version (every one but ``bfcl``: an environment
             registered without an adapter gets the generic one, :func:`simrl.envs.registry.wm_adapter_of`).
         world_model: a backend name (:data:`BACKENDS`) or a backend object.
         world: the world folder.
@@ -142,7 +141,6 @@ def make_wm_env(env_id: str, world_model: str | WorldModelBackend, *, world: str
         wm_prompt: a prompt template file; wm_temperature, wm_max_tokens: sampling.
         wm_control: a control instruction for every world-model call.
         wm_options: further backend options (e.g. ``{"timeout": 30, "max_concurrency": 128}``).
-        max_turns, max_steps: the real environments' turn limits (search / mcp), kept.
         env_options: ``tools``, ``server_command``, ``server_url`` (``mcp``), ``max_parse_retries``, ``max_observation_chars``, ``max_history_chars``
             (the caps of :class:`~simrl.wm.env.WorldModelEnv`); real-only options (``index``, ``fault_rate``=0,
             ``call_timeout``, ...) are ignored.
@@ -151,7 +149,6 @@ def make_wm_env(env_id: str, world_model: str | WorldModelBackend, *, world: str
         SimrlError: bad backend name or options, an unsupported env id, a missing world.
     """
     from simrl.wm.env import WorldModelEnv
-    from simrl.wm.env_truth import adapter
 
     if isinstance(world_model, WorldModelBackend):
         backend: WorldModelBackend | str = world_model
@@ -163,11 +160,8 @@ def make_wm_env(env_id: str, world_model: str | WorldModelBackend, *, world: str
                          "through control instructions")
     keep = {k: env_options[k] for k in ("tools", "server_command", "server_url", "max_parse_retries",
                                         "max_observation_chars", "max_history_chars") if k in env_options}
-    turns = max_turns if max_turns is not None else max_steps
-    if turns is None:
-        turns = adapter(env_id).default_max_turns
-    return WorldModelEnv(env_id, world, backend,
+    return WorldModelEnv(env_spec, world, backend,
                          sampling=Sampling(temperature=wm_temperature, max_tokens=wm_max_tokens),
                          cache=shared_cache(wm_cache, wm_replay), prompt_template=wm_prompt,
-                         max_turns=turns, control=wm_control, **keep)
+                         control=wm_control, **keep)
 

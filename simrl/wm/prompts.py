@@ -2,7 +2,8 @@
 
 Layout (QwenLM/Qwen-AgentWorld ``eval/eval.py`` and ``prompts/``; docs/design.md §4):
 
-* **system**: a domain world-model prompt (our own wording, one per domain: :data:`DOMAIN_PROMPTS`),
+* **system**: a domain world-model prompt (our own wording, carried by each environment's world-model adapter:
+  :mod:`simrl.envs.prompts`; :data:`GENERIC_PROMPT` otherwise),
   then the tool definitions as a JSON list (OpenAI function format), then the output-format rule, then,
   for fictional worlds, the world's facts from the task's :class:`~simrl.world.schema.SimulationInstruction`
   (target query, reference answer, facts, pages).
@@ -38,49 +39,7 @@ from typing import Any
 from simrl.errors import SimrlError
 from simrl.world.schema import SimulationInstruction
 
-_SEARCH = """\
-# Role
-You are a search-engine world model: you simulate, as faithfully as possible, what a web search tool
-and a web page reader return to an autonomous agent after each of its tool calls.
-
-# How the tools answer
-- `web_search` takes `{"query": str}` or `{"queries": [str, ...]}`. For every query it returns one block:
-  a header line `A search for '<query>' found <n> results:`, then up to 10 results, each as
-  `[k] <URL>`, `Title: <title>`, `Snippet: <about 200 characters of the page around the query words>`
-  and `Date: <YYYY-MM-DD or N/A>`, with a blank line between results. Blocks of several queries are
-  separated by a line `=======` with blank lines around it. A query that matches nothing gives
-  `No results found for '<query>'. Try a shorter or different query.`
-- `web_extractor` takes `{"url": str}` and returns `Title: <title>`, `URL Source: <url>`, for news
-  `Published Time: <date>`, then `Markdown Content:` and the page as markdown. An address with no page
-  gives `404 Not Found: <url> (no page at this address)`.
-
-# Rules
-- Stay consistent with everything this episode has already shown: the same URL always holds the
-  same page, and facts never change between calls.
-- Results must be relevant to the query, ranked by relevance, with realistic titles and snippets.
-- Output only what the tool would print: no commentary, no markdown fences around it."""
-
-_MCP = """\
-# Role
-You are an MCP server world model: you simulate, as faithfully as possible, the result an MCP
-server's tool returns to an autonomous agent after each of its tool calls.
-
-# How the tools answer
-- A successful call returns the tool's text result. The record tools of this server answer in JSON:
-  one record is an object with `id`, `type`, `name` and its fields; list tools answer
-  `{"records": [...], "next_cursor": <string or null>, "total": <int>}`, one page at a time, and a
-  caller passes `next_cursor` back as `cursor` for the next page.
-- A failing call (unknown id, invalid field or value, impossible change) returns one line
-  `Error executing tool <name>: <reason>` that says what is wrong.
-- Writes change the state: later reads must show the change; an invalid write changes nothing.
-
-# Rules
-- Stay consistent with everything this episode has already shown: ids, names and values never
-  change unless a successful write changed them.
-- Respect each tool's description and argument schema.
-- Output only what the tool would return: no commentary, no markdown fences around it."""
-
-_GENERIC = """\
+GENERIC_PROMPT = """\
 # Role
 You are an environment world model: you simulate, as faithfully as possible, what a tool-using
 environment returns to an autonomous agent after each of its actions.
@@ -90,18 +49,16 @@ environment returns to an autonomous agent after each of its actions.
   that tool's error message.
 - Stay consistent with everything this episode has already shown.
 - Output only what the tool would return: no commentary."""
-
-DOMAIN_PROMPTS: dict[str, str] = {"search": _SEARCH, "mcp": _MCP, "generic": _GENERIC}
-"""Domain -> world-model role prompt (our own wording; Qwen-AgentWorld's prompts are per domain too)."""
+"""The role prompt of an environment whose adapter names none (our own wording)."""
 
 
 
 def env_domain(env_id: str) -> str:
-    """The prompt domain of environment ``env_id``: its spec's world-model adapter's, else ``generic``."""
-    from simrl.envs.base import find_spec
+    """The prompt domain of environment ``env_id``: its world-model adapter's (``generic`` when it has none)."""
+    from simrl.envs.registry import adapter_for
 
-    found = find_spec(env_id)
-    return found.wm_adapter.domain if found is not None and found.wm_adapter is not None else "generic"
+    return adapter_for(env_id).domain
+
 
 OUTPUT_RULE = """\
 # Output format
@@ -159,21 +116,27 @@ def load_template(path: str | Path) -> str:
 
 def system_prompt(domain: str, tools: list[dict[str, Any]], instruction: SimulationInstruction | None = None,
                   template: str | None = None) -> str:
-    """The system message: domain prompt (or ``template``), tools, output rule, world facts.
+    """The system message: the domain's prompt (or ``template``), tools, output rule, world facts.
 
     Args:
-        domain: ``search``, ``mcp`` or ``generic`` (unknown names fall back to ``generic``).
+        domain: a world-model domain or environment id; its adapter (:func:`simrl.envs.registry.adapter_for`)
+            carries the role prompt (``prompt``; none: :data:`GENERIC_PROMPT`) or a whole template
+            (``prompt_template``, as ``bfcl``'s); unknown names get the generic prompt.
         tools: tool schemas in OpenAI function format.
         instruction: the task's simulation instruction (fictional worlds), or None.
         template: text of a user template (see the module docstring); replaces the domain prompt.
     """
+    from simrl.envs.registry import adapter_for
+
+    env_adapter = adapter_for(domain)
+    template = template if template is not None else env_adapter.prompt_template
     tools_text, facts = tools_block(tools), facts_block(instruction)
     if template is not None:
         text = template
         for key, value in (("{tools}", tools_text), ("{facts}", facts)):
             text = text.replace(key, value) if key in text else (text.rstrip() + "\n\n" + value if value else text)
         return text.rstrip() + "\n\n" + OUTPUT_RULE
-    parts = [DOMAIN_PROMPTS.get(domain, _GENERIC), "# Tools\nThe agent can call these tools:\n" + tools_text,
+    parts = [env_adapter.prompt or GENERIC_PROMPT, "# Tools\nThe agent can call these tools:\n" + tools_text,
              OUTPUT_RULE]
     if facts:
         parts.append(f"{FACTS_HEADER}\n{facts}")

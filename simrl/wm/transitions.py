@@ -46,29 +46,6 @@ from simrl.rollout import jsonl_objects
 from simrl.types import ToolCall, Trajectory
 from simrl.wm import prompts
 
-BFCL_TEMPLATE = """\
-# Role
-You are a world model of BFCL's executable tool classes (file system, messaging, social media,
-tickets, trading, travel booking, vehicle control, math): you simulate, as faithfully as possible,
-what each method returns to an autonomous agent after each of its calls.
-
-# How the tools answer
-- A successful call returns the method's return value as JSON (usually one object), or `None` for a
-  method that returns nothing.
-- A failing call returns the method's own error, e.g. `{"error": "<reason>"}`, or
-  `Error during execution: <reason>` when the call itself is invalid.
-- Each class keeps its state for the whole episode: a change (a file written, a message sent, a
-  ticket created) shows in every later call.
-
-# Rules
-- Stay consistent with everything this episode has already shown.
-- Output only what the method would return: no commentary.
-
-# Tools
-The agent can call these tools:
-{tools}"""
-"""The ``bfcl`` domain prompt (our own wording), used as a :func:`prompts.system_prompt` template."""
-
 _ACTION_JSON = re.compile(r"```(?:json)?\s*\n(.*?)\n?```", re.DOTALL)
 
 
@@ -149,8 +126,8 @@ def parse_action(text: str) -> tuple[str | None, dict[str, Any] | None]:
 
 
 def domain_system_prompt(domain: str, tools: list[dict[str, Any]], instruction: Any = None) -> str:
-    """The world model's system prompt for ``domain`` (``bfcl`` uses :data:`BFCL_TEMPLATE`)."""
-    return prompts.system_prompt(domain, tools, instruction, BFCL_TEMPLATE if domain == "bfcl" else None)
+    """The world model's system prompt for ``domain`` (its adapter's prompt: :func:`prompts.system_prompt`)."""
+    return prompts.system_prompt(domain, tools, instruction)
 
 
 def called_tools_system(tr: Transition, world: Path | None) -> str:

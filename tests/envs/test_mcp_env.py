@@ -16,7 +16,7 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from simrl.envs.base import make, registered
+from simrl.envs.base import OrderEnforcing, make, registered
 from simrl.envs.mcp_env import MCPEnv, WorldMCPEnv
 from simrl.errors import SimrlError
 from simrl.types import Action, ToolCall
@@ -197,7 +197,7 @@ def test_transport_failures_are_observations(tmp_path):
     script.write_text(textwrap.dedent(_FLAKY_SERVER))
 
     async def main():
-        async with MCPEnv(server_command=[sys.executable, str(script)], call_timeout=1.0) as env:
+        async with OrderEnforcing(MCPEnv(server_command=[sys.executable, str(script)], call_timeout=1.0)) as env:
             obs = await env.reset(MANUAL)
             assert {t["function"]["name"] for t in obs.tools} == {"echo", "slow", "crash"}
             _, result = await _call(env, "echo", text="hi")
@@ -206,8 +206,8 @@ def test_transport_failures_are_observations(tmp_path):
             assert result.is_error and step.info["env_failure"] and not step.truncated
             step, result = await _call(env, "crash")
             assert result.is_error and step.info["env_failure"] and step.truncated  # the server is gone
-            with pytest.raises(SimrlError, match="reset"):
-                await env.step(Action.call("echo", text="anyone?"))
+            over = await env.step(Action.call("echo", text="anyone?"))  # the episode ended: OrderEnforcing's
+            assert over.info["episode_over"] and "call reset" in over.observation.text  # error step
             await env.reset(MANUAL)  # a new episode starts a new server
             _, result = await _call(env, "echo", text="back")
             assert result.content == "back"

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from simrl.envs.base import make
+from simrl.envs.base import OrderEnforcing, make
 from simrl.envs.checker import check_env
 from simrl.envs.mcp_env import WorldMCPEnv
 from simrl.envs.records_local import LocalRecordsEnv
@@ -77,7 +77,7 @@ async def test_same_observations_as_the_stdio_server(tiny_world, fault_rate):
 async def test_episodes_are_isolated_and_writes_are_scored(tiny_world):
     task = _task(tiny_world, "set_employees")
     check = task.gold.final_state[0]
-    env = LocalRecordsEnv(tiny_world)
+    env = OrderEnforcing(LocalRecordsEnv(tiny_world))  # as make() wraps it
     await env.reset(task)
     step = await env.step(Action.call("update_record", id=check.record_id, fields={"employees": check.value}))
     assert not step.observation.results[0].is_error
@@ -85,13 +85,14 @@ async def test_episodes_are_isolated_and_writes_are_scored(tiny_world):
     assert final.terminated and final.reward == 1.0 and final.info["success"]
     assert (await env.step(Action.final("again"))).truncated  # the episode is over: an error step, no raise
     await env.reset(task)  # a fresh copy of the records
-    assert env.store.read(check.record_id, "employees") != check.value
+    assert env.unwrapped.store.read(check.record_id, "employees") != check.value
     assert (await env.step(Action.final("<answer>done</answer>"))).reward == 0.0
     other = LocalRecordsEnv(tiny_world)  # two episodes at once never mix stores
     await asyncio.gather(env.reset(task), other.reset(task))
     await asyncio.gather(env.step(Action.call("update_record", id=check.record_id, fields={"employees": 1})),
                          other.step(Action.call("update_record", id=check.record_id, fields={"employees": 2})))
-    assert env.store.read(check.record_id, "employees") == 1 and other.store.read(check.record_id, "employees") == 2
+    assert env.unwrapped.store.read(check.record_id, "employees") == 1
+    assert other.store.read(check.record_id, "employees") == 2
     await env.close()
     await env.close()
     assert (await env.step(Action.final("x"))).truncated
@@ -120,13 +121,13 @@ def test_expert_solves_every_records_task_in_fresh_environments(tiny_world):
 
 async def test_options(tiny_world):
     env = make("mcp-world", world=tiny_world, transport="inprocess", page_size=2)
-    assert isinstance(env, LocalRecordsEnv)
+    assert isinstance(env.unwrapped, LocalRecordsEnv)
     obs = await env.reset(_task(tiny_world, "count_members"))
     assert {"find_by_name", "list_members", "update_record"} <= {t["function"]["name"] for t in obs.tools}
     step = await env.step(Action.call("search_records", type="person"))
     assert len(json.loads(step.observation.results[0].content)["records"]) == 2
     await env.close()
-    assert isinstance(make("mcp-world", world=tiny_world), WorldMCPEnv)  # stdio stays the default
+    assert isinstance(make("mcp-world", world=tiny_world).unwrapped, WorldMCPEnv)  # stdio stays the default
     for bad, match in [({"transport": "pigeon"}, "transport"), ({"transport": "inprocess", "fault_rate": 2},
                                                                 "fault_rate"),
                        ({"transport": "inprocess", "page_size": 0}, "page_size")]:

@@ -12,6 +12,8 @@ from simrl.envs import registry
 from simrl.envs.base import (
     Environment,
     EnvSpec,
+    OrderEnforcing,
+    TimeLimit,
     Wrapper,
     find_spec,
     make,
@@ -64,7 +66,8 @@ def test_a_registered_spec_is_made_listed_and_rendered(ping_spec):
     with pytest.raises(SimrlError, match=r"environment 'test-ping' cannot be made with options \['bogus'\]"):
         make("test-ping", bogus=1)  # a factory's TypeError for the caller's option: one clear error
     env = make("test-ping", prefix="pang")
-    assert isinstance(env, Ping) and env.prefix == "pang"
+    assert isinstance(env, OrderEnforcing) and isinstance(env.unwrapped, Ping) and env.unwrapped.prefix == "pang"
+    asyncio.run(env.reset(None))
     step = asyncio.run(env.step(Action.call("ping", n=3)))
     assert step.observation.text == "PANG 3"
     results = [ToolResult(name="ping", content="a"), ToolResult(name="ping", content="b")]
@@ -109,15 +112,15 @@ def test_every_environment_gets_a_generic_world_model_version_unless_it_opts_out
 def test_the_world_model_entry_point_is_loaded_by_name(ping_spec):
     seen = {}
 
-    def fake_wm(env_id, world_model, **options):
-        seen.update(env_id=env_id, world_model=world_model, options=options)
+    def fake_wm(env_spec, world_model, **options):
+        seen.update(env_id=env_spec.id, world_model=world_model, options=options)
         return Ping()
 
     registry._REGISTRY["test-ping"] = EnvSpec(id="test-ping", factory=Ping, description="d",
                                               world_model=f"{__name__}:FAKE_WM")
     globals()["FAKE_WM"] = fake_wm
     try:
-        assert isinstance(make("test-ping", world_model="openai", wm_model="m"), Ping)
+        assert isinstance(make("test-ping", world_model="openai", wm_model="m").unwrapped, Ping)
     finally:
         globals().pop("FAKE_WM")
     assert seen == {"env_id": "test-ping", "world_model": "openai", "options": {"wm_model": "m"}}
@@ -137,6 +140,74 @@ def test_wrapper_forwards_the_contract():
         outer.score_final("x")
     asyncio.run(outer.close())
     assert inner.closed == 1
+
+
+class Ending(Ping):
+    """Ping whose ``final`` answer terminates the episode; counts the steps that reach it."""
+
+    def __init__(self, prefix: str = "pong") -> None:
+        super().__init__(prefix)
+        self.steps = 0
+
+    async def step(self, action: Action) -> Step:
+        self.steps += 1
+        if action.is_final:
+            return Step(observation=Observation(text="done"), reward=1.0, terminated=True)
+        return await super().step(action)
+
+
+def test_make_wraps_every_environment_in_order_enforcing_and_time_limit(ping_spec):
+    """Episode bookkeeping is make()'s (Gymnasium's OrderEnforcing + TimeLimit): no step before reset, after
+    the episode ended or after close; no reset after close; close once; the spec's max_turns truncates,
+    make(max_turns=...) overrides it (None: no limit), a terminating step is never also truncated."""
+    from dataclasses import replace
+
+    registry._REGISTRY["test-ping"] = replace(ping_spec, factory=Ending, max_turns=2)
+
+    async def main():
+        env = make("test-ping")
+        assert isinstance(env, OrderEnforcing) and isinstance(env.env, TimeLimit) and env.env.max_turns == 2
+        early = await env.step(Action.call("ping", n=1))
+        assert early.truncated and early.info["episode_over"] and env.unwrapped.steps == 0
+        await env.reset(None)
+        first, second = await env.step(Action.call("ping", n=1)), await env.step(Action.call("ping", n=2))
+        assert not first.truncated and second.truncated and second.info["truncated_reason"] == "max_turns"
+        after = await env.step(Action.call("ping", n=3))
+        assert after.info["episode_over"] and env.unwrapped.steps == 2  # never reached the environment
+        await env.reset(None)  # the count restarts
+        assert not (await env.step(Action.call("ping", n=1))).truncated
+        final = await env.step(Action.final("x"))
+        assert final.terminated and not final.truncated and "truncated_reason" not in final.info
+        await env.close()
+        await env.close()
+        assert env.unwrapped.closed == 1 and (await env.step(Action.final("x"))).info["error"] == "closed"
+        with pytest.raises(SimrlError, match="environment 'test-ping' is closed; make a new one"):
+            await env.reset(None)
+        unlimited = make("test-ping", max_turns=None)
+        assert isinstance(unlimited.env, Ending)
+        await unlimited.reset(None)
+        assert not any([(await unlimited.step(Action.call("ping", n=i))).truncated for i in range(5)])
+        with pytest.raises(SimrlError, match="max_turns must be >= 1, got 0"):
+            make("test-ping", max_turns=0)
+
+    asyncio.run(main())
+
+
+def test_make_checks_options_against_the_factory_signature(ping_spec):
+    """A bad option is the caller's error (the factory's signature, bound); a TypeError raised inside the
+    factory is a bug and propagates as itself."""
+    from dataclasses import replace
+
+    def broken(prefix: str = "x") -> Environment:
+        raise TypeError("unexpected keyword argument inside the factory")
+
+    with pytest.raises(SimrlError, match=r"cannot be made with options \['prefix', 'size'\]"):
+        make("test-ping", prefix="a", size=3)
+    registry._REGISTRY["test-ping"] = replace(ping_spec, factory=broken)
+    with pytest.raises(TypeError, match="inside the factory"):
+        make("test-ping", prefix="a")
+    with pytest.raises(SimrlError, match=r"environment 'mcp-world' cannot be made with options"):
+        make("mcp-world", world="w", transport="inprocess", call_timeout=3)  # checked for the class it picks
 
 
 def test_backend_registry_matches_the_static_choices():

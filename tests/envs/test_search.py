@@ -157,7 +157,7 @@ def test_episode_wrong_answer_bad_calls_and_turn_limit(world, index):
     task = _task(world, "birth_city")
 
     async def main():
-        env = SearchEnv(world, max_turns=3, index=index)
+        env = make("search", world=world, max_turns=3, index=index)  # the turn limit is make()'s TimeLimit
         await env.reset(task)
         bad = await env.step(Action(tool_calls=[ToolCall(name="web_search", arguments={"q": 1}),
                                                 ToolCall(name="nope", arguments={})]))

@@ -59,7 +59,7 @@ def test_shipped_recipes_load():
     ({"arms.real.mode": "control"}, "arms.real", "needs a world_model arm"),
     ({"arms.sim.mode": "control", "arms.sim.schedule": None}, "arms.sim", "needs a schedule"),
     ({"arms.sim.backend": "openai"}, "arms.sim", "needs model and base_url"),
-    ({"trainer.kind": "ppo"}, "trainer", "kind 'ppo': not a trainer; known: embedded, trl, verl"),
+    ({"trainer.kind": "ppo"}, "trainer.kind", "'ppo' is not a trainer; known: embedded, trl, verl"),
     ({"env.id": "nope"}, "env.id", "unknown environment 'nope'; registered: bfcl, mcp, mcp-world, search"),
     ({"env.id": "bfcl"}, "(top level)", "environment 'bfcl' has no world-model version"),
     ({"env.id": "mcp"}, "env.id", "environment 'mcp' declares no task types"),

@@ -226,7 +226,7 @@ async def test_retries_re_ask_with_a_new_seed_until_the_world_model_complies(tin
     assert [r.get("seed") for r in ep.requests] == [None, RETRY_SEED_STRIDE]
     assert [r["temperature"] for r in ep.requests] == [0.0, 0.6]
     assert len(_controls(ep)) == 2 and step.observation.text.startswith("503")
-    assert env.env.stats["control_retries"] == 1
+    assert env.unwrapped.stats["control_retries"] == 1
 
     ep.requests.clear()
     ep.stub.min_temperature = 9.0  # never obeys: N re-asks, then the inject fallback
@@ -259,7 +259,7 @@ async def test_the_oracle_cannot_follow_control_so_every_perturbation_is_injecte
     record = step.info["perturbations"][0]
     assert (record["mode"], record["fallback"], record["complied"], record["retries"]) == ("inject", True, False, 0)
     assert env.compliance["server_error"]["fell_back"] == 1 and env.backend_name == "oracle"
-    assert step.observation.text.startswith("50") and made[0].stats["calls"] == 0
+    assert step.observation.text.startswith("50") and made[0].unwrapped.stats["calls"] == 0
 
 
 @pytest.mark.parametrize("backend", ["oracle", "openai"])

@@ -13,13 +13,14 @@ import re
 
 import pytest
 
+from simrl.envs.base import spec
 from simrl.envs.search import call_tool
 from simrl.rollout import run_episode
 from simrl.testing.openai_stub import StubEndpoint
 from simrl.types import Action, ToolCall
 from simrl.wm import oracle
 from simrl.wm.env import WorldModelEnv
-from simrl.wm.env_truth import EpisodeTruth, supported
+from simrl.wm.env_truth import EpisodeTruth, adapter, supported
 from simrl.wm.leak_guard import REFUSED, LeakGuard, Secrets, normalise
 from simrl.wm.openai_backend import OpenAIBackend
 from simrl.world import load_tasks
@@ -55,7 +56,7 @@ async def _truth(env_id, world, task, action) -> str | None:
     """The real observation of the action's call (None: the environment has no ground truth)."""
     if env_id == "mcp":
         return None
-    truth = EpisodeTruth(env_id, world, False)
+    truth = EpisodeTruth(adapter(spec(env_id)), world, False)
     await truth.open(task)
     try:
         return await truth.reference(action.tool_calls[0])

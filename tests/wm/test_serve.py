@@ -270,9 +270,9 @@ async def test_shared_backend_bounds_requests_in_flight(tiny_world, bound):
             return envs[-1]
 
         trajs = await rollout(factory, expert, tasks, max_turns=3, concurrency=64)
-        await envs[0].backend.close()
+        await envs[0].unwrapped.backend.close()
     assert len(trajs) == 64 and all(t.status in ("success", "failure", "truncated") for t in trajs)
-    assert len({id(e.backend) for e in envs}) == 1 and envs[0].backend.max_concurrency == bound
+    assert len({id(e.unwrapped.backend) for e in envs}) == 1 and envs[0].unwrapped.backend.max_concurrency == bound
     assert counter.answered == len(ep.requests) >= 64
     if bound == 4:
         assert counter.max == 4  # the bound holds (<= 4), and the load reaches it

@@ -15,6 +15,7 @@ import importlib.util
 import pytest
 
 from simrl.envs.base import make
+from simrl.envs.prompts import MCP_PROMPT, SEARCH_PROMPT
 from simrl.envs.search import SEARCH_TOOLS
 from simrl.rollout import run_episode
 from simrl.types import Action, Observation, ToolCall
@@ -38,7 +39,7 @@ class OneSearch:
 
 async def _short_episode(env: WorldModelEnv, world, backend: str):
     """Run reset + one web_search + the answer; check the observation and the trajectory."""
-    assert isinstance(env, WorldModelEnv) and env.backend_name == backend
+    assert isinstance(env.unwrapped, WorldModelEnv) and env.backend_name == backend
     task = next(t for t in load_tasks(world) if t.type == "qa")
     traj = await run_episode(env, OneSearch(), task, max_turns=4, backend=env.backend_name)
     await env.close()
@@ -48,9 +49,9 @@ async def _short_episode(env: WorldModelEnv, world, backend: str):
     assert isinstance(step.observation, Observation) and not step.info.get("env_failure"), step.info
     (result,) = step.observation.results
     assert result.name == "web_search" and isinstance(result.content, str)
-    assert step.info.get("unparsed") in (None, True) and env.stats["failures"] == 0
+    assert step.info.get("unparsed") in (None, True) and env.unwrapped.stats["failures"] == 0
     assert "control" not in step.info and "control_attempts" not in step.info
-    assert env.stats["calls"] >= 1 and step.observation.text == result.content
+    assert env.unwrapped.stats["calls"] >= 1 and step.observation.text == result.content
     return traj
 
 
@@ -63,7 +64,7 @@ async def test_llamacpp_smollm2_through_the_environment(tiny_world, tmp_path):
     env = make("search", world=tiny_world, world_model="llamacpp", wm_max_tokens=48, wm_prompt=template,
                max_parse_retries=0, wm_options={"n_ctx": 1024, "n_threads": 1})
     traj = await _short_episode(env, tiny_world, "llamacpp")
-    assert traj.turns[0].step.info.get("turns") == 1 and env.stats["calls"] == 1
+    assert len(traj.turns) == 2 and env.unwrapped.stats["calls"] == 1
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +73,7 @@ def tiny_llama(tmp_path_factory):
     the search world-model prompt's own text (so the ~5,000-character system prompt is short in tokens)."""
     if not HAVE_TRANSFORMERS:
         pytest.skip("torch/transformers not importable (pip install 'simrl[transformers]')")
-    corpus = [*prompts.DOMAIN_PROMPTS.values(), prompts.tools_block(SEARCH_TOOLS), prompts.OUTPUT_RULE,
+    corpus = [SEARCH_PROMPT, MCP_PROMPT, prompts.GENERIC_PROMPT, prompts.tools_block(SEARCH_TOOLS), prompts.OUTPUT_RULE,
               prompts.facts_block(None), "<predicted_observation>A search for 'x' found 10 results:"]
     return make_tiny_llama(tmp_path_factory.mktemp("tiny-llama-env"), corpus * 3, vocab_size=1200, max_positions=8192)
 

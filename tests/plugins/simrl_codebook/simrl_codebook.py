@@ -16,7 +16,7 @@ import json
 import random
 from pathlib import Path
 
-from simrl.envs.base import Environment, EnvSpec, register, render_contents, unavailable_step
+from simrl.envs.base import Environment, EnvSpec, register, render_contents
 from simrl.types import Action, Observation, Step, ToolResult, Turn
 from simrl.world.schema import Evidence, QAGold, Task
 
@@ -68,15 +68,13 @@ class CodebookEnv(Environment):
 
     env_id = ENV_ID
 
-    def __init__(self, world: str | Path | None = None, max_turns: int | None = None) -> None:
+    def __init__(self, world: str | Path | None = None) -> None:
         self.world = Path(world) if world is not None else None
         self.codes = codebook(self.world)
-        self.max_turns = max_turns
         self._task: Task | None = None
-        self._turns, self._done, self._closed = 0, False, False
 
     async def reset(self, task: Task, seed: int = 0) -> Observation:
-        self._task, self._turns, self._done = task, 0, False
+        self._task = task
         self.tools = list(TOOLS)
         return Observation(text=task.policy_view()["prompt"], tools=self.tools)
 
@@ -96,28 +94,20 @@ class CodebookEnv(Environment):
                                                              "next_cursor": str(start + PAGE) if more else None}))
         return ToolResult(name=name, content=f"Error: unknown tool {name!r}", is_error=True)
 
-    async def step(self, action: Action) -> Step:
-        if (over := unavailable_step(self._closed, self._task is not None, self._done)) is not None:
-            return over
-        self._turns += 1
+    async def step(self, action: Action) -> Step:  # make() enforces reset-before-step and the turn limit
         if action.is_final:
-            self._done = True
             reward, info = score(self._task, action.answer or "")
-            return Step(observation=Observation(text="Answer received."), reward=reward, terminated=True,
-                        info=info | {"turns": self._turns})
+            return Step(observation=Observation(text="Answer received."), reward=reward, terminated=True, info=info)
         results = [self._call(c.name, dict(c.arguments)).model_copy(update={"call_id": c.call_id})
                    for c in action.tool_calls]
         text = render_contents(results) or "Error: the action has neither tool calls nor an answer"
-        truncated = self.max_turns is not None and self._turns >= self.max_turns
-        self._done = truncated
-        return Step(observation=Observation(text=text, results=results), truncated=truncated,
-                    info={"turns": self._turns})
+        return Step(observation=Observation(text=text, results=results))
 
     def score_final(self, answer: str) -> tuple[float, dict]:
         return score(self._task, answer)
 
     async def close(self) -> None:
-        self._closed = True
+        self._task = None
 
 
 class CodebookExpert:

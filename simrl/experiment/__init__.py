@@ -17,7 +17,8 @@ docstring has the details:
   its trainer kind's ``load_policy`` hook; the baselines of :mod:`simrl.experiment.baselines`).
 * :mod:`simrl.experiment.ablate`, :mod:`simrl.experiment.report` — arms x seeds orchestration (child processes: :mod:`simrl.experiment.children`),
   ``report.md`` / ``report.json`` / plots (:mod:`simrl.experiment.report_compare`: the preregistered
-  primary comparison and the Holm-corrected secondary ones; :mod:`simrl.experiment.stats`: t intervals and
+  primary comparison and the Holm-corrected secondary ones, as the typed results of
+  :mod:`simrl.experiment.comparisons`; :mod:`simrl.experiment.stats`: t intervals and
   paired t tests over seeds via scipy.stats, Holm's correction, the task x seed stratified bootstrap).
 * :mod:`simrl.experiment.tracking` — the run's copy of its metrics to trackio / wandb / tensorboard.
 

@@ -33,6 +33,7 @@ from simrl.errors import SimrlError
 from simrl.evaluation.results import EvalResult, load_run_eval
 from simrl.experiment import locks, runs
 from simrl.experiment.baselines import BASELINES
+from simrl.experiment.comparisons import comparisons, primary
 from simrl.experiment.jobs import Outcome, RunJob, finished, run_evals, run_jobs
 from simrl.experiment.recipe import Arm, Recipe, recipe_yaml
 from simrl.experiment.report import build_report, write_report
@@ -60,41 +61,6 @@ def arm_kind(arm: Arm) -> str:
         return "real"
     kind = f"world model ({arm.world_model()})"
     return kind + (f" + {Path(arm.schedule).stem} ({arm.mode})" if arm.schedule else "")
-
-
-def primary(recipe: Recipe, baselines: Sequence[str] = ()) -> dict[str, Any]:
-    """The primary comparison ``{a, b, metric, declared}``: the recipe's ``primary`` (``declared`` True), else
-    the default: the first controlled world-model arm minus the first uncontrolled one, else a world-model
-    arm minus the real arm, else the first arm minus the first baseline present of ``candidates``,
-    ``warmstart``, ``untrained`` (``untrained`` when none is), on success.
-    """
-    if recipe.primary is not None:
-        return {**recipe.primary.model_dump(), "declared": True}
-    pairs = _arm_pairs(recipe)
-    if not pairs:
-        base = [b for b in recipe.baselines if b in baselines] or ["untrained"]
-        pairs = [(next(iter(recipe.all_arms())), base[0])]
-    return {"a": pairs[0][0], "b": pairs[0][1], "metric": "success", "declared": False}
-
-
-def _arm_pairs(recipe: Recipe) -> list[tuple[str, str]]:
-    """Controlled minus uncontrolled world-model arms, then each world-model arm minus each real arm."""
-    arms = recipe.all_arms()
-    controlled = [n for n, a in arms.items() if a.environment == "world_model" and a.schedule]
-    uncontrolled = [n for n, a in arms.items() if a.environment == "world_model" and not a.schedule]
-    real = [n for n, a in arms.items() if a.environment == "real"]
-    return [(c, u) for c in controlled for u in uncontrolled] + \
-        [(s, r) for s in controlled + uncontrolled for r in real]
-
-
-def comparisons(recipe: Recipe, baselines: Sequence[str]) -> list[tuple[str, str]]:
-    """Pairs reported as ``a - b``: the primary first, then controlled minus uncontrolled, each world-model
-    arm minus the real arm, then each arm minus each baseline present (``candidates``, ``warmstart``,
-    ``untrained``). All but the primary are secondary (Holm-corrected in the report)."""
-    base = [b for b in recipe.baselines if b in baselines]
-    p = primary(recipe, baselines)
-    return list(dict.fromkeys([(p["a"], p["b"]), *_arm_pairs(recipe), *((a, b) for a in recipe.all_arms()
-                                                                         for b in base)]))
 
 
 def environments(recipe: Recipe) -> dict[str, dict[str, str]]:
@@ -291,7 +257,7 @@ def _ablate(recipe: Recipe, out: Path, jobs: int, resume: bool, command: Callabl
     report = build_report(arms, base, comparisons=comparisons(recipe, list(base)), primary=primary(recipe, list(base)),
                           failed=failed, evaluation=evaluation, recipe=recipe.name, environments=environments(recipe),
                           run_dirs={a: {s: f"{a}/seed-{s}" for s in recipe.seeds} for a in recipe.all_arms()},
-                          positive=recipe.positive_control.model_dump() if recipe.positive_control else None)
+                          positive=recipe.positive_control)
     written = write_report(report, out)
     log_report(recipe, out, report, [p for p in written if p.suffix == ".png"])  # no trackers: nothing
     return report

@@ -16,7 +16,8 @@ differences of rates to [-1, 1], counts to [0, inf); ``clipped`` marks those tha
 ``report.json`` layout (version 2)::
 
     {"version": 2, "recipe": str, "level": 0.95, "evaluation": {...}, "headline": [metric, ...],
-     "primary": PRIMARY, "secondary": [TEST + {"a", "b", "p_holm"}, ...], "comparisons": [[a, b], ...],
+     "primary": PRIMARY, "positive_control": POSITIVE | null, "secondary": [TEST + {"a", "b", "p_holm"}, ...],
+     "comparisons": [[a, b], ...],
      "dropped": {seed: {"count": int, "ids": [task_id, ...]}}, "expressible": EXPRESSIBLE,
      "arms": {name: ENTRY}, "baselines": {name: ENTRY}}
     EXPRESSIBLE = {"subsets": {"all" | SUBSET: {"tasks", "expressible", "expert_path"}}, "not": [{"task_id", "why"}]} | {}
@@ -24,6 +25,11 @@ differences of rates to [-1, 1], counts to [0, inf); ``clipped`` marks those tha
                "bootstrap": {"mean", "low", "high", "level", "runs", "tasks", "reps", "seed"} | null}
     TEST = {"subset": "overall" | SUBSET, "metric", "paired": bool, "seeds": [shared seeds], "mean", "low",
             "high", "n", "level", "df", "degenerate", "clipped", "p": float | null, "t": float | null}
+    POSITIVE = {"baseline", "subsets": {SUBSET: {"tests": [{"arm"} + TEST], "learned_by": [arm]}}, "passed": bool}
+
+PRIMARY, TEST and POSITIVE are the dumps of the typed results of :mod:`simrl.experiment.comparisons`
+(:class:`~simrl.experiment.comparisons.PrimaryResult`, :class:`~simrl.experiment.comparisons.Difference`,
+:class:`~simrl.experiment.comparisons.PositiveControlResult`), which ``report.md`` reads back.
     ENTRY = {"kind", "description", "world_model", "failed": {seed: reason},
              "seeds": {seed: {"metrics": {...}, "subsets": {SUBSET: {tasks, episodes, success}},
                               "edge_cases": {case: {episodes, success, mean_turns}}, "run_dir": str | null}},
@@ -47,6 +53,8 @@ from typing import Any
 from simrl.errors import SimrlError
 from simrl.evaluation.edge_cases import NONE
 from simrl.evaluation.results import EvalResult
+from simrl.experiment.comparisons import PrimaryChoice
+from simrl.experiment.recipe import PositiveControl
 from simrl.experiment.report_compare import (
     OVERALL,
     UNBOUNDED,
@@ -130,49 +138,47 @@ def _dropped(everything: Mapping[str, Mapping[int, EvalResult]]) -> dict[str, di
 
 
 def build_report(arms: Mapping[str, Mapping[int, EvalResult]], baselines: Mapping[str, Mapping[int, EvalResult]],
-                 *, comparisons: Sequence[tuple[str, str]], primary: Mapping[str, Any] | None = None,
+                 *, comparisons: Sequence[tuple[str, str]], primary: PrimaryChoice,
                  failed: Mapping[str, Mapping[int, str]] | None = None,
                  run_dirs: Mapping[str, Mapping[int, str | None]] | None = None,
                  evaluation: Mapping[str, Any] | None = None, recipe: str = "",
                  environments: Mapping[str, Mapping[str, str]] | None = None, level: float = 0.95,
                  bootstrap_reps: int = 10_000, bootstrap_seed: int = 0,
-                 positive: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                 positive: PositiveControl | None = None) -> dict[str, Any]:
     """Assemble ``report.json`` (a dict) from per-seed evaluations.
 
     Args:
         arms: arm name -> seed -> its held-out evaluation (finished runs only).
         baselines: baseline name (``candidates``, ``warmstart``, ``untrained``) -> seed -> evaluation.
         comparisons: ``(a, b)`` pairs (arm or baseline names) reported as ``a - b`` (secondary, Holm-corrected).
-        primary: ``{a, b, metric, declared}``: the preregistered comparison (default: the first pair of
-            ``comparisons`` on success, ``declared`` False).
+        primary: the primary comparison (:func:`simrl.experiment.comparisons.primary`: the recipe's, or the default).
         failed: arm -> seed -> why the run failed (listed, and left out of the statistics).
         run_dirs: arm -> seed -> run folder relative to the report folder (for the learning curves).
         evaluation: what was evaluated (env, split, tasks, trials...), copied into the report.
         environments: arm -> ``{kind, description, world_model[, fidelity]}``: what the arm's environment was
             (``kind`` e.g. ``world model (oracle) + mcpmark (inject)``; ``world_model`` the backend or ``real``).
         level: confidence level of every interval. bootstrap_reps, bootstrap_seed: the primary's bootstrap.
-        positive: ``{subsets, baseline}``: the preregistered positive control
+        positive: the recipe's preregistered positive control
             (:func:`simrl.experiment.report_compare.positive_control`), or None.
 
-    Raises:
-        ValueError: no primary and no comparisons.
+    The primary, secondary and positive-control results are the typed ones of :mod:`simrl.experiment.comparisons`,
+    dumped.
     """
     failed, run_dirs, envs = failed or {}, run_dirs or {}, environments or {}
-    if primary is None:
-        if not comparisons:
-            raise ValueError("build_report needs a primary comparison or at least one pair in comparisons")
-        primary = {"a": comparisons[0][0], "b": comparisons[0][1], "metric": "success", "declared": False}
     entries = {name: _entry(envs.get(name, {}), arms.get(name, {}), failed.get(name, {}), run_dirs.get(name, {}),
                             level) for name in list(arms) + [a for a in failed if a not in arms]}
     base = {name: _entry({"kind": "baseline"}, evals, {}, {}, level) for name, evals in baselines.items() if evals}
     metrics = sorted({m for e in [*entries.values(), *base.values()] for m in e["metrics"]})
     everything, evals = {**entries, **base}, {**arms, **baselines}
-    pairs = list(dict.fromkeys([(primary["a"], primary["b"]), *map(tuple, comparisons)]))
+    pairs = list(dict.fromkeys([(primary.a, primary.b), *map(tuple, comparisons)]))
+    control = positive_control(positive, list(entries), everything, level)
     return {"version": VERSION, "recipe": recipe, "level": level, "evaluation": dict(evaluation or {}),
             "headline": headline_metrics(metrics),
-            "primary": primary_test(primary, everything, evals, level, reps=bootstrap_reps, seed=bootstrap_seed),
-            "positive_control": positive_control(positive, list(entries), everything, level),
-            "secondary": secondary_tests(pairs, primary, everything, level), "comparisons": [list(c) for c in pairs],
+            "primary": primary_test(primary, everything, evals, level, reps=bootstrap_reps,
+                                    seed=bootstrap_seed).model_dump(),
+            "positive_control": control.model_dump() if control is not None else None,
+            "secondary": [d.model_dump() for d in secondary_tests(pairs, primary, everything, level)],
+            "comparisons": [list(c) for c in pairs],
             "dropped": _dropped(evals), "expressible": _expressible(evals), "arms": entries, "baselines": base}
 
 
@@ -244,4 +250,4 @@ def render_report(out_dir: str | Path) -> list[Path]:
 
 def interval(d: Mapping[str, Any]) -> Interval:
     """An interval dict of ``report.json`` back as an :class:`~simrl.experiment.stats.Interval`."""
-    return Interval(d["mean"], d["low"], d["high"], d["n"], d.get("level", 0.95), d.get("df", 0.0))
+    return Interval.from_dict(d)

@@ -9,16 +9,28 @@
   (membership fixed before the run from the task and the episode seeds, so the same tasks in every arm).
   Their p-values are Holm-corrected as one family (:func:`simrl.experiment.stats.holm`, Holm 1979).
 
-Edge cases an episode *met* depend on the policy, so they never define a comparison here.
+Edge cases an episode *met* depend on the policy, so they never define a comparison here. Every test is a
+:class:`simrl.experiment.comparisons.Difference`; the primary's result a
+:class:`~simrl.experiment.comparisons.PrimaryResult`, the positive control's a
+:class:`~simrl.experiment.comparisons.PositiveControlResult`.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from simrl.experiment.comparisons import (
+    Difference,
+    PositiveControlResult,
+    PrimaryChoice,
+    PrimaryResult,
+    SubsetControl,
+)
+from simrl.experiment.recipe import PositiveControl
 from simrl.experiment.stats import holm, paired_test, stratified_bootstrap, welch_test
 
 OVERALL = "overall"
@@ -53,13 +65,13 @@ def per_seed(entry: Mapping[str, Any], subset: str, metric: str) -> dict[int, fl
 
 
 def difference(a: Mapping[str, Any], b: Mapping[str, Any], subset: str, metric: str,
-               level: float) -> dict[str, Any] | None:
-    """``a - b`` over seeds: paired by seed when at least two seeds are shared, else Welch.
+               level: float) -> Difference | None:
+    """``a - b`` over seeds (two ENTRYs of ``report.json``): paired by seed when at least two seeds are shared,
+    else Welch; the interval clipped to the metric's range ([-1, 1] for rates).
 
     Returns:
-        ``{subset, metric, paired, seeds, mean, low, high, n, level, df, degenerate, p, t, clipped}``
-        (``seeds``: the shared seeds when paired; ``p`` None when there is no test), or None when either
-        side has no value.
+        the :class:`~simrl.experiment.comparisons.Difference` (``seeds``: the shared seeds when paired; ``p``
+        None when there is no test), or None when either side has no value.
     """
     va, vb = per_seed(a, subset, metric), per_seed(b, subset, metric)
     if not va or not vb:
@@ -69,12 +81,12 @@ def difference(a: Mapping[str, Any], b: Mapping[str, Any], subset: str, metric: 
     test = (paired_test([va[s] for s in common], [vb[s] for s in common], level) if paired
             else welch_test(list(va.values()), list(vb.values()), level))
     bounds = (-float("inf"), float("inf")) if metric in UNBOUNDED else (-1.0, 1.0)
-    return {"subset": subset, "metric": metric, "seeds": common if paired else [], **clip(test.to_dict(), *bounds)}
-
-
-def excludes_zero(d: Mapping[str, Any]) -> bool:
-    """True when an interval dict is a real interval and 0 lies outside it."""
-    return not d.get("degenerate") and not d["low"] <= 0.0 <= d["high"]
+    ci, t = test.interval, test.statistic
+    low, high = max(bounds[0], ci.low), min(bounds[1], ci.high)
+    return Difference(subset=subset, metric=metric, seeds=common if paired else [], mean=ci.mean, low=low, high=high,
+                      n=ci.n, level=ci.level, df=ci.df, degenerate=ci.degenerate, p=test.p,
+                      t=t if t is not None and math.isfinite(t) else None, paired=test.paired,
+                      clipped=(low, high) != (ci.low, ci.high))
 
 
 def task_scores(ev: Any, metric: str) -> list[tuple[tuple[str, int], float]] | None:
@@ -116,13 +128,13 @@ def paired_matrix(evals_a: Mapping[int, Any], evals_b: Mapping[int, Any], seeds:
     return np.array([[da[k] - db[k] for k in keys] for da, db in per])
 
 
-def primary_test(spec: Mapping[str, Any], entries: Mapping[str, Mapping[str, Any]],
+def primary_test(spec: PrimaryChoice, entries: Mapping[str, Mapping[str, Any]],
                  evals: Mapping[str, Mapping[int, Any]], level: float, *, reps: int = 10_000,
-                 seed: int = 0) -> dict[str, Any]:
-    """The primary comparison: ``{a, b, metric, declared, test, bootstrap, why_not}``.
+                 seed: int = 0) -> PrimaryResult:
+    """The primary comparison's :class:`~simrl.experiment.comparisons.PrimaryResult`.
 
     Args:
-        spec: ``{a, b, metric, declared}`` (the recipe's ``primary``, or the default with ``declared`` False).
+        spec: the comparison (:func:`simrl.experiment.comparisons.primary`).
         entries: arm / baseline name -> its ENTRY of ``report.json``.
         evals: name -> seed -> :class:`~simrl.evaluation.results.EvalResult` (the per-task results).
         level: confidence level. reps, seed: the bootstrap's replicates and generator seed.
@@ -131,54 +143,50 @@ def primary_test(spec: Mapping[str, Any], entries: Mapping[str, Mapping[str, Any
     bootstrap of the paired per-task differences over the shared seeds (None, with ``why_not``, when the
     seeds are not paired, the metric has no per-task score or no task is shared).
     """
-    out: dict[str, Any] = {"a": spec["a"], "b": spec["b"], "metric": spec["metric"],
-                           "declared": bool(spec.get("declared")), "test": None, "bootstrap": None, "why_not": ""}
-    a, b, metric = spec["a"], spec["b"], spec["metric"]
+    a, b, metric = spec.a, spec.b, spec.metric
     if a not in entries or b not in entries or not entries[a]["seeds"] or not entries[b]["seeds"]:
         missing = [n for n in (a, b) if n not in entries or not entries[n]["seeds"]]
-        out["why_not"] = f"no finished evaluation of {' and '.join(missing)}"
-        return out
-    out["test"] = test = difference(entries[a], entries[b], OVERALL, metric, level)
+        return PrimaryResult(**spec.model_dump(), why_not=f"no finished evaluation of {' and '.join(missing)}")
+    test = difference(entries[a], entries[b], OVERALL, metric, level)
     if test is None:
-        out["why_not"] = f"no {metric} value on one side"
-        return out
-    if not test["paired"]:
-        out["why_not"] = "fewer than two seeds shared by both sides: no paired bootstrap"
-        return out
-    matrix = paired_matrix(evals[a], evals[b], test["seeds"], metric)
+        return PrimaryResult(**spec.model_dump(), why_not=f"no {metric} value on one side")
+    if not test.paired:
+        return PrimaryResult(**spec.model_dump(), test=test,
+                             why_not="fewer than two seeds shared by both sides: no paired bootstrap")
+    matrix = paired_matrix(evals[a], evals[b], test.seeds, metric)
     if matrix is None:
-        out["why_not"] = f"{metric} has no per-task score, or no task is shared: no task x seed bootstrap"
-        return out
-    out["bootstrap"] = stratified_bootstrap(matrix, level, reps=reps, seed=seed).to_dict()
-    return out
+        return PrimaryResult(**spec.model_dump(), test=test,
+                             why_not=f"{metric} has no per-task score, or no task is shared: no task x seed bootstrap")
+    return PrimaryResult(**spec.model_dump(), test=test,
+                         bootstrap=stratified_bootstrap(matrix, level, reps=reps, seed=seed))
 
 
-def positive_control(spec: Mapping[str, Any] | None, arms: Sequence[str], entries: Mapping[str, Mapping[str, Any]],
-                     level: float) -> dict[str, Any] | None:
+def positive_control(spec: PositiveControl | None, arms: Sequence[str], entries: Mapping[str, Mapping[str, Any]],
+                     level: float) -> PositiveControlResult | None:
     """The positive control (``recipe.positive_control``): did some arm learn each skill?
 
-    For each subset of ``spec["subsets"]``, every arm minus ``spec["baseline"]`` on success within the subset
-    (:func:`difference`, paired over seeds); the subset is *learned* when some arm's interval lies above 0.
+    For each subset of ``spec.subsets``, every arm minus ``spec.baseline`` on success within the subset
+    (:func:`difference`, paired over seeds, ``arm`` set); the subset is *learned* when some arm's interval lies
+    above 0.
 
     Returns:
-        None without a spec; else ``{baseline, subsets: {subset: {tests: [{arm, ...difference}], learned_by:
-        [arms]}}, passed}`` (``passed``: every subset learned by some arm).
+        None without a spec; else the :class:`~simrl.experiment.comparisons.PositiveControlResult` (``passed``:
+        every subset learned by some arm).
     """
-    if not spec:
+    if spec is None:
         return None
-    baseline = spec["baseline"]
-    out: dict[str, Any] = {"baseline": baseline, "subsets": {}, "passed": True}
-    for subset in spec["subsets"]:
+    subsets = {}
+    for subset in spec.subsets:
         tests = []
         for arm in arms:
-            if arm in entries and baseline in entries:
-                d = difference(entries[arm], entries[baseline], subset, "success", level)
+            if arm in entries and spec.baseline in entries:
+                d = difference(entries[arm], entries[spec.baseline], subset, "success", level)
                 if d is not None:
-                    tests.append({"arm": arm, **d})
-        learned = [t["arm"] for t in tests if not t.get("degenerate") and t["low"] > 0]
-        out["subsets"][subset] = {"tests": tests, "learned_by": learned}
-        out["passed"] = out["passed"] and bool(learned)
-    return out
+                    tests.append(Difference(arm=arm, **d.model_dump()))
+        subsets[subset] = SubsetControl(tests=tests, learned_by=[t.arm for t in tests
+                                                                 if t.arm and not t.degenerate and t.low > 0])
+    return PositiveControlResult(baseline=spec.baseline, subsets=subsets,
+                                 passed=all(s.learned_by for s in subsets.values()))
 
 
 def _same_tasks(a: Mapping[str, Any], b: Mapping[str, Any], subset: str) -> bool:
@@ -189,8 +197,8 @@ def _same_tasks(a: Mapping[str, Any], b: Mapping[str, Any], subset: str) -> bool
                for s in set(sa) & set(sb) if subset in sa[s]["subsets"] and subset in sb[s]["subsets"])
 
 
-def secondary_tests(pairs: Sequence[tuple[str, str]], primary: Mapping[str, Any],
-                    entries: Mapping[str, Mapping[str, Any]], level: float) -> list[dict[str, Any]]:
+def secondary_tests(pairs: Sequence[tuple[str, str]], primary: PrimaryChoice,
+                    entries: Mapping[str, Mapping[str, Any]], level: float) -> list[Difference]:
     """Every secondary test, with ``p_holm`` (Holm-adjusted over all of them).
 
     Each pair is compared on the primary's metric overall (except the primary itself) and on success
@@ -201,14 +209,12 @@ def secondary_tests(pairs: Sequence[tuple[str, str]], primary: Mapping[str, Any]
     for a, b in pairs:
         if a not in entries or b not in entries:
             continue
-        if (a, b) != (primary["a"], primary["b"]):
-            d = difference(entries[a], entries[b], OVERALL, primary["metric"], level)
+        if (a, b) != (primary.a, primary.b):
+            d = difference(entries[a], entries[b], OVERALL, primary.metric, level)
             if d is not None:
-                out.append({"a": a, "b": b, **d})
+                out.append(Difference(a=a, b=b, **d.model_dump()))
         for subset in [s for s in entries[a].get("subsets", {}) if s in entries[b].get("subsets", {})]:
             d = difference(entries[a], entries[b], subset, "success", level)
             if d is not None:
-                out.append({"a": a, "b": b, **d, "same_tasks": _same_tasks(entries[a], entries[b], subset)})
-    for d, adjusted in zip(out, holm([d["p"] for d in out])):
-        d["p_holm"] = adjusted
-    return out
+                out.append(Difference(a=a, b=b, **d.model_dump(), same_tasks=_same_tasks(entries[a], entries[b], subset)))
+    return [d.model_copy(update={"p_holm": adjusted}) for d, adjusted in zip(out, holm([d.p for d in out]))]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from simrl.experiment.report_text import fmt, table
+from simrl.experiment.stats import Interval
 
 
 def read_fidelity(spec: str) -> dict[str, Any]:
@@ -66,7 +67,7 @@ def fidelity_lines(report: Mapping[str, Any]) -> list[str]:
         cells = ["the real environment (reference)", "—", "—"] if e.get("world_model") == "real" else _fid(f)
         success = e["metrics"].get("success")
         source = f["source"] if f else "—"
-        rows.append([name, e.get("world_model") or "—", *cells, fmt(success) if success else "—", source])
+        rows.append([name, e.get("world_model") or "—", *cells, fmt(Interval.from_dict(success)) if success else "—", source])
     return ["## World-model fidelity beside held-out success", "",
             "Fidelity: `simrl wm eval` on held-out transitions (rule-based overall, 0-100, 95% interval over "
             "transitions; an unparsed answer scores as empty); compliance: control instructions obeyed without the "

@@ -1,7 +1,8 @@
 """``report.md`` from ``report.json``: the primary test first, then plain statements and tables.
 
 Every sentence is generated from the numbers (:mod:`simrl.experiment.report` builds them): whether an
-interval holds 0 is computed, never written by hand. Intervals print as ``mean [low, high]``; a single-seed
+interval holds 0 is computed, never written by hand. The primary, secondary and positive-control results are
+read back as the typed results of :mod:`simrl.experiment.comparisons` and rendered from their fields. Intervals print as ``mean [low, high]``; a single-seed
 value prints without an interval and is said to be one run. Order: the preregistered primary comparison,
 what each arm's environment was and which tasks were dropped, each trained arm against the baselines,
 the Holm-corrected secondary comparisons, then the tables (final scores, task-property subsets, the edge
@@ -14,8 +15,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from simrl.experiment.report_compare import OVERALL, excludes_zero
+from simrl.experiment.comparisons import DEFAULT_PRIMARY, Difference, PositiveControlResult, PrimaryResult
+from simrl.experiment.report_compare import OVERALL
 from simrl.experiment.report_text import fmt, p_is, pval, table
+from simrl.experiment.stats import Bootstrap, Interval
 
 ORACLE_NOTE = ("`oracle` arms train against the world's exact ground truth, served without page limits or "
                "operational faults (for mcp-world: the exact record server, unpaged and fault-free): a perfect "
@@ -24,9 +27,9 @@ ORACLE_NOTE = ("`oracle` arms train against the world's exact ground truth, serv
 CANDIDATES = "candidates"
 
 
-def _how(d: Mapping[str, Any]) -> str:
-    if d["paired"]:
-        return f"paired over seeds {', '.join(map(str, d['seeds']))}"
+def _how(d: Difference) -> str:
+    if d.paired:
+        return f"paired over seeds {', '.join(map(str, d.seeds))}"
     return "unpaired (Welch: fewer than two seeds shared)"
 
 
@@ -36,48 +39,47 @@ def _entries(report: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
 
 def primary_lines(report: Mapping[str, Any]) -> list[str]:
     """The opening section: the primary comparison's paired test, its bootstrap and a plain verdict."""
-    p, level = report["primary"], report["level"]
-    a, b, metric = p["a"], p["b"], p["metric"]
-    origin = ("Declared in the recipe (`primary`) before running." if p["declared"] else
-              "Not declared in the recipe: the default (controlled minus uncontrolled world model, else world "
-              "model minus real, else an arm minus a baseline) on success. Declare `primary: {a, b, metric}` "
-              "in the recipe before running to preregister it.")
+    p, level = PrimaryResult.model_validate(report["primary"]), report["level"]
+    a, b, metric = p.a, p.b, p.metric
+    origin = ("Declared in the recipe (`primary`) before running." if p.declared else
+              f"Not declared in the recipe: the default ({DEFAULT_PRIMARY}) on success. Declare `primary: {{a, b, "
+              "metric}` in the recipe before running to preregister it.")
     lines = ["## Primary comparison", "", f"**{a} − {b}** on `{metric}`. {origin}", ""]
-    t = p["test"]
+    t = p.test
     if t is None:
-        return lines + [f"The primary comparison could not be computed: {p['why_not']}."]
-    if t.get("degenerate"):
-        lines.append(f"- Difference {fmt(t, metric, True)}, {_how(t)}: too few seeds for an interval or a test.")
+        return lines + [f"The primary comparison could not be computed: {p.why_not}."]
+    if t.degenerate:
+        lines.append(f"- Difference {fmt(t.interval, metric, True)}, {_how(t)}: too few seeds for an interval or a test.")
     else:
-        stat = f"t = {t['t']:.2f}, " if t.get("t") is not None else ""
-        test = "paired t test (scipy.stats.ttest_rel)" if t["paired"] else "Welch's t test"
-        lines.append(f"- Difference {t['mean']:+.3f}, {_how(t)} ({t['n']} seeds): {level:.0%} interval "
-                     f"[{t['low']:+.3f}, {t['high']:+.3f}]; {test}: {stat}df = {t['df']:.3g}, {p_is(t['p'])}"
+        stat = f"t = {t.t:.2f}, " if t.t is not None else ""
+        test = "paired t test (scipy.stats.ttest_rel)" if t.paired else "Welch's t test"
+        lines.append(f"- Difference {t.mean:+.3f}, {_how(t)} ({t.n} seeds): {level:.0%} interval "
+                     f"[{t.low:+.3f}, {t.high:+.3f}]; {test}: {stat}df = {t.df:.3g}, {p_is(t.p)}"
                      + (" (every seed gave the same difference: no spread, so no real interval)."
-                        if t["low"] == t["high"] else "."))
-    bs = p["bootstrap"]
+                        if t.low == t.high else "."))
+    bs = p.bootstrap
     if bs is not None:
-        lines.append(f"- Task × seed stratified bootstrap of the per-task differences ({bs['tasks']} task(s) × "
-                     f"{bs['runs']} seeds; each task's seeds resampled with replacement, {bs['reps']} replicates, "
-                     f"seed {bs['seed']}; Agarwal et al., NeurIPS 2021): {bs['mean']:+.3f}, {bs['level']:.0%} "
-                     f"interval [{bs['low']:+.3f}, {bs['high']:+.3f}].")
+        lines.append(f"- Task × seed stratified bootstrap of the per-task differences ({bs.tasks} task(s) × "
+                     f"{bs.runs} seeds; each task's seeds resampled with replacement, {bs.reps} replicates, "
+                     f"seed {bs.seed}; Agarwal et al., NeurIPS 2021): {bs.mean:+.3f}, {bs.level:.0%} "
+                     f"interval [{bs.low:+.3f}, {bs.high:+.3f}].")
     else:
-        lines.append(f"- No task × seed bootstrap: {p['why_not']}.")
+        lines.append(f"- No task × seed bootstrap: {p.why_not}.")
     lines += ["", _verdict(t, bs, a, b, metric, level)]
     return lines
 
 
-def _verdict(t: Mapping[str, Any], bs: Mapping[str, Any] | None, a: str, b: str, metric: str, level: float) -> str:
-    if t.get("degenerate"):
-        return f"**No interval**: with {t['n']} seed(s) the primary comparison cannot exclude 0."
-    if excludes_zero(t):
-        head = (f"**The primary interval excludes 0**: {a} is {'higher' if t['mean'] > 0 else 'lower'} than {b} "
+def _verdict(t: Difference, bs: Bootstrap | None, a: str, b: str, metric: str, level: float) -> str:
+    if t.degenerate:
+        return f"**No interval**: with {t.n} seed(s) the primary comparison cannot exclude 0."
+    if t.excludes_zero():
+        head = (f"**The primary interval excludes 0**: {a} is {'higher' if t.mean > 0 else 'lower'} than {b} "
                 f"on {metric} at the {level:.0%} level")
     else:
         head = f"**The primary interval includes 0**: these seeds cannot tell {a} and {b} apart on {metric}"
     if bs is None:
         return head + "."
-    agree = not bs["low"] <= 0.0 <= bs["high"]
+    agree = not bs.low <= 0.0 <= bs.high
     return head + f"; the task × seed bootstrap interval {'excludes' if agree else 'includes'} 0."
 
 
@@ -131,13 +133,15 @@ def _dropped_line(report: Mapping[str, Any]) -> str:
 def baseline_lines(report: Mapping[str, Any]) -> list[str]:
     """Per trained arm: does it beat ``candidates`` (interval excluding 0), and its differences to the other
     baselines (secondary tests, Holm-corrected)."""
-    metric, bases = report["primary"]["metric"], list(report["baselines"])
+    p, bases = PrimaryResult.model_validate(report["primary"]), list(report["baselines"])
+    metric = p.metric
     lines = ["## Trained arms against the baselines", ""]
     if CANDIDATES not in bases:
         lines.append("No `candidates` baseline (uniform choice among the candidate actions) in this report.")
-    overall = {(d["a"], d["b"]): d for d in report["secondary"] if d["subset"] == OVERALL and d["metric"] == metric}
-    if (report["primary"]["a"], report["primary"]["b"]) not in overall and report["primary"]["test"] is not None:
-        overall[(report["primary"]["a"], report["primary"]["b"])] = {**report["primary"]["test"], "p_holm": None}
+    secondary = [Difference.model_validate(d) for d in report["secondary"]]
+    overall = {(d.a, d.b): d for d in secondary if d.subset == OVERALL and d.metric == metric}
+    if (p.a, p.b) not in overall and p.test is not None:
+        overall[(p.a, p.b)] = p.test
     for arm, e in report["arms"].items():
         if not e["seeds"]:
             continue
@@ -145,31 +149,32 @@ def baseline_lines(report: Mapping[str, Any]) -> list[str]:
             d = overall.get((arm, base))
             if d is None:
                 continue
-            if d.get("degenerate"):
-                lines.append(f"- **{arm}** − **{base}** on {metric}: {fmt(d, metric, True)}: no interval.")
+            if d.degenerate:
+                lines.append(f"- **{arm}** − **{base}** on {metric}: {fmt(d.interval, metric, True)}: no interval.")
                 continue
-            holm = f", Holm {p_is(d['p_holm'])}" if d.get("p_holm") is not None else ""
-            tail = (f"**{arm} {'beats' if d['mean'] > 0 else 'is below'} {base}** (the interval excludes 0"
-                    + (", though not after Holm's correction" if (d.get("p_holm") or 0.0) >= 0.05 else "") + ")"
-                    if excludes_zero(d) else f"{arm} does not beat {base} (the interval includes 0)")
-            lines.append(f"- **{arm}** − **{base}** on {metric}: {fmt(d, metric, True)}, {_how(d)}{holm}: {tail}.")
+            holm = f", Holm {p_is(d.p_holm)}" if d.p_holm is not None else ""
+            tail = (f"**{arm} {'beats' if d.mean > 0 else 'is below'} {base}** (the interval excludes 0"
+                    + (", though not after Holm's correction" if (d.p_holm or 0.0) >= 0.05 else "") + ")"
+                    if d.excludes_zero() else f"{arm} does not beat {base} (the interval includes 0)")
+            lines.append(f"- **{arm}** − **{base}** on {metric}: {fmt(d.interval, metric, True)}, {_how(d)}{holm}: "
+                         f"{tail}.")
     return lines
 
 
 def secondary_lines(report: Mapping[str, Any]) -> list[str]:
     """The secondary comparisons table, labelled as such, with raw and Holm-adjusted p-values."""
-    tests = report["secondary"]
+    tests = [Difference.model_validate(d) for d in report["secondary"]]
     lines = ["## Secondary comparisons", "",
              f"Secondary, not preregistered: {len(tests)} paired t tests (overall on `{report['primary']['metric']}`, "
              "and success within each task-property subset); p-values Holm-corrected over all of them "
              f"(Holm, 1979); intervals are unadjusted {report['level']:.0%} t intervals.", ""]
-    rows = [[f"{d['a']} − {d['b']}", d["subset"] + ("" if d.get("same_tasks", True) else " †"), d["metric"],
-             fmt(d, d["metric"], True), "paired" if d["paired"] else "Welch", pval(d["p"]), pval(d["p_holm"]),
-             "yes" if excludes_zero(d) else "no"] for d in tests]
+    rows = [[f"{d.a} − {d.b}", d.subset + ("" if d.same_tasks is not False else " †"), d.metric,
+             fmt(d.interval, d.metric, True), "paired" if d.paired else "Welch", pval(d.p), pval(d.p_holm),
+             "yes" if d.excludes_zero() else "no"] for d in tests]
     if not rows:
         return lines + ["No secondary comparison could be computed."]
     lines += table(["a − b", "subset", "metric", "difference", "test", "p", "Holm p", "excludes 0"], rows)
-    if not all(d.get("same_tasks", True) for d in tests):
+    if any(d.same_tasks is False for d in tests):
         lines += ["", "† The subset held different numbers of tasks in the two arms at some seed: not the same "
                       "tasks, so not a like-for-like comparison."]
     return lines
@@ -178,7 +183,7 @@ def secondary_lines(report: Mapping[str, Any]) -> list[str]:
 def _score_rows(report: Mapping[str, Any], headline: Sequence[str]) -> list[list[str]]:
     rows = []
     for name, e in _entries(report).items():
-        cells = [fmt(e["metrics"][m], m) if m in e["metrics"] else "—" for m in headline]
+        cells = [fmt(Interval.from_dict(e["metrics"][m]), m) if m in e["metrics"] else "—" for m in headline]
         rows.append([name, e["kind"], str(len(e["seeds"])), *cells])
     return rows
 
@@ -205,29 +210,29 @@ def _by_name(report: Mapping[str, Any], key: str, count: str, unit: str,
         for c in names:
             ns = sorted({rec[key][c][count] for rec in e["seeds"].values() if c in rec[key]})
             n = f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}–{ns[-1]}" if ns else "0"
-            cells.append(f"{fmt(e[key][c])} ({n} {unit})" if c in e[key] else "—")
+            cells.append(f"{fmt(Interval.from_dict(e[key][c]))} ({n} {unit})" if c in e[key] else "—")
         rows.append([name, *cells])
     return names, rows
 
 
 def positive_lines(report: Mapping[str, Any]) -> list[str]:
     """The positive-control section (after the primary): were the skills under test learned at all?"""
-    pc = report.get("positive_control")
-    if not pc:
+    if not report.get("positive_control"):
         return []
-    base, level = pc["baseline"], report["level"]
+    pc = PositiveControlResult.model_validate(report["positive_control"])
+    base, level = pc.baseline, report["level"]
     lines = ["## Positive control (declared in the recipe)", "",
              f"Some trained arm must beat `{base}` on success within each subset below, with a {level:.0%} "
              "interval above 0 (paired over seeds, the same pre-drawn evaluation episodes in every arm).", ""]
     missing = []
-    for subset, res in pc["subsets"].items():
-        tests = sorted(res["tests"], key=lambda t: -t["mean"])
-        best = "; ".join(f"{t['arm']} {fmt(t, signed=True)}" for t in tests) or "no result"
-        verdict = f"learned by {', '.join(res['learned_by'])}" if res["learned_by"] else "learned by no arm"
+    for subset, res in pc.subsets.items():
+        tests = sorted(res.tests, key=lambda t: -t.mean)
+        best = "; ".join(f"{t.arm} {fmt(t.interval, signed=True)}" for t in tests) or "no result"
+        verdict = f"learned by {', '.join(res.learned_by)}" if res.learned_by else "learned by no arm"
         lines.append(f"- `{subset}`: {verdict} (arm - {base}: {best}).")
-        if not res["learned_by"]:
+        if not res.learned_by:
             missing.append(subset)
-    if pc["passed"]:
+    if pc.passed:
         lines += ["", "Passed: the skills under test were learned at this budget, so the arms could differ in them."]
     else:
         lines[:0] = [f"**This experiment could not answer its question: no arm learned {', '.join(missing)}** "

@@ -46,6 +46,7 @@ def report_train_folder(folder: str | Path) -> list[Path]:
     """
     from simrl.evaluation.results import load_run_eval
     from simrl.experiment import ablate, locks, runs
+    from simrl.experiment.comparisons import comparisons, primary
     from simrl.experiment.recipe import load_recipe
     from simrl.experiment.report import build_report, write_report
 
@@ -80,10 +81,9 @@ def report_train_folder(folder: str | Path) -> list[Path]:
                   "held-out worlds": recipe.world.eval_worlds or "none", "tasks": any_eval.tasks if any_eval else 0,
                   "trials": ev.trials, "greedy": ev.greedy, "max_turns": recipe.budget.max_turns,
                   "seeds": sorted({s for per in run_dirs.values() for s in per}), "source": "simrl train (no baselines)"}
-    report = build_report(arms, {}, comparisons=ablate.comparisons(recipe, []), primary=ablate.primary(recipe, []),
+    report = build_report(arms, {}, comparisons=comparisons(recipe, []), primary=primary(recipe, []),
                           failed=failed, run_dirs=run_dirs, evaluation=evaluation, recipe=recipe.name,
-                          environments=ablate.environments(recipe),
-                          positive=recipe.positive_control.model_dump() if recipe.positive_control else None)
+                          environments=ablate.environments(recipe), positive=recipe.positive_control)
     return write_report(report, root)
 
 

@@ -3,28 +3,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+
+from simrl.experiment.stats import Interval
 
 
-def fmt(d: Mapping[str, Any], metric: str = "success", signed: bool = False) -> str:
+def fmt(ci: Interval, metric: str = "success", signed: bool = False) -> str:
     """``0.62 [0.55, 0.69]`` (or ``0.62 (1 seed)`` when degenerate); turns and counts with one decimal.
 
-    >>> fmt({"mean": 0.625, "low": 0.5, "high": 0.75, "n": 3, "degenerate": False})
+    >>> fmt(Interval(0.625, 0.5, 0.75, 3, df=2.0))
     '0.62 [0.50, 0.75]'
-    >>> fmt({"mean": 0.1, "low": 0.1, "high": 0.1, "n": 1, "degenerate": True}, signed=True)
+    >>> fmt(Interval(0.1, 0.1, 0.1, 1), signed=True)
     '+0.10 (1 seed)'
-    >>> fmt({"mean": -1.0, "low": -1.0, "high": -1.0, "n": 2, "degenerate": False}, signed=True)
+    >>> fmt(Interval(-1.0, -1.0, -1.0, 2, df=1.0), signed=True)
     '-1.00 (the same at all 2 seeds: no spread)'
     """
     spec = ".1f" if metric in ("mean_turns", "env_failures") else ".2f"
     sign = "+" if signed else ""
-    head = f"{d['mean']:{sign}{spec}}"
-    if d.get("degenerate"):
-        return f"{head} ({d['n']} seed{'s' if d['n'] != 1 else ''})"
-    if d["low"] == d["high"]:
-        return f"{head} (the same at all {d['n']} seeds: no spread)"
-    return f"{head} [{d['low']:{spec}}, {d['high']:{spec}}]"
+    head = f"{ci.mean:{sign}{spec}}"
+    if ci.degenerate:
+        return f"{head} ({ci.n} seed{'s' if ci.n != 1 else ''})"
+    if ci.low == ci.high:
+        return f"{head} (the same at all {ci.n} seeds: no spread)"
+    return f"{head} [{ci.low:{spec}}, {ci.high:{spec}}]"
 
 
 def pval(p: float | None) -> str:

@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats as sps
@@ -77,6 +78,11 @@ class Interval:
         """JSON-ready ``{mean, low, high, n, level, df, degenerate}``."""
         return {"mean": self.mean, "low": self.low, "high": self.high, "n": self.n, "level": self.level,
                 "df": self.df, "degenerate": self.degenerate}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Interval:
+        """An interval written by :meth:`to_dict` (``report.json``'s intervals), read back."""
+        return cls(d["mean"], d["low"], d["high"], d["n"], d.get("level", 0.95), d.get("df", 0.0))
 
 
 def _check(values: Sequence[float], level: float, what: str) -> np.ndarray:
@@ -133,11 +139,6 @@ class Test:
     p: float | None
     statistic: float | None
     paired: bool
-
-    def to_dict(self) -> dict[str, object]:
-        """``interval.to_dict()`` plus ``p``, ``t`` (None when infinite: valid JSON) and ``paired``."""
-        t = self.statistic if self.statistic is not None and math.isfinite(self.statistic) else None
-        return {**self.interval.to_dict(), "p": self.p, "t": t, "paired": self.paired}
 
 
 def paired_test(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> Test:

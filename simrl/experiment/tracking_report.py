@@ -28,7 +28,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from simrl.experiment.comparisons import Difference, PrimaryResult
 from simrl.experiment.recipe import Recipe
+from simrl.experiment.report_compare import OVERALL
 from simrl.experiment.tracking import RunTracking, Tracker, run_tracking
 
 REPORT_RUN = "report"
@@ -46,15 +48,24 @@ def _interval(prefix: str, d: Mapping[str, Any] | None, keys: Sequence[str] = ("
     return {f"{prefix}/{k}": float(d[k]) for k in keys if d and isinstance(d.get(k), int | float)}
 
 
+def _test(prefix: str, t: Difference | None, p: str) -> dict[str, float]:
+    """``prefix/mean``, ``low``, ``high`` and ``prefix/<p>`` (``p`` or ``p_holm``, when there is one) of a test."""
+    if t is None:
+        return {}
+    pvalue = t.p if p == "p" else t.p_holm
+    return {f"{prefix}/{k}": float(v) for k, v in (("mean", t.mean), ("low", t.low), ("high", t.high), (p, pvalue))
+            if v is not None}
+
+
 def report_values(report: Mapping[str, Any]) -> dict[str, float]:
     """The ``report`` run's scalars: primary, secondary comparisons and the means over seeds (module docstring)."""
-    p = report.get("primary") or {}
-    values = _interval("primary", p.get("test"), ("mean", "low", "high", "p"))
-    boot = p.get("bootstrap") or {}
-    values |= {f"primary/bootstrap_{k}": float(boot[k]) for k in ("low", "high") if k in boot}
-    for t in report.get("secondary", []):
-        where = "" if t.get("subset", "overall") == "overall" else f"/{t['subset']}"
-        values |= _interval(f"secondary/{t['a']} - {t['b']}{where}/{t['metric']}", t, ("mean", "low", "high", "p_holm"))
+    p = PrimaryResult.model_validate(report["primary"])
+    values = _test("primary", p.test, "p")
+    if p.bootstrap is not None:
+        values |= {"primary/bootstrap_low": p.bootstrap.low, "primary/bootstrap_high": p.bootstrap.high}
+    for t in (Difference.model_validate(d) for d in report["secondary"]):
+        where = "" if t.subset == OVERALL else f"/{t.subset}"
+        values |= _test(f"secondary/{t.a} - {t.b}{where}/{t.metric}", t, "p_holm")
     for group in ("arms", "baselines"):
         for name, entry in report.get(group, {}).items():
             for metric, d in entry.get("metrics", {}).items():

@@ -10,15 +10,8 @@ import pytest
 
 from simrl.errors import SimrlError
 from simrl.evaluation.results import load_run_eval
-from simrl.experiment.ablate import (
-    arm_kind,
-    comparisons,
-    environments,
-    plan_runs,
-    primary,
-    run_ablation,
-    train_command,
-)
+from simrl.experiment.ablate import arm_kind, environments, plan_runs, run_ablation, train_command
+from simrl.experiment.comparisons import comparisons, primary
 from simrl.experiment.heldout import evaluate_run
 from simrl.experiment.jobs import RunJob, run_jobs
 from simrl.experiment.recipe import load_recipe, parse_recipe
@@ -68,12 +61,12 @@ def test_plan_and_comparisons(tmp_path):
     every = comparisons(rec, ["untrained", "warmstart", "candidates"])  # each arm against each baseline present
     assert all((a, b) in every for a in rec.all_arms() for b in ("candidates", "warmstart", "untrained"))
     assert len(every) == len(set(every))
-    assert primary(rec) == {"a": "ctl", "b": "unc", "metric": "success", "declared": False}
+    assert primary(rec).model_dump() == {"a": "ctl", "b": "unc", "metric": "success", "declared": False}
     declared = parse_recipe({**data, "primary": {"a": "real", "b": "candidates"}})
-    assert primary(declared) == {"a": "real", "b": "candidates", "metric": "success", "declared": True}
+    assert primary(declared).model_dump() == {"a": "real", "b": "candidates", "metric": "success", "declared": True}
     assert comparisons(declared, ["candidates"])[0] == ("real", "candidates")
     alone = parse_recipe({**data, "arms": {"real": {"environment": "real"}}, "grid": None})
-    assert (primary(alone, ["untrained", "warmstart"])["a"], primary(alone, ["untrained", "warmstart"])["b"]) == \
+    assert (primary(alone, ["untrained", "warmstart"]).a, primary(alone, ["untrained", "warmstart"]).b) == \
         ("real", "warmstart")
     ctl = environments(rec)["ctl"]
     assert ctl["kind"] == "world model (oracle) + gentle (inject)" and ctl["world_model"] == "oracle"

@@ -191,6 +191,7 @@ def test_lock_names_the_holder_and_is_released_on_exit(tmp_path):
 
 
 def test_report_refuses_a_run_with_duplicated_steps(tmp_path):
+    from simrl.experiment.comparisons import PrimaryChoice
     from simrl.experiment.report import build_report, render_report, write_report
     from tests.experiment.test_report import _eval
 
@@ -199,7 +200,7 @@ def test_report_refuses_a_run_with_duplicated_steps(tmp_path):
     steps = [1, 2, 3, 2, 3]  # a second trainer logged steps 2-3 again
     (run / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "reward": 0.1}) + "\n" for s in steps))
     report = build_report({"sim": {0: _eval(0.5, 0)}, "real": {0: _eval(0.4, 0)}}, {}, comparisons=[("sim", "real")],
-                          run_dirs={"sim": {0: "sim/seed-0"}, "real": {0: None}}, bootstrap_reps=100)
+                          primary=PrimaryChoice(a="sim", b="real"), run_dirs={"sim": {0: "sim/seed-0"}, "real": {0: None}}, bootstrap_reps=100)
     with pytest.raises(SimrlError, match=r"step\(s\) 2, 3 logged more than once"):
         write_report(report, tmp_path)
     proc = _simrl(["report", str(tmp_path)], tmp_path)

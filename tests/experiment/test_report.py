@@ -9,6 +9,8 @@ import pytest
 from simrl.errors import SimrlError
 from simrl.evaluation.edge_cases import EdgeCaseScore
 from simrl.evaluation.results import EvalResult, SubsetScore, TaskResult
+from simrl.experiment.comparisons import Difference, PositiveControlResult, PrimaryChoice, PrimaryResult
+from simrl.experiment.recipe import PositiveControl
 from simrl.experiment.report import build_report, load_report, render_report, write_report
 from simrl.experiment.report_md import markdown, statements
 from simrl.experiment.stats import paired_test
@@ -66,7 +68,7 @@ def report(tmp_path):
             "untrained": {s: _eval(0.05, s) for s in (0, 1, 2)}}
     pairs = [("sim-controlled", "sim-uncontrolled")] + [(a, b) for a in arms for b in base]
     return build_report(arms, base, comparisons=pairs, run_dirs=runs, failed={"real": {0: "Traceback...\nboom"}},
-                        primary={"a": "sim-controlled", "b": "sim-uncontrolled", "metric": "success", "declared": True},
+                        primary=PrimaryChoice(a="sim-controlled", b="sim-uncontrolled", declared=True),
                         recipe="tiny", environments=ENVS, bootstrap_reps=2000,
                         evaluation={"env": "mcp-world", "tasks": TASKS, "trials": 2, "max_turns": 14})
 
@@ -83,7 +85,7 @@ def test_primary_is_the_paired_test_with_a_task_by_seed_bootstrap(report):
     assert (bs["runs"], bs["tasks"], bs["reps"]) == (3, TASKS, 2000) and bs["mean"] == pytest.approx(0.3)
     assert bs["low"] <= 0.3 <= bs["high"]
     again = build_report({"a": {s: _eval(v, s) for s, v in CTL.items()}, "b": {s: _eval(v, s) for s, v in UNC.items()}},
-                         {}, comparisons=[("a", "b")], bootstrap_reps=2000)
+                         {}, comparisons=[("a", "b")], primary=PrimaryChoice(a="a", b="b"), bootstrap_reps=2000)
     assert again["primary"]["bootstrap"] == bs and not again["primary"]["declared"]  # same seed, same interval
 
 
@@ -112,7 +114,8 @@ def test_a_subset_of_other_tasks_is_flagged():
     ctl = {s: _eval(v, s, multi=0.5) for s, v in CTL.items()}
     unc = {s: _eval(v, s, multi=0.2) for s, v in UNC.items()}
     unc[1].subsets["multi_page"] = SubsetScore(tasks=5, episodes=10, success=0.2)  # one task fewer at seed 1
-    r = build_report({"c": ctl, "u": unc}, {}, comparisons=[("c", "u")], bootstrap_reps=200)
+    r = build_report({"c": ctl, "u": unc}, {}, comparisons=[("c", "u")], primary=PrimaryChoice(a="c", b="u"),
+                     bootstrap_reps=200)
     flags = {d["subset"]: d["same_tasks"] for d in r["secondary"]}
     assert flags == {"read": True, "write": True, "multi_page": False}
     assert "| c − u | multi_page † |" in markdown(r) and "not a like-for-like comparison" in markdown(r)
@@ -255,8 +258,8 @@ def _with_control(multi_ctl: float, multi_unc: float) -> dict:
             "sim-uncontrolled": {s: _eval(v, s, multi=multi_unc + 0.01 * s) for s, v in UNC.items()}}
     base = {"warmstart": {s: _eval(0.3, s, multi=0.0) for s in (0, 1, 2)}}
     return build_report(arms, base, comparisons=[("sim-controlled", "warmstart")], bootstrap_reps=200,
-                        primary={"a": "sim-controlled", "b": "sim-uncontrolled", "metric": "success", "declared": True},
-                        positive={"subsets": ["multi_page"], "baseline": "warmstart"})
+                        primary=PrimaryChoice(a="sim-controlled", b="sim-uncontrolled", declared=True),
+                        positive=PositiveControl(subsets=["multi_page"], baseline="warmstart"))
 
 
 def test_positive_control_passes_when_some_arm_learned_the_skill():
@@ -274,7 +277,8 @@ def test_a_failed_positive_control_is_said_plainly_before_other_comparisons():
     text = markdown(report)
     verdict = text.index("This experiment could not answer its question: no arm learned multi_page")
     assert verdict < text.index("## Final scores") and "learned by no arm" in text
-    assert build_report({"a": {0: _eval(0.5, 0)}}, {}, comparisons=[("a", "a")])["positive_control"] is None
+    assert build_report({"a": {0: _eval(0.5, 0)}}, {}, comparisons=[],
+                        primary=PrimaryChoice(a="a", b="a"))["positive_control"] is None
 
 
 def test_skill_and_heldout_curves_are_read_from_nested_fields_and_curve_files(report, tmp_path):
@@ -294,3 +298,34 @@ def test_skill_and_heldout_curves_are_read_from_nested_fields_and_curve_files(re
     assert held["sim-controlled"][0] == [0, 5, 10] and held["sim-controlled"][1][-1][0] == pytest.approx(0.5)
     names = {p.name for p in plot_all(report, tmp_path, tmp_path / "plots")}
     assert {"skill_curves.png", "heldout_curves.png"} <= names
+
+
+def test_each_test_is_one_typed_result_that_round_trips_report_json(report):
+    """report.md reads the primary, secondary and positive-control results back as the typed objects they were
+    built as: the JSON (key order included) is exactly their dump, and only the fields a test was given appear."""
+    again = json.loads(json.dumps(report))
+    p = PrimaryResult.model_validate(again["primary"])
+    assert json.dumps(p.model_dump()) == json.dumps(report["primary"]) and isinstance(p.test, Difference)
+    assert p.test.excludes_zero() == (not p.test.degenerate and not p.test.low <= 0 <= p.test.high)
+    assert not {"a", "b", "arm", "same_tasks", "p_holm"} & set(report["primary"]["test"])
+    secondary = [Difference.model_validate(d) for d in again["secondary"]]
+    assert json.dumps([d.model_dump() for d in secondary]) == json.dumps(report["secondary"])
+    assert all(list(d)[:2] == ["a", "b"] and list(d)[-1] == "p_holm" and "arm" not in d for d in report["secondary"])
+    assert {("same_tasks" in d) for d in report["secondary"]} == {True, False}  # subset tests only
+    control = _with_control(0.5, 0.0)["positive_control"]
+    pc = PositiveControlResult.model_validate(json.loads(json.dumps(control)))
+    assert json.dumps(pc.model_dump()) == json.dumps(control)
+    assert [t.arm for t in pc.subsets["multi_page"].tests] == ["sim-controlled", "sim-uncontrolled"]
+    assert all(list(t)[0] == "arm" and "p_holm" not in t for t in control["subsets"]["multi_page"]["tests"])
+
+
+def test_tracked_scalars_are_the_typed_results_fields(report):
+    from simrl.experiment.tracking_report import report_values
+
+    values, t = report_values(report), report["primary"]["test"]
+    assert {k: values[f"primary/{k}"] for k in ("mean", "low", "high", "p")} == {k: t[k] for k in ("mean", "low",
+                                                                                                      "high", "p")}
+    assert values["primary/bootstrap_high"] == report["primary"]["bootstrap"]["high"]
+    sec = next(d for d in report["secondary"] if d["subset"] == "read" and d["p_holm"] is not None)
+    assert values[f"secondary/{sec['a']} - {sec['b']}/read/success/p_holm"] == sec["p_holm"]
+    assert f"secondary/{sec['a']} - {sec['b']}/read/success/p" not in values

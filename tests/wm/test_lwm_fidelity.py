@@ -59,7 +59,7 @@ def test_wm_eval_intervals_and_the_report_section(tmp_path, tiny_world):
     assert (got["overall"], got["ci"], got["n"]) == (rep["overall"], [low, high], rep["n"])
     assert "no scored world model 'nope'" in read_fidelity(f"{out}#nope")["missing"]
     assert "no " in read_fidelity(f"{tmp_path / 'absent'}#x")["missing"]
-    success = {"mean": 0.5, "low": 0.25, "high": 0.75, "n": 3, "degenerate": False}
+    success = {"mean": 0.5, "low": 0.25, "high": 0.75, "n": 3, "level": 0.95, "df": 2.0, "degenerate": False}
     report = {"arms": {"real": {"world_model": "real", "metrics": {"success": success}},
                        "sim": {"world_model": "llamacpp", "metrics": {"success": success}, "fidelity": got}}}
     lines = fidelity_lines(report)

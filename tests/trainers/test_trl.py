@@ -301,6 +301,13 @@ def test_cli_trains_a_trl_recipe(tiny_model, tiny_world, tmp_path):
     bad = CliRunner().invoke(app, ["eval", "--checkpoint", str(tmp_path), "--env", "mcp-world",
                                    "--world", str(tiny_world)])
     assert bad.exit_code == 2 and "not a Hugging Face model" in bad.output
+    # the run's final/ evaluated as simrl ablate and simrl eval evaluate a run: the model loaded by the trl trainer's
+    # load_policy hook (turns enough for the scripted expert to solve an evaluation task)
+    from simrl.experiment.heldout import evaluate_run
+
+    longer = data.model_copy(update={"budget": data.budget.model_copy(update={"max_turns": 8})})
+    result = evaluate_run(tmp_path / "out" / "sim" / "seed-0", longer, out=tmp_path / "own")
+    assert result.tasks >= 1 and result.episodes == result.tasks and list((tmp_path / "own" / "eval").glob("*/eval.json"))
 
 
 @pytest.mark.gpu

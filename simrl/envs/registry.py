@@ -29,6 +29,7 @@ import importlib
 import importlib.metadata
 import inspect
 import os
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -276,15 +277,17 @@ def spec(env_id: str) -> EnvSpec:
     Raises:
         SimrlError: unknown id (the message lists the known ones).
     """
-    known = specs()
-    if env_id not in known:
-        raise SimrlError(f"unknown environment {env_id!r}; known: {', '.join(known)}")
-    return known[env_id]
+    _load_builtin()
+    found = _REGISTRY.get(env_id)  # looked up at every episode and turn: not sorted first as specs() is
+    if found is None:
+        raise SimrlError(f"unknown environment {env_id!r}; known: {', '.join(specs())}")
+    return found
 
 
 def find_spec(env_id: str) -> EnvSpec | None:
     """The spec of ``env_id``, or None when it is not registered (a test's stand-in environment)."""
-    return specs().get(env_id)
+    _load_builtin()
+    return _REGISTRY.get(env_id)
 
 
 def option_error(env_id: str, names: list[str] | tuple[str, ...]) -> str | None:
@@ -470,6 +473,8 @@ def _load_builtin() -> None:
 
 def _import_builtin() -> None:
     for module in BUILTIN_MODULES:
+        if module in sys.modules:  # imported already (import_module would find it too, at some cost: every spec())
+            continue
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as err:  # a module not written yet must not hide the others

@@ -26,6 +26,7 @@ from simrl import scratch
 from simrl.envs.registry import Truth
 from simrl.envs.search_index import SearchIndex
 from simrl.envs.search_tools import call_tool
+from simrl.memo import resolved
 from simrl.records.page import NEXT_CURSOR, RECORDS, TOTAL
 from simrl.records.store import MAX_PAGE_SIZE, RecordStore
 from simrl.types import ToolCall, ToolResult
@@ -63,7 +64,7 @@ class UnpagedStore(RecordStore):
 
 def shared_index(world: Path) -> SearchIndex:
     """The search index of ``world``, opened once per process and shared (read-only, thread-safe)."""
-    key = Path(world).resolve()
+    key = resolved(world)
     with _lock:
         if key not in _indexes:
             _indexes[key] = SearchIndex.open(key)
@@ -72,7 +73,7 @@ def shared_index(world: Path) -> SearchIndex:
 
 def base_records(world: Path) -> Path:
     """A records database built from ``world`` once per process (a temporary file; never written to)."""
-    key = Path(world).resolve()
+    key = resolved(world)
     with _lock:
         if key not in _bases or not _bases[key].is_file():  # a run's tmp/ is emptied when the run ends
             folder = scratch.mkdtemp("simrl-wm-records-")
@@ -103,7 +104,7 @@ async def record_tools(world: Path) -> list[dict[str, Any]]:
     from simrl.envs.mcp_env import tool_schema
     from simrl.records.server import build_server
 
-    key = Path(world).resolve()
+    key = resolved(world)
     if key not in _tools:
         with RecordStore.open(base_records(key)) as store:
             tools = await build_server(store).list_tools()

@@ -275,8 +275,14 @@ def parse_schedule(data: object, source: str = "schedule") -> Schedule:
                             example="recipes/schedules/*.yaml", path=_schedule_path)
 
 
+_LOADED: dict[tuple[str, int, int], Schedule] = {}
+
+
 def load_schedule(path: str | Path) -> Schedule:
     """Read and validate a schedule YAML file; a bare name (``gentle``) finds a shipped schedule.
+
+    A file read before and unchanged since (same modification time and size) is not parsed again: the
+    trainer builds its environments from the schedule at every step (the schedule is frozen, so it is shared).
 
     Raises:
         SpecError: the file is missing, is not YAML, or fails validation (the message names the field).
@@ -284,7 +290,14 @@ def load_schedule(path: str | Path) -> Schedule:
     p = resolve(path, "schedule")
     if not p.is_file():
         raise SpecError(not_found(path, "schedule"))
+    stat = p.stat()
+    key = (str(p), stat.st_mtime_ns, stat.st_size)
+    if (got := _LOADED.get(key)) is not None:
+        return got
     from simrl.config import load_mapping
 
     data = load_mapping(p, "schedule")
-    return parse_schedule(data, source=str(p))
+    if len(_LOADED) >= 256:
+        _LOADED.clear()
+    _LOADED[key] = schedule = parse_schedule(data, source=str(p))
+    return schedule

@@ -50,6 +50,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from simrl.memo import by_identity
 from simrl.wm.leak_gold import GoldRule
 
 MIN_SECRET_CHARS = 3
@@ -113,6 +114,10 @@ def tool_texts(tools: list[dict[str, Any]]) -> list[str]:
 
     walk(tools)
     return found
+
+
+_tool_texts_of = by_identity(tool_texts)
+""":func:`tool_texts` remembered per tool list object (shared by the episodes of an environment: :mod:`simrl.memo`)."""
 
 
 @dataclass
@@ -248,7 +253,7 @@ def episode_secrets(task: Any, instruction: Any, tools: list[dict[str, Any]]) ->
     """
     facts = [] if instruction is None else [instruction.reference_answer, instruction.target_query,
                                             *instruction.facts]
-    return Secrets(gold=gold_strings(task.gold), facts=facts, tools=tool_texts(tools), visible=task.prompt)
+    return Secrets(gold=gold_strings(task.gold), facts=facts, tools=list(_tool_texts_of(tools)), visible=task.prompt)
 
 
 def call_guard(episode: Secrets, control: str | None, arguments: dict[str, Any], reference: str | None = None,

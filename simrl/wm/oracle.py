@@ -25,6 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from simrl.envs.truth import shared_index
+from simrl.memo import resolved
 from simrl.world.schema import SimulationInstruction
 
 __all__ = ["instructions_of", "shared_index"]
@@ -36,7 +37,7 @@ def instructions_of(world: Path) -> dict[str, SimulationInstruction]:
     """The world's simulation instructions by task id (``simulation.jsonl``, read once per process)."""
     from simrl.world.io import load_instructions
 
-    key = Path(world).resolve()
+    key = resolved(world)
     if key not in _instructions:
         _instructions[key] = load_instructions(key)
     return _instructions[key]

@@ -171,7 +171,7 @@ def _check(recipe: Recipe, out: Path, resume: bool, jobs: int) -> str:
     if not TRAINERS[recipe.trainer.kind].ablate:
         able = [k for k, t in TRAINERS.items() if t.ablate]
         raise SimrlError(f"trainer.kind {recipe.trainer.kind!r}: ablations run the {' or '.join(able)} trainer "
-                         "(their baselines and evaluation are the scorer policy's); train its arms with `simrl train`")
+                         "(they train in the `simrl train` process); train its arms with `simrl train`")
     clash = [a for a in recipe.all_arms() if a in RESERVED]
     if clash:
         raise SimrlError(f"arm name(s) {clash} are folder names of an ablation ({', '.join(RESERVED)}); rename them")

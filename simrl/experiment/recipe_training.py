@@ -120,7 +120,7 @@ TRAINERS: dict[str, TrainerKind] = {
                             ablate=True),
     "trl": TrainerKind("TRL's GRPO trainer on one node (simrl.trainers.trl)", "llm", "simrl.trainers.trl:load_policy",
                        final="final", train="simrl.trainers.trl:train_arm_trl",
-                       resume_step="simrl.trainers.trl:resume_step"),
+                       resume_step="simrl.trainers.trl:resume_step", ablate=True),
     "verl": TrainerKind("verl on a Ray cluster, GPUs (simrl.trainers.verl)", "llm",
                         "simrl.trainers.verl.evaluate:load_policy", final="final",
                         launch="simrl.trainers.verl.launch:train_verl"),

@@ -75,3 +75,12 @@ def test_baselines_are_the_recipes(tmp_path):
     assert plan(rec, tmp_path / "out", 1).baselines == ("untrained", "candidates")
     with pytest.raises(SimrlError, match="baseline 'warmstart': use candidates, warmstart with a run's warmstart.pt"):
         evaluate_baseline(rec, "warmstart", 0, tmp_path / "b", worlds=tmp_path / "worlds")
+
+
+def test_ablate_compares_the_trainers_that_say_so(tmp_path):
+    from simrl.experiment.ablate import run_ablation
+
+    assert [k for k, t in TRAINERS.items() if t.ablate] == ["embedded", "trl"]
+    with pytest.raises(SimrlError, match="trainer.kind 'verl': ablations run the embedded or trl trainer"):
+        run_ablation(parse_recipe({**LLM, "trainer": {"kind": "verl"}}), tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # refused before anything is written

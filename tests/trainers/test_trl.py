@@ -310,6 +310,22 @@ def test_cli_trains_a_trl_recipe(tiny_model, tiny_world, tmp_path):
     assert result.tasks >= 1 and result.episodes == result.tasks and list((tmp_path / "own" / "eval").glob("*/eval.json"))
 
 
+@pytest.mark.slow
+def test_a_trl_recipe_is_ablated_like_an_embedded_one(tiny_model, tiny_world, tmp_path):
+    """simrl ablate trains the run in its own `simrl train` process, collects its held-out evaluation, and evaluates
+    the recipe's baselines through the trl trainer's load_policy hook (untrained: the base model)."""
+    from simrl.experiment.ablate import run_ablation
+
+    rec = _recipe(tiny_world, str(tiny_model), budget={"steps": 1, "group_size": 2, "batch": 1, "max_turns": 8},
+                  seeds=[0], baselines=["candidates", "untrained"])
+    report = run_ablation(rec, tmp_path / "out", jobs=2)
+    assert report["arms"]["sim"]["failed"] == {} and list(report["arms"]["sim"]["seeds"]) == ["0"]
+    assert list(report["baselines"]) == ["candidates", "untrained"]
+    assert (report["primary"]["a"], report["primary"]["b"]) == ("sim", "candidates")  # one arm: the first baseline
+    assert (tmp_path / "out" / "sim" / "seed-0" / "final" / "config.json").is_file()
+    assert (tmp_path / "out" / "baselines" / "untrained" / "seed-0" / "eval").is_dir()
+
+
 @pytest.mark.gpu
 def test_smollm2_step_on_gpu(tiny_world, tmp_path):
     if not torch.cuda.is_available():

@@ -91,75 +91,94 @@ def rollout(
 
     simrl rollout -e search --world W -p openai:http://127.0.0.1:8000/v1#MODEL --world-model oracle --schedule fault-heavy -o runs/traj/llm.jsonl
     """
-    import asyncio
-
     from rich.console import Console
-    from rich.table import Table
 
-    from simrl.envs.base import make
-    from simrl.errors import SimrlError
-    from simrl.perturb import compliance_rates, perturbed_factory, split_table
-    from simrl.policies import env_task_types, episode_tasks, make_policy
-    from simrl.progress import progress_bar
-    from simrl.rollout import TrajectoryWriter
-    from simrl.rollout import rollout as run_rollout
-    from simrl.tables import print_table
+    from simrl.policies import episode_tasks, make_policy
 
-    if out.exists() and out.stat().st_size > 0 and not append:
-        raise SimrlError(f"--out {out} already holds trajectories: pass --append to add to it, or choose "
-                         "another file")
+    _check_out(out, append)
     tasks = episode_tasks(env, world, split, n)
-    kinds = env_task_types()[env] or tuple(dict.fromkeys(t.type for t in tasks))
     options = env_options(env, world, server_command, server_url)
     pol = make_policy(policy, env, world, tasks)
     options |= wm_options(world_model, wm_model, wm_base_url, wm_api_key, wm_cache, wm_replay, wm_prompt,
                           wm_temperature)
-    if world is not None and world_model != "real":
-        options.setdefault("world", world)  # a world model reads the world's facts for its tasks
-    if world_model != "real":
-        asyncio.run(make(env, **options).close())  # fail fast on bad world-model options, before any episode
-    make_env = perturbed_factory(lambda: make(env, **options), schedule, progress=progress, mode=mode,
-                                 seed=perturb_seed, control_retries=control_retries)  # a bad schedule fails here
-    writer = TrajectoryWriter(out)
+    make_env = _env_factory(env, world, world_model, options, schedule, progress=progress, mode=mode,
+                            seed=perturb_seed, control_retries=control_retries)
     console = Console(stderr=True)
-    if writer.torn_line is not None:
-        console.print(f"note: {out}:{writer.torn_line} is a torn record (its writer was killed mid-line); it is "
-                      "left on its own line, which readers skip, and new records start after it", markup=False)
-    stats = {"success": 0, "failure": 0, "env_failure": 0, "truncated": 0}
-    with progress_bar(console=console) as bar:
-        job = bar.add_task(f"{env} / {policy}", total=len(tasks))
+    trajs = _run(make_env, pol, tasks, out, console, f"{env} / {policy}", max_turns=max_turns,
+                 concurrency=concurrency, seed=seed)
+    _report(trajs, tasks, env, out, console, n=n, split=split, schedule=schedule, mode=mode,
+            world_model=world_model, wm_cache=wm_cache, wm_replay=wm_replay)
 
-        def done(traj) -> None:
-            stats[traj.status] += 1
-            bar.update(job, advance=1, description=f"{env} / {policy}  success {stats['success']}")
 
-        trajs = asyncio.run(run_rollout(make_env, pol, tasks, max_turns=max_turns,
-                                        concurrency=concurrency, seed=seed, writer=writer, on_done=done))
-    writer.close()
+def _check_out(out: Path, append: bool) -> None:
+    """Refuse an --out file that holds trajectories unless --append (before anything runs)."""
+    from simrl.errors import SimrlError
+
+    if out.exists() and out.stat().st_size > 0 and not append:
+        raise SimrlError(f"--out {out} already holds trajectories: pass --append to add to it, or choose "
+                         "another file")
+
+
+def _report(trajs: list, tasks: list, env: str, out: Path, console, *, n: int | None, split: str,
+            schedule: str | None, mode: str, world_model: str, wm_cache: Path | None, wm_replay: bool) -> None:
+    """Print the episodes' tables (per task type; per perturbation with a schedule), control compliance and the
+    world model's cache use."""
+    from simrl.perturb import split_table
+    from simrl.policies import env_task_types
+    from simrl.rollout_summary import compliance_lines, episode_table
+    from simrl.tables import print_table
+
     if n is not None and len(trajs) < n:
         console.print(f"note: -n {n} asked for more episodes than ran ({len(trajs)}): the {split} split "
                       f"has only {len(tasks)} {env} task(s)", style="yellow")
-    table = Table(title=f"{len(trajs)} episodes -> {out}")
-    for col in ("task type", "episodes", "success", "mean turns", "env failures", "truncated"):
-        table.add_column(col)
-    for kind in kinds:
-        group = [t for t, task in zip(trajs, tasks) if task.type == kind]
-        if group:
-            table.add_row(kind, str(len(group)), f"{sum(t.status == 'success' for t in group) / len(group):.1%}",
-                          f"{sum(len(t.turns) for t in group) / len(group):.1f}",
-                          str(sum(t.status == 'env_failure' for t in group)),
-                          str(sum(t.status == 'truncated' for t in group)))
-    print_table(table)
+    kinds = env_task_types()[env] or tuple(dict.fromkeys(t.type for t in tasks))
+    print_table(episode_table(trajs, tasks, kinds, f"{len(trajs)} episodes -> {out}"))
     if schedule:
         print_table(split_table(trajs))
-    if schedule and mode == "control":
-        for kind, c in compliance_rates(trajs).items():
-            console.print(f"compliance {kind}: {c['rate']:.0%} of {int(c['attempts'])} "
-                          f"(first try {int(c['complied_first_try'])}, after retry {int(c['complied_after_retry'])}, "
-                          f"injected {int(c['fell_back'])})")
+    for line in compliance_lines(trajs) if schedule and mode == "control" else []:
+        console.print(line)
     if world_model != "real":
         from simrl.wm.factory import shared_cache
 
         cache = shared_cache(wm_cache, wm_replay)
         if cache.mode != "off":
             console.print(f"world-model cache {cache.path}: {cache.hits} hits, {cache.misses} misses")
+
+
+def _env_factory(env: str, world: Path | None, world_model: str, options: dict, schedule: str | None, **perturb):
+    """``make(env, **options)`` in the schedule's perturbation wrapper (a bad schedule fails here); a world model's
+    options are checked by making one first, before any episode."""
+    import asyncio
+
+    from simrl.envs.base import make
+    from simrl.perturb import perturbed_factory
+
+    if world is not None and world_model != "real":
+        options.setdefault("world", world)  # a world model reads the world's facts for its tasks
+    if world_model != "real":
+        asyncio.run(make(env, **options).close())  # fail fast on bad world-model options, before any episode
+    return perturbed_factory(lambda: make(env, **options), schedule, **perturb)
+
+
+def _run(make_env, pol, tasks: list, out: Path, console, label: str, **rollout_options) -> list:
+    """The episodes, written to ``out`` as they end, with a progress bar (its line: the success count)."""
+    import asyncio
+
+    from simrl.progress import progress_bar
+    from simrl.rollout import TrajectoryWriter, rollout
+
+    writer = TrajectoryWriter(out)
+    if writer.torn_line is not None:
+        console.print(f"note: {out}:{writer.torn_line} is a torn record (its writer was killed mid-line); it is "
+                      "left on its own line, which readers skip, and new records start after it", markup=False)
+    stats = {"success": 0, "failure": 0, "env_failure": 0, "truncated": 0}
+    with progress_bar(console=console) as bar:
+        job = bar.add_task(label, total=len(tasks))
+
+        def done(traj) -> None:
+            stats[traj.status] += 1
+            bar.update(job, advance=1, description=f"{label}  success {stats['success']}")
+
+        trajs = asyncio.run(rollout(make_env, pol, tasks, writer=writer, on_done=done, **rollout_options))
+    writer.close()
+    return trajs

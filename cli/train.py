@@ -45,79 +45,66 @@ def train(
     submits it with --ray-address).
     """
     from rich.console import Console
-    from rich.table import Table
 
-    from simrl.envs.registry import load_entry
-    from simrl.experiment import runs
     from simrl.experiment.recipe import load_recipe, recipe_yaml
     from simrl.experiment.recipe_training import TRAINERS
     from simrl.experiment.tracking import with_report_to
-    from simrl.progress import field_column, progress_bar
+    from simrl.experiment.tracking_report import where
+    from simrl.experiment.train_runs import check_ray_address, launch_runs, summary_table
     from simrl.tables import print_table
 
     rec = with_report_to(load_recipe(recipe, overrides), report_to)
     arms = [arm] if arm is not None else list(rec.all_arms())
     for name in arms:
         rec.arm(name)  # fail fast on an unknown arm
-    seeds = [seed if seed is not None else rec.seeds[0]]
-    out = out if out is not None else Path("runs") / rec.name
-    console = Console(stderr=True)
-    kind = TRAINERS[rec.trainer.kind]
-    if ray_address is not None and kind.launch is None:
-        from simrl.errors import SimrlError
-
-        launchers = [k for k, t in TRAINERS.items() if t.launch is not None]
-        raise SimrlError(f"--ray-address is for {' or '.join(launchers)} recipes; {recipe} uses trainer.kind "
-                         f"{rec.trainer.kind!r}")
+    seeds, out, console = [seed if seed is not None else rec.seeds[0]], out or Path("runs") / rec.name, Console(stderr=True)
+    check_ray_address(rec, ray_address, recipe)
     extended = _check_runs(rec, arms, seeds, out, resume=resume, extend=extend)  # before anything runs
-    if kind.launch is not None:  # a trainer that writes a job and runs or submits it (verl)
-        launch = load_entry(kind.launch)
-        for name in arms:
-            for s in seeds:
-                launch(rec, name, s, runs.run_dir(out, name, s), worlds=runs.worlds_dir(out), dry_run=dry_run,
-                       ray_address=ray_address, resume=resume, console=console, run_eval=evaluate)
+    if TRAINERS[rec.trainer.kind].launch is not None:  # a trainer that writes a job and runs or submits it (verl)
+        launch_runs(rec, arms, seeds, out, dry_run=dry_run, ray_address=ray_address, resume=resume, console=console,
+                    run_eval=evaluate)
         return
     if dry_run:
         typer.echo(recipe_yaml(rec))
         _plan(rec, arms, seeds, out, extended)
         return
+    _extend(rec, out, extended, console)
+    summaries = _train(rec, arms, seeds, out, resume, evaluate, console)
+    print_table(summary_table(rec, summaries, out))
+    for line in where(rec, out):  # the trackers: where the files are, the command that opens them
+        Console().print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _extend(rec, out: Path, extended: dict[tuple[str, int], list[str]], console) -> None:
+    """Continue the runs --extend takes to a larger budget (:func:`simrl.experiment.resume.extend_run`)."""
+    from simrl.experiment import runs
     from simrl.experiment.resume import extend_run
 
     for (name, s), changes in extended.items():
         console.print(f"{name} seed {s}: extended ({'; '.join(changes)})", markup=False, highlight=False)
         extend_run(runs.RunFiles(runs.run_dir(out, name, s)), rec)
-    assert kind.train is not None
-    trainer = load_entry(kind.train)
-    summaries = []
+
+
+def _train(rec, arms: list[str], seeds: list[int], out: Path, resume: bool, evaluate: bool, console) -> list:
+    """:func:`simrl.experiment.train_runs.train_runs` with one progress bar line per run."""
+    from simrl.experiment.train_runs import train_runs
+    from simrl.progress import field_column, progress_bar
+
     with progress_bar(field_column("line"), console=console, per_step=True) as bar:
-        for name in arms:
-            for s in seeds:
-                job = bar.add_task(f"{name} seed {s}", total=rec.budget.steps, line="preparing the world")
-                first = [True]
+        def progress(name: str, s: int):
+            job = bar.add_task(f"{name} seed {s}", total=rec.budget.steps, line="preparing the world")
+            first = [True]
 
-                def report(done: int, total: int, message: str, job=job, first=first) -> None:
-                    if first[0] and done:  # steps done before a resume are no speed: the estimate starts here
-                        bar.reset(job, total=total, completed=done, line=message)
-                    else:
-                        bar.update(job, completed=done, total=total, line=message)
-                    first[0] = False
+            def report(done: int, total: int, message: str) -> None:
+                if first[0] and done:  # steps done before a resume are no speed: the estimate starts here
+                    bar.reset(job, total=total, completed=done, line=message)
+                else:
+                    bar.update(job, completed=done, total=total, line=message)
+                first[0] = False
 
-                summaries.append(trainer(rec, name, s, runs.run_dir(out, name, s), resume=resume, progress=report,
-                                         worlds=runs.worlds_dir(out), run_eval=evaluate))
-    table = Table(title=f"{rec.name}: {len(summaries)} run(s) -> {out}")
-    for col in ("arm", "seed", "steps", "first reward", "final reward", "final success", "env failures",
-                "eval success", "time"):
-        table.add_column(col, justify="left" if col == "arm" else "right")
-    for s in summaries:
-        ev = s.evaluation or {}
-        success = "  ".join(f"{k} {v.get('success', 0):.0%}" for k, v in ev.items()) or "-"
-        table.add_row(s.arm, str(s.seed), str(s.steps), f"{s.first_reward:.3f}", f"{s.final_reward:.3f}",
-                      f"{s.final_success:.0%}", str(s.env_failures), success, f"{s.wall_s:.0f} s")
-    print_table(table)
-    from simrl.experiment.tracking_report import where
+            return report
 
-    for line in where(rec, out):  # the trackers: where the files are, the command that opens them
-        Console().print(line, markup=False, highlight=False, soft_wrap=True)
+        return train_runs(rec, arms, seeds, out, resume=resume, run_eval=evaluate, progress=progress)
 
 
 def _check_runs(rec, arms: list[str], seeds: list[int], out: Path, *, resume: bool,

@@ -121,21 +121,33 @@ def eval_(
 
     Example: simrl wm eval --trajectories runs/search.jsonl --world WORLD --world-model oracle --world-model llamacpp --out runs/fidelity
     """
-    import asyncio
-    from collections import Counter
-
     from rich.console import Console
 
-    from simrl.errors import SimrlError
-    from simrl.fidelity.evaluate import EvalConfig, run_eval
-    from simrl.fidelity.predict import select
-    from simrl.fidelity.report import rich_tables, summarise, write_scores
-    from simrl.progress import progress_bar
-    from simrl.tables import print_table
-    from simrl.wm.backend import Sampling
-    from simrl.wm.transitions import load_transitions
+    chosen, kinds = _checked_backends(list(backend), wm_model, wm_base_url, schedule, perturb, judge_base_url,
+                                      judge_model)
+    config = _config(chosen, kinds, wm_base_url, wm_api_key, wm_n_ctx, baselines=baselines, world=world,
+                     temperature=wm_temperature, max_tokens=wm_max_tokens, cache=wm_cache, concurrency=concurrency,
+                     tools=wm_tools, unparsed=wm_unparsed)
+    console = Console(stderr=True)
+    picked, loaded = _transitions(trajectories, world, max_transitions, console)
+    timings: dict[str, float] = {}
+    scores = _predict_and_score(picked, config, out, console, timings, judge_base_url, judge_model, judge_api_key,
+                                judge_retries)
+    if perturb:
+        scores["_compliance"] = _compliance(picked, config, out, perturb, schedule, seed, timings)
+    meta = {"trajectories": [str(p) for p in trajectories], "world": str(world) if world else None,
+            "transitions": len(picked), "loaded": len(loaded), "models": chosen, "kinds": kinds, "seconds": timings,
+            "judge": judge_model, "sampling": config.sampling.model_dump()}
+    _write(scores, out, meta, console, perturb=bool(perturb))
+    console.print(f"{len(picked)} transitions x {len(config.names)} predictors -> {out}/scores.json")
 
-    chosen, kinds = parse_backends(list(backend), wm_model)
+
+def _checked_backends(backend: list[str], wm_model: str | None, wm_base_url: str | None, schedule: str | None,
+                      perturb: int, judge_base_url: str | None, judge_model: str | None) -> tuple[dict, dict]:
+    """:func:`parse_backends`, and the options that go together checked (one line each)."""
+    from simrl.errors import SimrlError
+
+    chosen, kinds = parse_backends(backend, wm_model)
     if wm_model:
         deprecated_wm_model(next((kinds[n] for n in chosen if kinds[n] != "oracle"), "openai"), wm_model)
     if "openai" in kinds.values() and not wm_base_url:
@@ -144,32 +156,63 @@ def eval_(
         raise SimrlError("--schedule picks the perturbations of the compliance check: give --perturb N as well")
     if bool(judge_base_url) != bool(judge_model):
         raise SimrlError("the LLM judge needs both --judge-base-url and --judge-model")
+    return chosen, kinds
+
+
+def _config(chosen: dict, kinds: dict, wm_base_url: str | None, wm_api_key: str | None, wm_n_ctx: int | None, *,
+            temperature: float, max_tokens: int, **fields) -> object:
+    """The evaluation's :class:`~simrl.fidelity.evaluate.EvalConfig` (a bad field: one line naming the option)."""
+    from simrl.errors import SimrlError
+    from simrl.fidelity.evaluate import EvalConfig
+    from simrl.wm.backend import Sampling
+
     options = {n: _backend_options(kinds[n], m, wm_base_url, wm_api_key, wm_n_ctx) for n, m in chosen.items()
                if kinds[n] != "oracle"}
     try:
-        config = EvalConfig(backends=list(chosen), kinds=kinds, baselines=baselines, world=world, backend_options=options,
-                            sampling=Sampling(temperature=wm_temperature, max_tokens=wm_max_tokens), cache=wm_cache,
-                            concurrency=concurrency, tools=wm_tools,
-                            unparsed=wm_unparsed)
+        config = EvalConfig(backends=list(chosen), kinds=kinds, backend_options=options,
+                            sampling=Sampling(temperature=temperature, max_tokens=max_tokens), **fields)
     except ValueError as err:
         raise SimrlError(_first_error(err)) from None
     if not config.names:
         raise SimrlError("nothing to evaluate: give --backend NAME, or keep the baselines")
+    return config
+
+
+def _transitions(trajectories: list[Path], world: Path | None, max_transitions: int | None, console) -> tuple:
+    """``(picked, loaded)``: the transitions of the files, and those evaluated (round-robin over the domains);
+    prints what was skipped."""
+    from collections import Counter
+
+    from simrl.errors import SimrlError
+    from simrl.fidelity.predict import select
+    from simrl.wm.transitions import load_transitions
+
     skipped: Counter = Counter()
     loaded = [t for path in trajectories for t in load_transitions(path, world=world, skipped=skipped)]
     if not loaded:
         raise SimrlError(f"no transitions in {', '.join(map(str, trajectories))}: the files hold no real tool calls "
                          "(record some with `simrl rollout --env ... --out FILE`)")
     picked = select(loaded, max_transitions)
+    for reason, k in skipped.items():
+        console.print(f"skipped {k}: {reason}")
+    return picked, loaded
+
+
+def _predict_and_score(picked: list, config, out: Path, console, timings: dict, judge_base_url: str | None,
+                       judge_model: str | None, judge_api_key: str | None, judge_retries: int) -> dict:
+    """Every predictor's predictions, scored (and judged, with a judge), with a progress bar; the scores by
+    predictor (:func:`simrl.fidelity.report.summarise`)."""
+    import asyncio
+
+    from simrl.fidelity.evaluate import run_eval
+    from simrl.fidelity.report import summarise
+    from simrl.progress import progress_bar
+
     judge = None
     if judge_base_url:
         from simrl.fidelity.judge import Judge
 
         judge = Judge(judge_base_url, judge_model or "", judge_api_key, max_retries=judge_retries)
-    console = Console(stderr=True)
-    for reason, k in skipped.items():
-        console.print(f"skipped {k}: {reason}")
-    timings: dict[str, float] = {}
     with progress_bar(console=console) as bar:
         job = bar.add_task("predicting", total=len(picked) * len(config.names))
 
@@ -182,16 +225,16 @@ def eval_(
                     await judge.close()
 
         rows = asyncio.run(main())
-    scores = summarise(rows, config.names)
-    if perturb:
-        import time
+    return summarise(rows, config.names)
 
-        start = time.perf_counter()
-        scores["_compliance"] = _compliance(picked, config, out, perturb, schedule, seed)
-        timings["compliance"] = round(time.perf_counter() - start, 2)
-    meta = {"trajectories": [str(p) for p in trajectories], "world": str(world) if world else None,
-            "transitions": len(picked), "loaded": len(loaded), "models": chosen, "kinds": kinds, "seconds": timings,
-            "judge": judge_model, "sampling": config.sampling.model_dump()}
+
+def _write(scores: dict, out: Path, meta: dict, console, *, perturb: bool) -> None:
+    """Write scores.json / scores.md and print the tables, each predictor's notes and the compliance summary."""
+    from rich.console import Console
+
+    from simrl.fidelity.report import rich_tables, write_scores
+    from simrl.tables import print_table
+
     write_scores(scores, out, meta)
     for table in rich_tables(scores):
         print_table(table)
@@ -210,18 +253,23 @@ def eval_(
         Console().print(Markdown(markdown(scores["_compliance"])))
         with (out / "scores.md").open("a", encoding="utf-8") as f:
             f.write("\n" + markdown(scores["_compliance"]))
-    console.print(f"{len(picked)} transitions x {len(config.names)} predictors -> {out}/scores.json")
 
 
-def _compliance(picked: list, config: object, out: Path, n: int, schedule: str | None, seed: int) -> dict:
-    """The control-compliance summary (:func:`simrl.fidelity.control.run_compliance`)."""
+def _compliance(picked: list, config: object, out: Path, n: int, schedule: str | None, seed: int,
+                timings: dict) -> dict:
+    """The control-compliance summary (:func:`simrl.fidelity.control.run_compliance`); its seconds go to
+    ``timings["compliance"]``."""
     import asyncio
+    import time
 
     from simrl.fidelity.control import run_compliance
     from simrl.perturb.schedule import load_schedule
 
+    start = time.perf_counter()
     sched = load_schedule(schedule) if schedule else None
-    return asyncio.run(run_compliance(picked, config, out, n=n, schedule=sched, seed=seed))
+    found = asyncio.run(run_compliance(picked, config, out, n=n, schedule=sched, seed=seed))
+    timings["compliance"] = round(time.perf_counter() - start, 2)
+    return found
 
 
 def _first_error(err: ValueError) -> str:

@@ -198,8 +198,7 @@ class WorldModelEnv(Environment):
             self._sampling = self.sampling.model_copy(update={"seed": seed})
         await self._truth.open(task, seed)
         instruction = oracle.instructions_of(self.world).get(task.task_id) if self.world else None
-        domain = self._adapter.domain
-        self._system = prompts.system_prompt(domain, self.tools, instruction, self.template)
+        self._system = prompts.system_prompt(self._adapter, self.tools, instruction, self.template)
         self._secrets = episode_secrets(task, instruction, self.tools)
         return Observation(text=task.policy_view()["prompt"], tools=self.tools)
 

@@ -36,6 +36,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from simrl.envs.registry import WorldModelAdapter, adapter_for
 from simrl.errors import SimrlError
 from simrl.memo import by_identity
 from simrl.world.schema import SimulationInstruction
@@ -56,8 +57,6 @@ environment returns to an autonomous agent after each of its actions.
 
 def env_domain(env_id: str) -> str:
     """The prompt domain of environment ``env_id``: its world-model adapter's (``generic`` when it has none)."""
-    from simrl.envs.registry import adapter_for
-
     return adapter_for(env_id).domain
 
 
@@ -117,21 +116,20 @@ def load_template(path: str | Path) -> str:
     return text
 
 
-def system_prompt(domain: str, tools: list[dict[str, Any]], instruction: SimulationInstruction | None = None,
-                  template: str | None = None) -> str:
+def system_prompt(domain: str | WorldModelAdapter, tools: list[dict[str, Any]],
+                  instruction: SimulationInstruction | None = None, template: str | None = None) -> str:
     """The system message: the domain's prompt (or ``template``), tools, output rule, world facts.
 
     Args:
-        domain: a world-model domain or environment id; its adapter (:func:`simrl.envs.registry.adapter_for`)
-            carries the role prompt (``prompt``; none: :data:`GENERIC_PROMPT`) or a whole template
-            (``prompt_template``, as ``bfcl``'s); unknown names get the generic prompt.
+        domain: an environment's world-model adapter, or a domain or environment id naming one
+            (:func:`simrl.envs.registry.adapter_for`); the adapter carries the role prompt (``prompt``; none:
+            :data:`GENERIC_PROMPT`) or a whole template (``prompt_template``, as ``bfcl``'s); unknown names get
+            the generic prompt.
         tools: tool schemas in OpenAI function format.
         instruction: the task's simulation instruction (fictional worlds), or None.
         template: text of a user template (see the module docstring); replaces the domain prompt.
     """
-    from simrl.envs.registry import adapter_for
-
-    env_adapter = adapter_for(domain)
+    env_adapter = adapter_for(domain) if isinstance(domain, str) else domain
     template = template if template is not None else env_adapter.prompt_template
     tools_text, facts = tools_block(tools), facts_block(instruction)
     if template is not None:

@@ -226,6 +226,18 @@ def _config(options: SftOptions, out: Path) -> Any:
         gradient_checkpointing=options.gradient_checkpointing, lr_scheduler_type="linear", warmup_steps=0)
 
 
+def _curve(spec: Any, out: Path, options: SftOptions) -> Any:
+    """The held-out curve's callback (:mod:`simrl.wm.sft_curve`); it needs a GGUF base and full fine-tuning."""
+    from simrl.wm.sft_curve import curve_callback
+    from simrl.wm.transformers_backend import resolve_model
+
+    source, name = resolve_model(options.base, None)
+    if name is None or options.lora_rank:
+        raise SimrlError("the held-out fidelity curve scores each checkpoint as GGUF: it needs a GGUF base "
+                         "(--base smollm2 or a .gguf file) and full fine-tuning (--lora-rank 0)")
+    return curve_callback(spec, out, Path(source) / name)
+
+
 def _export_gguf(out: Path, base: str) -> dict[str, Any]:
     """``{"gguf": "model.gguf"}`` after writing OUT/model.gguf when ``base`` is a GGUF; ``{"gguf_error": why}``
     when that base cannot be exported (the trained folder stays usable); ``{}`` for a folder base."""
@@ -248,8 +260,11 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def train(data: Path, out: Path, options: SftOptions, *, resume: bool = False) -> dict[str, Any]:
+def train(data: Path, out: Path, options: SftOptions, *, resume: bool = False, curve: Any = None) -> dict[str, Any]:
     """Fine-tune ``options.base`` on the rows of ``data``; write ``out/model`` and ``out/wm-train.json``.
+
+    ``curve``: a :class:`simrl.wm.sft_curve.CurveSpec`: score every checkpoint's held-out fidelity, stop when it
+    stops improving, keep the best as ``out/best.gguf`` (manifest ``curve`` and ``best``).
 
     Returns:
         The manifest (also written).
@@ -270,6 +285,7 @@ def train(data: Path, out: Path, options: SftOptions, *, resume: bool = False) -
         raise SimrlError(f"--out {out} already holds a training run: --resume continues it, or choose another --out")
     if resume and previous and previous["data"]["sha256"] != digest:
         raise SimrlError(f"--data {source} differs from the data {out} was trained on; resume with the same data")
+    callbacks = [_curve(curve, out, options)] if curve is not None else []
     rows = read_rows(source, options.max_rows)
     model, tok = load_base(options.base)
     fitted, too_long = fit_rows(rows, tok, options.max_length)
@@ -288,7 +304,7 @@ def train(data: Path, out: Path, options: SftOptions, *, resume: bool = False) -
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     log: list[dict[str, Any]] = []
     trainer = SFTTrainer(model=model, args=_config(options, out), train_dataset=Dataset.from_list(fitted),
-                         processing_class=tok, peft_config=peft_config, callbacks=[_progress(log)])
+                         processing_class=tok, peft_config=peft_config, callbacks=[_progress(log), *callbacks])
     t0 = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(ckpt) if resume and ckpt is not None else None)
     seconds = time.perf_counter() - t0
@@ -300,6 +316,10 @@ def train(data: Path, out: Path, options: SftOptions, *, resume: bool = False) -
     shutil.rmtree(out / MODEL, ignore_errors=True)
     tmp.rename(out / MODEL)
     manifest |= _export_gguf(out, options.base)
+    if curve is not None:
+        from simrl.wm.sft_curve import finish
+
+        manifest |= finish(out)
     manifest |= {"steps": trainer.state.global_step, "resumed_from": ckpt.name if resume and ckpt else None,
                  "log": [{k: h[k] for k in ("step", "loss") if k in h} for h in trainer.state.log_history if "loss" in h],
                  "train_seconds": round(seconds, 1)}

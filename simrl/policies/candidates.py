@@ -59,6 +59,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from simrl.memo import by_repr
 from simrl.policies import action_keys
 from simrl.policies.action_keys import action_key, call_action, final_action, ident
 from simrl.policies.action_keys import freeze as _freeze
@@ -127,21 +128,6 @@ class Tool:
         return repr((self.name, self.params, self.required, self.literals, self.examples))
 
 
-_READ: dict[int, tuple[list, list[Tool]]] = {}
-
-
-def _read_tools_once(schemas: list[dict[str, Any]]) -> list[Tool]:
-    """:func:`read_tools`, once per schema list object (an episode's tools are read at every turn)."""
-    got = _READ.get(id(schemas))
-    if got is not None and got[0] is schemas:
-        return got[1]
-    if len(_READ) >= 4096:
-        _READ.clear()
-    tools = read_tools(schemas)
-    _READ[id(schemas)] = (schemas, tools)  # the list is kept alive beside its id, so the id stays its own
-    return tools
-
-
 def read_tools(schemas: list[dict[str, Any]]) -> list[Tool]:
     """:class:`Tool` of each OpenAI-style tool schema (``{"function": {"name", "description", "parameters"}}``)."""
     out = []
@@ -162,6 +148,10 @@ def read_tools(schemas: list[dict[str, Any]]) -> list[Tool]:
         out.append(Tool(str(fn.get("name", "")), {k: v for k, v in params.items() if isinstance(v, dict)},
                         tuple((fn.get("parameters") or {}).get("required") or ()), literals, tuple(examples)))
     return out
+
+
+_read_tools_once = by_repr(read_tools)
+""":func:`read_tools`, once per tool list (the same at every turn and episode: :mod:`simrl.memo`)."""
 
 
 @dataclass
@@ -455,8 +445,9 @@ def tagged_candidates(task_view: dict[str, str], initial: Observation, turns: li
 
 def clear_memos() -> None:
     """Forget every memoised result of candidate generation (the candidates are the same with or without them)."""
-    for memo in (_READ, _CALLS, _ALL_CALLS):
+    for memo in (_CALLS, _ALL_CALLS):
         memo.clear()
+    _read_tools_once.cache_clear()
     _keyed_items.cache_clear()
     action_keys.clear()
 

@@ -50,7 +50,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from simrl.memo import by_identity
+from simrl.memo import by_repr
 from simrl.wm.leak_gold import GoldRule
 
 MIN_SECRET_CHARS = 3
@@ -116,8 +116,8 @@ def tool_texts(tools: list[dict[str, Any]]) -> list[str]:
     return found
 
 
-_tool_texts_of = by_identity(tool_texts)
-""":func:`tool_texts` remembered per tool list object (shared by the episodes of an environment: :mod:`simrl.memo`)."""
+_tool_texts_of = by_repr(tool_texts)
+""":func:`tool_texts` remembered per tool list (the same at every episode of an environment: :mod:`simrl.memo`)."""
 
 
 @dataclass

@@ -38,7 +38,7 @@ from typing import Any
 
 from simrl.envs.registry import WorldModelAdapter, adapter_for
 from simrl.errors import SimrlError
-from simrl.memo import by_identity
+from simrl.memo import by_repr
 from simrl.world.schema import SimulationInstruction
 
 GENERIC_PROMPT = """\
@@ -74,10 +74,10 @@ _THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
 _ERROR_START = ("error", "404 not found", "unknown tool")
 
 
-@by_identity
+@by_repr
 def tools_block(tools: list[dict[str, Any]]) -> str:
     """The tool definitions as a fenced JSON list (OpenAI function format, stable key order); remembered per
-    list object (an environment's tool list is one object shared by its episodes: :mod:`simrl.memo`)."""
+    tool list (the same at every episode of an environment: :mod:`simrl.memo`)."""
     return "```json\n" + json.dumps(tools, indent=1, ensure_ascii=False) + "\n```"
 
 

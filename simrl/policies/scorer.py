@@ -80,14 +80,18 @@ class _Scorer(nn.Module):
         """
         f = self.state_head(self.state_bag(*self._pack(states)))                           # [S, dim]
         g = self.action_head(self.action_bag(*self._pack(bags)))                           # [U, dim]
-        sizes = [len(c) for _, c in layout]
-        srow = torch.repeat_interleave(torch.tensor([s for s, _ in layout]), torch.tensor(sizes))
-        cols = torch.tensor([i for _, c in layout for i in c])
-        raw = (f[srow] * g[cols]).sum(-1)                                                  # [N]
-        rows = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
-        pos = torch.cat([torch.arange(k) for k in sizes])
-        out = raw.new_full((len(sizes), max(sizes)), float("-inf"))
-        return out.index_put((rows, pos), raw)
+        srow: list[int] = []  # per candidate: its state's index, its text's, its row and its position in the row
+        cols: list[int] = []
+        rows: list[int] = []
+        pos: list[int] = []
+        for b, (s, c) in enumerate(layout):
+            srow += [s] * len(c)
+            cols += c
+            rows += [b] * len(c)
+            pos += range(len(c))
+        raw = (f[torch.tensor(srow)] * g[torch.tensor(cols)]).sum(-1)                     # [N]
+        out = raw.new_full((len(layout), max(len(c) for _, c in layout)), float("-inf"))
+        return out.index_put((torch.tensor(rows), torch.tensor(pos)), raw)
 
     def forward(self, states: list[list[int]], actions: list[list[list[int]]]) -> torch.Tensor:
         """Scores ``[B, K]`` of each state's candidates (``-inf`` past a state's own K_b), before temperature.
@@ -204,9 +208,8 @@ class ScorerPolicy:
                   for d in decisions]
         unique = {id(d): d for d in decisions}
         scores = self.module.score_indexed([unique[k].state for k in states], list(bags), layout) / self.temperature
-        kinds = torch.full(scores.shape, -1, dtype=torch.long)
-        for b, d in enumerate(decisions):
-            kinds[b, :len(d.kinds)] = torch.tensor(d.kinds)
+        width = scores.shape[1]
+        kinds = torch.tensor([[*d.kinds, *[-1] * (width - len(d.kinds))] for d in decisions], dtype=torch.long)
         return scores, kinds
 
     def log_mix(self, scores: torch.Tensor, kinds: torch.Tensor) -> torch.Tensor:

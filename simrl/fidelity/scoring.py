@@ -194,14 +194,18 @@ CI_LEVEL = 0.95
 """Confidence level of the intervals over transitions in ``scores.json``."""
 
 
-def t_interval(values: Sequence[float], level: float = CI_LEVEL) -> list[float] | None:
-    """``[low, high]``: the Student-t interval of the mean of ``values`` (scores of single transitions).
+def t_interval(values: Sequence[float], level: float = CI_LEVEL, bounds: tuple[float, float] = (0.0, 100.0)
+               ) -> list[float] | None:
+    """``[low, high]``: the Student-t interval of the mean of ``values`` (scores of single transitions),
+    clipped to ``bounds`` (the scores' range, 0-100).
 
     Transitions are treated as independent draws (those of one episode are not quite: the interval is a
     lower bound on the uncertainty). None for fewer than two values; ``[m, m]`` when all are equal.
 
-    >>> t_interval([0.0, 100.0, 50.0])  # s = 50, t(0.975, 2) = 4.3027: 50 -+ 124.2
-    [-74.21, 174.21]
+    >>> t_interval([40.0, 60.0, 50.0])  # s = 10, t(0.975, 2) = 4.3027: 50 -+ 24.84
+    [25.16, 74.84]
+    >>> t_interval([0.0, 100.0, 50.0])  # 50 -+ 124.2, clipped
+    [0.0, 100.0]
     """
     if len(values) < 2:
         return None
@@ -210,7 +214,7 @@ def t_interval(values: Sequence[float], level: float = CI_LEVEL) -> list[float] 
     n, mean = len(values), sum(values) / len(values)
     sd = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5
     half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / n ** 0.5
-    return [round(mean - half, 2), round(mean + half, 2)]
+    return [round(max(bounds[0], mean - half), 2), round(min(bounds[1], mean + half), 2)]
 
 
 def _mean_scores(rows: Sequence[dict[str, float]], keys: Iterable[str]) -> dict[str, Any]:

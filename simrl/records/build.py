@@ -75,4 +75,7 @@ def build_database(conn: sqlite3.Connection, graph: nx.MultiDiGraph, meta: dict[
         cols += [(c, "date", c == "end") for c in dates]
         _create(conn, rel, cols, link_rows[rel], link=True)
     conn.execute("CREATE INDEX ix_names ON people (name COLLATE NOCASE)")
+    for table in TABLES.values():  # find_by_name's LIKE 'prefix%' searches these instead of scanning the table
+        if table != "people":
+            conn.execute(f"CREATE INDEX ix_names_{table} ON {table} (name COLLATE NOCASE)")
     conn.commit()

@@ -24,6 +24,7 @@ however they interleave), outside one from the policy's own ``torch.Generator`` 
 
 from __future__ import annotations
 
+import array
 import asyncio
 import math
 import threading
@@ -45,6 +46,12 @@ _INIT_LOCK = threading.Lock()
 """Held while a policy seeds torch's global generator and initialises its weights."""
 
 
+def _longs(values: list[int]) -> torch.Tensor:
+    """``torch.tensor(values, dtype=torch.long)``, built through an ``array`` (about 4x faster for the thousands of
+    token ids of a batch; the tensor keeps the array alive)."""
+    return torch.frombuffer(array.array("q", values), dtype=torch.long) if values else torch.zeros(0, dtype=torch.long)
+
+
 class _Scorer(nn.Module):
     """The two encoders: ``EmbeddingBag(buckets, dim, mean)`` + MLP for states and for actions."""
 
@@ -62,7 +69,7 @@ class _Scorer(nn.Module):
             offsets.append(n)
             flat += bag
             n += len(bag)
-        return torch.tensor(flat, dtype=torch.long), torch.tensor(offsets, dtype=torch.long)
+        return _longs(flat), _longs(offsets)
 
     def score_one(self, state: list[int], actions: list[list[int]]) -> torch.Tensor:
         """Scores ``[K]`` of one state's K candidates (the fast path of ``act``), before temperature."""
@@ -89,9 +96,9 @@ class _Scorer(nn.Module):
             cols += c
             rows += [b] * len(c)
             pos += range(len(c))
-        raw = (f[torch.tensor(srow)] * g[torch.tensor(cols)]).sum(-1)                     # [N]
+        raw = (f[_longs(srow)] * g[_longs(cols)]).sum(-1)                                 # [N]
         out = raw.new_full((len(layout), max(len(c) for _, c in layout)), float("-inf"))
-        return out.index_put((torch.tensor(rows), torch.tensor(pos)), raw)
+        return out.index_put((_longs(rows), _longs(pos)), raw)
 
     def forward(self, states: list[list[int]], actions: list[list[list[int]]]) -> torch.Tensor:
         """Scores ``[B, K]`` of each state's candidates (``-inf`` past a state's own K_b), before temperature.

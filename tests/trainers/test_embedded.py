@@ -180,12 +180,12 @@ def test_resume_after_kill_9(tmp_path):
     args = [str(tmp_path / "r.yaml"), "--arm", "real", "--seed", "0", "--out", str(out), "--no-evaluate"]
     run = runs.RunFiles(runs.run_dir(out, "real", 0))
     proc = _train(args)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 240  # generous: a loaded 2-core machine starts torch slowly
     # kill it once a step past the first checkpoint (step 3) is logged: that step must be redone, not duplicated
     while not ((run.checkpoints / "latest").exists() and run.metrics.exists()
                and len(run.metrics.read_text().splitlines()) >= 4):
         assert proc.poll() is None, proc.communicate()[0]
-        assert time.monotonic() < deadline, "no checkpoint within 60 s"
+        assert time.monotonic() < deadline, "no checkpoint within 240 s"
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -193,7 +193,7 @@ def test_resume_after_kill_9(tmp_path):
     assert 3 <= killed_at < 12 and not run.summary.exists()
 
     resumed = _train([*args, "--resume"])
-    output = resumed.communicate(timeout=120)[0]
+    output = resumed.communicate(timeout=600)[0]
     assert resumed.returncode == 0, output
     assert [r["step"] for r in _rows(run.metrics)] == list(range(1, 13))  # each step exactly once
     steps = [t["info"]["train_step"] for t in _rows(run.trajectories)]

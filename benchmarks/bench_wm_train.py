@@ -146,11 +146,13 @@ def section(r: dict) -> str:
     names = [n for n in ("oracle", "base", "trained", "repeat-previous", "empty") if n in s]
     lines = ["| step | wall s | CPU s |", "|---|---:|---:|"]
     lines += [f"| {k} | {v['wall_s']} | {v['cpu_s']} |" for k, v in r["timings"].items()]
+    if not r["timings"]:
+        lines = ["Every step's output existed already: nothing ran in this invocation (no timings)."]
     d = tr["data"]
     lines += ["", f"SFT: {tr['steps']} steps on {d['trained_rows']} of {d['rows']} rows ({d['skipped_too_long']} too "
               f"long), {tr['train_seconds']} s.", "",
               "| step | validation fidelity (overall, 95% CI) | unparsed | SFT loss |", "|---:|---:|---:|---:|"]
-    loss = {x["step"]: x["loss"] for x in tr.get("log", [])}
+    loss = {x["step"]: f"{x['loss']:.3f}" for x in tr.get("log", [])}
     for p in tr.get("curve", []):
         ci = f" [{p['ci'][0]:.1f}, {p['ci'][1]:.1f}]" if p.get("ci") else ""
         lines.append(f"| {p['step']} | {p['overall']:.1f}{ci} | {p['unparsed']}/{p['n']} | {loss.get(p['step'], '-')} |")

@@ -100,7 +100,7 @@ def test_a_crashing_and_garbling_world_model_never_ends_a_training_run(tmp_path,
                 factory._backends.pop(key)
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     trajs = [json.loads(line) for line in (run / "trajectories.jsonl").read_text().splitlines()]
-    assert [m["step"] for m in metrics][-1] == 3 or len(metrics) == 3  # every step trained
+    assert [m["step"] for m in metrics] == [1, 2, 3]  # every step trained
     assert sum(m["env_failures"] for m in metrics) == 2 == sum(t["status"] == "env_failure" for t in trajs)
     assert sum(m["wm_unparsed"] for m in metrics) >= 1 and sum(t["info"]["wm_unparsed"] for t in trajs) >= 1
     assert int((tmp_path / "calls").read_text()) >= 9

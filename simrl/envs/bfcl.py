@@ -100,7 +100,6 @@ class _Episode:
     steps_in_turn: int = 0
     actions: int = 0
     calls: list[list[list[str]]] = field(default_factory=list)  # turn -> step -> call strings
-    done: bool = False
 
     @property
     def long_context(self) -> bool:
@@ -223,7 +222,6 @@ class BFCLEnv(Environment):
             return Step(observation=Observation(text=ep.gold.turns[ep.turn], tools=tools),
                         info={"user_turn": ep.turn} | ({"tools_added": new} if new else {}))
         verdict = await asyncio.to_thread(self._check, ep)
-        ep.done = True
         self._end_episode()
         return Step(observation=Observation(text="Conversation finished."), reward=1.0 if verdict["valid"] else 0.0,
                     terminated=True, info={"success": bool(verdict["valid"]), "bfcl": verdict,
@@ -246,7 +244,6 @@ class BFCLEnv(Environment):
                 "error_message": raw.get("error_message"), "details": _json_safe(details)}
 
     def _truncate(self, ep: _Episode, step: Step, reason: str) -> Step:
-        ep.done = True
         self._end_episode()
         return step.model_copy(update={"truncated": True, "info": step.info | {"truncated_reason": reason,
                                                                              "success": False}})
@@ -254,7 +251,6 @@ class BFCLEnv(Environment):
     def _end_episode(self) -> None:
         if self._ep is not None:
             _drop_instances(self._ep.key)
-            self._ep.done = True
 
 
 def _load_tasks(world: Any, split: str, n: int | None) -> list[Task]:

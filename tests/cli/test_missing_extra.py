@@ -25,7 +25,7 @@ def test_each_optional_module_names_its_extra():
 
 def test_the_cli_turns_a_missing_module_into_one_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "rich.table", None)  # `import rich.table` now raises ModuleNotFoundError
-    result = CliRunner().invoke(app, ["train", "quickstart", "--dry-run"])
+    result = CliRunner().invoke(app, ["env", "list", "--wide"])  # imports rich.table when it runs
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "rich, a dependency of simrl, is not installed" in lines[0]

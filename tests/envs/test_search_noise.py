@@ -22,7 +22,7 @@ def _episode(world, episode, calls=60, **options):
     task = load_tasks(world, type="qa")[0]
 
     async def run():
-        env = make("search", world=world, **options)
+        env = make("search", world=world, max_turns=calls, **options)  # every call inside the episode's turn limit
         try:
             await env.reset(task, seed=episode)
             out = []

@@ -52,7 +52,8 @@ def test_the_embedded_hook_loads_a_scorer_or_makes_the_untrained_one(tmp_path):
 @pytest.mark.parametrize("kind, words", [("trl", "not a Hugging Face model or adapter"),
                                          ("verl", "not a merged Hugging Face model")])
 def test_llm_hooks_say_what_a_folder_lacks(kind, words, tmp_path):
-    rec = parse_recipe({**LLM, "trainer": {"kind": kind}})
+    missing = str(tmp_path / "no-such-model")  # a local path: refused at once (a bare name would ask the hub, ~70 s)
+    rec = parse_recipe({**LLM, "policy": {"kind": "llm", "model": missing}, "trainer": {"kind": kind}})
     (tmp_path / "final").mkdir()
     with pytest.raises(SimrlError, match=words):
         load_policy(rec, tmp_path / "final", 0)

@@ -15,8 +15,9 @@ In the spirit of cleanrl's ``ppo.py`` (docs/design.md §5). :func:`train_arm` do
    with the group-relative advantage ``A_i = (r_i - mean_group) / (std_group + 1e-6)`` on every turn
    (``trainer.credit: episode``) plus, for ``gigpo``, GiGPO's step-level advantage over the turns that acted
    from the same state (:mod:`simrl.trainers.credit`). Episodes whose status is ``env_failure`` carry no
-   signal about the policy: they are excluded from their group and counted. No value network, no KL term,
-   one update per batch (so no PPO ratio); every turn of the step is scored in one forward pass;
+   signal about the policy: they are excluded from their group and counted. With ``trainer.kl_coef`` > 0 the
+   loss adds GRPO's KL penalty towards the warm start (exact over the candidates, :func:`grpo_update`). No value
+   network, one update per batch (so no PPO ratio); every turn of the step is scored in one forward pass;
 5. the run folder (:mod:`simrl.experiment.runs`): metrics per step (skill rates and diagnostics included), a
    held-out curve every ``evaluation.every`` steps (``curve.jsonl``), a sample of trajectories, checkpoints
    (policy + optimizer + RNG states, atomic) every ``checkpoint_every`` steps and at the end, resume,

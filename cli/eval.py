@@ -85,7 +85,7 @@ def eval_(
         recipe, worlds = _run_recipe(run), run.parent.parent / "worlds"
     setup = _setup(recipe, env, world, split, trials, n, max_turns, transport, fault_rate, worlds)
     seed = seed or 0
-    pol = _run_policy(run, checkpoint) if run is not None and checkpoint else _policy(checkpoint, policy, setup)
+    pol = _run_policy(run, checkpoint) if run is not None else _policy(checkpoint, policy, setup)
     make(setup["env"], **setup["options"])  # fail fast on bad environment options, before any episode
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)  # an output path that cannot be a folder fails before any episode

@@ -46,8 +46,7 @@ def _evaluate_into(recipe: Recipe, policy: Policy, folder: Path, seed: int, worl
 
 
 def evaluate_run(run_dir: str | Path, recipe: Recipe, *, worlds: str | Path | None = None,
-                 checkpoint: str | None = None, out: str | Path | None = None,
-                 policy: Policy | None = None) -> EvalResult:
+                 checkpoint: str | None = None, out: str | Path | None = None) -> EvalResult:
     """Evaluate a training run's final policy (greedy per ``recipe.evaluation``) on the recipe's held-out real tasks.
 
     Args:
@@ -57,7 +56,6 @@ def evaluate_run(run_dir: str | Path, recipe: Recipe, *, worlds: str | Path | No
         checkpoint: the policy file (or model folder) inside ``run_dir`` (default: the trainer kind's ``final``,
             ``final.pt`` of the embedded trainer, ``final/`` of trl and verl).
         out: where ``eval/<label>/`` is written (default ``run_dir``: the run's own evaluation).
-        policy: the loaded policy (default: ``checkpoint`` loaded by the trainer kind's ``load_policy`` hook).
 
     Returns:
         The evaluation pooled over the training world's ``evaluation.split`` tasks and the held-out
@@ -76,7 +74,7 @@ def evaluate_run(run_dir: str | Path, recipe: Recipe, *, worlds: str | Path | No
     if match is None or not (run / checkpoint).exists():
         raise SimrlError(f"{run} is not a finished run (need {checkpoint} in a seed-<S> folder of `simrl train`)")
     seed = int(match.group(1))
-    policy = policy if policy is not None else load_policy(recipe, run / checkpoint, seed)
+    policy = load_policy(recipe, run / checkpoint, seed)  # the trainer kind's load_policy hook
     return _evaluate_into(recipe, policy, Path(out) if out is not None else run, seed,
                           Path(worlds or run.parent.parent / "worlds"))
 
@@ -152,7 +150,7 @@ async def curve_point(recipe: Recipe, policy: Policy, sets: list[tuple[str, Path
     Returns:
         ``{"step", "episodes", "success", "subsets": {subset: success}}`` pooled over the sets.
     """
-    greedy, policy.greedy = policy.greedy, True  # type: ignore[attr-defined]  # as evaluate_heldout sets it
+    greedy, policy.greedy = policy.greedy, True  # type: ignore[attr-defined]  # curve points are greedy
     try:
         results = []
         for label, w, ready in sets:

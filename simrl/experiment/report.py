@@ -67,7 +67,7 @@ from simrl.experiment.stats import Interval, mean_ci
 
 REPORT_JSON, REPORT_MD, PLOTS = "report.json", "report.md", "plots"
 VERSION = 2
-__all__ = ["OVERALL", "UNBOUNDED", "build_report", "clipped", "headline_metrics", "interval", "load_report",
+__all__ = ["OVERALL", "UNBOUNDED", "build_report", "clipped", "headline_metrics", "load_report",
            "render_report", "write_report"]
 
 
@@ -246,8 +246,3 @@ def render_report(out_dir: str | Path) -> list[Path]:
     plots = plot_all(report, out, out / PLOTS)
     (out / REPORT_MD).write_text(markdown(report, [p.relative_to(out) for p in plots]), encoding="utf-8")
     return [out / REPORT_MD, *plots]
-
-
-def interval(d: Mapping[str, Any]) -> Interval:
-    """An interval dict of ``report.json`` back as an :class:`~simrl.experiment.stats.Interval`."""
-    return Interval.from_dict(d)

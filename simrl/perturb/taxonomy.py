@@ -96,7 +96,9 @@ class PerturbContext:
         turn: index of the turn in the trajectory (0 = the first action).
         call_index: index of the call within the turn's action.
         key: a string seeding the perturbation's random details (:meth:`rng`): the same key gives
-            the same retry-after, cut and token, so an instruction and its compliance check agree.
+            the same retry-after and cut, so an instruction and its compliance check agree; its last
+            ``:``-field names the perturbation kind, which (with the call) decides the continuation token
+            (:meth:`token`).
         tool_schema: the tool's OpenAI function schema, when known (from the environment's reset).
         env_id: the environment (the schedule's *domain*).
         state: the episode's :class:`EpisodeState` (continuations are stored there).

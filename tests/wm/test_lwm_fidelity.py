@@ -134,4 +134,6 @@ def test_gpu_smoke_lwm(tmp_path):
     done = subprocess.run(["bash", str(SMOKE), "lwm", str(tmp_path / "out")], capture_output=True, text=True,
                           timeout=3600, env={**os.environ, "PYTHON": sys.executable})
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
-    assert "lwm smoke test passed" in done.stdout or done.stdout.startswith("SKIP:")
+    if done.stdout.startswith("SKIP:"):  # a GPU without vLLM / TRL: nothing ran, so not a pass
+        pytest.skip(done.stdout.strip())
+    assert "lwm smoke test passed" in done.stdout

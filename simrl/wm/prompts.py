@@ -55,11 +55,6 @@ environment returns to an autonomous agent after each of its actions.
 
 
 
-def env_domain(env_id: str) -> str:
-    """The prompt domain of environment ``env_id``: its world-model adapter's (``generic`` when it has none)."""
-    return adapter_for(env_id).domain
-
-
 OUTPUT_RULE = """\
 # Output format
 First reason briefly inside <think>...</think>. Then give the observation exactly as the environment

@@ -41,6 +41,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from simrl.envs.base import find_spec
+from simrl.envs.registry import adapter_for
 from simrl.errors import SimrlError
 from simrl.rollout import jsonl_objects
 from simrl.types import ToolCall, Trajectory
@@ -125,11 +126,6 @@ def parse_action(text: str) -> tuple[str | None, dict[str, Any] | None]:
     return None, None
 
 
-def domain_system_prompt(domain: str, tools: list[dict[str, Any]], instruction: Any = None) -> str:
-    """The world model's system prompt for ``domain`` (its adapter's prompt: :func:`prompts.system_prompt`)."""
-    return prompts.system_prompt(domain, tools, instruction)
-
-
 def called_tools_system(tr: Transition, world: Path | None) -> str:
     """``tr``'s system prompt rebuilt with only the tools its episode has called so far (this call included).
 
@@ -147,7 +143,7 @@ def called_tools_system(tr: Transition, world: Path | None) -> str:
         from simrl.wm.oracle import instructions_of
 
         instruction = instructions_of(world).get(tr.task_id or "")
-    return domain_system_prompt(tr.domain, tools, instruction)
+    return prompts.system_prompt(tr.domain, tools, instruction)
 
 
 def load_transitions(path: str | Path, *, world: Path | None = None, domain: str | None = None,
@@ -220,7 +216,7 @@ def _from_trajectory(traj: Trajectory, key: str, world: Path | None, domain: str
     if traj.backend != "real":
         skipped[f"trajectory from backend {traj.backend} (not real observations)"] += 1
         return []
-    dom = domain or prompts.env_domain(traj.env_id)
+    dom = domain or adapter_for(traj.env_id).domain
     found = find_spec(traj.env_id)
     lister = found.wm_adapter.tool_list if found is not None and found.wm_adapter is not None else None
     in_world = lister is not None and found.needs_world  # type: ignore[union-attr]
@@ -235,7 +231,7 @@ def _from_trajectory(traj: Trajectory, key: str, world: Path | None, domain: str
     tools = _episode_tools(traj)
     if world is not None and in_world:
         tools = _as_listed(tools, world, listed, lister)
-    system = domain_system_prompt(dom, tools, instruction)
+    system = prompts.system_prompt(dom, tools, instruction)
     steps: list[dict[str, Any]] = []
     for turn in traj.turns:
         calls, step = turn.action.tool_calls, turn.step

@@ -19,7 +19,7 @@ Generic, like the rest of :mod:`simrl.policies.candidates`: no task family, envi
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from simrl.policies.features import items, parse_json, tokens
@@ -30,9 +30,10 @@ _HEADING = re.compile(r"^# (.+)$", re.MULTILINE)
 _LONG_DATE = re.compile(r"\b(?:January|February|March|April|May|June|July|August|September|October|November|December)"
                         r" \d{1,2}, \d{4}\b")
 _YEAR = re.compile(r"\b\d{4}\b")
+_WORDS = re.compile(r"[a-z0-9]+")
 MAX_ROWS = 50
 """Most rows of a table answer."""
-MAX_TEXT_ANSWERS = 6
+MAX_TEXT_ANSWERS = 9
 """Most answers read off one text result (:func:`text_answers`)."""
 
 
@@ -61,8 +62,10 @@ def _rows(lines: list[str]) -> list[list[str]]:
     return [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines]
 
 
-def _markdown_records(text: str) -> list[dict[str, Any]]:
-    """The records of markdown text: one per row of a headed table, one per key/value table (the page's subject)."""
+def _markdown_records(text: str, cell: Callable[[str], str] = _cell) -> list[dict[str, Any]]:
+    """The records of markdown text: one per row of a headed table, one per key/value table (the page's subject).
+
+    ``cell`` reads a cell's value (default :func:`_cell`; ``str.strip`` keeps the markdown links)."""
     heading = _HEADING.search(text)
     out: list[dict[str, Any]] = []
     lines = text.splitlines()
@@ -75,10 +78,10 @@ def _markdown_records(text: str) -> list[dict[str, Any]]:
             header, body = _rows([lines[i]])[0], _rows(lines[i + 2:j])
             if len(header) == 2 and not header[1] and heading is not None:  # key/value: the page's subject
                 record = {"name": heading.group(1).strip()}
-                record |= {_cell(r[0]): _cell(r[1]) for r in body if len(r) == 2 and _cell(r[0])}
+                record |= {_cell(r[0]): cell(r[1]) for r in body if len(r) == 2 and _cell(r[0])}
                 out.append(record)
             elif all(header):
-                out += [{h: _cell(c) for h, c in zip(header, r)} for r in body if len(r) == len(header)]
+                out += [{h: cell(c) for h, c in zip(header, r)} for r in body if len(r) == len(header)]
             i = j
         else:
             i += 1
@@ -115,28 +118,41 @@ def table_answer(columns: list[str], texts: Iterable[str]) -> str | None:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
-def text_answers(text: str) -> list[tuple[str, str]]:
-    """``(value, tag)`` answers read off a text (not JSON) result, at most :data:`MAX_TEXT_ANSWERS`: the field values
-    of its key/value records (the page subject's facts, ``field``), the year of each of them that holds an English
-    date (``year``), then the English dates written in the text (``Month D, YYYY``, ``date``). ``[]`` for JSON.
+def text_answers(text: str) -> list[tuple[str, str, str]]:
+    """``(value, tag, field)`` answers read off a text (not JSON) result, at most :data:`MAX_TEXT_ANSWERS`: for each
+    field of its key/value records (the page subject's facts) its value (``field``), the text of each link in it
+    that is not the whole value (``link``: the city of ``Born | March 3, 1990, [Springfield](...)``) and the year
+    of an English date in it (``year``), each with the field's name in lower case, words joined by ``_``; then the
+    English dates written in the text (``Month D, YYYY``, ``date``, field ``""``). ``[]`` for JSON.
 
-    >>> text_answers("# Oz\\n\\n| City | |\\n|---|---|\\n| Founded | May 2, 1990 |\\n\\nOn June 3, 2001, it grew.")
-    [('May 2, 1990', 'field'), ('1990', 'year'), ('June 3, 2001', 'date')]
+    The field's name is what tells one fact of a page from another (a policy that sees only ``field`` cannot
+    tell a company's headquarters from its founder); a value met twice keeps its first reading.
+
+    >>> page = "# Oz\\n\\n| City | |\\n|---|---|\\n| Founded | May 2, 1990, [Kansas](https://k.example) |\\n\\nOn June 3, 2001."
+    >>> for answer in text_answers(page): print(answer)
+    ('May 2, 1990', 'field', 'founded')
+    ('Kansas', 'link', 'founded')
+    ('1990', 'year', 'founded')
+    ('June 3, 2001', 'date', '')
     """
     if parse_json(text) is not None:
         return []
     heading = _HEADING.search(text)
     subject = heading.group(1).strip() if heading else None
-    out: list[tuple[str, str]] = []
-    for record in _markdown_records(text):
-        if record.get("name") != subject:
+    out: list[tuple[str, str, str]] = []
+    for record in _markdown_records(text, cell=str.strip):
+        if _cell(record.get("name", "")) != subject:
             continue
-        for k, v in record.items():
-            if k != "name" and isinstance(v, str) and 0 < len(v) <= 80:
-                out.append((v, "field"))
-                out += [(y, "year") for y in _YEAR.findall(v) if _LONG_DATE.search(v)]
-    out += [(d, "date") for d in _LONG_DATE.findall(text)]
-    first: dict[str, str] = {}
-    for v, tag in out:
-        first.setdefault(v, tag)
-    return list(first.items())[:MAX_TEXT_ANSWERS]
+        for k, raw in record.items():
+            v = _cell(raw) if isinstance(raw, str) else raw
+            if k == "name" or not isinstance(v, str) or not 0 < len(v) <= 80:
+                continue
+            name = "_".join(_WORDS.findall(k.lower()))
+            out.append((v, "field", name))
+            out += [(link, "link", name) for link in _LINK.findall(raw) if link != v]
+            out += [(y, "year", name) for y in _YEAR.findall(v) if _LONG_DATE.search(v)]
+    out += [(d, "date", "") for d in _LONG_DATE.findall(text)]
+    first: dict[str, tuple[str, str]] = {}
+    for v, tag, name in out:
+        first.setdefault(v, (tag, name))
+    return [(v, tag, name) for v, (tag, name) in first.items()][:MAX_TEXT_ANSWERS]

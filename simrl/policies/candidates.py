@@ -34,8 +34,9 @@ Answers. Each scalar value of the last result; over the records (:func:`simrl.po
 the current listing — every successful result of the last call that returned records and of the calls
 that differ from it only in optional scalar arguments (its pages) — their count, the sum / min / max of
 each numeric field, the earliest / latest of each date field and the other fields of the records that
-hold them; for a text (not JSON) result, first the facts of the page's key/value table, the years of its dates
-and the dates its text writes (:func:`simrl.policies.candidate_tables.text_answers`); and ``done``. When the
+hold them; for a text (not JSON) result, first the facts of the page's key/value table (each tagged with its
+field's name, ``tag_field_headquarters``: what tells one fact of a page from another), the links in them, the years
+of their dates and the dates its text writes (:func:`simrl.policies.candidate_tables.text_answers`); and ``done``. When the
 prompt asks for a table (its columns listed after a colon), first a table of
 every record read so far that has each column (:mod:`simrl.policies.candidate_tables`). At most
 :data:`MAX_ANSWERS`.
@@ -403,8 +404,8 @@ def _answers(tools: dict[str, Tool], turns: list[Turn], prompt: str) -> Iterable
     for value, tag in (_aggregates(records) if records else ()):
         yield *final_action(str(value)), ("tag_answer", f"tag_{tag}", state)
     for text in (_ok(turns[-1]) if turns else ()):
-        for v, kind in text_answers(text):
-            yield *final_action(v), ("tag_answer", f"tag_answer_text_{kind}")
+        for v, kind, name in text_answers(text):
+            yield *final_action(v), ("tag_answer", f"tag_answer_text_{kind}") + ((f"tag_field_{name}",) if name else ())
         for k, v in leaves(text)[:6]:
             yield *final_action(str(v)), ("tag_answer", "tag_answer_value", f"tag_value_{k}")
     yield *final_action("done"), ("tag_answer", "tag_answer_done")

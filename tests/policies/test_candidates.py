@@ -235,3 +235,31 @@ def test_walking_a_list_page_is_expressible_however_many_pages_were_read_in_betw
     assert {"Ann Lee", "Org 0"} <= set(queries)  # a query (no observed key names it) takes the names read so far
     answers = [a.answer for a, _ in tagged if a.is_final]
     assert answers[:3] == ["March 3, 1990", "1990", "Springfield"]  # the page's facts, a date's year, first
+
+
+def test_a_pages_facts_are_told_apart_by_their_field_names():
+    """Before, every fact of a page was the same text to the scorer (``tag_answer_text_field`` + ``answer name``):
+    a headquarters, a founder and a city of birth could not be told apart, whatever was learned."""
+    from simrl.envs.search_tools import SEARCH_TOOLS
+
+    person = PAGE.replace("Blue Owl Ltd", "Ann Lee").replace("| Organization |", "| Person |").replace(
+        "| Founded | March 3, 1990 |", "| Born | May 2, 1950, [Shelbyville](https://www.w.example/wiki/shelbyville) |")
+    view, initial = {"prompt": "In which city is Blue Owl Ltd headquartered?"}, Observation(text="", tools=SEARCH_TOOLS)
+    for page, want in ((PAGE, {"Springfield": "tag_field_headquarters", "Ann Lee": "tag_field_founders",
+                               "March 3, 1990": "tag_field_founded", "1990": "tag_field_founded"}),
+                       (person, {"Shelbyville": "tag_field_born", "May 2, 1950": "tag_field_born"})):
+        tagged = tagged_candidates(view, initial, [_read("https://www.w.example/wiki/x", page)])
+        facts = {a.answer: tags for a, tags in tagged if a.is_final and "tag_answer_done" not in tags}
+        for answer, tag in want.items():
+            assert tag in facts[answer], (answer, facts[answer])
+    assert texts_differ(PAGE, "Springfield", "Ann Lee")  # both names: once the same text, now told apart
+
+
+def texts_differ(page: str, a: str, b: str) -> bool:
+    """Whether answers ``a`` and ``b`` read off ``page`` are different texts to the scorer's action encoder."""
+    from simrl.envs.search_tools import SEARCH_TOOLS
+    from simrl.policies.features import action_text
+
+    tagged = tagged_candidates({"prompt": "?"}, Observation(text="", tools=SEARCH_TOOLS), [_read("https://x.example", page)])
+    texts = {final.answer: action_text(final, tags) for final, tags in tagged if final.is_final}
+    return texts[a] != texts[b]

@@ -29,6 +29,10 @@ from simrl.types import Action, Observation, Turn
 
 Scalar = str | int | float
 _SPAN = re.compile(r"[A-Z][\w'.-]*(?:(?:,? (?:and|of|the|de|&) |, | )[A-Z0-9][\w'.-]*)*")
+_SENTENCE_END = re.compile(r"(?<=[.?!:])(?<!\b[A-Z]\.)\s+")
+"""Where a sentence ends: after ``.``, ``?``, ``!`` or ``:`` and white space, but not after an initial (one capital
+letter and a dot: ``David N. Smith``), which Punkt counts among the abbreviations that rarely end a sentence
+(Kiss & Strunk 2006, "Unsupervised Multilingual Sentence Boundary Detection", Computational Linguistics 32(4))."""
 _QUOTED = re.compile(r"[\"“']([^\"”'\n]{2,60})[\"”']")
 _ISO_DATE = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
 _NUMBER = re.compile(r"(?<![\w.:-])\d+(?![\w:-])")
@@ -55,16 +59,19 @@ def prompt_values(prompt: str) -> tuple[tuple[str, Scalar], ...]:
     """``(kind, value)`` of the values a prompt writes, in this order: ISO dates (``prompt_date``), numbers
     outside dates (``prompt_number``, int), quoted spans and capitalised word spans (``prompt_span``; a
     word capitalised only because it opens a sentence says nothing: a span that opens a sentence is
-    given with and without its first word, and not at all when it is one word). Deduplicated, at most 12.
+    given with and without its first word, and not at all when it is one word; an initial's dot ends no
+    sentence, :data:`_SENTENCE_END`). Deduplicated, at most 12.
 
     >>> prompt_values("Record that Ann Lee joined Acme Ltd on 2020-01-02. Use the tools.")
     (('prompt_date', '2020-01-02'), ('prompt_span', 'Ann Lee'), ('prompt_span', 'Acme Ltd'))
+    >>> prompt_values("Record that David N. Smith joined Franco LLC. Use the tools.")
+    (('prompt_span', 'David N. Smith'), ('prompt_span', 'Franco LLC'))
     """
     out: list[tuple[str, Scalar]] = [("prompt_date", d) for d in _ISO_DATE.findall(prompt)]
     rest = _ISO_DATE.sub(" ", prompt)
     out += [("prompt_number", int(n)) for n in _NUMBER.findall(rest)]
     out += [("prompt_span", q.strip()) for q in _QUOTED.findall(prompt)]
-    for sentence in re.split(r"(?<=[.?!:])\s+", rest):
+    for sentence in _SENTENCE_END.split(rest):
         for m in _SPAN.finditer(sentence):
             span = m.group(0).rstrip(".,")
             if m.start() > 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 from simrl.envs.base import Environment, make
 from simrl.evaluation.eval_set import prepare
@@ -93,3 +94,23 @@ def test_eval_check_expressible_cli(tiny_world):
     assert "expressible all" in " ".join(ok.output.split()) and "NOT expressible" not in ok.output
     bad = runner.invoke(_cli(), ["eval", "--check-expressible", "--policy", "expert", "--env", "mcp-world"])
     assert bad.exit_code == 2 and "not a policy" in bad.output
+
+
+def test_tasks_about_people_with_a_middle_initial_are_expressible(tmp_path, monkeypatch):
+    """Regression (held-out quickstart world 1000, ``Record that David N. Smith became a member of ...``): the
+    initial's dot was read as a sentence end, so no candidate looked up the person's full name. Here every person
+    of a tiny world has one; each records task that names a person is expressible, the expert's path turn for turn."""
+    from simrl.world import generate_world, load_spec
+    from simrl.world.providers import WorldNames
+    from tests.conftest import TINY
+
+    people = WorldNames.people
+    monkeypatch.setattr(WorldNames, "people", lambda self, n: [p.replace(" ", " N. ", 1) for p in people(self, n)])
+    world = tmp_path / "initials"
+    generate_world(load_spec(TINY), 3, world)
+    tasks = [t for t in load_tasks(world, type="records") if re.search(r"\b[A-Z]\. [A-Z]", t.prompt)]
+    assert tasks  # the tiny world's membership writes: "Record that Tina N. Davis became a member of ..."
+    factory = lambda: make("mcp-world", world=world, transport="inprocess")  # noqa: E731
+    ready = prepare(tasks, factory, env_id="mcp-world", world=world, trials=1, max_turns=14, seed=0)
+    assert ready.tasks and not ready.dropped
+    assert all(ready.properties[t.task_id]["expert_path"] for t in ready.tasks), ready.properties

@@ -75,6 +75,14 @@ def test_unseen_tool_set_schema_only():
     assert {"2", "7", "tk:2", "2023-05-06"} <= answers  # count, sum of cost, earliest opened (its id and date)
 
 
+def test_a_name_with_a_middle_initial_is_one_value_not_two_sentences():
+    prompt = "Record that David N. Smith joined Zorblax Industries. Use the tools."  # a sentence still ends at "s."
+    names = {a.tool_calls[0].arguments["customer_name"] for a in candidate_actions(
+        {"prompt": prompt}, Observation(text=prompt, tools=TOOLS), []) if a.tool_calls and a.tool_calls[0].name ==
+        "lookup_customer"}
+    assert {"David N. Smith", "Zorblax Industries"} <= names and "Use" not in " ".join(names)
+
+
 def test_a_tool_that_requires_nothing_is_tried_with_each_scalar_parameter_alone():
     """``search``'s web_search takes exactly one of query / queries (a schema's `required` cannot say so): the
     candidates call it with the prompt's values as the query, then fetch observed URLs, then answer with a

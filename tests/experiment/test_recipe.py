@@ -47,7 +47,10 @@ def test_shipped_recipes_load():
     assert list(quick.arms) == ["real", "sim-uncontrolled", "sim-controlled"] and len(quick.seeds) >= 7
     assert quick.real.make_options() == {"transport": "inprocess", "fault_rate": 0.1}
     ablation = load_recipe(ROOT / "recipes" / "mcp-controlled-vs-uncontrolled.yaml")
-    assert "sim-controlled@fault-heavy" in ablation.all_arms() and len(ablation.seeds) == 5
+    assert list(ablation.all_arms()) == ["real", "sim-uncontrolled", "sim-controlled"] and len(ablation.seeds) == 7
+    assert ablation.arms["sim-controlled"].schedule == "mcpmark"
+    assert (ablation.primary.a, ablation.primary.b) == ("sim-controlled", "sim-uncontrolled")
+    assert ablation.positive_control.subsets == ["multi_page", "faulted"]
     search = load_recipe(ROOT / "recipes" / "search-fictional-worlds.yaml")
     assert search.env.id == "search" and search.world.eval_worlds
 

@@ -141,7 +141,8 @@ class WorldModelAdapter:
             observations, and where writes are applied; None when there is none (the oracle is refused).
             The generic adapter's is the real environment itself, reset on each episode's task and seed
             (:class:`simrl.envs.truth.RealTruth`, :func:`wm_adapter_of`); an own adapter has none unless it
-            names one.
+            names one. Called on the event loop at every episode's reset, so it should be cheap (slow set-up
+            belongs in the truth's async :meth:`Truth.reset`, or once per process).
         unknown_tool, invalid_arguments: the environment's own error texts ``(tool, known names)`` /
             ``(tool, reason)`` for a call it rejects.
     """

@@ -84,11 +84,11 @@ def base_records(world: Path) -> Path:
 
 
 def episode_store(world: Path, unpaged: bool) -> RecordStore:
-    """A fresh in-memory copy of ``world``'s records, opened as an UnpagedStore or a RecordStore.
+    """A fresh copy of ``world``'s records for one episode, opened as an UnpagedStore or a RecordStore.
 
-    Kept in memory (SQLite's backup API from the process's in-memory base, as the real in-process environment
-    does), since a file per episode cost a commit with fsync per write and an unlink per episode (about 20 ms
-    an episode).
+    Kept in memory and copied on write (:func:`simrl.envs.records_local.memory_store`, as the real in-process
+    environment does), since a file per episode cost a commit with fsync per write and an unlink per episode
+    (about 20 ms an episode).
     """
     from simrl.envs.records_local import memory_store
 

@@ -11,7 +11,9 @@ start, end)``, ``founded_by(org, person)``, ``participated_in(person, event)`` a
 The field catalogue (kind and nullability of every column) and the world's metadata (page size,
 graph checksum) live in the database itself, so :meth:`RecordStore.open` needs no world folder.
 Every episode should work on its own copy (:meth:`RecordStore.copy_to`, SQLite's online backup API),
-so writes of one episode never reach another. Source of the data: :func:`simrl.world.io.load_graph`.
+so writes of one episode never reach another, or a copy-on-write store (:meth:`RecordStore.copy_on_write`) that
+reads a shared, never written connection and takes its own copy at its first write. Source of the data:
+:func:`simrl.world.io.load_graph`.
 
 This module opens the database and answers queries; the layout and value checks are in
 :mod:`simrl.records.schema`, building in :mod:`simrl.records.build`, page cursors in
@@ -24,6 +26,7 @@ import hashlib
 import json
 import os
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +53,8 @@ __all__ = ["COLUMN_RELATIONS", "LINKS", "MAX_PAGE_SIZE", "TABLES", "Record", "Re
 
 MAX_PAGE_SIZE = 50
 """The hard maximum page size of :meth:`RecordStore.search` (larger limits are capped)."""
+_CLOSED = sqlite3.connect(":memory:", check_same_thread=False)
+_CLOSED.close()  # what a closed copy-on-write store holds: every query raises ProgrammingError, as on a closed store
 
 
 class RecordStore(RecordWrites):
@@ -62,6 +67,7 @@ class RecordStore(RecordWrites):
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self._conn = conn
         self.path = path
+        self._fork: Callable[[], sqlite3.Connection] | None = None
         self.meta: dict[str, str] = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         rows = conn.execute("SELECT tbl, field, kind, nullable FROM fields ORDER BY tbl, pos").fetchall()
         self.fields: dict[str, dict[str, tuple[str, bool]]] = {}
@@ -127,8 +133,34 @@ class RecordStore(RecordWrites):
             dest.close()
         return RecordStore.open(db_path)
 
+    @classmethod
+    def copy_on_write(cls, shared: RecordStore, fork: Callable[[], sqlite3.Connection]) -> RecordStore:
+        """A store of ``shared``'s records that reads ``shared``'s connection until its first write, which first
+        switches it to its own copy, ``fork()`` (a connection to a copy of the same records, ``sqlite3.Row`` rows).
+
+        An episode that only reads copies nothing, and its queries run on a connection whose statements are
+        already prepared. The answers are the same as on a copy made up front: the shared records are never
+        written (``shared``'s connection should be query-only, so a write that bypassed the fork would fail) and
+        a copy has the same rows and row ids. :meth:`close` leaves the shared connection open. The shared
+        connection may be read from several threads (SQLite's serialized mode, ``sqlite3.threadsafety`` 3).
+        Returns an instance of ``cls`` (a subclass keeps its own query rules).
+        """
+        store = cls.__new__(cls)
+        store._conn, store.path, store._fork = shared._conn, shared.path, fork
+        store.meta, store.fields = dict(shared.meta), shared.fields
+        return store
+
+    def _writable(self) -> sqlite3.Connection:
+        """The connection writes go to: a copy-on-write store's own copy, taken here at the first write."""
+        if self._fork is not None:
+            fork, self._fork = self._fork, None
+            self._conn = fork()
+        return self._conn
+
     def close(self) -> None:
-        """Close the connection (idempotent)."""
+        """Close the connection (idempotent); a copy-on-write store that never wrote only lets go of the shared one."""
+        if self._fork is not None:
+            self._fork, self._conn = None, _CLOSED
         self._conn.close()
 
     def __enter__(self) -> RecordStore:

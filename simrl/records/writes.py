@@ -3,8 +3,9 @@
 :class:`RecordWrites` is the write half of :class:`simrl.records.store.RecordStore` (a mixin: the
 store supplies the connection, the field catalogue, :meth:`~simrl.records.store.RecordStore.get` and
 ``_latest``). Every write checks its values (:func:`simrl.records.schema.check_value`) and the
-dates against the people and organizations involved, runs in one transaction, and returns the
-record as it now reads.
+dates against the people and organizations involved, runs in one transaction on the store's writable
+connection (``_writable``: a copy-on-write store takes its own copy there), and returns the record as it now
+reads.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class RecordWrites:
     if TYPE_CHECKING:  # supplied by RecordStore
         def get(self, record_id: str) -> Record: ...
         def _latest(self, table: str, record_id: str) -> sqlite3.Row | None: ...
+        def _writable(self) -> sqlite3.Connection: ...
 
     def update(self, record_id: str, fields: dict[str, Any]) -> Record:
         """Set fields of a record (entity attributes and relation columns; relation-row dates).
@@ -57,8 +59,8 @@ class RecordWrites:
         if table in LINKS and merged.get("end") and merged.get("start") and merged["end"] < merged["start"]:
             raise RecordError(f"end {merged['end']} is before start {merged['start']}")
         sets = ", ".join(f'"{f}" = ?' for f in fields)
-        with self._conn:
-            self._conn.execute(f"UPDATE {table} SET {sets} WHERE rowid = ?", [*fields.values(), row["_row"]])
+        with self._writable() as conn:
+            conn.execute(f"UPDATE {table} SET {sets} WHERE rowid = ?", [*fields.values(), row["_row"]])
         return self.get(record_id)
 
     def add_membership(self, person_id: str, org_id: str, start: str, end: str | None = None) -> Record:
@@ -76,8 +78,8 @@ class RecordWrites:
         current = self._latest("member_of", rid)
         if current is not None and current["end"] is None:
             raise RecordError(f"{person_id} is already a member of {org_id} (record {rid}, since {current['start']})")
-        with self._conn:
-            self._conn.execute("INSERT INTO member_of (id, person, org, start, end) VALUES (?, ?, ?, ?, ?)",
+        with self._writable() as conn:
+            conn.execute("INSERT INTO member_of (id, person, org, start, end) VALUES (?, ?, ?, ?, ?)",
                                [rid, person_id, org_id, start, end])
         return self.get(rid)
 
@@ -109,11 +111,11 @@ class RecordWrites:
         if current is not None and current["start"] >= start:
             raise RecordError(f"start {start} must be after the current term's start {current['start']}")
         rid = f"ceo_of:{person_id}:{org_id}"
-        with self._conn:
+        with self._writable() as conn:
             if current is not None:
                 end = (dt.date.fromisoformat(start) - dt.timedelta(days=1)).isoformat()
-                self._conn.execute("UPDATE ceo_of SET end = ? WHERE rowid = ?", [end, current["_row"]])
-            self._conn.execute("INSERT INTO ceo_of (id, person, org, start, end) VALUES (?, ?, ?, ?, NULL)",
+                conn.execute("UPDATE ceo_of SET end = ? WHERE rowid = ?", [end, current["_row"]])
+            conn.execute("INSERT INTO ceo_of (id, person, org, start, end) VALUES (?, ?, ?, ?, NULL)",
                                [rid, person_id, org_id, start])
         return {"appointed": self.get(rid), "ended": self.get(current["id"]) if current is not None else None}
 

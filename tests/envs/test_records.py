@@ -175,3 +175,47 @@ def test_open_errors(tmp_path):
         RecordStore.open(tmp_path / "junk.sqlite")
     with pytest.raises(SimrlError, match="not a world folder"):
         RecordStore.create(tmp_path / "nowhere", tmp_path / "x.sqlite")
+
+
+def _script(store: RecordStore) -> list:
+    """Reads and writes (some refused) on ``store``: each result, or the error's type and text."""
+    org, person = "organization:000007", "person:000052"
+    steps = [lambda: store.find_by_name("a"), lambda: store.search("member_of", {"org": org}, 2),
+             lambda: store.update(org, {"employees": "many"}),  # refused: no write, no copy needed
+             lambda: store.get(org), lambda: store.update(org, {"employees": 4321}),
+             lambda: store.add_membership(person, org, "2024-04-30"), lambda: store.end_membership(person, org, "2025-01-31"),
+             lambda: store.appoint_ceo(person, org, "2025-06-01"), lambda: store.search("ceo_of", {"org": org}),
+             lambda: store.get(f"member_of:{person}:{org}"), lambda: store.find_by_name("a", "person", 50)]
+    out = []
+    for step in steps:
+        try:
+            out.append(step())
+        except RecordError as err:
+            out.append((type(err).__name__, str(err)))
+    return out
+
+
+def test_copy_on_write_store_answers_as_a_copy(store, tmp_path):
+    org = "organization:000007"
+    with store.copy_to(tmp_path / "ref.sqlite") as ref:
+        expected = _script(ref)
+    with store.copy_to(tmp_path / "shared.sqlite") as shared:
+        shared._conn.execute("PRAGMA query_only = ON")
+        forks = []
+
+        def fork():
+            forks.append(1)
+            return store.copy_to(tmp_path / f"own-{len(forks)}.sqlite")._conn
+
+        reader, writer = RecordStore.copy_on_write(shared, fork), RecordStore.copy_on_write(shared, fork)
+        assert _script(writer) == expected and len(forks) == 1  # the same answers; one copy, at the first write
+        assert reader.read(org, "employees") == shared.read(org, "employees") != 4321  # writes stay in their copy
+        assert reader.find_by_name("a") == expected[0] and len(forks) == 1  # reading never copies
+        with pytest.raises(Exception, match="readonly"):  # the shared records cannot be written by mistake
+            shared.update(org, {"employees": 1})
+        reader.close()
+        reader.close()
+        writer.close()
+        assert shared.read(org, "employees") is not None  # closing a copy-on-write store leaves the shared one open
+        with pytest.raises(Exception, match="closed"):
+            reader.get(org)

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from simrl.envs.base import Environment
-from simrl.envs.mcp_env import content_text, tool_schema
+from simrl.envs.mcp_env import tool_schema
 from simrl.envs.registry import render_tagged
 from simrl.envs.truth import base_records
 from simrl.errors import SimrlError
@@ -210,15 +210,14 @@ class LocalRecordsEnv(Environment):
         assert self._episode is not None
         self._episode.armed = True
         token = _CURRENT.set(self._episode)
-        try:
-            out = await self._server.call_tool(call.name, dict(call.arguments))
+        try:  # the server's own Tool.run, without the MCP envelope (RecordServer.call_text)
+            text = await self._server.call_text(call.name, dict(call.arguments))
         except ToolError as err:
             return ToolResult(name=call.name, content=str(err), is_error=True, call_id=call.call_id)
         finally:
             _CURRENT.reset(token)
             self._episode.armed = False
-        return ToolResult(name=call.name, content=content_text(out), is_error=bool(out.is_error),
-                          call_id=call.call_id)
+        return ToolResult(name=call.name, content=text, is_error=False, call_id=call.call_id)
 
     def score_final(self, answer: str) -> tuple[float, dict[str, Any]]:
         """Reward of the final answer: score_state on the episode's store for writes, score_answer otherwise.

@@ -163,14 +163,12 @@ class RecordsTruth(Truth):
             return ToolResult(name=call.name, content=text, is_error=error, call_id=call.call_id)
 
         token = _TRUTH_STORE.set(self.store)
-        try:
-            out = await self._server.call_tool(call.name, dict(call.arguments))
+        try:  # the server's own Tool.run, without the MCP envelope (RecordServer.call_text)
+            return result(await self._server.call_text(call.name, dict(call.arguments)), False)
         except ToolError as err:
             return result(str(err), True)
         finally:
             _TRUTH_STORE.reset(token)
-        texts = [getattr(block, "text", "") for block in getattr(out, "content", None) or []]
-        return result("\n".join(t for t in texts if isinstance(t, str)), bool(getattr(out, "is_error", False)))
 
     def score_final(self, task: Any, answer: str, scorer: Any) -> tuple[float, dict[str, Any]]:
         """``scorer(task, answer, read)`` with this episode's records as ``read`` (a write task: its state)."""

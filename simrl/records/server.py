@@ -43,8 +43,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.tools import Tool
 
 from simrl.errors import SimrlError
 from simrl.records.store import MAX_PAGE_SIZE, RecordError, RecordStore
@@ -105,14 +106,41 @@ def fault_plan(rate: float, seed: int, calls: int) -> list[int]:
     return [i for i in range(calls) if faults.draw(i) is not None]
 
 
+class RecordServer(MCPServer):
+    """The record server's ``MCPServer``, whose tools can also be called in process for their text (:meth:`call_text`).
+
+    Args:
+        tools: the record tools (``mcp`` SDK ``Tool``), registered with the server as :meth:`MCPServer.add_tool`
+            would, and kept by name for :meth:`call_text`.
+        *args, **kwargs: the rest of ``MCPServer``'s arguments.
+    """
+
+    def __init__(self, *args: Any, tools: list[Tool], **kwargs: Any) -> None:
+        super().__init__(*args, tools=tools, **kwargs)
+        self._record_tools = {t.name: t for t in tools}
+        self._call_context: Context = Context(mcp_server=self)
+
+    async def call_text(self, name: str, arguments: dict[str, Any]) -> str:
+        """The text of tool ``name``'s result: what :meth:`call_tool` runs (the tool's ``Tool.run``: the same argument
+        validation, body and errors), without what a record tool does not use: a request context made per call
+        (no record tool takes one) and the result's envelope (``call_tool`` wraps the tool's one text in a single
+        text block; :func:`simrl.envs.mcp_env.content_text` of it is this text). The in-process environments'
+        call path; MCP clients go through :meth:`call_tool` (a test checks that the two give the same texts and errors).
+
+        Raises:
+            ToolError: as :meth:`call_tool`: unknown tool (``Unknown tool: NAME``), invalid arguments, the tool's
+                own error (``Error executing tool NAME: reason``), a crash (``UnexpectedToolError``).
+        """
+        tool = self._record_tools.get(name)
+        if tool is None:
+            raise ToolError(f"Unknown tool: {name}")
+        return await tool.run(arguments, self._call_context)
+
+
 def build_server(store: RecordStore, *, fault_rate: float = 0.0, seed: int = 0,
-                 fault_delay: float = 1.0) -> MCPServer:
-    """An ``MCPServer`` named ``simrl-records`` exposing the record tools over ``store``."""
+                 fault_delay: float = 1.0) -> RecordServer:
+    """A :class:`RecordServer` (an ``MCPServer``) named ``simrl-records`` exposing the record tools over ``store``."""
     faults = Faults(fault_rate, seed, fault_delay)
-    server = MCPServer("simrl-records", instructions=(
-        f"Records of a fictional world. Record ids look like 'organization:000012'; relation records like "
-        f"'member_of:person:000001:organization:000002'. Lists are paged ({store.page_size} per page by default, "
-        f"at most {MAX_PAGE_SIZE}): pass next_cursor back as cursor until it is null."), log_level="WARNING")
 
     async def call(op: Callable[[], Any]) -> str:
         await faults.maybe_fail()
@@ -123,7 +151,7 @@ def build_server(store: RecordStore, *, fault_rate: float = 0.0, seed: int = 0,
         except (OverflowError, sqlite3.Error) as err:  # a value the database cannot take: the caller's input
             raise ToolError(f"the arguments cannot be used ({err}); check their values") from None
 
-    def tool(fn: Callable[..., Any]) -> None:
+    def tool(fn: Callable[..., Any]) -> Tool:
         @functools.wraps(fn)
         async def bounded(**kwargs: Any) -> str:
             for name, value in kwargs.items():
@@ -131,7 +159,7 @@ def build_server(store: RecordStore, *, fault_rate: float = 0.0, seed: int = 0,
                     raise ToolError(f"argument `{name}`: {reason}")
             return await fn(**kwargs)
 
-        server.add_tool(bounded, structured_output=False)
+        return Tool.from_function(bounded, structured_output=False)  # as MCPServer.add_tool makes it
 
     async def search_records(type: str, filters: dict[str, Any] | None = None, limit: int | None = None,
                              cursor: str | None = None) -> str:
@@ -177,10 +205,13 @@ def build_server(store: RecordStore, *, fault_rate: float = 0.0, seed: int = 0,
         executive's term ends the day before."""
         return await call(lambda: store.appoint_ceo(person_id, org_id, start))
 
-    for fn in (search_records, get_record, find_by_name, list_members, list_products, update_record,
-               add_membership, end_membership, appoint_ceo):
-        tool(fn)
-    return server
+    tools = [tool(fn) for fn in (search_records, get_record, find_by_name, list_members, list_products,
+                                 update_record, add_membership, end_membership, appoint_ceo)]
+    return RecordServer("simrl-records", instructions=(
+        f"Records of a fictional world. Record ids look like 'organization:000012'; relation records like "
+        f"'member_of:person:000001:organization:000002'. Lists are paged ({store.page_size} per page by default, "
+        f"at most {MAX_PAGE_SIZE}): pass next_cursor back as cursor until it is null."), log_level="WARNING",
+        tools=tools)
 
 
 def input_problem(value: Any, depth: int = 0) -> str | None:

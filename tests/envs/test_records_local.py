@@ -135,3 +135,38 @@ async def test_options(tiny_world):
             make("mcp-world", world=tiny_world, **bad)
     with pytest.raises(SimrlError):
         LocalRecordsEnv("/")
+
+
+async def test_in_process_text_path_is_call_tools_text(tiny_world, tmp_path):
+    """RecordServer.call_text (the in-process environments' path) gives what MCP's call_tool gives: the same text of
+    every result and the same error of every refused call (bad, missing, extra and JSON-string arguments included)."""
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    from simrl.envs.mcp_env import content_text
+    from simrl.records.server import build_server
+    from simrl.records.store import RecordStore
+
+    org = "organization:000007"
+    script = [*_calls(tiny_world), ("find_by_name", {"name": 5}), ("find_by_name", {}), ("get_record", {"id": org, "x": 1}),
+              ("search_records", {"type": "organization", "filters": '{"industry": "Retail"}'}),
+              ("search_records", {"type": "person", "cursor": "null"}), ("list_members", {"org_id": org, "limit": "2"}),
+              ("update_record", {"id": org, "fields": {"employees": 2 ** 70}}), ("find_by_name", {"name": "x" * 2000}),
+              ("add_membership", {"person_id": "person:000052", "org_id": org, "start": "2024-04-30"})]
+
+    async def run(call) -> list[tuple[str, bool]]:
+        out = []
+        for name, args in script:
+            try:
+                out.append((await call(name, dict(args)), False))
+            except ToolError as err:
+                out.append((f"{type(err).__name__}: {err}", True))
+        return out
+
+    with RecordStore.create(tiny_world, tmp_path / "a.sqlite") as a, RecordStore.create(tiny_world, tmp_path / "b.sqlite") as b:
+        general = build_server(a, fault_rate=0.3, seed=4, fault_delay=0.0)
+        direct = build_server(b, fault_rate=0.3, seed=4, fault_delay=0.0)
+        expected = await run(lambda n, args: general.call_tool(n, args))
+        expected = [(content_text(r), e) if not e else (r, e) for r, e in expected]
+        got = await run(direct.call_text)
+    assert got == expected
+    assert sum(e for _, e in got) >= 8 and sum(not e for _, e in got) >= 8  # both kinds of outcome are compared

@@ -105,6 +105,10 @@ def _root(
 def _terminate(signum: int, frame) -> None:
     import logging
 
+    from simrl import stopping
+
+    stopping.request()  # worker threads (asyncio.to_thread) see it: asyncio.run waits for them on the way out
+
     # asyncio.run() logs the tasks it cancels on the way out; on a requested stop that is noise
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
     raise SystemExit(128 + signum)
@@ -115,14 +119,27 @@ def main() -> None:
 
     SIGTERM (``kill``, a cluster scheduler, a CI timeout) ends the command like Ctrl-C does: as an
     exception, so ``finally`` blocks and exit handlers run (environments close, temporary record
-    databases are removed, trajectory files are flushed); exit status 128 + 15. A command that handles
+    databases are removed, trajectory files are flushed); exit status 128 + 15. Work in worker threads
+    (an evaluation set prepared with ``asyncio.to_thread``) stops within one episode (:mod:`simrl.stopping`). A command that handles
     SIGTERM itself (``simrl serve world-model``) installs its own handler; an inherited "ignore" is kept.
     """
     import signal
 
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _terminate)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _interrupt)
     app()
+
+
+def _interrupt(signum: int, frame) -> None:
+    """Ctrl-C: request the stop of worker threads too (:mod:`simrl.stopping`), then Python's KeyboardInterrupt."""
+    import signal
+
+    from simrl import stopping
+
+    stopping.request()
+    signal.default_int_handler(signum, frame)
 
 
 if __name__ == "__main__":

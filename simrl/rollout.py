@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
+from simrl import stopping
 from simrl.envs.base import Environment
 from simrl.types import Action, Observation, Step, Trajectory, Turn
 from simrl.world.schema import Task
@@ -196,6 +197,7 @@ async def rollout(make_env: Callable[[], Environment], policy: Policy, tasks: It
 
     async def one(i: int, task: Task) -> Trajectory:
         async with gate:
+            stopping.check()  # a worker thread's rollout ends within one episode of a SIGTERM
             env = make_env()
             try:
                 traj = await run_episode(env, policy, task, max_turns=max_turns, seed=seed + i,

@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from simrl import stopping
 from simrl.envs.base import Environment
 from simrl.evaluation.results import SUBSETS, TaskResult
 from simrl.policies.candidates import action_key, candidate_actions, project
@@ -243,6 +244,7 @@ def check_tasks(tasks: Sequence[Task], factory: Callable[[], Environment], exper
         out: dict[str, Verdict] = {}
         for i, task in enumerate(tasks):
             for r in range(trials):
+                stopping.check()  # runs in a worker thread during training: ends within one episode of a SIGTERM
                 v = await check_episode(factory, task, expert, max_turns=max_turns, seed=seed + r * len(tasks) + i)
                 out[task.task_id] = v
                 if not v.expressible:

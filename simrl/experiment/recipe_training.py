@@ -196,7 +196,7 @@ class Evaluation(BaseModel):
 
     model_config = STRICT
     split: Split = Field(default="test", description="Task split of the training world.")
-    trials: int = Field(default=1, ge=1, description="Episodes per task (Avg@N / Pass@N).")
+    trials: int = Field(default=1, ge=1, le=1000, description="Episodes per task (Avg@N / Pass@N).")
     max_tasks: int | None = Field(default=None, ge=1, description="At most this many tasks per world (null: all).")
     greedy: bool = Field(default=True, description="Act greedily (argmax) instead of sampling.")
     every: int | None = Field(default=None, ge=1, description=(

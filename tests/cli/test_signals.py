@@ -38,3 +38,29 @@ def test_sigterm_keeps_finished_episodes_and_removes_temporary_files(tiny_world,
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert 2 <= len(rows) < 12 and all(r["status"] == "failure" for r in rows)  # whole lines; "I do not know" fails
     assert not [p.name for p in tmp.iterdir() if p.name.startswith("simrl-")]
+
+
+def test_sigterm_while_a_worker_thread_prepares_the_evaluation_set_ends_train_at_once(tmp_path):
+    """The evaluation set is prepared in a worker thread (asyncio.to_thread), which asyncio.run waits for on the
+    way out: 18 tasks x 400 trials of the scripted expert take minutes, yet SIGTERM ends `simrl train` within
+    seconds (the thread's rollout checks simrl.stopping between episodes)."""
+    sets = ["world.entities=300", "budget.steps=1", "warm_start.demos=2", "warm_start.epochs=1", "evaluation.every=1",
+            "evaluation.trials=400", "evaluation.split=train", "world.eval_worlds=[]"]
+    err = tmp_path / "stderr.txt"
+    with err.open("wb") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "simrl.cli.main", "train", "quickstart", "--arm", "real",
+                                 "--seed", "0", "--out", str(tmp_path / "out"), *(a for s in sets for a in ("--set", s))],
+                                env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL, stderr=sink)
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None and b"step 0/1" not in err.read_bytes():
+            time.sleep(0.1)
+        assert proc.poll() is None, err.read_text()[-2000:]
+        time.sleep(2)  # inside the preparation: the first trial of 18 tasks alone takes longer than this
+        assert not list((tmp_path / "out").rglob("eval-sets/*.json")), "the evaluation set was ready too soon"
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+        took = time.monotonic() - sent
+    text = err.read_text()
+    assert proc.returncode == 128 + signal.SIGTERM and "Traceback" not in text, text[-3000:]
+    assert took < 20, f"train took {took:.0f} s to end after SIGTERM"

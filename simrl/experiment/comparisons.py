@@ -101,10 +101,13 @@ class PrimaryResult(PrimaryChoice):
 
 
 class SubsetControl(BaseModel):
-    """One subset of the positive control: each arm's test against the baseline, and the arms above 0."""
+    """One subset of the positive control: each arm's test against the baseline; ``learned_by``: the arms above 0
+    whose training met the subset's situation; ``not_met``: arms above 0 whose training never met it (a gain in
+    general competence on those tasks, not the skill: they do not pass the control)."""
 
     tests: list[Difference]
     learned_by: list[str]
+    not_met: list[str] = []
 
 
 class PositiveControlResult(BaseModel):

@@ -25,7 +25,8 @@ differences of rates to [-1, 1], counts to [0, inf); ``clipped`` marks those tha
                "bootstrap": {"mean", "low", "high", "level", "runs", "tasks", "reps", "seed"} | null}
     TEST = {"subset": "overall" | SUBSET, "metric", "paired": bool, "seeds": [shared seeds], "mean", "low",
             "high", "n", "level", "df", "degenerate", "clipped", "p": float | null, "t": float | null}
-    POSITIVE = {"baseline", "subsets": {SUBSET: {"tests": [{"arm"} + TEST], "learned_by": [arm]}}, "passed": bool}
+    POSITIVE = {"baseline", "subsets": {SUBSET: {"tests": [{"arm"} + TEST], "learned_by": [arm], "not_met": [arm]}},
+                "passed": bool}
 
 PRIMARY, TEST and POSITIVE are the dumps of the typed results of :mod:`simrl.experiment.comparisons`
 (:class:`~simrl.experiment.comparisons.PrimaryResult`, :class:`~simrl.experiment.comparisons.Difference`,
@@ -144,7 +145,8 @@ def build_report(arms: Mapping[str, Mapping[int, EvalResult]], baselines: Mappin
                  evaluation: Mapping[str, Any] | None = None, recipe: str = "",
                  environments: Mapping[str, Mapping[str, str]] | None = None, level: float = 0.95,
                  bootstrap_reps: int = 10_000, bootstrap_seed: int = 0,
-                 positive: PositiveControl | None = None) -> dict[str, Any]:
+                 positive: PositiveControl | None = None,
+                 met: Mapping[str, Mapping[str, float | None]] | None = None) -> dict[str, Any]:
     """Assemble ``report.json`` (a dict) from per-seed evaluations.
 
     Args:
@@ -160,6 +162,8 @@ def build_report(arms: Mapping[str, Mapping[int, EvalResult]], baselines: Mappin
         level: confidence level of every interval. bootstrap_reps, bootstrap_seed: the primary's bootstrap.
         positive: the recipe's preregistered positive control
             (:func:`simrl.experiment.report_compare.positive_control`), or None.
+        met: arm -> how often its training met each skill's situation (:func:`met_in_training`), for the
+            positive control (an arm that never met a situation does not pass its subset).
 
     The primary, secondary and positive-control results are the typed ones of :mod:`simrl.experiment.comparisons`,
     dumped.
@@ -171,7 +175,7 @@ def build_report(arms: Mapping[str, Mapping[int, EvalResult]], baselines: Mappin
     metrics = sorted({m for e in [*entries.values(), *base.values()] for m in e["metrics"]})
     everything, evals = {**entries, **base}, {**arms, **baselines}
     pairs = list(dict.fromkeys([(primary.a, primary.b), *map(tuple, comparisons)]))
-    control = positive_control(positive, list(entries), everything, level)
+    control = positive_control(positive, list(entries), everything, level, met)
     return {"version": VERSION, "recipe": recipe, "level": level, "evaluation": dict(evaluation or {}),
             "headline": headline_metrics(metrics),
             "primary": primary_test(primary, everything, evals, level, reps=bootstrap_reps,
@@ -246,3 +250,17 @@ def render_report(out_dir: str | Path) -> list[Path]:
     plots = plot_all(report, out, out / PLOTS)
     (out / REPORT_MD).write_text(markdown(report, [p.relative_to(out) for p in plots]), encoding="utf-8")
     return [out / REPORT_MD, *plots]
+
+
+def met_in_training(out: Path, run_dirs: Mapping[str, Mapping[int, str | None]]) -> dict[str, dict[str, float | None]]:
+    """Arm -> how often its training episodes met each skill's situation, from the ``metrics.jsonl`` of its runs
+    (``run_dirs``: arm -> seed -> run folder relative to ``out``; missing files are skipped), by
+    :func:`simrl.experiment.skills.met_in_training`."""
+    from simrl.experiment import skills
+    from simrl.experiment.report_plots import read_metrics
+
+    out_ = {}
+    for arm, seeds in run_dirs.items():
+        files = [out / d / "metrics.jsonl" for d in seeds.values() if d]
+        out_[arm] = skills.met_in_training(read_metrics(f) for f in files if f.is_file())
+    return out_

@@ -31,6 +31,7 @@ from simrl.experiment.comparisons import (
     SubsetControl,
 )
 from simrl.experiment.recipe import PositiveControl
+from simrl.experiment.skills import SUBSET_SITUATIONS
 from simrl.experiment.stats import holm, paired_test, stratified_bootstrap, welch_test
 
 OVERALL = "overall"
@@ -162,12 +163,16 @@ def primary_test(spec: PrimaryChoice, entries: Mapping[str, Mapping[str, Any]],
 
 
 def positive_control(spec: PositiveControl | None, arms: Sequence[str], entries: Mapping[str, Mapping[str, Any]],
-                     level: float) -> PositiveControlResult | None:
+                     level: float, met: Mapping[str, Mapping[str, float | None]] | None = None
+                     ) -> PositiveControlResult | None:
     """The positive control (``recipe.positive_control``): did some arm learn each skill?
 
     For each subset of ``spec.subsets``, every arm minus ``spec.baseline`` on success within the subset
     (:func:`difference`, paired over seeds, ``arm`` set); the subset is *learned* when some arm's interval lies
-    above 0.
+    above 0 and that arm's training met the subset's situation. ``met``: arm -> how often its training episodes
+    met each situation (:func:`simrl.experiment.skills.met_in_training`); an arm whose share is 0 for the
+    subset's counter (:data:`simrl.experiment.skills.SUBSET_SITUATIONS`) never met it, so its gain is general
+    competence on those tasks, listed as ``not_met``; unknown shares (None, or no ``met``) count as met.
 
     Returns:
         None without a spec; else the :class:`~simrl.experiment.comparisons.PositiveControlResult` (``passed``:
@@ -183,8 +188,10 @@ def positive_control(spec: PositiveControl | None, arms: Sequence[str], entries:
                 d = difference(entries[arm], entries[spec.baseline], subset, "success", level)
                 if d is not None:
                     tests.append(Difference(arm=arm, **d.model_dump()))
-        subsets[subset] = SubsetControl(tests=tests, learned_by=[t.arm for t in tests
-                                                                 if t.arm and not t.degenerate and t.low > 0])
+        above = [t.arm for t in tests if t.arm and not t.degenerate and t.low > 0]
+        flag = SUBSET_SITUATIONS.get(subset)
+        never = [a for a in above if flag is not None and (met or {}).get(a, {}).get(flag) == 0.0]
+        subsets[subset] = SubsetControl(tests=tests, learned_by=[a for a in above if a not in never], not_met=never)
     return PositiveControlResult(baseline=spec.baseline, subsets=subsets,
                                  passed=all(s.learned_by for s in subsets.values()))
 

@@ -230,6 +230,10 @@ def positive_lines(report: Mapping[str, Any]) -> list[str]:
         best = "; ".join(f"{t.arm} {fmt(t.interval, signed=True)}" for t in tests) or "no result"
         verdict = f"learned by {', '.join(res.learned_by)}" if res.learned_by else "learned by no arm"
         lines.append(f"- `{subset}`: {verdict} (arm - {base}: {best}).")
+        if res.not_met:
+            lines.append(f"  {', '.join(res.not_met)} {'is' if len(res.not_met) == 1 else 'are'} above `{base}` "
+                         f"here too but never met this situation in training: a gain in general competence on "
+                         "these tasks, not the skill, so it does not count.")
         if not res.learned_by:
             missing.append(subset)
     if pc.passed:

@@ -48,7 +48,7 @@ def report_train_folder(folder: str | Path) -> list[Path]:
     from simrl.experiment import ablate, locks, runs
     from simrl.experiment.comparisons import comparisons, primary
     from simrl.experiment.recipe import load_recipe
-    from simrl.experiment.report import build_report, write_report
+    from simrl.experiment.report import build_report, met_in_training, write_report
 
     root = Path(folder)
     found = train_runs(root)
@@ -83,7 +83,8 @@ def report_train_folder(folder: str | Path) -> list[Path]:
                   "seeds": sorted({s for per in run_dirs.values() for s in per}), "source": "simrl train (no baselines)"}
     report = build_report(arms, {}, comparisons=comparisons(recipe, []), primary=primary(recipe, []),
                           failed=failed, run_dirs=run_dirs, evaluation=evaluation, recipe=recipe.name,
-                          environments=ablate.environments(recipe), positive=recipe.positive_control)
+                          environments=ablate.environments(recipe), positive=recipe.positive_control,
+                          met=met_in_training(root, run_dirs))
     return write_report(report, root)
 
 

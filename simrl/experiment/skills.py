@@ -21,7 +21,7 @@ descriptions of what each arm's policy did in its own training environment, not 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from simrl.evaluation.edge_cases import FAULT
@@ -31,6 +31,9 @@ from simrl.types import Action, Trajectory
 
 SKILLS = ("cursor_offered", "cursor_followed", "fault_met", "fault_retried", "fault_recovered")
 """The per-episode skill flags of :func:`skill_counts`, in the order a skill unfolds."""
+SUBSET_SITUATIONS = {"multi_page": "cursor_offered", "faulted": "fault_met"}
+"""Evaluation subset (:data:`simrl.evaluation.results.SUBSETS`) -> the skill counter that says a training episode
+met the situation the subset tests (a cursor to follow, a fault to recover from)."""
 _CURSOR_WORDS = ({"cursor"}, {"next", "page"}, {"page", "token"}, {"continuation"})
 
 
@@ -104,3 +107,28 @@ def skill_rates(trajs: Sequence[Trajectory]) -> dict[str, float | None]:
             "fault_met": _rate(sum(met), len(valid)), "fault_retried": among("fault_retried", met),
             "fault_recovered": among("fault_recovered", met), "success_cursor": success(offered),
             "success_fault": success(met)}
+
+
+def met_in_training(runs: Iterable[Sequence[Mapping[str, Any]]]) -> dict[str, float | None]:
+    """How often an arm's training episodes met each situation of :data:`SUBSET_SITUATIONS`.
+
+    Args:
+        runs: the rows of each seed's ``metrics.jsonl`` (their ``skills`` field, :func:`skill_rates`).
+
+    Returns:
+        ``{counter: mean share of training episodes}`` over every logged step of every run (each step holds the
+        same number of episodes), ``None`` for a counter no step logged (a trainer without skill counters).
+        A share of 0 means the arm's training environment never presented the situation: a gain on that
+        subset is then general competence on its tasks, not the skill.
+
+    >>> met_in_training([[{"skills": {"fault_met": 0.0, "cursor_offered": 0.5}}, {"skills": {"fault_met": 0.0}}]])
+    {'cursor_offered': 0.5, 'fault_met': 0.0}
+    """
+    values: dict[str, list[float]] = {flag: [] for flag in sorted(set(SUBSET_SITUATIONS.values()))}
+    for rows in runs:
+        for row in rows:
+            for flag, got in values.items():
+                v = (row.get("skills") or {}).get(flag)
+                if isinstance(v, int | float):
+                    got.append(float(v))
+    return {flag: sum(v) / len(v) if v else None for flag, v in values.items()}

@@ -271,6 +271,47 @@ def test_positive_control_passes_when_some_arm_learned_the_skill():
     assert "could not answer" not in text
 
 
+def test_an_arm_whose_training_never_met_the_situation_does_not_pass_the_positive_control(tmp_path):
+    """sim-controlled beats the warm start on multi_page, but its training logged no cursor offered at any step of
+    any seed (read from the runs' metrics.jsonl): general competence, not the skill; the control fails, and says
+    why. With one step that met a cursor, the same numbers pass."""
+    from simrl.experiment.report import met_in_training
+
+    def runs(offered: float) -> dict:
+        dirs = {}
+        for s in (0, 1, 2):
+            d = tmp_path / f"{offered}" / "sim-controlled" / f"seed-{s}"
+            d.mkdir(parents=True)
+            rows = [{"step": t, "skills": {"cursor_offered": offered if (s, t) == (2, 3) else 0.0, "fault_met": None}}
+                    for t in range(1, 5)]
+            (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+            dirs[s] = f"sim-controlled/seed-{s}"
+        return met_in_training(tmp_path / f"{offered}", {"sim-controlled": dirs, "sim-uncontrolled": {0: None}})
+
+    never, once = runs(0.0), runs(0.5)
+    assert never["sim-controlled"] == {"cursor_offered": 0.0, "fault_met": None}
+    assert once["sim-controlled"]["cursor_offered"] == pytest.approx(0.5 / 12)
+    assert never["sim-uncontrolled"] == {"cursor_offered": None, "fault_met": None}  # no run folder: unknown
+    arms = {"sim-controlled": {s: _eval(v, s, multi=0.5 + 0.01 * s) for s, v in CTL.items()},
+            "sim-uncontrolled": {s: _eval(v, s, multi=0.01 * s) for s, v in UNC.items()}}
+    base = {"warmstart": {s: _eval(0.3, s, multi=0.0) for s in (0, 1, 2)}}
+
+    def control(met: dict) -> dict:
+        return build_report(arms, base, comparisons=[], bootstrap_reps=200, met=met,
+                            primary=PrimaryChoice(a="sim-controlled", b="sim-uncontrolled", declared=True),
+                            positive=PositiveControl(subsets=["multi_page"], baseline="warmstart"))
+
+    failed, passed = control(never), control(once)
+    sub = failed["positive_control"]["subsets"]["multi_page"]
+    assert failed["positive_control"]["passed"] is False and sub["learned_by"] == [] and sub["not_met"] == [
+        "sim-controlled"]
+    text = markdown(failed)
+    assert "sim-controlled is above `warmstart` here too but never met this situation in training" in text
+    assert "could not answer its question: no arm learned multi_page" in text
+    assert passed["positive_control"]["passed"] and passed["positive_control"]["subsets"]["multi_page"] == {
+        **sub, "learned_by": ["sim-controlled"], "not_met": []}
+
+
 def test_a_failed_positive_control_is_said_plainly_before_other_comparisons():
     report = _with_control(0.0, 0.0)
     assert report["positive_control"]["passed"] is False

@@ -40,7 +40,7 @@ from simrl.types import Action, Observation, Step, ToolCall, ToolResult
 from simrl.world.schema import Task
 
 _lock = threading.Lock()
-_bases: dict[Path, tuple[RecordStore, bytes]] = {}
+_bases: dict[tuple[Path, int], tuple[RecordStore, bytes]] = {}
 _servers: dict[tuple[Path, int | None], tuple[Any, list[dict[str, Any]]]] = {}
 
 
@@ -88,8 +88,12 @@ class _StoreProxy:
 def _base(world: Path) -> tuple[RecordStore, bytes]:
     """The world's records in memory, loaded once per process: a query-only store shared by every episode's
     reads, and its database image (``Connection.serialize``) that an episode's first write copies. Call under
-    the lock."""
-    if world not in _bases:
+    the lock.
+
+    One shared store per process where SQLite is built serialized (``sqlite3.threadsafety`` 3: one connection
+    may be used from several threads, Python's ``sqlite3`` docs); one per thread otherwise."""
+    key = (world, 0 if sqlite3.threadsafety == 3 else threading.get_ident())
+    if key not in _bases:
         conn = sqlite3.connect(":memory:", check_same_thread=False)
         src = sqlite3.connect(base_records(world))
         try:
@@ -99,8 +103,8 @@ def _base(world: Path) -> tuple[RecordStore, bytes]:
         image = conn.serialize()
         conn.execute("PRAGMA query_only = ON")  # a write that bypassed the copy fails instead of reaching every episode
         conn.row_factory = sqlite3.Row
-        _bases[world] = (RecordStore(conn, Path(":memory:")), image)
-    return _bases[world]
+        _bases[key] = (RecordStore(conn, Path(":memory:")), image)
+    return _bases[key]
 
 
 def _private_copy(image: bytes) -> sqlite3.Connection:

@@ -142,7 +142,8 @@ class RecordStore(RecordWrites):
         already prepared. The answers are the same as on a copy made up front: the shared records are never
         written (``shared``'s connection should be query-only, so a write that bypassed the fork would fail) and
         a copy has the same rows and row ids. :meth:`close` leaves the shared connection open. The shared
-        connection may be read from several threads (SQLite's serialized mode, ``sqlite3.threadsafety`` 3).
+        connection may be read from several threads only where SQLite is serialized (``sqlite3.threadsafety`` 3;
+        :func:`simrl.envs.records_local.memory_store` keeps one per thread otherwise).
         Returns an instance of ``cls`` (a subclass keeps its own query rules).
         """
         store = cls.__new__(cls)

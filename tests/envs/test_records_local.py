@@ -170,3 +170,38 @@ async def test_in_process_text_path_is_call_tools_text(tiny_world, tmp_path):
         got = await run(direct.call_text)
     assert got == expected
     assert sum(e for _, e in got) >= 8 and sum(not e for _, e in got) >= 8  # both kinds of outcome are compared
+
+
+def test_the_shared_records_are_per_thread_where_sqlite_is_not_serialized(tiny_world, monkeypatch):
+    """Episodes share one read connection per process only where SQLite allows use from several threads
+    (sqlite3.threadsafety 3); with a lower level each thread gets its own, and the answers are the same."""
+    import sqlite3
+    import threading
+
+    from simrl.envs import records_local
+
+    name = load_graph(tiny_world).nodes[next(iter(load_graph(tiny_world).nodes))]["name"]
+
+    def shared_in_threads() -> list:
+        got: list = []
+        both = threading.Barrier(2)  # both threads alive at once (a finished thread's id may be reused)
+
+        def read() -> None:
+            store = records_local.memory_store(tiny_world)
+            got.append((store._conn, json.dumps(store.find_by_name(name), sort_keys=True)))
+            both.wait(timeout=30)
+
+        threads = [threading.Thread(target=read) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return got
+
+    monkeypatch.setattr(records_local, "_bases", {})
+    serialized = shared_in_threads()
+    monkeypatch.setattr(sqlite3, "threadsafety", 1)
+    monkeypatch.setattr(records_local, "_bases", {})
+    per_thread = shared_in_threads()
+    assert serialized[0][0] is serialized[1][0] and per_thread[0][0] is not per_thread[1][0]
+    assert [a for _, a in serialized] == [a for _, a in per_thread]

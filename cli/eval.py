@@ -237,10 +237,15 @@ def _setup(recipe, env, world, split, trials, n, max_turns, transport, fault_rat
 
 def _run_policy(run: Path, checkpoint: Path):
     """A run's checkpoint as the run's trainer kind loads it (its ``load_policy`` hook), acting greedily."""
+    from simrl.errors import SimrlError
     from simrl.experiment.heldout import load_policy
     from simrl.experiment.recipe import load_recipe
+    from simrl.experiment.runs import run_seed
 
-    pol = load_policy(load_recipe(_run_recipe(run)), checkpoint, int(run.name.removeprefix("seed-")))
+    seed = run_seed(run)
+    if seed is None:
+        raise SimrlError(f"--run {run}: not a run folder of `simrl train` (OUT/<arm>/seed-<S>)")
+    pol = load_policy(load_recipe(_run_recipe(run)), checkpoint, seed)
     pol.greedy = True
     return pol
 

@@ -10,7 +10,6 @@ checkpoint (loaded by its trainer kind's ``load_policy`` hook) and :func:`evalua
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from simrl.evaluation.eval_set import Prepared
@@ -70,10 +69,9 @@ def evaluate_run(run_dir: str | Path, recipe: Recipe, *, worlds: str | Path | No
 
     run = Path(run_dir)
     checkpoint = checkpoint or TRAINERS[recipe.trainer.kind].final
-    match = re.fullmatch(r"seed-(\d+)", run.name)
-    if match is None or not (run / checkpoint).exists():
+    seed = runs.run_seed(run)
+    if seed is None or not (run / checkpoint).exists():
         raise SimrlError(f"{run} is not a finished run (need {checkpoint} in a seed-<S> folder of `simrl train`)")
-    seed = int(match.group(1))
     policy = load_policy(recipe, run / checkpoint, seed)  # the trainer kind's load_policy hook
     return _evaluate_into(recipe, policy, Path(out) if out is not None else run, seed,
                           Path(worlds or run.parent.parent / "worlds"))

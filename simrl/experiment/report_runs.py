@@ -12,18 +12,16 @@ listed as failed with the reason. A single run folder is a train folder of one r
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 from simrl.errors import SimrlError
-
-_RUN = re.compile(r"^seed-(\d+)$")
+from simrl.experiment import runs
 
 
 def is_run(folder: Path) -> bool:
     """Whether ``folder`` is a run folder of ``simrl train`` (``.../<arm>/seed-<S>`` with its ``recipe.yaml``)."""
-    return bool(_RUN.match(folder.name)) and (folder / "recipe.yaml").is_file()
+    return runs.run_seed(folder) is not None and (folder / "recipe.yaml").is_file()
 
 
 def train_runs(folder: str | Path) -> list[Path]:
@@ -34,7 +32,7 @@ def train_runs(folder: str | Path) -> list[Path]:
         return [root]
     if (root / "recipe.yaml").is_file():
         return []
-    return sorted((p for p in root.glob("*/seed-*") if is_run(p)), key=lambda p: (p.parent.name, int(p.name[5:])))
+    return sorted((p for p in root.glob("*/seed-*") if is_run(p)), key=lambda p: (p.parent.name, runs.run_seed(p)))
 
 
 def report_train_folder(folder: str | Path) -> list[Path]:
@@ -45,7 +43,7 @@ def report_train_folder(folder: str | Path) -> list[Path]:
             a run whose ``metrics.jsonl`` logs a step twice is reported as failed, not raised.
     """
     from simrl.evaluation.results import load_run_eval
-    from simrl.experiment import ablate, locks, runs
+    from simrl.experiment import ablate, locks
     from simrl.experiment.comparisons import comparisons, primary
     from simrl.experiment.recipe import load_recipe
     from simrl.experiment.report import build_report, met_in_training, write_report
@@ -61,7 +59,7 @@ def report_train_folder(folder: str | Path) -> list[Path]:
     failed: dict[str, dict[int, str]] = {}
     run_dirs: dict[str, dict[int, str]] = {}
     for run in found:
-        arm, seed = run.parent.name, int(run.name[5:])
+        arm, seed = run.parent.name, runs.run_seed(run)
         if _design(run) != design:
             raise SimrlError(f"{run} was trained with another recipe than {found[0]} (their recipe.yaml differ); "
                              "report each train folder of one recipe")

@@ -42,6 +42,16 @@ def run_dir(out: str | Path, arm: str, seed: int) -> Path:
     return Path(out) / arm / f"seed-{seed}"
 
 
+def run_seed(folder: str | Path) -> int | None:
+    """The seed of a run folder named by :func:`run_dir` (``.../seed-<seed>``), or None for another name.
+
+    >>> run_seed("runs/quickstart/real/seed-8"), run_seed("runs/quickstart/real")
+    (8, None)
+    """
+    match = re.fullmatch(r"seed-(\d+)", Path(folder).name)
+    return int(match.group(1)) if match else None
+
+
 def worlds_dir(out: str | Path) -> Path:
     """The folder of the worlds a recipe's runs share (``out/worlds``)."""
     return Path(out) / "worlds"

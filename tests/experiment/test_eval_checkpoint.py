@@ -71,3 +71,21 @@ def test_eval_checkpoint_reproduces_the_runs_own_evaluation(tmp_path, monkeypatc
     custom = runner.invoke(_cli(), ["eval", "--checkpoint", str(run / "final.pt"), "--split", "train", "-n", "2"])
     assert custom.exit_code == 0, custom.output
     assert "2 tasks x 2 trial(s)" in custom.output and not (tmp_path / "runs").exists()  # the run's recipe, worlds
+
+
+def test_a_folder_not_named_seed_n_is_no_run(tmp_path):
+    """The seed of a run is read from its folder name (runs.run_seed, the inverse of runs.run_dir); another name is
+    one clear error, not a traceback or seed 0."""
+    import pytest
+
+    from simrl.errors import SimrlError
+    from simrl.experiment.heldout import evaluate_run
+    from simrl.experiment.recipe import parse_recipe
+
+    assert runs.run_seed(runs.run_dir(tmp_path, "real", 12)) == 12
+    assert runs.run_seed(tmp_path / "real" / "seed-x") is None and runs.run_seed(tmp_path / "seed-3b") is None
+    folder = tmp_path / "real" / "latest"
+    folder.mkdir(parents=True)
+    (folder / "final.pt").write_bytes(b"")
+    with pytest.raises(SimrlError, match="not a finished run"):
+        evaluate_run(folder, parse_recipe(RECIPE))

@@ -74,8 +74,8 @@ class Difference(BaseModel):
         return Interval(self.mean, self.low, self.high, self.n, self.level, self.df)
 
     def excludes_zero(self) -> bool:
-        """True when the interval is a real interval and 0 lies outside it."""
-        return not self.degenerate and not self.low <= 0.0 <= self.high
+        """True when the interval is a real interval and 0 lies outside it (:meth:`Interval.excludes`)."""
+        return self.interval.excludes(0.0)
 
 
 class PrimaryChoice(BaseModel):

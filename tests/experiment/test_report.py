@@ -347,7 +347,10 @@ def test_each_test_is_one_typed_result_that_round_trips_report_json(report):
     again = json.loads(json.dumps(report))
     p = PrimaryResult.model_validate(again["primary"])
     assert json.dumps(p.model_dump()) == json.dumps(report["primary"]) and isinstance(p.test, Difference)
-    assert p.test.excludes_zero() == (not p.test.degenerate and not p.test.low <= 0 <= p.test.high)
+    assert p.test.excludes_zero() is (p.test.low > 0 or p.test.high < 0)  # a real interval: 3 seeds, not degenerate
+    at_zero = p.test.model_copy(update={"low": 0.0, "high": 0.2})
+    assert not at_zero.excludes_zero() and at_zero.model_copy(update={"low": 0.01}).excludes_zero()
+    assert not at_zero.model_copy(update={"low": 0.01, "degenerate": True, "df": 0.0}).excludes_zero()  # one seed
     assert not {"a", "b", "arm", "same_tasks", "p_holm"} & set(report["primary"]["test"])
     secondary = [Difference.model_validate(d) for d in again["secondary"]]
     assert json.dumps([d.model_dump() for d in secondary]) == json.dumps(report["secondary"])

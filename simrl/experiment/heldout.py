@@ -36,9 +36,9 @@ def load_policy(recipe: Recipe, checkpoint: Path | None, seed: int) -> Policy:
     return load_entry(TRAINERS[recipe.trainer.kind].load_policy)(recipe, checkpoint, seed=seed)
 
 
-def _evaluate_into(recipe: Recipe, policy: Policy, folder: Path, seed: int, worlds: Path) -> EvalResult:
+def _evaluate_into(recipe: Recipe, policy: Policy, folder: Path, worlds: Path) -> EvalResult:
     """Run the recipe's held-out evaluation (:func:`evaluate_heldout`) into ``folder/eval``."""
-    evaluate_heldout(recipe, policy, runs.RunFiles(folder), runs.training_world(recipe, worlds), worlds, seed)
+    evaluate_heldout(recipe, policy, runs.RunFiles(folder), runs.training_world(recipe, worlds), worlds)
     result = load_run_eval(folder)
     assert result is not None
     return result
@@ -73,7 +73,7 @@ def evaluate_run(run_dir: str | Path, recipe: Recipe, *, worlds: str | Path | No
     if seed is None or not (run / checkpoint).exists():
         raise SimrlError(f"{run} is not a finished run (need {checkpoint} in a seed-<S> folder of `simrl train`)")
     policy = load_policy(recipe, run / checkpoint, seed)  # the trainer kind's load_policy hook
-    return _evaluate_into(recipe, policy, Path(out) if out is not None else run, seed,
+    return _evaluate_into(recipe, policy, Path(out) if out is not None else run,
                           Path(worlds or run.parent.parent / "worlds"))
 
 
@@ -98,7 +98,7 @@ def evaluate_baseline(recipe: Recipe, name: str, seed: int, folder: str | Path, 
         need = [f"{n} with a run's {b.needs}" if b.needs else n for n, b in BASELINES.items()]
         raise SimrlError(f"baseline {name!r}: use {', '.join(need)}")
     policy = base.policy(lambda path, s: load_policy(recipe, path, s), seed, file if base.needs else None)
-    return _evaluate_into(recipe, policy, Path(folder), seed, Path(worlds))
+    return _evaluate_into(recipe, policy, Path(folder), Path(worlds))
 
 
 def evaluation_sets(recipe: Recipe, world: Path, worlds: Path) -> list[tuple[str, Path, Prepared]]:
@@ -163,14 +163,14 @@ async def curve_point(recipe: Recipe, policy: Policy, sets: list[tuple[str, Path
             "subsets": {name: score.success for name, score in pooled.subsets.items()}}
 
 
-def evaluate_heldout(recipe: Recipe, policy: Policy, files: runs.RunFiles, world: Path, worlds: Path,
-                     seed: int) -> dict[str, dict[str, float]]:
+def evaluate_heldout(recipe: Recipe, policy: Policy, files: runs.RunFiles, world: Path,
+                     worlds: Path) -> dict[str, dict[str, float]]:
     """Evaluate ``policy`` in the REAL environment on held-out tasks; returns label -> metrics.
 
     Labels: ``<evaluation.split>`` (that split of the training world) and ``heldout-seed<S>`` (every task of
     each held-out world, ``world.eval_worlds``), at most ``evaluation.max_tasks`` each, ``evaluation.trials``
-    episodes per task at episode seeds from :data:`simrl.evaluation.evaluate.EVAL_SEED` (not from ``seed``: every arm, seed and
-    baseline meets the same episodes), written to ``eval/<label>/eval.json`` (+ ``eval_trajectories.jsonl``)
+    episodes per task at episode seeds from :data:`simrl.evaluation.evaluate.EVAL_SEED` (not from the run's seed: every arm, seed
+    and baseline meets the same episodes), written to ``eval/<label>/eval.json`` (+ ``eval_trajectories.jsonl``)
     by :func:`simrl.evaluation.evaluate.evaluate_policy`; ``all`` is their pool
     (:func:`simrl.evaluation.results.merge_results`, as :func:`simrl.evaluation.results.load_run_eval` reads it).
     The task sets are fixed first by :func:`evaluation_sets` (tasks the scripted expert cannot solve within

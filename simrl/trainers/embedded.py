@@ -426,7 +426,7 @@ def _train_arm(recipe: Recipe, arm: str, seed: int, files: runs.RunFiles, *, res
         evaluation = None
         if run_eval:
             report(recipe.budget.steps, recipe.budget.steps, "evaluating on held-out real tasks")
-            evaluation = evaluate_heldout(recipe, policy, files, world, worlds, seed)
+            evaluation = evaluate_heldout(recipe, policy, files, world, worlds)
             tracker.log(eval_metrics(evaluation), recipe.budget.steps)
     finally:
         tracker.close()

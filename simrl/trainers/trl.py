@@ -334,6 +334,6 @@ def _train_arm(recipe: Recipe, arm: str, seed: int, files: runs.RunFiles, device
     if run_eval:
         report(recipe.budget.steps, recipe.budget.steps, "evaluating on held-out real tasks")
         rollout.policy.model = trainer.model
-        evaluation = evaluate_heldout(recipe, rollout.policy, files, world, worlds, seed)
+        evaluation = evaluate_heldout(recipe, rollout.policy, files, world, worlds)
     return finish_run(recipe, arm, seed, files, read_history(files),
                       resumed_from=start if ckpt is not None else None, warm_start=None, evaluation=evaluation)

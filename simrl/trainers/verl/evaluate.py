@@ -67,13 +67,12 @@ def merge_checkpoint(actor: Path, target: Path, *, log: Path | None = None) -> P
     return target
 
 
-def evaluate_verl_run(recipe: Recipe, seed: int, run_dir: Path, files: VerlFiles, *, worlds: Path,
+def evaluate_verl_run(recipe: Recipe, run_dir: Path, files: VerlFiles, *, worlds: Path,
                       device: str = "auto") -> dict[str, dict[str, float]]:
     """Merge the newest checkpoint of a finished verl run into ``run_dir/final`` and evaluate it.
 
     Args:
         recipe: the run's recipe (its ``evaluation`` and held-out worlds).
-        seed: the run's training seed (episode seeds of the evaluation, as the other trainers use).
         run_dir: ``OUT/<arm>/seed-<seed>``; ``files`` its ``verl/`` job folder.
         worlds: the shared worlds folder.
         device: where the policy runs (auto: cuda if available).
@@ -95,7 +94,7 @@ def evaluate_verl_run(recipe: Recipe, seed: int, run_dir: Path, files: VerlFiles
     final = merge_checkpoint(actor, Path(run_dir) / FINAL, log=files.log)
     policy: Any = load_policy(recipe, final, device=device)
     world = runs.training_world(recipe, worlds)
-    return evaluate_heldout(recipe, policy, runs.RunFiles(Path(run_dir)), world, worlds, seed)
+    return evaluate_heldout(recipe, policy, runs.RunFiles(Path(run_dir)), world, worlds)
 
 
 def load_policy(recipe: Recipe, checkpoint: Path | None, *, seed: int = 0, device: str = "auto") -> Any:

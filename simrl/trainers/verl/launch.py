@@ -251,7 +251,7 @@ def _train_verl(recipe: Recipe, arm: str, seed: int, run_dir: Path, *, worlds: P
 
         console.print("merging the newest checkpoint and evaluating on held-out real tasks", markup=False,
                       highlight=False)
-        results = evaluate_verl_run(recipe, seed, run_dir, job.files, worlds=worlds)
+        results = evaluate_verl_run(recipe, run_dir, job.files, worlds=worlds)
         console.print("held-out success: " + "  ".join(f"{k} {v.get('success', 0):.0%}" for k, v in results.items()),
                       markup=False, highlight=False)
     return job

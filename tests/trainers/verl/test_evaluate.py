@@ -48,7 +48,7 @@ def test_newest_checkpoint_is_merged_and_evaluated(tiny_world, tmp_path):
     run = tmp_path / "out" / "real" / "seed-0"
     files = VerlFiles(run / "verl", "real")
     with pytest.raises(SimrlError, match="no verl checkpoint"):
-        evaluate_verl_run(recipe, 0, run, files, worlds=tmp_path / "worlds", device="cpu")
+        evaluate_verl_run(recipe, run, files, worlds=tmp_path / "worlds", device="cpu")
     _fsdp_checkpoint(model_dir, files.checkpoints / "global_step_1" / "actor", 0.5)
     newest = _fsdp_checkpoint(model_dir, files.checkpoints / "global_step_2" / "actor", 2.0)
     (files.checkpoints / "global_step_3").mkdir()  # an incomplete checkpoint (no actor/) is passed over
@@ -57,7 +57,7 @@ def test_newest_checkpoint_is_merged_and_evaluated(tiny_world, tmp_path):
     assert latest_verl_checkpoint(files)[0] == 1  # verl's pointer wins over the folder names
     (files.checkpoints / "latest_checkpointed_iteration.txt").write_text("2")
 
-    results = evaluate_verl_run(recipe, 0, run, files, worlds=tmp_path / "worlds", device="cpu")
+    results = evaluate_verl_run(recipe, run, files, worlds=tmp_path / "worlds", device="cpu")
     merged = AutoModelForCausalLM.from_pretrained(run / "final")
     for key, value in merged.state_dict().items():  # the merger writes bfloat16
         assert torch.equal(value.float(), newest[key].to(value.dtype).float()), key

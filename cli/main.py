@@ -107,11 +107,9 @@ def _terminate(signum: int, frame) -> None:
 
     from simrl import stopping
 
-    stopping.request()  # worker threads (asyncio.to_thread) see it: asyncio.run waits for them on the way out
-
     # asyncio.run() logs the tasks it cancels on the way out; on a requested stop that is noise
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
-    raise SystemExit(128 + signum)
+    stopping.terminate(signum, frame)  # worker threads see the request (asyncio.run waits for them on the way out)
 
 
 def main() -> None:

@@ -31,6 +31,17 @@ def requested() -> bool:
     return _requested.is_set()
 
 
+def terminate(signum: int, frame: object) -> None:
+    """A SIGTERM handler (``signal.signal(signal.SIGTERM, terminate)``): :func:`request`, then end the main thread
+    as an exception, ``SystemExit(128 + signum)``, so ``finally`` blocks and exit handlers run.
+
+    Raises:
+        SystemExit: always.
+    """
+    request()
+    raise SystemExit(128 + signum)
+
+
 def check() -> None:
     """Raise :class:`StopRequested` if a stop was requested; otherwise return at once (one flag read).
 

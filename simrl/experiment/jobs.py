@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from simrl import stopping
 from simrl.evaluation.results import EvalResult
 from simrl.experiment import children, runs
 from simrl.experiment.heldout import evaluate_baseline, evaluate_run
@@ -118,7 +119,7 @@ def run_jobs(todo: Sequence[RunJob], command: Callable[[RunJob], list[str]], *, 
     import threading
 
     if threading.current_thread() is threading.main_thread():  # a SIGTERM also stops the runs (via finally)
-        previous = signal.signal(signal.SIGTERM, _terminate)
+        previous = signal.signal(signal.SIGTERM, stopping.terminate)
     try:
         if launcher is None:
             env = dict(os.environ)
@@ -130,8 +131,6 @@ def run_jobs(todo: Sequence[RunJob], command: Callable[[RunJob], list[str]], *, 
             signal.signal(signal.SIGTERM, previous)
 
 
-def _terminate(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)
 
 
 def _run_jobs(todo: Sequence[RunJob], command: Callable[[RunJob], list[str]], launcher: Any, *, jobs: int,

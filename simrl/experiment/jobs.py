@@ -131,8 +131,6 @@ def run_jobs(todo: Sequence[RunJob], command: Callable[[RunJob], list[str]], *, 
             signal.signal(signal.SIGTERM, previous)
 
 
-
-
 def _run_jobs(todo: Sequence[RunJob], command: Callable[[RunJob], list[str]], launcher: Any, *, jobs: int,
               steps: int, console: Any, poll: float) -> list[Outcome]:
     """Run the jobs, ``jobs`` at once (a thread pool: each thread starts one child and waits for it), with one

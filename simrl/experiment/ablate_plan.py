@@ -22,16 +22,17 @@ from pathlib import Path
 from simrl.experiment import runs
 from simrl.experiment.recipe import Recipe
 
-SECONDS_PER_TURN = 0.004
+SECONDS_PER_TURN = 0.0025
 """CPU seconds per episode turn of the embedded trainer (scorer policy over generic candidates, GiGPO update,
-and a share of the run's start-up, warm start and held-out evaluations) in the quickstart's mcp-world with the
-in-process record server. Measured 2026-12-07 on the 2-core development machine: ``simrl ablate quickstart`` at
-commit 17e99e1 (240 steps, 7 seeds) took 1,463 s user + 47 s system CPU for 363,130 training turns (80,640
-episodes), 4.2 ms a turn all included; CPU time, because the load average was 4-7 (benchmarks/RESULTS.md). The
-training turn alone costs 2.3 ms (``benchmarks/bench_train.py``)."""
+and a share of the run's start-up and warm start) in the quickstart's mcp-world with the in-process record server,
+calibrated so that the plan's training plus evaluation time matches a measured run: ``simrl ablate quickstart``
+at commit 8998879 (240 steps, 7 seeds, 2 jobs, 2026-12-07, the 2-core development machine with nothing else
+running) took 9 min 25 s wall and 1,064 s CPU for 308,230 training turns (80,640 episodes) and 42 evaluations of
+about 1,030 episodes each (benchmarks/RESULTS.md); the plan at these rates says about 10 min. The training turn
+alone costs about 1.1-1.4 ms (``benchmarks/bench_train.py``)."""
 
-TURNS_PER_EPISODE = 4.5
-"""Mean turns per training episode of the same ablation (363,130 turns / 80,640 episodes), capped by
+TURNS_PER_EPISODE = 3.8
+"""Mean turns per training episode of the same ablation (308,230 turns / 80,640 episodes), capped by
 ``budget.max_turns``."""
 
 

@@ -209,12 +209,10 @@ def t_interval(values: Sequence[float], level: float = CI_LEVEL, bounds: tuple[f
     """
     if len(values) < 2:
         return None
-    from scipy import stats
+    from simrl.experiment.stats import mean_ci
 
-    n, mean = len(values), sum(values) / len(values)
-    sd = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5
-    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / n ** 0.5
-    return [round(max(bounds[0], mean - half), 2), round(min(bounds[1], mean + half), 2)]
+    ci = mean_ci(values, level)  # the same Student-t interval as the ablation report's (scipy.stats)
+    return [round(max(bounds[0], ci.low), 2), round(min(bounds[1], ci.high), 2)]
 
 
 def _mean_scores(rows: Sequence[dict[str, float]], keys: Iterable[str]) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from simrl.experiment.baselines import BASELINES
 from simrl.experiment.comparisons import comparisons, primary
 from simrl.experiment.jobs import Outcome, RunJob, finished, run_evals, run_jobs
 from simrl.experiment.recipe import Arm, Recipe, recipe_yaml
-from simrl.experiment.report import build_report, met_in_training, write_report
+from simrl.experiment.report import build_report, read_met_in_training, write_report
 from simrl.experiment.tracking_report import log_report
 
 RESERVED = ("logs", "baselines", "plots")
@@ -257,7 +257,7 @@ def _ablate(recipe: Recipe, out: Path, jobs: int, resume: bool, command: Callabl
     run_dirs = {a: {s: f"{a}/seed-{s}" for s in recipe.seeds} for a in recipe.all_arms()}
     report = build_report(arms, base, comparisons=comparisons(recipe, list(base)), primary=primary(recipe, list(base)),
                           failed=failed, evaluation=evaluation, recipe=recipe.name, environments=environments(recipe),
-                          run_dirs=run_dirs, positive=recipe.positive_control, met=met_in_training(out, run_dirs))
+                          run_dirs=run_dirs, positive=recipe.positive_control, met=read_met_in_training(out, run_dirs))
     written = write_report(report, out)
     log_report(recipe, out, report, [p for p in written if p.suffix == ".png"])  # no trackers: nothing
     return report

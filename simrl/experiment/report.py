@@ -162,7 +162,7 @@ def build_report(arms: Mapping[str, Mapping[int, EvalResult]], baselines: Mappin
         level: confidence level of every interval. bootstrap_reps, bootstrap_seed: the primary's bootstrap.
         positive: the recipe's preregistered positive control
             (:func:`simrl.experiment.report_compare.positive_control`), or None.
-        met: arm -> how often its training met each skill's situation (:func:`met_in_training`), for the
+        met: arm -> how often its training met each skill's situation (:func:`read_met_in_training`), for the
             positive control (an arm that never met a situation does not pass its subset).
 
     The primary, secondary and positive-control results are the typed ones of :mod:`simrl.experiment.comparisons`,
@@ -252,15 +252,15 @@ def render_report(out_dir: str | Path) -> list[Path]:
     return [out / REPORT_MD, *plots]
 
 
-def met_in_training(out: Path, run_dirs: Mapping[str, Mapping[int, str | None]]) -> dict[str, dict[str, float | None]]:
+def read_met_in_training(out: Path, run_dirs: Mapping[str, Mapping[int, str | None]]) -> dict[str, dict[str, float | None]]:
     """Arm -> how often its training episodes met each skill's situation, from the ``metrics.jsonl`` of its runs
     (``run_dirs``: arm -> seed -> run folder relative to ``out``; missing files are skipped), by
     :func:`simrl.experiment.skills.met_in_training`."""
     from simrl.experiment import skills
     from simrl.experiment.report_plots import read_metrics
 
-    out_ = {}
+    met = {}
     for arm, seeds in run_dirs.items():
         files = [out / d / "metrics.jsonl" for d in seeds.values() if d]
-        out_[arm] = skills.met_in_training(read_metrics(f) for f in files if f.is_file())
-    return out_
+        met[arm] = skills.met_in_training(read_metrics(f) for f in files if f.is_file())
+    return met

@@ -46,7 +46,7 @@ def report_train_folder(folder: str | Path) -> list[Path]:
     from simrl.experiment import ablate, locks
     from simrl.experiment.comparisons import comparisons, primary
     from simrl.experiment.recipe import load_recipe
-    from simrl.experiment.report import build_report, met_in_training, write_report
+    from simrl.experiment.report import build_report, read_met_in_training, write_report
 
     root = Path(folder)
     found = train_runs(root)
@@ -82,7 +82,7 @@ def report_train_folder(folder: str | Path) -> list[Path]:
     report = build_report(arms, {}, comparisons=comparisons(recipe, []), primary=primary(recipe, []),
                           failed=failed, run_dirs=run_dirs, evaluation=evaluation, recipe=recipe.name,
                           environments=ablate.environments(recipe), positive=recipe.positive_control,
-                          met=met_in_training(root, run_dirs))
+                          met=read_met_in_training(root, run_dirs))
     return write_report(report, root)
 
 

@@ -275,7 +275,7 @@ def test_an_arm_whose_training_never_met_the_situation_does_not_pass_the_positiv
     """sim-controlled beats the warm start on multi_page, but its training logged no cursor offered at any step of
     any seed (read from the runs' metrics.jsonl): general competence, not the skill; the control fails, and says
     why. With one step that met a cursor, the same numbers pass."""
-    from simrl.experiment.report import met_in_training
+    from simrl.experiment.report import read_met_in_training
 
     def runs(offered: float) -> dict:
         dirs = {}
@@ -286,7 +286,7 @@ def test_an_arm_whose_training_never_met_the_situation_does_not_pass_the_positiv
                     for t in range(1, 5)]
             (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
             dirs[s] = f"sim-controlled/seed-{s}"
-        return met_in_training(tmp_path / f"{offered}", {"sim-controlled": dirs, "sim-uncontrolled": {0: None}})
+        return read_met_in_training(tmp_path / f"{offered}", {"sim-controlled": dirs, "sim-uncontrolled": {0: None}})
 
     never, once = runs(0.0), runs(0.5)
     assert never["sim-controlled"] == {"cursor_offered": 0.0, "fault_met": None}

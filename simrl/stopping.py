@@ -26,11 +26,6 @@ def request() -> None:
     _requested.set()
 
 
-def requested() -> bool:
-    """Whether a stop was requested in this process."""
-    return _requested.is_set()
-
-
 def terminate(signum: int, frame: object) -> None:
     """A SIGTERM handler (``signal.signal(signal.SIGTERM, terminate)``): :func:`request`, then end the main thread
     as an exception, ``SystemExit(128 + signum)``, so ``finally`` blocks and exit handlers run.

@@ -257,8 +257,8 @@ def register(env_spec: EnvSpec) -> EnvSpec:
 
 
 def module_of(env_spec: EnvSpec) -> str:
-    """The module that registered ``env_spec`` (its factory's module; ``?`` when the factory names none)."""
-    return getattr(env_spec.factory, "__module__", None) or "?"
+    """The module that registered ``env_spec`` (its factory's module; ``?`` for a callable whose module is None)."""
+    return env_spec.factory.__module__ or "?"
 
 
 def specs() -> dict[str, EnvSpec]:

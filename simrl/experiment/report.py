@@ -101,8 +101,8 @@ def _ci(values: list[float], metric: str, level: float) -> dict[str, Any]:
 
 
 def _subsets(ev: EvalResult) -> dict[str, dict[str, Any]]:
-    """``EvalResult.subsets`` as plain dicts (none before the evaluation reports task-property subsets)."""
-    return {k: dict(v.model_dump()) for k, v in (getattr(ev, "subsets", None) or {}).items()}
+    """``EvalResult.subsets`` as plain dicts."""
+    return {k: dict(v.model_dump()) for k, v in ev.subsets.items()}
 
 
 def _entry(env: Mapping[str, str], evals: Mapping[int, EvalResult], failed: Mapping[int, str],
@@ -133,8 +133,8 @@ def _dropped(everything: Mapping[str, Mapping[int, EvalResult]]) -> dict[str, di
     out: dict[str, dict[str, Any]] = {}
     for evals in everything.values():
         for s, ev in sorted(evals.items()):
-            if str(s) not in out and getattr(ev, "dropped", None) is not None:
-                out[str(s)] = {"count": int(ev.dropped), "ids": list(getattr(ev, "dropped_ids", []) or [])}
+            if str(s) not in out:
+                out[str(s)] = {"count": ev.dropped, "ids": list(ev.dropped_ids)}
     return dict(sorted(out.items(), key=lambda kv: int(kv[0])))
 
 

@@ -20,8 +20,8 @@ Steps, each timed (wall and CPU seconds of the ``simrl`` subprocesses):
    ``OUT/fidelity`` (what the recipe's ``fidelity:`` fields name); answers cached in ``OUT/fidelity-cache``
    (the base model's can be computed ahead, while the SFT runs, by the same command without ``trained``).
 
-Writes ``OUT/bench.json`` and prints the RESULTS.md section. Steps whose output exists are skipped (a
-killed run continues where it stopped). Sized for a shared 2-core machine; raise ``--steps`` and the
+Writes ``OUT/bench.json`` and prints the RESULTS.md section. Steps whose output exists are skipped and the SFT
+resumes from its newest checkpoint (a killed run continues where it stopped). Sized for a shared 2-core machine; raise ``--steps`` and the
 evaluation sizes where more CPU (or a GPU: ``--device cuda``) is at hand.
 
     python benchmarks/bench_wm_train.py --out runs/lwm [--train-worlds 8 --steps 8 --save-every 2]
@@ -115,7 +115,7 @@ def main() -> None:
                       "--lr", str(a.lr), "--device", a.device, "--keep-checkpoints", "1",
                       "--curve-trajectories", str(val), "--curve-world", str(out / f"world-{VAL}"),
                       "--curve-transitions", str(a.curve_transitions), "--curve-max-tokens", str(a.curve_max_tokens),
-                      "--patience", str(a.patience), "--out", str(model)], t, model / "best.gguf")
+                      "--patience", str(a.patience), "--resume", "--out", str(model)], t, model / "best.gguf")
     shutil.copyfile(model / "best.gguf", out / "wm.gguf")
     step("wm eval", ["wm", "eval", "--trajectories", str(held), "--world", str(out / f"world-{HELDOUT}"),
                      "--world-model", "oracle", "--world-model", "base=llamacpp",

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from simrl.testing.openai_stub import StubEndpoint
 
 
@@ -40,10 +42,11 @@ def test_sigterm_keeps_finished_episodes_and_removes_temporary_files(tiny_world,
     assert not [p.name for p in tmp.iterdir() if p.name.startswith("simrl-")]
 
 
-def test_sigterm_while_a_worker_thread_prepares_the_evaluation_set_ends_train_at_once(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_a_stop_while_a_worker_thread_prepares_the_evaluation_set_ends_train_at_once(tmp_path, signum):
     """The evaluation set is prepared in a worker thread (asyncio.to_thread), which asyncio.run waits for on the
-    way out: 18 tasks x 400 trials of the scripted expert take minutes, yet SIGTERM ends `simrl train` within
-    seconds (the thread's rollout checks simrl.stopping between episodes)."""
+    way out: 18 tasks x 400 trials of the scripted expert take minutes, yet SIGTERM or Ctrl-C (SIGINT) ends
+    `simrl train` within seconds (the thread's rollout checks simrl.stopping between episodes)."""
     sets = ["world.entities=300", "budget.steps=1", "warm_start.demos=2", "warm_start.epochs=1", "evaluation.every=1",
             "evaluation.trials=400", "evaluation.split=train", "world.eval_worlds=[]"]
     err = tmp_path / "stderr.txt"
@@ -58,9 +61,9 @@ def test_sigterm_while_a_worker_thread_prepares_the_evaluation_set_ends_train_at
         time.sleep(2)  # inside the preparation: the first trial of 18 tasks alone takes longer than this
         assert not list((tmp_path / "out").rglob("eval-sets/*.json")), "the evaluation set was ready too soon"
         sent = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signum)
         proc.wait(timeout=120)
         took = time.monotonic() - sent
     text = err.read_text()
-    assert proc.returncode == 128 + signal.SIGTERM and "Traceback" not in text, text[-3000:]
-    assert took < 20, f"train took {took:.0f} s to end after SIGTERM"
+    assert proc.returncode == 128 + signum and "Traceback" not in text, (proc.returncode, text[-3000:])
+    assert took < 20, f"train took {took:.0f} s to end after {signal.Signals(signum).name}"

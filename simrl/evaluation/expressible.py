@@ -12,7 +12,8 @@ episode seeds (so the same pre-drawn faults):
    in a *shadow* copy of the episode, and the expert is told its result; its next action becomes the goal of a
    breadth-first search over candidate calls (at most :data:`MAX_DEPTH` calls, none played before but a retry
    after an error, :data:`MAX_NODES` episodes replayed, never past ``max_turns``) for a state where that action
-   has a candidate. The search plays the
+   has a candidate; failing that, a *focused* one over the calls of the other tools only, up to :data:`MAX_FOCUSED`
+   (the searches that can list the page the expert fetches next, :data:`MAX_FOCUSED_NODES` replays). The search plays the
    candidates it found, then that candidate. When none is found, the goal is played in the shadow too (a retry
    after a fault, a second query), up to :data:`MAX_SHADOW` calls, and the expert's following action is the goal.
 3. When the expert answers, every candidate answer of the turn is tried (the expert's own answer text, a table
@@ -44,6 +45,11 @@ MAX_DEPTH = 2
 """Most candidate calls a search inserts before the expert's next action has a candidate (or an answer is right)."""
 MAX_NODES = 400
 """Most replayed episodes of one search (a bound on the check's time)."""
+MAX_FOCUSED = 4
+"""Most candidate calls a *focused* search inserts: one that tries only calls of tools other than the goal's (those
+that can list the goal's value: searches before a page is fetched), after the breadth-first search failed."""
+MAX_FOCUSED_NODES = 1200
+"""Most replayed episodes of one focused search."""
 MAX_SHADOW = 3
 """Most expert calls without a candidate played in a row in a shadow episode before a search must find its next step."""
 
@@ -134,12 +140,14 @@ def _new_calls(cands: list[Action], played: list[Action], turns: list[Turn]) -> 
     return [c for c in cands if not c.is_final and action_key(c) not in done]
 
 
-async def _search(ep: _Episode, path: list[Action], goal: Action | None, room: int) -> list[Action] | None:
-    """Breadth-first over candidate calls from ``path``: the calls then the action that reach ``goal``'s candidate
-    (``goal`` None or final: a right candidate answer), within ``min(room, MAX_DEPTH + 1)`` actions."""
+async def _search(ep: _Episode, path: list[Action], goal: Action | None, room: int, depth: int = MAX_DEPTH,
+                  nodes: int = MAX_NODES, keep: Callable[[Action], bool] | None = None) -> list[Action] | None:
+    """Breadth-first over candidate calls from ``path`` (those ``keep`` accepts): the calls then the action that reach
+    ``goal``'s candidate (``goal`` None or final: a right candidate answer), within ``min(room, depth + 1)`` actions
+    and ``nodes`` replays."""
     frontier: list[list[Action]] = [[]]
-    budget = MAX_NODES
-    for depth in range(min(room, MAX_DEPTH + 1)):
+    budget = nodes
+    for level in range(min(room, depth + 1)):
         nxt: list[list[Action]] = []
         for extra in frontier:
             if budget <= 0:
@@ -155,10 +163,20 @@ async def _search(ep: _Episode, path: list[Action], goal: Action | None, room: i
                     return extra + [answer]
             elif (i := project(goal, cands)) is not None:
                 return extra + [cands[i]]
-            if depth + 1 < min(room, MAX_DEPTH + 1):
-                nxt += [extra + [c] for c in _new_calls(cands, path + extra, turns)]
+            if level + 1 < min(room, depth + 1):
+                nxt += [extra + [c] for c in _new_calls(cands, path + extra, turns) if keep is None or keep(c)]
         frontier = nxt
     return None
+
+
+async def _reach(ep: _Episode, path: list[Action], goal: Action | None, room: int) -> list[Action] | None:
+    """:func:`_search`, then, for a call goal, a focused search: up to :data:`MAX_FOCUSED` calls of the other tools."""
+    found = await _search(ep, path, goal, room)
+    if found is None and goal is not None and not goal.is_final and goal.tool_calls:
+        tool = goal.tool_calls[0].name
+        found = await _search(ep, path, goal, room, MAX_FOCUSED, MAX_FOCUSED_NODES,
+                              keep=lambda c: all(call.name != tool for call in c.tool_calls))
+    return found
 
 
 async def _shadow(ep: _Episode, expert: Policy, path: list[Action], initial: Observation, turns: list[Turn],
@@ -171,7 +189,7 @@ async def _shadow(ep: _Episode, expert: Policy, path: list[Action], initial: Obs
         if len(shadow) < len(path) + len(extra) or _ended(shadow):
             return None, None
         goal = await expert.act(ep.view, initial, turns + shadow[len(path):])
-        found = await _search(ep, path, goal, max_turns - len(path))
+        found = await _reach(ep, path, goal, max_turns - len(path))
         if found is not None or goal.is_final:
             return found, goal
         extra.append(goal)
@@ -221,7 +239,7 @@ async def check_episode(factory: Callable[[], Environment], task: Task, expert: 
             found, goal = await _shadow(ep, expert, path, initial, turns, want, max_turns)
             if found is None:
                 return verdict(False, f"turn {len(path) + 1}: the expert's {describe(want)} has no candidate, and "
-                                      f"no {MAX_DEPTH} candidate calls lead to its next step "
+                                      f"no {MAX_DEPTH} candidate calls (nor {MAX_FOCUSED} of the other tools) lead to its next step "
                                       f"{describe(goal) if goal is not None else '(the episode ended)'}")
             path += found
             if found[-1].is_final:

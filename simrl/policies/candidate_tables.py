@@ -30,6 +30,7 @@ _HEADING = re.compile(r"^# (.+)$", re.MULTILINE)
 _LONG_DATE = re.compile(r"\b(?:January|February|March|April|May|June|July|August|September|October|November|December)"
                         r" \d{1,2}, \d{4}\b")
 _YEAR = re.compile(r"\b\d{4}\b")
+_DATE_YEAR = re.compile(r"\b(\d{4})-\d{2}-\d{2}\b|" + _LONG_DATE.pattern.replace(r"\d{4}\b", r"(\d{4})\b"))
 _WORDS = re.compile(r"[a-z0-9]+")
 MAX_ROWS = 50
 """Most rows of a table answer."""
@@ -116,6 +117,15 @@ def table_answer(columns: list[str], texts: Iterable[str]) -> str | None:
         return None
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def date_years(text: str) -> list[str]:
+    """The years of the dates a text writes (ISO ``YYYY-MM-DD`` and English ``Month D, YYYY``), in order, once each.
+
+    >>> date_years("Date: 1995-09-10. On September 10, 1995 ...; the term ended on September 10, 1999.")
+    ['1995', '1999']
+    """
+    return list(dict.fromkeys(m.group(1) or m.group(2) for m in _DATE_YEAR.finditer(text)))
 
 
 def text_answers(text: str) -> list[tuple[str, str, str]]:

@@ -28,7 +28,10 @@ Walking a listing is expressible too, after every other call: a tool with one re
 parameter is also called with the values of the same kind, not yet passed to it, of the text result where its
 last value was read (``frontier``: the next links of a list page, however many pages were read in between;
 JSON listings are left out: they are paged and walked by cursor, and the record tools' candidates stay as
-they were).
+they were). After a text result, last (:mod:`simrl.policies.candidate_pages`): every value it lists for a
+one-parameter tool (all 10 URLs of a search engine's result page, not only the first), and for a free-text
+parameter a name read on it joined with a phrase of the prompt (``Acme Ltd chief executive``) and the last query
+narrowed to each year of the dates it writes (``Acme Ltd chief executive 1999``).
 
 Answers. Each scalar value of the last result; over the records (:func:`simrl.policies.features.items`) of
 the current listing — every successful result of the last call that returned records and of the calls
@@ -61,7 +64,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from simrl.memo import by_repr
-from simrl.policies import action_keys
+from simrl.policies import action_keys, candidate_pages
 from simrl.policies.action_keys import action_key, call_action, final_action, ident
 from simrl.policies.action_keys import freeze as _freeze
 from simrl.policies.candidate_tables import asked_columns, table_answer, text_answers
@@ -438,6 +441,10 @@ def tagged_candidates(task_view: dict[str, str], initial: Observation, turns: li
     per_tool = _all_calls(tools, prompt, vals)
     add((c for row in itertools.zip_longest(*per_tool) for c in row if c is not None), MAX_CANDIDATES)
     add(_frontier(tools, turns), MAX_CANDIDATES)
+    add(candidate_pages.listed(tools, turns), MAX_CANDIDATES)
+    named = lambda p: bool(vals.matching(p))  # noqa: E731 - an observed key names parameter p
+    add(candidate_pages.refined(tools, prompt, turns, named), MAX_CANDIDATES)
+    add(candidate_pages.dated(tools, turns, named), MAX_CANDIDATES)
     done = {action_key(t.action) for t in turns}
     last = action_key(turns[-1].action) if turns else None
     return [(a, tags + (("tag_called_before",) if k in done else ()) + (("tag_same_as_last",) if k == last else ()))

@@ -114,3 +114,23 @@ def test_tasks_about_people_with_a_middle_initial_are_expressible(tmp_path, monk
     ready = prepare(tasks, factory, env_id="mcp-world", world=world, trials=1, max_turns=14, seed=0)
     assert ready.tasks and not ready.dropped
     assert all(ready.properties[t.task_id]["expert_path"] for t in ready.tasks), ready.properties
+
+
+def test_ceo_at_acquisition_tasks_of_the_search_engine_are_expressible(tmp_path):
+    """Regression (the search recipe's evaluation, 79/83 expressible): who led the company that acquired X at the time
+    is written only on a dated news page of the acquirer, which a search for the acquirer's name alone ranks below
+    the engine's 10 results (or lists past the 6th URL, or a noisy slot displaces it). The expert searches that
+    headline, answer included; the candidates reach the page by a name read joined with the prompt's words
+    (``Acme Ltd chief executive``), the last query narrowed to a year read, and every URL of a result list. Tiny world
+    seed 0 (150 entities) has one such task, not expressible before."""
+    from simrl.world import generate_world, load_spec
+    from tests.conftest import TINY
+
+    world = tmp_path / "tiny-0"
+    generate_world(load_spec(TINY), 0, world)
+    tasks = [t for t in load_tasks(world, type="qa") if t.template == "ceo_at_acquisition"]
+    assert tasks
+    factory = lambda: make("search", world=world)  # noqa: E731
+    ready = prepare(tasks, factory, env_id="search", world=world, trials=1, max_turns=10, seed=0)
+    assert ready.tasks and not ready.dropped
+    assert all(ready.properties[t.task_id]["expressible"] for t in ready.tasks), ready.properties

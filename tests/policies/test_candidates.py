@@ -271,3 +271,45 @@ def texts_differ(page: str, a: str, b: str) -> bool:
     tagged = tagged_candidates({"prompt": "?"}, Observation(text="", tools=SEARCH_TOOLS), [_read("https://x.example", page)])
     texts = {final.answer: action_text(final, tags) for final, tags in tagged if final.is_final}
     return texts[a] != texts[b]
+
+
+def _results(query: str, n: int) -> str:
+    """A web_search result page of ``n`` dated news results (the search engine's layout)."""
+    rows = [f"[{k}] https://w.example/news/{1950 + k}-01-0{k % 9 + 1}/ceo_{k}\nTitle: Ceo {k} named chief executive of "
+            f"Acme Ltd\nSnippet: The term ended on March 3, {1960 + k}.\nDate: {1950 + k}-01-0{k % 9 + 1}"
+            for k in range(1, n + 1)]
+    return f"A search for '{query}' found {n} results:\n\n" + "\n\n".join(rows)
+
+
+def test_a_search_can_be_narrowed_and_every_result_fetched():
+    """Who led the company that acquired X at the time: the page that says so is one of many dated news pages of the
+    acquirer, which a search for its name alone may rank past the first 10 results. From what the policy read, the
+    candidates query a name read with the prompt's words, narrow the last query to each year its results write,
+    and fetch every URL of a result list (not only the first 6); none of it after a JSON result."""
+    from simrl.envs.search_tools import SEARCH_TOOLS
+    from simrl.policies.candidate_pages import MAX_LISTED, MAX_YEARS, prompt_phrases
+
+    prompt = "Who was the chief executive of the company that acquired Beta Inc at the time of the acquisition?"
+    assert prompt_phrases(prompt) == ("chief executive", "company", "acquired")
+    view, initial = {"prompt": prompt}, Observation(text=prompt, tools=SEARCH_TOOLS)
+    news = ("# Acme Ltd acquires Beta Inc\n\n*May 1, 2008*\n\nOn May 1, 2008, [Acme Ltd](https://w.example/wiki/Acme_Ltd)"
+            " completed its acquisition of [Beta Inc](https://w.example/wiki/Beta_Inc).")
+    read = [_turn(Action.call("web_extractor", url="https://w.example/news/2008-05-01/acme"), news)]
+    tagged = {action_key(a): tags for a, tags in tagged_candidates(view, initial, read)}
+    ask = Action.call("web_search", query="Acme Ltd chief executive")
+    assert "tag_refined" in tagged[action_key(ask)]
+    assert action_key(Action.call("web_search", query="Beta Inc company")) in tagged  # every name, phrase by phrase
+    listing = _results("Acme Ltd chief executive", 10)
+    searched = read + [_turn(ask, listing)]
+    cands = candidate_actions(view, initial, searched)
+    urls = [a.tool_calls[0].arguments["url"] for a in cands if a.tool_calls and a.tool_calls[0].name == "web_extractor"]
+    assert all(f"https://w.example/news/{1950 + k}-01-0{k % 9 + 1}/ceo_{k}" in urls for k in range(1, 11))
+    queries = {a.tool_calls[0].arguments.get("query") for a in cands if a.tool_calls}
+    assert {"Acme Ltd chief executive 1951", "Acme Ltd chief executive 1970"} <= queries  # a Date, a snippet's year
+    narrowed = searched + [_turn(Action.call("web_search", query="Acme Ltd chief executive 1970"), _results("x", 1))]
+    assert Action.call("web_search", query="Acme Ltd chief executive 1961") in candidate_actions(view, initial, narrowed)
+    assert len(candidate_actions(view, initial, searched + [_turn(ask, _results("x", 40))])) <= MAX_CANDIDATES
+    assert MAX_LISTED == 10 and MAX_YEARS <= 20
+    as_json = [_turn(Action.call("web_extractor", url="https://w.example/a"), json.dumps({"link": "Acme Ltd"}))]
+    assert not any(set(tags) & {"tag_refined", "tag_dated"} or any(t.startswith("tag_listed") for t in tags)
+                   for _, tags in tagged_candidates(view, initial, as_json))

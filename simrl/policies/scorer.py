@@ -38,6 +38,7 @@ from torch import nn
 from simrl.policies.candidates import Tagged, candidate_actions, project, tagged_candidates
 from simrl.policies.decisions import KINDS, Decision, DecisionCache
 from simrl.policies.features import Hasher, action_text, state_text
+from simrl.policies.sparse_rows import RowGrads, make_adam
 from simrl.types import Action, Observation, Trajectory, Turn
 
 _NEG = -1e9
@@ -61,6 +62,11 @@ class _Scorer(nn.Module):
         self.action_bag = nn.EmbeddingBag(buckets, dim, mode="mean")
         self.state_head = nn.Sequential(nn.Linear(dim, dim), nn.Tanh(), nn.Linear(dim, dim))
         self.action_head = nn.Sequential(nn.Linear(dim, dim), nn.Tanh(), nn.Linear(dim, dim))
+        self.rows: RowGrads | None = None
+        """Set for a pass whose tables get their gradient by rows (:meth:`ScorerPolicy.decision_log_probs`)."""
+
+    def _bag(self, bag: nn.EmbeddingBag, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        return bag(ids, offsets) if self.rows is None else self.rows.bag(bag, ids, offsets)
 
     @staticmethod
     def _pack(bags: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,8 +91,8 @@ class _Scorer(nn.Module):
         The same numbers as :meth:`forward` on the expanded lists (each distinct state and candidate text is
         encoded once instead of once per occurrence).
         """
-        f = self.state_head(self.state_bag(*self._pack(states)))                           # [S, dim]
-        g = self.action_head(self.action_bag(*self._pack(bags)))                           # [U, dim]
+        f = self.state_head(self._bag(self.state_bag, *self._pack(states)))                # [S, dim]
+        g = self.action_head(self._bag(self.action_bag, *self._pack(bags)))                # [U, dim]
         srow: list[int] = []  # per candidate: its state's index, its text's, its row and its position in the row
         cols: list[int] = []
         rows: list[int] = []
@@ -149,6 +155,11 @@ class ScorerPolicy:
         self._hasher = Hasher(buckets)
         self.decisions = DecisionCache(self._hasher)
         self._queue: list[tuple[Decision, torch.Generator | None, asyncio.Future]] = []
+
+    @property
+    def tables(self) -> list[nn.Parameter]:
+        """The embedding tables (state, action): what :class:`~simrl.policies.sparse_rows.RowSparseAdam` steps by rows."""
+        return [self.module.state_bag.weight, self.module.action_bag.weight]
 
     @property
     def config(self) -> dict[str, Any]:
@@ -264,10 +275,13 @@ class ScorerPolicy:
         """The decision point before each turn of ``traj`` (from :attr:`decisions`: those met while acting)."""
         return [self.decisions.get(task_view, traj.initial, traj.turns[:t]) for t in range(len(traj.turns))]
 
-    def decision_log_probs(self, decisions: list[Decision], actions: list[Action], *, full: bool = False) -> tuple:
+    def decision_log_probs(self, decisions: list[Decision], actions: list[Action], *, full: bool = False,
+                           rows: RowGrads | None = None) -> tuple:
         """Log-probabilities (:meth:`log_mix`) of ``actions[i]`` at ``decisions[i]``, all in one forward pass.
 
-        Each distinct state and candidate text is encoded once (:meth:`_Scorer.score_indexed`).
+        Each distinct state and candidate text is encoded once (:meth:`_Scorer.score_indexed`). With ``rows``,
+        the embedding tables get their gradient by rows (:class:`~simrl.policies.sparse_rows.RowGrads`: the same
+        numbers; ``rows.into()`` after the backward pass).
 
         Returns:
             ``(logp, mask)``, both ``[N]``: ``mask[i]`` False where the action was not among the candidates
@@ -277,7 +291,11 @@ class ScorerPolicy:
         if not decisions:
             empty = (torch.zeros(0), torch.zeros(0, dtype=torch.bool))
             return empty + (torch.zeros(0, 0),) if full else empty
-        logp = self.log_mix(*self._scores(decisions))  # the sampling distribution, whatever the acting mode
+        self.module.rows = rows
+        try:
+            logp = self.log_mix(*self._scores(decisions))  # the sampling distribution, whatever the acting mode
+        finally:
+            self.module.rows = None
         targets = [d.target(a) for d, a in zip(decisions, actions)]
         mask = torch.tensor([i >= 0 for i in targets], dtype=torch.bool)
         picked = logp.gather(1, torch.tensor([max(i, 0) for i in targets]).unsqueeze(1)).squeeze(1)
@@ -372,7 +390,7 @@ def behaviour_cloning(policy: ScorerPolicy, demos: list[Trajectory], views: dict
              "samples": float(len(samples))}
     if not samples:
         return stats
-    opt = _adam(policy.module.parameters(), lr)
+    opt = make_adam(policy.module.parameters(), lr)
     gen = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
         loss_sum, correct = 0.0, 0
@@ -388,15 +406,6 @@ def behaviour_cloning(policy: ScorerPolicy, demos: list[Trajectory], views: dict
             correct += int((logp.argmax(1) == target).sum())
         stats["loss"], stats["accuracy"] = loss_sum / len(samples), correct / len(samples)
     return stats
-
-
-def _adam(params: Any, lr: float) -> torch.optim.Optimizer:
-    """Adam, fused where this torch build has the fused CPU kernel (about 4x faster on the embeddings)."""
-    params = list(params)
-    try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
-    except (RuntimeError, TypeError):
-        return torch.optim.Adam(params, lr=lr)
 
 
 class RandomCandidatePolicy:

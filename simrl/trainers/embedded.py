@@ -11,8 +11,9 @@ In the spirit of cleanrl's ``ppo.py`` (docs/design.md §5). :func:`train_arm` do
    episodes that met no edge case (:func:`warm_start`: the tools, never the recovery skills compared);
 4. GRPO (Shao et al., 2024, DeepSeekMath §4.1): each step samples ``batch`` train tasks, runs
    ``group_size`` episodes of each (actions drawn kind first with probability ``policy.explore_kinds``), and
-   takes one Adam step on ``loss = -(1/N) sum_i sum_t A_it log pi(a_it | s_it)`` over the N valid episodes,
-   with the group-relative advantage ``A_i = (r_i - mean_group) / (std_group + 1e-6)`` on every turn
+   takes one Adam step (the embedding tables row by row, the same numbers: :mod:`simrl.policies.sparse_rows`)
+   on ``loss = -(1/N) sum_i sum_t A_it log pi(a_it | s_it)`` over the N valid episodes, with the
+   group-relative advantage ``A_i = (r_i - mean_group) / (std_group + 1e-6)`` on every turn
    (``trainer.credit: episode``) plus, for ``gigpo``, GiGPO's step-level advantage over the turns that acted
    from the same state (:mod:`simrl.trainers.credit`). Episodes whose status is ``env_failure`` carry no
    signal about the policy: they are excluded from their group and counted. With ``trainer.kl_coef`` > 0 the
@@ -85,6 +86,8 @@ def grpo_update(policy: Any, optimizer: Any, trajs: list, advantages: list[list[
     """
     import torch
 
+    from simrl.policies.sparse_rows import RowGrads, RowSparseAdam
+
     out: dict[str, float | None] = {"loss": 0.0, "grad_norm": 0.0, "coverage": None, "entropy": None,
                                     "kl_warm_start": None}
     valid = [i for i, t in enumerate(trajs) if t.status != "env_failure"]
@@ -95,7 +98,8 @@ def grpo_update(policy: Any, optimizer: Any, trajs: list, advantages: list[list[
         weights += advantages[i]
     if not points:
         return out
-    logp, mask, full = policy.decision_log_probs(points, actions, full=True)
+    rows = RowGrads(optimizer) if isinstance(optimizer, RowSparseAdam) else None  # tables' gradients by rows
+    logp, mask, full = policy.decision_log_probs(points, actions, full=True, rows=rows)
     out["coverage"] = float(mask.float().mean())
     with torch.no_grad():
         probs = full.exp()
@@ -116,6 +120,8 @@ def grpo_update(policy: Any, optimizer: Any, trajs: list, advantages: list[list[
         return out
     optimizer.zero_grad()
     loss.backward()
+    if rows is not None:
+        rows.into()
     norm = torch.nn.utils.clip_grad_norm_(policy.module.parameters(), grad_clip)
     optimizer.step()
     out["loss"], out["grad_norm"] = float(loss.detach()), float(norm)
@@ -214,17 +220,6 @@ def fewer_collections(young: int = 20_000) -> Iterator[None]:
         gc.unfreeze()
 
 
-def _adam(params: Any, lr: float) -> Any:
-    """Adam, with the fused CPU kernel where this torch build has it (much faster on the embedding tables)."""
-    import torch
-
-    params = list(params)
-    try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
-    except (RuntimeError, TypeError):
-        return torch.optim.Adam(params, lr=lr)
-
-
 def _append(path: Path, line: str) -> None:
     with path.open("a", encoding="utf-8") as f:
         f.write(line + "\n")
@@ -298,6 +293,7 @@ async def _train(recipe: Recipe, arm_name: str, seed: int, files: runs.RunFiles,
     from simrl.experiment.skills import skill_rates
     from simrl.experiment.tracking import step_metrics
     from simrl.policies.scorer import ScorerPolicy
+    from simrl.policies.sparse_rows import make_adam
 
     budget, tc = recipe.budget, recipe.trainer
     tasks = runs.world_tasks(recipe, world, "train")
@@ -305,7 +301,7 @@ async def _train(recipe: Recipe, arm_name: str, seed: int, files: runs.RunFiles,
     torch.manual_seed(seed)
     rng = random.Random(f"simrl-train-{seed}")  # task sampling; never the global generator
     policy = _policy(recipe, seed)
-    optimizer = _adam(policy.module.parameters(), tc.lr)
+    optimizer = make_adam(policy.module.parameters(), tc.lr, policy.tables)
     start, wall0, ws_stats = 0, 0.0, None
     ckpt = runs.latest_checkpoint(files) if resume else None
     tracker.start(ckpt[0] + 1 if ckpt is not None else 1)  # fails fast (a tracker that cannot start)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 import yaml
 from simrl.cli.main import app
 from typer.testing import CliRunner
@@ -105,3 +106,41 @@ def test_an_ablation_of_another_recipe_names_the_fields(tmp_path):
     (tmp_path / "recipe.yaml").write_text(recipe_yaml(load_recipe("quickstart")))
     with pytest.raises(SimrlError, match=r"recipe.yaml differs in budget.steps, seeds\); choose another --out"):
         run_ablation(load_recipe("quickstart", ["budget.steps=2", "seeds=[0]"]), tmp_path, jobs=1)
+
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_a_resumed_run_is_the_run_trained_straight_through(tmp_path, monkeypatch):
+    """Resuming restores the optimizer exactly (the row-sparse Adam of the embedding tables included: its
+    active rows come back from the checkpoint's moments): 4 steps stopped after step 2's checkpoint and resumed
+    give the weights, optimizer state and metrics of 4 steps at once."""
+    data = {**json.loads(json.dumps(TINY)), "budget": {"steps": 4, "group_size": 2, "batch": 2, "max_turns": 6},
+            "trainer": {"checkpoint_every": 1, "trajectories_per_step": 1, "entropy_coef": 0.01, "kl_coef": 0.04}}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(data))
+    recipe = load_recipe(tmp_path / "r.yaml")
+    a, b = (runs.RunFiles(runs.run_dir(tmp_path / name, "real", 0)) for name in ("straight", "resumed"))
+    train_arm(recipe, "real", 0, a.root, worlds=tmp_path / "worlds", run_eval=False)
+    save = runs.save_checkpoint
+
+    def save_then_stop(files, step, *args, **kwargs):
+        save(files, step, *args, **kwargs)
+        if step == 2:
+            raise _Stop
+
+    monkeypatch.setattr(runs, "save_checkpoint", save_then_stop)
+    with pytest.raises(_Stop):
+        train_arm(recipe, "real", 0, b.root, worlds=tmp_path / "worlds", run_eval=False)
+    monkeypatch.setattr(runs, "save_checkpoint", save)
+    train_arm(recipe, "real", 0, b.root, worlds=tmp_path / "worlds", run_eval=False, resume=True)
+    timing = {"wall_s", "rollout_s", "update_s"}
+    rows = [[{k: v for k, v in json.loads(ln).items() if k not in timing} for ln in f.metrics.read_text().splitlines()]
+            for f in (a, b)]
+    assert rows[0] == rows[1] and len(rows[0]) == 4 and all(r["grad_norm"] > 0 for r in rows[0])  # 4 Adam steps
+    wa, wb = (runs.load_torch(f.final)["weights"] for f in (a, b))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    oa, ob = (runs.latest_checkpoint(f)[1]["optimizer"] for f in (a, b))
+    assert oa["state"].keys() == ob["state"].keys() and oa["state"]
+    assert all(torch.equal(oa["state"][k][n], ob["state"][k][n]) for k in oa["state"] for n in oa["state"][k])

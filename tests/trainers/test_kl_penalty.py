@@ -8,8 +8,9 @@ import torch
 
 from simrl.envs.base import make
 from simrl.policies.scorer import ScorerPolicy
+from simrl.policies.sparse_rows import make_adam
 from simrl.rollout import rollout
-from simrl.trainers.embedded import _adam, grpo_update
+from simrl.trainers.embedded import grpo_update
 from simrl.world import load_tasks
 
 
@@ -28,7 +29,7 @@ def _setup(tiny_world):
 def test_zero_advantages_take_no_step_without_the_penalty(tiny_world):
     policy, reference, trajs, decisions, zero = _setup(tiny_world)
     before = [p.detach().clone() for p in policy.module.parameters()]
-    out = grpo_update(policy, _adam(policy.module.parameters(), 0.01), trajs, zero, decisions, grad_clip=1.0,
+    out = grpo_update(policy, make_adam(policy.module.parameters(), 0.01), trajs, zero, decisions, grad_clip=1.0,
                       reference=reference)
     assert out["kl_warm_start"] > 0.01 and out["grad_norm"] == 0.0
     assert all(torch.equal(a, b) for a, b in zip(before, policy.module.parameters()))
@@ -36,7 +37,7 @@ def test_zero_advantages_take_no_step_without_the_penalty(tiny_world):
 
 def test_the_penalty_pulls_the_policy_towards_the_reference(tiny_world):
     policy, reference, trajs, decisions, zero = _setup(tiny_world)
-    optimizer = _adam(policy.module.parameters(), 0.001)
+    optimizer = make_adam(policy.module.parameters(), 0.001)
     kls = [grpo_update(policy, optimizer, trajs, zero, decisions, grad_clip=1.0, reference=reference,
                        kl_coef=1.0)["kl_warm_start"] for _ in range(15)]
     assert all(k == k for k in kls)  # finite (padding contributes 0, never NaN)

@@ -29,6 +29,7 @@ import asyncio
 import math
 import threading
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,47 @@ def _longs(values: list[int]) -> torch.Tensor:
     return torch.frombuffer(array.array("q", values), dtype=torch.long) if values else torch.zeros(0, dtype=torch.long)
 
 
+@dataclass(frozen=True)
+class Packed:
+    """The tensors :meth:`_Scorer.score_packed` reads for B decision points: each distinct state's and candidate
+    text's token ids packed once (``(ids, offsets)`` for ``EmbeddingBag``), and per candidate its state's index
+    (``srow``), its text's (``cols``), its row (``rows``) and its position in the row (``pos``), all ``[N]``;
+    ``shape`` is ``(B, K)``."""
+
+    states: tuple[torch.Tensor, torch.Tensor]
+    bags: tuple[torch.Tensor, torch.Tensor]
+    srow: torch.Tensor
+    cols: torch.Tensor
+    rows: torch.Tensor
+    pos: torch.Tensor
+    shape: tuple[int, int]
+
+    @staticmethod
+    def of(states: list[list[int]], bags: list[tuple[int, ...]], layout: list[tuple[int, list[int]]]) -> Packed:
+        """Pack the inputs of :meth:`_Scorer.score_indexed`."""
+        srow: list[int] = []
+        cols: list[int] = []
+        rows: list[int] = []
+        pos: list[int] = []
+        for b, (s, c) in enumerate(layout):
+            srow += [s] * len(c)
+            cols += c
+            rows += [b] * len(c)
+            pos += range(len(c))
+        return Packed(_pack(states), _pack(bags), _longs(srow), _longs(cols), _longs(rows), _longs(pos),
+                      (len(layout), max(len(c) for _, c in layout)))
+
+
+def _pack(bags: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(ids, offsets)`` of token-id bags, as ``EmbeddingBag`` takes them."""
+    offsets, flat, n = [], [], 0
+    for bag in bags:
+        offsets.append(n)
+        flat += bag
+        n += len(bag)
+    return _longs(flat), _longs(offsets)
+
+
 class _Scorer(nn.Module):
     """The two encoders: ``EmbeddingBag(buckets, dim, mean)`` + MLP for states and for actions."""
 
@@ -68,19 +110,10 @@ class _Scorer(nn.Module):
     def _bag(self, bag: nn.EmbeddingBag, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         return bag(ids, offsets) if self.rows is None else self.rows.bag(bag, ids, offsets)
 
-    @staticmethod
-    def _pack(bags: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        offsets, flat, n = [], [], 0
-        for bag in bags:
-            offsets.append(n)
-            flat += bag
-            n += len(bag)
-        return _longs(flat), _longs(offsets)
-
     def score_one(self, state: list[int], actions: list[list[int]]) -> torch.Tensor:
         """Scores ``[K]`` of one state's K candidates (the fast path of ``act``), before temperature."""
         f = self.state_head(self.state_bag(torch.tensor([state])))                       # [1, dim]
-        g = self.action_head(self.action_bag(*self._pack(actions)))                     # [K, dim]
+        g = self.action_head(self.action_bag(*_pack(actions)))                     # [K, dim]
         return g @ f[0]
 
     def score_indexed(self, states: list[list[int]], bags: list[tuple[int, ...]], layout: list[tuple[int, list[int]]]
@@ -91,20 +124,15 @@ class _Scorer(nn.Module):
         The same numbers as :meth:`forward` on the expanded lists (each distinct state and candidate text is
         encoded once instead of once per occurrence).
         """
-        f = self.state_head(self._bag(self.state_bag, *self._pack(states)))                # [S, dim]
-        g = self.action_head(self._bag(self.action_bag, *self._pack(bags)))                # [U, dim]
-        srow: list[int] = []  # per candidate: its state's index, its text's, its row and its position in the row
-        cols: list[int] = []
-        rows: list[int] = []
-        pos: list[int] = []
-        for b, (s, c) in enumerate(layout):
-            srow += [s] * len(c)
-            cols += c
-            rows += [b] * len(c)
-            pos += range(len(c))
-        raw = (f[_longs(srow)] * g[_longs(cols)]).sum(-1)                                 # [N]
-        out = raw.new_full((len(layout), max(len(c) for _, c in layout)), float("-inf"))
-        return out.index_put((_longs(rows), _longs(pos)), raw)
+        return self.score_packed(Packed.of(states, bags, layout))
+
+    def score_packed(self, packed: Packed) -> torch.Tensor:
+        """:meth:`score_indexed` of inputs packed once (:meth:`Packed.of`), e.g. for two policies."""
+        f = self.state_head(self._bag(self.state_bag, *packed.states))                     # [S, dim]
+        g = self.action_head(self._bag(self.action_bag, *packed.bags))                     # [U, dim]
+        raw = (f[packed.srow] * g[packed.cols]).sum(-1)                                    # [N]
+        out = raw.new_full(packed.shape, float("-inf"))
+        return out.index_put((packed.rows, packed.pos), raw)
 
     def forward(self, states: list[list[int]], actions: list[list[list[int]]]) -> torch.Tensor:
         """Scores ``[B, K]`` of each state's candidates (``-inf`` past a state's own K_b), before temperature.
@@ -113,8 +141,8 @@ class _Scorer(nn.Module):
             states: B bags of token ids.
             actions: for each state, its K_b >= 1 candidates' bags of token ids.
         """
-        f = self.state_head(self.state_bag(*self._pack(states)))                          # [B, dim]
-        g = self.action_head(self.action_bag(*self._pack([a for c in actions for a in c])))  # [N, dim]
+        f = self.state_head(self.state_bag(*_pack(states)))                          # [B, dim]
+        g = self.action_head(self.action_bag(*_pack([a for c in actions for a in c])))  # [N, dim]
         sizes = [len(c) for c in actions]
         rows = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
         cols = torch.cat([torch.arange(k) for k in sizes])
@@ -217,18 +245,26 @@ class ScorerPolicy:
                 if not done.done():
                     done.set_exception(err)
 
-    def _scores(self, decisions: list[Decision]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Tempered scores ``[B, K]`` (``-inf`` padding) at B decision points, each distinct state and candidate
-        text encoded once (:meth:`_Scorer.score_indexed`), and the kind of each candidate ``[B, K]`` (-1 padding)."""
+    def batch(self, decisions: list[Decision]) -> tuple[Packed, torch.Tensor]:
+        """The inputs of a forward pass at B decision points, each distinct state and candidate text once
+        (:class:`Packed`), and the kind of each candidate ``[B, K]`` (-1 padding): what :meth:`decision_log_probs`
+        scores, computed once for any number of policies (the update's policy and its reference)."""
         states: dict[int, int] = {}
         bags: dict[tuple[int, ...], int] = {}
         layout = [(states.setdefault(id(d), len(states)), [bags.setdefault(c, len(bags)) for c in d.cands])
                   for d in decisions]
         unique = {id(d): d for d in decisions}
-        scores = self.module.score_indexed([unique[k].state for k in states], list(bags), layout) / self.temperature
-        width = scores.shape[1]
+        packed = Packed.of([unique[k].state for k in states], list(bags), layout)
+        width = packed.shape[1]
         kinds = torch.tensor([[*d.kinds, *[-1] * (width - len(d.kinds))] for d in decisions], dtype=torch.long)
-        return scores, kinds
+        return packed, kinds
+
+    def _scores(self, decisions: list[Decision], batch: tuple[Packed, torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tempered scores ``[B, K]`` (``-inf`` padding) at B decision points (:meth:`batch`, unless given) and the
+        kind of each candidate ``[B, K]`` (-1 padding)."""
+        packed, kinds = batch if batch is not None else self.batch(decisions)
+        return self.module.score_packed(packed) / self.temperature, kinds
 
     def log_mix(self, scores: torch.Tensor, kinds: torch.Tensor) -> torch.Tensor:
         """Log-probabilities ``[B, K]`` of the sampling policy at B decision points (``-inf`` on padding).
@@ -276,12 +312,12 @@ class ScorerPolicy:
         return [self.decisions.get(task_view, traj.initial, traj.turns[:t]) for t in range(len(traj.turns))]
 
     def decision_log_probs(self, decisions: list[Decision], actions: list[Action], *, full: bool = False,
-                           rows: RowGrads | None = None) -> tuple:
+                           rows: RowGrads | None = None, batch: tuple[Packed, torch.Tensor] | None = None) -> tuple:
         """Log-probabilities (:meth:`log_mix`) of ``actions[i]`` at ``decisions[i]``, all in one forward pass.
 
         Each distinct state and candidate text is encoded once (:meth:`_Scorer.score_indexed`). With ``rows``,
         the embedding tables get their gradient by rows (:class:`~simrl.policies.sparse_rows.RowGrads`: the same
-        numbers; ``rows.into()`` after the backward pass).
+        numbers; ``rows.into()`` after the backward pass). ``batch``: :meth:`batch` of ``decisions``, if already made.
 
         Returns:
             ``(logp, mask)``, both ``[N]``: ``mask[i]`` False where the action was not among the candidates
@@ -293,7 +329,7 @@ class ScorerPolicy:
             return empty + (torch.zeros(0, 0),) if full else empty
         self.module.rows = rows
         try:
-            logp = self.log_mix(*self._scores(decisions))  # the sampling distribution, whatever the acting mode
+            logp = self.log_mix(*self._scores(decisions, batch))  # the sampling distribution, whatever the acting mode
         finally:
             self.module.rows = None
         targets = [d.target(a) for d, a in zip(decisions, actions)]

@@ -99,13 +99,14 @@ def grpo_update(policy: Any, optimizer: Any, trajs: list, advantages: list[list[
     if not points:
         return out
     rows = RowGrads(optimizer) if isinstance(optimizer, RowSparseAdam) else None  # tables' gradients by rows
-    logp, mask, full = policy.decision_log_probs(points, actions, full=True, rows=rows)
+    batch = policy.batch(points)  # the inputs, packed once for the policy and its reference
+    logp, mask, full = policy.decision_log_probs(points, actions, full=True, rows=rows, batch=batch)
     out["coverage"] = float(mask.float().mean())
     with torch.no_grad():
         probs = full.exp()
         plogp = torch.where(probs > 0, probs * full, torch.zeros_like(full))
         out["entropy"] = float(-plogp.sum(1).mean())
-        ref = reference.decision_log_probs(points, actions, full=True)[2] if reference is not None else None
+        ref = None if reference is None else reference.decision_log_probs(points, actions, full=True, batch=batch)[2]
     if ref is not None:  # KL(pi || pi_ref) per decision point; padding (-inf in both) contributes 0
         kl = (full.exp() * torch.where(probs > 0, full - ref, torch.zeros_like(full))).sum(1)    # [N]
         out["kl_warm_start"] = float(kl.detach().mean())

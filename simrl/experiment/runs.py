@@ -279,8 +279,9 @@ def save_checkpoint(files: RunFiles, step: int, state: dict[str, Any], keep: int
     path = files.checkpoints / f"step-{step}.pt"
     packed = {**state, "step": step}
     if isinstance(packed.get(OPTIMIZER), dict):
-        from simrl.experiment.optim_state import pack
+        from simrl.experiment.optim_state import pack, slim
 
+        _SLIM[path] = slim(packed[OPTIMIZER])  # what _slim will write, known now (no decompression then)
         packed[OPTIMIZER] = pack(packed[OPTIMIZER])
     save_torch(path, packed)
     write_atomic(pointer, path.name + "\n")
@@ -294,14 +295,20 @@ def save_checkpoint(files: RunFiles, step: int, state: dict[str, Any], keep: int
     return path
 
 
+_SLIM: dict[Path, Any] = {}
+"""The slim optimizer entry of each checkpoint this process wrote, until :func:`_slim` rewrites it (one entry a
+run at a time): slimming then needs no decompression of the moments."""
+
+
 def _slim(path: Path) -> None:
     """Rewrite a checkpoint without its optimizer's moments (:func:`simrl.experiment.optim_state.slim`);
     a damaged one is left as it is."""
     from simrl.experiment.optim_state import slim
 
+    known = _SLIM.pop(path, _SLIM)
     try:
         state = load_torch(path)
-        thin = slim(state.get(OPTIMIZER))
+        thin = slim(state.get(OPTIMIZER)) if known is _SLIM else known
     except Exception:  # noqa: BLE001 - damaged: latest_checkpoint skips it
         return
     if thin is not None:

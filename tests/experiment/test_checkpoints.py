@@ -4,6 +4,7 @@ and a resume from it (the latest damaged) still loads into a fresh optimizer."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from simrl.experiment import runs
@@ -23,11 +24,15 @@ def _state(model, adam) -> dict:
     return {"policy": model.state_dict(), "optimizer": adam.state_dict(), "rng_torch": torch.get_rng_state()}
 
 
-def test_only_the_latest_checkpoint_keeps_the_moments_compressed(tmp_path):
+@pytest.mark.parametrize("same_process", [True, False])
+def test_only_the_latest_checkpoint_keeps_the_moments_compressed(tmp_path, same_process):
+    """Slimmed from what this process packed (no decompression), or read back (a checkpoint another process wrote)."""
     files = runs.RunFiles(tmp_path / "run")
     model, adam = _model_and_adam()
     policy_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     for step in (1, 2, 3):
+        if not same_process:
+            runs._SLIM.clear()
         runs.save_checkpoint(files, step, _state(model, adam), keep=2)
     assert sorted(p.name for p in files.checkpoints.iterdir()) == ["latest", "step-2.pt", "step-3.pt"]
     latest, older = files.checkpoints / "step-3.pt", files.checkpoints / "step-2.pt"

@@ -111,7 +111,8 @@ def expressible_line(report: Mapping[str, Any]) -> str:
     if not bad:
         return head
     shown = "; ".join(f"`{d['task_id']}` ({d['why']})" for d in bad[:10]) + (f"; and {len(bad) - 10} more" if len(bad) > 10 else "")
-    return f"{head} **Not expressible** (a gap in candidate generation: no policy over these candidates can solve them): {shown}."
+    return (f"{head} **Not expressible** (no policy over these candidates can solve them within the turn limit: a gap "
+            f"in candidate generation to fix, unless the task itself needs more turns than the limit): {shown}.")
 
 
 def _dropped_line(report: Mapping[str, Any]) -> str:

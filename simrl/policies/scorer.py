@@ -141,8 +141,8 @@ class _Scorer(nn.Module):
             states: B bags of token ids.
             actions: for each state, its K_b >= 1 candidates' bags of token ids.
         """
-        f = self.state_head(self.state_bag(*_pack(states)))                          # [B, dim]
-        g = self.action_head(self.action_bag(*_pack([a for c in actions for a in c])))  # [N, dim]
+        f = self.state_head(self._bag(self.state_bag, *_pack(states)))               # [B, dim]
+        g = self.action_head(self._bag(self.action_bag, *_pack([a for c in actions for a in c])))  # [N, dim]
         sizes = [len(c) for c in actions]
         rows = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
         cols = torch.cat([torch.arange(k) for k in sizes])
@@ -202,9 +202,15 @@ class ScorerPolicy:
         ids = self._hasher.ids
         return ids(state_text(task_view, initial, turns)), [ids(action_text(a, tags)) for a, tags in tagged]
 
-    def scores(self, states: list[list[int]], actions: list[list[list[int]]]) -> torch.Tensor:
-        """Tempered scores ``[B, K]`` (``-inf`` padding) of encoded states and candidates; differentiable."""
-        return self.module(states, actions) / self.temperature
+    def scores(self, states: list[list[int]], actions: list[list[list[int]]], rows: RowGrads | None = None
+               ) -> torch.Tensor:
+        """Tempered scores ``[B, K]`` (``-inf`` padding) of encoded states and candidates; differentiable (with
+        ``rows``, the embedding tables' gradient by rows, as in :meth:`decision_log_probs`)."""
+        self.module.rows = rows
+        try:
+            return self.module(states, actions) / self.temperature
+        finally:
+            self.module.rows = None
 
     # -- acting ---------------------------------------------------------------------------------
     async def act(self, task_view: dict[str, str], initial: Observation, turns: list[Turn]) -> Action:
@@ -397,7 +403,8 @@ def behaviour_cloning(policy: ScorerPolicy, demos: list[Trajectory], views: dict
 
     A demonstration action is mapped to its candidate by :func:`simrl.policies.candidates.project` (the same
     action, or the same tool call without the optional arguments the candidates leave out); turns with no
-    such candidate are skipped (counted in ``coverage``). Adam, mini-batches of
+    such candidate are skipped (counted in ``coverage``). Adam (the embedding tables by rows, the same numbers:
+    :mod:`simrl.policies.sparse_rows`), mini-batches of
     ``batch_size`` turns, shuffled each epoch by a generator seeded with ``seed``.
 
     Args:
@@ -426,17 +433,19 @@ def behaviour_cloning(policy: ScorerPolicy, demos: list[Trajectory], views: dict
              "samples": float(len(samples))}
     if not samples:
         return stats
-    opt = make_adam(policy.module.parameters(), lr)
+    opt = make_adam(policy.module.parameters(), lr, policy.tables)  # the embedding tables stepped by rows
     gen = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
         loss_sum, correct = 0.0, 0
         for batch in torch.randperm(len(samples), generator=gen).split(batch_size):
             chosen = [samples[int(i)] for i in batch]
-            logp = torch.log_softmax(policy.scores([s for s, _, _ in chosen], [c for _, c, _ in chosen]), dim=1)
+            rows = RowGrads(opt)
+            logp = torch.log_softmax(policy.scores([s for s, _, _ in chosen], [c for _, c, _ in chosen], rows), dim=1)
             target = torch.tensor([y for _, _, y in chosen])
             loss = -logp.gather(1, target.unsqueeze(1)).mean()
             opt.zero_grad()
             loss.backward()
+            rows.into()
             opt.step()
             loss_sum += float(loss.detach()) * len(chosen)
             correct += int((logp.argmax(1) == target).sum())

@@ -165,3 +165,17 @@ def test_policies_built_in_threads_get_their_own_seeds_weights():
     for s, policy in zip(seeds, built):
         for a, b in zip(policy.module.parameters(), alone[s].module.parameters()):
             assert torch.equal(a, b), s
+
+
+def test_behaviour_cloning_by_rows_is_bitwise_dense_cloning(setup, monkeypatch):
+    """The warm start steps the embedding tables by rows (simrl.policies.sparse_rows): the very weights of
+    dense Adam."""
+    from simrl.policies import scorer
+    from simrl.policies.sparse_rows import RowSparseAdam
+
+    _, _, demos, views = setup
+    by_rows, dense = ScorerPolicy(seed=4), ScorerPolicy(seed=4)
+    stats = behaviour_cloning(by_rows, demos, views, epochs=3, seed=1)
+    monkeypatch.setattr(scorer, "make_adam", lambda params, lr, tables=(): RowSparseAdam(params, lr=lr))
+    assert behaviour_cloning(dense, demos, views, epochs=3, seed=1) == stats and stats["samples"] > 10
+    assert all(torch.equal(a, b) for a, b in zip(by_rows.module.parameters(), dense.module.parameters()))

@@ -29,7 +29,8 @@ calibrated so that the plan's training plus evaluation time matches a measured r
 at commit 8998879 (240 steps, 7 seeds, 2 jobs, 2026-12-07, the 2-core development machine with nothing else
 running) took 9 min 25 s wall and 1,064 s CPU for 308,230 training turns (80,640 episodes) and 42 evaluations of
 about 1,030 episodes each (benchmarks/RESULTS.md); the plan at these rates says about 10 min. The training turn
-alone costs about 1.1-1.4 ms (``benchmarks/bench_train.py``)."""
+alone costs about 1.0-1.1 ms (``benchmarks/bench_train.py`` at 6366dcd, calm runs; 1.1-1.4 ms at 8998879): not
+recalibrated since, for want of a whole quickstart run measured after that work."""
 
 TURNS_PER_EPISODE = 3.8
 """Mean turns per training episode of the same ablation (308,230 turns / 80,640 episodes), capped by

@@ -22,15 +22,15 @@ from pathlib import Path
 from simrl.experiment import runs
 from simrl.experiment.recipe import Recipe
 
-SECONDS_PER_TURN = 0.0025
+SECONDS_PER_TURN = 0.0023
 """CPU seconds per episode turn of the embedded trainer (scorer policy over generic candidates, GiGPO update,
 and a share of the run's start-up and warm start) in the quickstart's mcp-world with the in-process record server,
 calibrated so that the plan's training plus evaluation time matches a measured run: ``simrl ablate quickstart``
-at commit 8998879 (240 steps, 7 seeds, 2 jobs, 2026-12-07, the 2-core development machine with nothing else
-running) took 9 min 25 s wall and 1,064 s CPU for 308,230 training turns (80,640 episodes) and 42 evaluations of
-about 1,030 episodes each (benchmarks/RESULTS.md); the plan at these rates says about 10 min. The training turn
-alone costs about 1.0-1.1 ms (``benchmarks/bench_train.py`` at 6366dcd, calm runs; 1.1-1.4 ms at 8998879): not
-recalibrated since, for want of a whole quickstart run measured after that work."""
+at commit 2ccfa5e (240 steps, 7 seeds, 2 jobs, 2026-12-07, the 2-core development machine with nothing else
+running) took 8 min 46 s wall and 991 s CPU for 308,230 training turns (80,640 episodes) and 42 evaluations of
+about 1,030 episodes each (benchmarks/RESULTS.md; 9 min 25 s and 1,064 s at 8998879, where the rate was 0.0025);
+the plan at these rates says about 9 min. The training turn alone costs about 1.0-1.1 ms
+(``benchmarks/bench_train.py``); the rest of the rate is the run's start-up, warm start and bookkeeping."""
 
 TURNS_PER_EPISODE = 3.8
 """Mean turns per training episode of the same ablation (308,230 turns / 80,640 episodes), capped by

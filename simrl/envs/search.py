@@ -10,6 +10,7 @@ This module holds the environment and registers it as ``search``.
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 from simrl.envs import truth
@@ -40,6 +41,17 @@ __all__ = ["CACHE_FORMAT", "MAX_QUERIES", "RESULTS_PER_QUERY", "SEARCH_TOOLS", "
            "SearchIndex", "call_tool", "format_results", "plain_text", "run_tool", "snippet", "tokenize",
            "web_extractor", "web_search"]
 
+
+
+_OPENING = threading.Lock()
+
+
+def _open_index(world: Path) -> SearchIndex:
+    """:meth:`SearchIndex.open`, one at a time in this process: concurrent episodes (``asyncio.to_thread``) of a
+    world whose index is not cached yet would otherwise build it and replace each other's cache folder while the
+    other reads it."""
+    with _OPENING:
+        return SearchIndex.open(world)
 
 class SearchEnv(Environment):
     """Answer a world's ``qa`` / ``table`` tasks by searching its corpus (``env_id = "search"``).
@@ -87,7 +99,7 @@ class SearchEnv(Environment):
             raise SimrlError(f"task {task.task_id} is a records task: its data lives in the world's record "
                              "server, not the corpus; run it with env `mcp-world`")
         if self._index is None:
-            self._index = await asyncio.to_thread(SearchIndex.open, self.world)
+            self._index = await asyncio.to_thread(_open_index, self.world)
         self._task = task
         self._draws, self._calls = episode_seed(self.seed, seed), 0
         return Observation(text=task.policy_view()["prompt"], tools=SEARCH_TOOLS)

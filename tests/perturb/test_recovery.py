@@ -51,7 +51,8 @@ def test_expert_recovers_at_a_cost_of_steps(kind, setup):
     schedule = Schedule.single(kind, 1.0, max_per_episode=3, params=PARAMS.get(kind, {}))
     for env_id, (tasks, policy) in cases.items():
         trajs = _run(world, env_id, tasks, policy(), schedule)
-        assert [t.status for t in trajs] == ["success"] * len(trajs), [(t.task_id, t.info) for t in trajs]
+        assert [t.status for t in trajs] == ["success"] * len(trajs), [
+            (t.task_id, t.status, t.info.get("error"), [u.step.info.get("error") for u in t.turns]) for t in trajs]
         met = [p for t in trajs for p in t.info["perturbations"]]
         assert met and {p["type"] for p in met} == {kind}, env_id
         assert all(t.info["perturbation_types"] in ([], [kind]) for t in trajs)

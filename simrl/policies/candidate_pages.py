@@ -75,17 +75,18 @@ def prompt_phrases(prompt: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(runs))[:MAX_PHRASES]
 
 
-def _last_texts(turns: list[Turn]) -> list[str]:
-    """The successful text (not JSON) results of the last turn."""
+def last_texts(turns: list[Turn]) -> list[str]:
+    """The successful text (not JSON) results of the last turn (what :func:`listed`, :func:`refined` and
+    :func:`dated` read; computed once a turn by the caller: each JSON result is parsed to tell)."""
     if not turns:
         return []
     return [r.content for r in turns[-1].step.observation.results if not r.is_error and parse_json(r.content) is None]
 
 
-def listed(tools: dict, turns: list[Turn]) -> Iterable[tuple]:
+def listed(tools: dict, turns: list[Turn], texts: list[str]) -> Iterable[tuple]:
     """Keyed candidates (key, action, tags): each one-parameter tool called with every value of the last text result
-    under a key that shares a word with its parameter, not yet passed to it (at most :data:`MAX_LISTED`)."""
-    texts = _last_texts(turns)
+    (``texts``: :func:`last_texts`) under a key that shares a word with its parameter, not yet passed to it (at most
+    :data:`MAX_LISTED`)."""
     if not texts:
         return
     for tool in tools.values():
@@ -106,11 +107,10 @@ def _free(tool: Any, named: Callable[[str], bool]) -> list[str]:
             if tool.kind(p) == "string" and "enum" not in tool.params.get(p, {}) and not named(p)]
 
 
-def refined(tools: dict, prompt: str, turns: list[Turn], named: Callable[[str], bool]) -> Iterable[tuple]:
-    """Keyed candidates (key, action, tags): ``"{name} {phrase}"`` for the link texts of the last text result and
-    the prompt's phrases, phrase by phrase (at most :data:`MAX_REFINED`), passed to each free-text parameter
-    (:func:`_free`; ``named``: whether an observed key names a parameter)."""
-    texts = _last_texts(turns)
+def refined(tools: dict, prompt: str, texts: list[str], named: Callable[[str], bool]) -> Iterable[tuple]:
+    """Keyed candidates (key, action, tags): ``"{name} {phrase}"`` for the link texts of the last text result
+    (``texts``: :func:`last_texts`) and the prompt's phrases, phrase by phrase (at most :data:`MAX_REFINED`), passed
+    to each free-text parameter (:func:`_free`; ``named``: whether an observed key names a parameter)."""
     names = list(dict.fromkeys(v for text in texts for k, v in leaves(text) if k == "link" and isinstance(v, str)))
     if not names:
         return
@@ -121,12 +121,11 @@ def refined(tools: dict, prompt: str, turns: list[Turn], named: Callable[[str], 
                 yield *call_action(tool.name, {p: q}), (f"tag_call_{tool.name}", f"src_{p}_refined", "tag_refined")
 
 
-def dated(tools: dict, turns: list[Turn], named: Callable[[str], bool]) -> Iterable[tuple]:
+def dated(tools: dict, turns: list[Turn], texts: list[str], named: Callable[[str], bool]) -> Iterable[tuple]:
     """Keyed candidates (key, action, tags): the last call, when it passed a free-text value (a query) and its result is
     text, again with that value ending in each year of the dates its result writes (a year it ended in replaced), at
     most :data:`MAX_YEARS`: a search narrowed to a time (who led the company in 1999) when the first page of results
-    lists the wrong decades."""
-    texts = _last_texts(turns)
+    lists the wrong decades. ``texts``: :func:`last_texts`."""
     call = turns[-1].action.tool_calls[0] if texts and turns[-1].action.tool_calls else None
     tool = tools.get(call.name) if call is not None else None
     if tool is None:

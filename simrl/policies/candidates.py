@@ -441,10 +441,12 @@ def tagged_candidates(task_view: dict[str, str], initial: Observation, turns: li
     per_tool = _all_calls(tools, prompt, vals)
     add((c for row in itertools.zip_longest(*per_tool) for c in row if c is not None), MAX_CANDIDATES)
     add(_frontier(tools, turns), MAX_CANDIDATES)
-    add(candidate_pages.listed(tools, turns), MAX_CANDIDATES)
-    named = lambda p: bool(vals.matching(p))  # noqa: E731 - an observed key names parameter p
-    add(candidate_pages.refined(tools, prompt, turns, named), MAX_CANDIDATES)
-    add(candidate_pages.dated(tools, turns, named), MAX_CANDIDATES)
+    texts = candidate_pages.last_texts(turns)
+    if texts:
+        add(candidate_pages.listed(tools, turns, texts), MAX_CANDIDATES)
+        named = lambda p: bool(vals.matching(p))  # noqa: E731 - an observed key names parameter p
+        add(candidate_pages.refined(tools, prompt, texts, named), MAX_CANDIDATES)
+        add(candidate_pages.dated(tools, turns, texts, named), MAX_CANDIDATES)
     done = {action_key(t.action) for t in turns}
     last = action_key(turns[-1].action) if turns else None
     return [(a, tags + (("tag_called_before",) if k in done else ()) + (("tag_same_as_last",) if k == last else ()))

@@ -46,18 +46,20 @@ VAL, HELDOUT = 1004, 1003
 
 
 def step(name: str, args: list[str], timings: dict, done: Path | None = None) -> None:
-    """Run ``simrl ARGS`` unless ``done`` exists; record its wall and CPU seconds under ``name``; raise on failure."""
+    """Run ``simrl ARGS`` unless ``done`` exists (its stderr shown live); record its wall and CPU seconds under ``name``;
+    raise on failure."""
     if done is not None and done.exists():
         return
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.run([*SIMRL, *args], cwd=ROOT, capture_output=True, text=True)
+    # stderr (progress, ETA) goes through live, so a long step (the SFT: hours) shows where it is
+    proc = subprocess.run([*SIMRL, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=None, text=True)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     timings[name] = {"wall_s": round(time.perf_counter() - t0, 1),
                      "cpu_s": round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 1)}
     print(f"{name}: {timings[name]}", file=sys.stderr, flush=True)
     if proc.returncode:
-        raise SystemExit(f"{name} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise SystemExit(f"{name} failed ({proc.returncode}; its stderr is above):\n{proc.stdout[-3000:]}")
 
 
 def rollouts(out: Path, seed: int, splits: tuple[str, ...], t: dict) -> Path:

@@ -174,6 +174,24 @@ class Budget(BaseModel):
     group_size: int = Field(default=4, ge=2, description="Episodes per task per step (the GRPO group).")
     batch: int = Field(default=4, ge=1, description="Train tasks per step.")
     max_turns: int = Field(default=12, ge=1, description="Turn limit per episode.")
+    task_weights: dict[str, int] = Field(
+        default_factory=dict,
+        description="How many times a train task enters the pool that each step's tasks are drawn from, by task "
+                    "property (read / write / multi_page: one scripted-expert episode per train task in the real "
+                    "environment, before training); a task with several named properties gets the product; "
+                    "{} (default): each task once.")
+
+    @field_validator("task_weights")
+    @classmethod
+    def _known_properties(cls, value: dict[str, int]) -> dict[str, int]:
+        from simrl.evaluation.results import TASK_SUBSETS
+
+        for name, weight in value.items():
+            if name not in TASK_SUBSETS:
+                raise ValueError(f"unknown task property {name!r}: use one of {', '.join(TASK_SUBSETS)}")
+            if not 1 <= weight <= 100:
+                raise ValueError(f"{name}: a weight must be an integer in 1..100, got {weight}")
+        return value
 
 
 class WarmStart(BaseModel):

@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import math
 import random
 import statistics
 import time
@@ -183,6 +184,38 @@ async def warm_start(recipe: Recipe, policy: Any, world: Path, tasks: list, seed
     return {**{k: float(v) for k, v in stats.items()}, **seen}
 
 
+async def training_pool(recipe: Recipe, world: Path, tasks: list, seed: int) -> tuple[list, dict[str, float]]:
+    """The list each step draws its ``budget.batch`` tasks from, and what it holds (``pool``, ``pool/<property>``).
+
+    Without ``budget.task_weights``, ``tasks`` itself. With them, each task appears ``prod(weight)`` times over the
+    properties it has (:data:`simrl.evaluation.results.TASK_SUBSETS`), read off one scripted-expert episode per
+    task in the REAL environment (:func:`simrl.evaluation.eval_set.properties`: e.g. ``multi_page`` when the expert
+    followed a continuation), at the warm start's episode seeds: properties of the task fixed before training,
+    the same for every arm, never what the policy met. So a skill that few train tasks need (paging) gets more
+    of the training signal without touching the policy, its candidates or its warm start.
+    """
+    weights = recipe.budget.task_weights
+    if not weights:
+        return tasks, {}
+    from simrl.evaluation.eval_set import properties
+    from simrl.evaluation.results import SUBSETS
+    from simrl.policies import make_policy
+
+    expert = make_policy("expert", recipe.env.id, world, tasks)
+    trajs = await rollout(runs.real_env_factory(recipe, world), expert, tasks, max_turns=recipe.budget.max_turns,
+                          concurrency=recipe.trainer.concurrency, seed=seed * 1_000_003 + 999_999)
+    by_id = {t.task_id: t for t in trajs}
+    pool: list = []
+    counts = dict.fromkeys(weights, 0)
+    for task in tasks:
+        props = properties(task, [by_id[task.task_id]])
+        named = [name for name in weights if SUBSETS[name](props)]
+        for name in named:
+            counts[name] += 1
+        pool += [task] * math.prod(weights[name] for name in named)
+    return pool, {"pool": float(len(pool)), **{f"pool/{k}": float(v) for k, v in counts.items()}}
+
+
 def stratified(items: list, key: Callable[[Any], str], n: int, rng: random.Random) -> list:
     """``n`` of ``items`` taken in turn from each group of ``key`` (groups sorted, each shuffled by ``rng``).
 
@@ -325,12 +358,18 @@ async def _train(recipe: Recipe, arm_name: str, seed: int, files: runs.RunFiles,
         ws_stats = await warm_start(recipe, policy, world, tasks, seed)
         if ws_stats is not None:
             policy.save(files.warmstart)
+    pool, pool_stats = await training_pool(recipe, world, tasks, seed)  # again on resume: the same pool
+    if pool_stats:
+        report(start, budget.steps, f"task pool: {len(pool)} entries for {len(tasks)} train tasks ("
+               + ", ".join(f"{int(pool_stats['pool/' + k])} {k} x{w}" for k, w in budget.task_weights.items()) + ")")
     reference = ScorerPolicy.load(files.warmstart) if files.warmstart.is_file() else None
     if reference is not None:
         reference.explore_kinds = policy.explore_kinds  # the KL compares the sampling distributions
     history = read_history(files)
     if ckpt is None and ws_stats is not None:
         tracker.log(step_metrics(ws_stats, "warm_start/"), 0)
+    if ckpt is None and pool_stats:
+        tracker.log(step_metrics(pool_stats, "tasks/"), 0)
     report(start, budget.steps, f"step {start}/{budget.steps}")
     t0 = time.perf_counter()
     every, sets = recipe.evaluation.every, []
@@ -344,7 +383,7 @@ async def _train(recipe: Recipe, arm_name: str, seed: int, files: runs.RunFiles,
         point = await curve_point(recipe, policy, sets, 0)
         _append(files.root / CURVE, json.dumps(point))
     for step in range(start + 1, budget.steps + 1):
-        trajs, advantages, update = await _step(recipe, arm_name, seed, step, policy, optimizer, tasks, views,
+        trajs, advantages, update = await _step(recipe, arm_name, seed, step, policy, optimizer, pool, views,
                                                 world, rng, reference)
         m = measure_step(step, (step - 1) / budget.steps, trajs, update["loss"], update["grad_norm"],
                          update["coverage"], wall0 + time.perf_counter() - t0, group_size=budget.group_size)

@@ -8,7 +8,10 @@ import asyncio
 import json
 import random
 
+import pytest
+
 from simrl.envs.base import make
+from simrl.errors import SpecError
 from simrl.evaluation.edge_cases import edge_cases
 from simrl.evaluation.eval_set import prepare
 from simrl.evaluation.evaluate import evaluate_policy
@@ -118,3 +121,29 @@ def test_warm_start_clones_only_edge_case_free_episodes(tiny_world, monkeypatch)
     assert sum(v for k, v in seen.items() if k.startswith("demos/")) == seen["demos"]
     assert asyncio.run(warm_start(parse_recipe({**TINY, "warm_start": None}), ScorerPolicy(), tiny_world, tasks, 0)) \
         is None
+
+
+def test_training_pool_repeats_each_train_task_by_its_properties(tiny_world):
+    """budget.task_weights: a task enters the pool prod(weight) times over its properties, read off the expert's
+    real-environment episode (multi_page where the gold spans several pages); none: the task list itself."""
+    from simrl.reward.task import is_records_write
+    from simrl.trainers.embedded import training_pool
+
+    tasks = load_tasks(tiny_world, type="records")
+    plain = parse_recipe(TINY)
+    assert asyncio.run(training_pool(plain, tiny_world, tasks, 0)) == (tasks, {})
+    recipe = parse_recipe({**TINY, "budget": {**TINY["budget"], "task_weights": {"multi_page": 3, "write": 2}}})
+    pool, stats = asyncio.run(training_pool(recipe, tiny_world, tasks, 0))
+    multi = {t.task_id for t in tasks if t.gold.min_pages > 1}
+    write = {t.task_id for t in tasks if is_records_write(t)}
+    assert multi and write and multi - write  # the tiny world has both, so the product is exercised
+    for task in tasks:
+        expected = (3 if task.task_id in multi else 1) * (2 if task.task_id in write else 1)
+        assert sum(t is task for t in pool) == expected, task.task_id
+    assert stats == {"pool": len(pool), "pool/multi_page": len(multi), "pool/write": len(write)}
+
+
+def test_task_weights_name_task_properties_only():
+    for weights, message in (({"faulted": 2}, "unknown task property 'faulted'"), ({"multi_page": 0}, "1..100")):
+        with pytest.raises(SpecError, match=message):
+            parse_recipe({**TINY, "budget": {**TINY["budget"], "task_weights": weights}})

@@ -29,7 +29,7 @@ from typing import Any
 
 from simrl.policies.action_keys import call_action
 from simrl.policies.candidate_tables import date_years
-from simrl.policies.features import leaves, parse_json, prompt_values, tokens
+from simrl.policies.features import is_json, leaves, prompt_values, tokens
 from simrl.types import Turn
 
 MAX_LISTED = 10
@@ -80,7 +80,7 @@ def last_texts(turns: list[Turn]) -> list[str]:
     :func:`dated` read; computed once a turn by the caller: each JSON result is parsed to tell)."""
     if not turns:
         return []
-    return [r.content for r in turns[-1].step.observation.results if not r.is_error and parse_json(r.content) is None]
+    return [r.content for r in turns[-1].step.observation.results if not r.is_error and not is_json(r.content)]
 
 
 def listed(tools: dict, turns: list[Turn], texts: list[str]) -> Iterable[tuple]:

@@ -22,7 +22,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from simrl.policies.features import items, parse_json, tokens
+from simrl.policies.features import is_json, items, tokens
 
 _LIST = re.compile(r":\s*([a-z][a-z0-9_]*(?: [a-z0-9_]+){0,2}(?:, (?:and )?[a-z][a-z0-9_]*(?: [a-z0-9_]+){0,2})+)\s*(?:[.;\n]|$)")
 _LINK = re.compile(r"\[([^\]]{1,80})\]\([^)\s]+\)")
@@ -91,7 +91,7 @@ def _markdown_records(text: str, cell: Callable[[str], str] = _cell) -> list[dic
 
 def records(text: str) -> list[dict[str, Any]]:
     """The records of one tool result (see the module docstring)."""
-    if parse_json(text) is not None:
+    if is_json(text):
         return list(items(text))
     return _markdown_records(text)
 
@@ -145,7 +145,7 @@ def text_answers(text: str) -> list[tuple[str, str, str]]:
     ('1990', 'year', 'founded')
     ('June 3, 2001', 'date', '')
     """
-    if parse_json(text) is not None:
+    if is_json(text):
         return []
     heading = _HEADING.search(text)
     subject = heading.group(1).strip() if heading else None

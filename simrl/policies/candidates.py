@@ -72,9 +72,9 @@ from simrl.policies.features import (
     Scalar,
     id_prefix,
     is_date,
+    is_json,
     items,
     leaves,
-    parse_json,
     prompt_values,
     shape,
     tokens,
@@ -95,6 +95,8 @@ MAX_ANSWERS = 10
 MAX_CANDIDATES = 64
 """Most candidates of a turn: recovery first, then answers, then the tools' calls taken in turn (one call of
 each tool, then a second of each, ...), so that no tool is crowded out by the tools listed before it."""
+_FLAT = (str, int, float, bool, type(None))
+"""Types :func:`~simrl.policies.action_keys.freeze` returns as they are."""
 _LITERAL = re.compile(r"'([A-Za-z_][\w-]{0,40})'")
 _MARKUP = re.compile(r"</?[A-Za-z_]\w*>")
 _EXAMPLE = re.compile(r"\{[^{}]{1,200}\}")
@@ -230,7 +232,7 @@ def _options(tool: Tool, param: str, vals: _Values) -> list[tuple[Any, str]]:
             out += [({key: v}, f"example_{key}_{k}") for k, v in vals.like(example)[:3]]
     seen, unique = set(), []
     for v, tag in out:
-        if (f := repr(_freeze(v))) not in seen:
+        if (f := repr(v) if type(v) in _FLAT else repr(_freeze(v))) not in seen:  # _freeze(v) is v for those
             seen.add(f)
             unique.append((v, tag))
     return unique[:MAX_VALUES]
@@ -340,7 +342,7 @@ def _frontier(tools: dict[str, Tool], turns: list[Turn]) -> Iterable[Keyed]:
         if not calls:
             continue
         j, last = calls[-1]
-        found = next((values for turn in reversed(turns[:j]) for text in _ok(turn) if parse_json(text) is None
+        found = next((values for turn in reversed(turns[:j]) for text in _ok(turn) if not is_json(text)
                       if last in (values := [v for k, v in leaves(text) if isinstance(v, str) and tokens(k) & tokens(p)])),
                      None)
         done = {v for _, v in calls}
@@ -348,30 +350,62 @@ def _frontier(tools: dict[str, Tool], turns: list[Turn]) -> Iterable[Keyed]:
             yield *call_action(tool.name, {p: v}), (f"tag_call_{tool.name}", f"src_{p}_frontier", "tag_frontier")
 
 
+_SIGNATURES: dict[tuple[int, int], tuple[ToolCall, Tool | None, str]] = {}
+"""Memo of :func:`_signature` by the identities of the call and tool (both kept beside it, so the ids stay theirs;
+emptied at 20,000 entries): a policy's calls are the shared candidate actions, met again turn after turn."""
+
+
 def _signature(call: ToolCall, tool: Tool | None) -> str:
     """A call without its optional scalar arguments (a cursor, a limit): the calls of one listing share it."""
+    got = _SIGNATURES.get((id(call), id(tool)))
+    if got is not None and got[0] is call and got[1] is tool:
+        return got[2]
     keep = {k: v for k, v in call.arguments.items()
             if tool is None or k in tool.required or isinstance(v, dict | list)}
-    return repr((call.name, _freeze(keep)))
+    sig = repr((call.name, _freeze(keep)))
+    if len(_SIGNATURES) >= 20_000:
+        _SIGNATURES.clear()
+    _SIGNATURES[id(call), id(tool)] = (call, tool, sig)
+    return sig
 
 
 def listing(tools: dict[str, Tool], turns: list[Turn]) -> tuple[list[dict[str, Any]], int]:
     """``(records, pages)`` of the current listing (see the module docstring); ``([], 0)`` when none."""
+    records, pages = _listing_records(_listing_texts(tools, turns))
+    return list(records), pages
+
+
+def _listing_texts(tools: dict[str, Tool], turns: list[Turn]) -> tuple[str, ...]:
+    """The successful results of the current listing's calls, its pages in turn order (``()`` when none): what its
+    records and their aggregates are a function of."""
     last = next((t for t in reversed(turns) if t.action.tool_calls and any(items(c) for c in _ok(t))), None)
     if last is None:
-        return [], 0
+        return ()
     call = last.action.tool_calls[0]
-    sig = _signature(call, tools.get(call.name))
-    records, keys, pages = [], set(), 0
-    for turn in turns:
-        if turn.action.tool_calls and _signature(turn.action.tool_calls[0], tools.get(call.name)) == sig:
-            for text in _ok(turn):
-                pages += 1
-                for k, r in _keyed_items(text):
-                    if k not in keys:
-                        keys.add(k)
-                        records.append(r)
-    return records, pages
+    tool = tools.get(call.name)
+    sig = _signature(call, tool)
+    return tuple(text for turn in turns if turn.action.tool_calls and _signature(turn.action.tool_calls[0], tool) == sig
+                 for text in _ok(turn))
+
+
+@functools.lru_cache(maxsize=2048)
+def _listing_records(texts: tuple[str, ...]) -> tuple[tuple[dict[str, Any], ...], int]:
+    """``(records, pages)`` of a listing's pages: their records, each once (the first of equal ones), in order.
+    Cached by the pages' texts: shared, do not mutate."""
+    records, keys = [], set()
+    for text in texts:
+        for k, r in _keyed_items(text):
+            if k not in keys:
+                keys.add(k)
+                records.append(r)
+    return tuple(records), len(texts)
+
+
+@functools.lru_cache(maxsize=2048)
+def _listing_aggregates(texts: tuple[str, ...]) -> tuple[tuple[Scalar, str], ...]:
+    """:func:`_aggregates` of the records of a listing's pages (none without records); cached by the pages' texts."""
+    records = list(_listing_records(texts)[0])
+    return tuple(_aggregates(records)) if records else ()
 
 
 @functools.lru_cache(maxsize=2048)
@@ -402,9 +436,9 @@ def _answers(tools: dict[str, Tool], turns: list[Turn], prompt: str) -> Iterable
     columns = asked_columns(prompt)
     if columns is not None and (table := table_answer(columns, (c for t in turns for c in _ok(t)))) is not None:
         yield *final_action(table), ("tag_answer", "tag_answer_table")
-    records, pages = listing(tools, turns)
-    state = f"tag_pages_{min(pages, 4)}"
-    for value, tag in (_aggregates(records) if records else ()):
+    texts = _listing_texts(tools, turns)
+    state = f"tag_pages_{min(len(texts), 4)}"
+    for value, tag in _listing_aggregates(texts):
         yield *final_action(str(value)), ("tag_answer", f"tag_{tag}", state)
     for text in (_ok(turns[-1]) if turns else ()):
         for v, kind, name in text_answers(text):
@@ -421,6 +455,12 @@ def candidate_actions(task_view: dict[str, str], initial: Observation, turns: li
 
 def tagged_candidates(task_view: dict[str, str], initial: Observation, turns: list[Turn]) -> list[Tagged]:
     """:func:`candidate_actions` with each candidate's tags; ``called_before`` / ``same_as_last`` added."""
+    return [(a, tags) for _, a, tags in keyed_candidates(task_view, initial, turns)]
+
+
+def keyed_candidates(task_view: dict[str, str], initial: Observation, turns: list[Turn]) -> list[Keyed]:
+    """:func:`tagged_candidates` with each candidate's :func:`~simrl.policies.action_keys.action_key` first (known
+    while they are built: a caller that needs the keys need not compute them again)."""
     tools = {t.name: t for t in _read_tools_once(initial.tools)}
     prompt = task_view.get("prompt", initial.text)
     vals = _episode_values(prompt, turns)
@@ -449,16 +489,16 @@ def tagged_candidates(task_view: dict[str, str], initial: Observation, turns: li
         add(candidate_pages.dated(tools, turns, texts, named), MAX_CANDIDATES)
     done = {action_key(t.action) for t in turns}
     last = action_key(turns[-1].action) if turns else None
-    return [(a, tags + (("tag_called_before",) if k in done else ()) + (("tag_same_as_last",) if k == last else ()))
+    return [(k, a, tags + (("tag_called_before",) if k in done else ()) + (("tag_same_as_last",) if k == last else ()))
             for k, (a, tags) in pool.items()]
 
 
 def clear_memos() -> None:
     """Forget every memoised result of candidate generation (the candidates are the same with or without them)."""
-    for memo in (_CALLS, _ALL_CALLS):
+    for memo in (_CALLS, _ALL_CALLS, _SIGNATURES):
         memo.clear()
-    _read_tools_once.cache_clear()
-    _keyed_items.cache_clear()
+    for cached in (_read_tools_once, _keyed_items, _listing_records, _listing_aggregates):
+        cached.cache_clear()
     action_keys.clear()
 
 

@@ -22,11 +22,12 @@ cached and freshly computed decisions are equal).
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from simrl.policies.candidates import action_key, tagged_candidates
+from simrl.policies.candidates import action_key, keyed_candidates
 from simrl.policies.features import Hasher, action_text, state_text
 from simrl.types import Action, Observation, Turn
 
@@ -76,6 +77,14 @@ class Decision:
         """The position of ``action`` among the candidates, -1 when it is not one of them."""
         return self.index.get(action_key(action), -1)
 
+    @functools.cached_property
+    def texts(self) -> tuple[tuple[tuple[int, ...], ...], tuple[int, ...]]:
+        """``(distinct, which)``: the distinct candidate texts' token ids in order of first appearance, and
+        for each candidate the position of its text among them (``[K]``): what a batch packs, each once."""
+        distinct: dict[tuple[int, ...], int] = {}
+        which = tuple([distinct.setdefault(c, len(distinct)) for c in self.cands])
+        return tuple(distinct), which
+
 
 @dataclass
 class DecisionCache:
@@ -91,7 +100,7 @@ class DecisionCache:
     _decisions: dict[tuple, Decision] = field(default_factory=dict)
     _turn_keys: dict[int, tuple[Turn, tuple]] = field(default_factory=dict)
     _initial_keys: dict[int, tuple[Observation, tuple]] = field(default_factory=dict)
-    _texts: dict[tuple[str, tuple[str, ...]], tuple[int, ...]] = field(default_factory=dict)
+    _texts: dict[tuple[str, tuple[str, ...]], tuple[tuple[int, ...], int]] = field(default_factory=dict)
     hits: int = 0
     misses: int = 0
 
@@ -145,21 +154,19 @@ def encode_decision(hasher: Hasher, key: tuple, task_view: dict[str, str], initi
                     turns: list[Turn], texts: dict | None = None) -> Decision:
     """Compute a :class:`Decision`: candidates, kinds and token ids of the state and of each candidate.
 
-    ``texts``: a memo of candidate token ids by (action key, tags), shared across decisions (the same call
-    with the same provenance is a candidate at many states); None: none.
+    ``texts``: a memo of each candidate's token ids and kind by (action key, tags), shared across decisions (the
+    same call with the same provenance is a candidate at many states); None: none.
     """
-    tagged = tagged_candidates(task_view, initial, turns)
+    keyed = keyed_candidates(task_view, initial, turns)
     ids, texts = hasher.ids, {} if texts is None else texts
-    keys = [action_key(a) for a, _ in tagged]
-    cands = []
-    for k, (a, tags) in zip(keys, tagged):
-        memo = (k, tags)
-        if (got := texts.get(memo)) is None:
-            got = texts[memo] = tuple(ids(action_text(a, tags)))
-        cands.append(got)
-    return Decision(key=key, actions=tuple(a for a, _ in tagged), index={k: i for i, k in enumerate(keys)},
-                    kinds=tuple(kind_of(tags) for _, tags in tagged),
-                    state=ids(state_text(task_view, initial, turns)), cands=cands)
+    cands, kinds = [], []
+    for k, a, tags in keyed:
+        if (got := texts.get((k, tags))) is None:
+            got = texts[k, tags] = (tuple(ids(action_text(a, tags))), kind_of(tags))
+        cands.append(got[0])
+        kinds.append(got[1])
+    return Decision(key=key, actions=tuple(a for _, a, _ in keyed), index={k: i for i, (k, _, _) in enumerate(keyed)},
+                    kinds=tuple(kinds), state=ids(state_text(task_view, initial, turns)), cands=cands)
 
 
 def decision_fields(d: Decision) -> dict[str, Any]:

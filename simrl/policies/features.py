@@ -135,8 +135,16 @@ def items(text: str) -> tuple[dict[str, Any], ...]:
     return tuple(r for lst in lists for r in lst if isinstance(r, dict))
 
 
+@functools.lru_cache(maxsize=2048)
+def is_json(text: str) -> bool:
+    """``parse_json(text) is not None``: whether a result is JSON (an object or an array); cached by text (the
+    candidates and features of every turn ask it of the same results again)."""
+    return parse_json(text) is not None
+
+
+@functools.lru_cache(maxsize=2048)
 def top_keys(text: str) -> dict[str, Any]:
-    """The top-level fields of a JSON object result (``{}`` for other text)."""
+    """The top-level fields of a JSON object result (``{}`` for other text). Cached by text: shared, do not mutate."""
     obj = parse_json(text)
     return obj if isinstance(obj, dict) else {}
 
@@ -193,6 +201,7 @@ def obs_flags(obs: Observation) -> list[str]:
     return list(dict.fromkeys(flags))
 
 
+@functools.lru_cache(maxsize=4096)
 def _generic(text: str) -> str:
     """``text`` with the values :func:`prompt_values` finds replaced by their kind."""
     for kind, value in sorted(prompt_values(text), key=lambda kv: -len(str(kv[1]))):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import array
 import asyncio
+import itertools
 import math
 import threading
 import zlib
@@ -76,23 +77,27 @@ class Packed:
         cols: list[int] = []
         rows: list[int] = []
         pos: list[int] = []
+        width = 0
         for b, (s, c) in enumerate(layout):
-            srow += [s] * len(c)
+            n = len(c)
+            srow += [s] * n
             cols += c
-            rows += [b] * len(c)
-            pos += range(len(c))
+            rows += [b] * n
+            pos += _RANGES[n] if n < len(_RANGES) else range(n)
+            width = max(width, n)
         return Packed(_pack(states), _pack(bags), _longs(srow), _longs(cols), _longs(rows), _longs(pos),
-                      (len(layout), max(len(c) for _, c in layout)))
+                      (len(layout), width))
+
+
+_RANGES = [tuple(range(n)) for n in range(128)]
+_PADS = [(-1,) * n for n in range(128)]
+"""``range(n)`` as tuples (what :meth:`Packed.of` appends for each row; a tuple extends a list faster)."""
 
 
 def _pack(bags: list) -> tuple[torch.Tensor, torch.Tensor]:
     """``(ids, offsets)`` of token-id bags, as ``EmbeddingBag`` takes them."""
-    offsets, flat, n = [], [], 0
-    for bag in bags:
-        offsets.append(n)
-        flat += bag
-        n += len(bag)
-    return _longs(flat), _longs(offsets)
+    lengths = list(map(len, bags))
+    return _longs(list(itertools.chain.from_iterable(bags))), _longs([0, *itertools.accumulate(lengths)][:-1])
 
 
 class _Scorer(nn.Module):
@@ -257,13 +262,19 @@ class ScorerPolicy:
         scores, computed once for any number of policies (the update's policy and its reference)."""
         states: dict[int, int] = {}
         bags: dict[tuple[int, ...], int] = {}
-        layout = [(states.setdefault(id(d), len(states)), [bags.setdefault(c, len(bags)) for c in d.cands])
-                  for d in decisions]
+        layout = []
+        for d in decisions:  # the candidate texts in order of first appearance, as over every candidate of the batch
+            distinct, which = d.texts
+            at = [bags.setdefault(c, len(bags)) for c in distinct]
+            layout.append((states.setdefault(id(d), len(states)), [at[j] for j in which]))
         unique = {id(d): d for d in decisions}
         packed = Packed.of([unique[k].state for k in states], list(bags), layout)
         width = packed.shape[1]
-        kinds = torch.tensor([[*d.kinds, *[-1] * (width - len(d.kinds))] for d in decisions], dtype=torch.long)
-        return packed, kinds
+        flat: list[int] = []
+        for d in decisions:
+            flat += d.kinds
+            flat += _PADS[width - len(d.kinds)] if width - len(d.kinds) < len(_PADS) else [-1] * (width - len(d.kinds))
+        return packed, _longs(flat).view(len(decisions), width)
 
     def _scores(self, decisions: list[Decision], batch: tuple[Packed, torch.Tensor] | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:

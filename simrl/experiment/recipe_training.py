@@ -199,7 +199,7 @@ class WarmStart(BaseModel):
 
     Only episodes that met no edge case (no result page beyond the first, no fault) are demonstrations,
     spread evenly over the task templates: the warm start teaches the tools, not the recovery skills an
-    ablation compares (:func:`simrl.trainers.embedded.warm_start`).
+    ablation compares (:func:`simrl.trainers.warm_start.warm_start`).
     """
 
     model_config = STRICT

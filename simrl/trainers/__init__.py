@@ -5,7 +5,8 @@
   ``summary.json`` (``finish_run``). No trainer imports another trainer's module.
 * :mod:`simrl.trainers.embedded` — ``trainer.kind: embedded``: GRPO on CPU for the scorer policy
   (:mod:`simrl.policies.scorer`), one file: group-relative advantages over ``group_size`` episodes of the
-  same task, environment failures excluded from the signal, checkpoints and resume.
+  same task, environment failures excluded from the signal, checkpoints and resume (+ :mod:`simrl.trainers.credit`,
+  its advantages, and :mod:`simrl.trainers.warm_start`, its warm start and the pool its tasks are drawn from).
 * :mod:`simrl.trainers.trl` (+ :mod:`simrl.trainers.trl_rollout`) — ``trainer.kind: trl``: an LLM policy
   (:class:`~simrl.policies.hf_policy.HFPolicy`) trained by TRL's GRPO on one node.
 * :mod:`simrl.trainers.verl` — ``trainer.kind: verl``: a verl job folder per run (datasets, tool config,

@@ -22,7 +22,7 @@ from simrl.policies.records_expert import RecordsExpert
 from simrl.policies.scorer import RandomCandidatePolicy, ScorerPolicy
 from simrl.records.server import Faults, fault_plan
 from simrl.rollout import rollout
-from simrl.trainers.embedded import stratified, warm_start
+from simrl.trainers.warm_start import stratified, warm_start
 from simrl.world import load_tasks
 from tests.trainers.test_embedded import TINY
 
@@ -127,7 +127,7 @@ def test_training_pool_repeats_each_train_task_by_its_properties(tiny_world):
     """budget.task_weights: a task enters the pool prod(weight) times over its properties, read off the expert's
     real-environment episode (multi_page where the gold spans several pages); none: the task list itself."""
     from simrl.reward.task import is_records_write
-    from simrl.trainers.embedded import training_pool
+    from simrl.trainers.warm_start import training_pool
 
     tasks = load_tasks(tiny_world, type="records")
     plain = parse_recipe(TINY)

@@ -136,6 +136,9 @@ class PerturbedEnv(Wrapper):
         self.control_retries = control_retries
         self.compliance: dict[str, dict[str, int]] = {}
         self.schedule, self.seed, self.mode = schedule, seed, mode
+        self._entries = [(kind, entry, schedule.perturbation(kind)) for kind, entry in schedule.perturbations.items()]
+        self._rates_at: float | None = None
+        self._rates_now: list[float] = []
         self.set_progress(progress)
         self._state, self._schemas = EpisodeState(), {}
         self._episode_seed, self._turn = 0, 0
@@ -180,7 +183,8 @@ class PerturbedEnv(Wrapper):
         if run:
             if self.mode == "control":
                 self._send_control([plans[i] for i in run])
-            inner = await self.env.step(action.model_copy(update={"tool_calls": [action.tool_calls[i] for i in run]}))
+            inner = await self.env.step(action if len(run) == len(plans) else  # every call runs: the action as it is
+                                        action.model_copy(update={"tool_calls": [action.tool_calls[i] for i in run]}))
             if len(inner.observation.results) != len(run):  # the step did not run the calls (episode over, ...)
                 return inner
             controls = [c for c in inner.info.get("control", []) if isinstance(c, dict)]
@@ -300,24 +304,34 @@ class PerturbedEnv(Wrapper):
 
         One uniform number per schedule entry, in schedule order, from the call's seeded generator;
         a type is drawn when its number is below its rate and the call is in its scope; when
-        several are, one of them is picked with the same generator.
+        several are, one of them is picked with the same generator. (The generator is made only when a type
+        could be drawn: a call exempt, cooling down or past the cap, or rates all 0, draws nothing either way.)
         """
-        rng = random.Random(int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big"))
-        draws = [(kind, rng.random()) for kind in self.schedule.perturbations]
-        exempt = fmt.call_key(call.name, call.arguments)
         cooling = self._tick(call.name)
-        if exempt in self._state.exempt:
-            self._state.exempt.discard(exempt)
+        exempt = self._state.exempt
+        if exempt and (called := fmt.call_key(call.name, call.arguments)) in exempt:
+            exempt.discard(called)
             return None
         total = self.schedule.max_per_episode
         if cooling or (total is not None and self._total >= total):
             return None
-        drawn = [kind for kind, u in draws if u < self.schedule.perturbations[kind].rate.at(self.progress)
-                 and self._eligible(kind, call, turn)]
+        rates = self._rates()
+        if not any(rate > 0 for rate in rates):  # a uniform number in [0, 1) is below none of them
+            return None
+        rng = random.Random(int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big"))
+        draws = [rng.random() for _ in rates]
+        drawn = [kind for (kind, entry, p), u, rate in zip(self._entries, draws, rates)
+                 if u < rate and self._eligible(kind, entry, p, call, turn)]
         return drawn[rng.randrange(len(drawn))] if drawn else None
 
-    def _eligible(self, kind: PerturbationType, call: ToolCall, turn: int) -> bool:
-        entry, p = self.schedule.perturbations[kind], self.schedule.perturbation(kind)
+    def _rates(self) -> list[float]:
+        """Each schedule entry's rate at :attr:`progress` (read once per progress)."""
+        if self._rates_at != self.progress:
+            self._rates_now = [entry.rate.at(self.progress) for _, entry, _ in self._entries]
+            self._rates_at = self.progress
+        return self._rates_now
+
+    def _eligible(self, kind: PerturbationType, entry: Any, p: Perturbation, call: ToolCall, turn: int) -> bool:
         if not entry.targets(call.name, self.env_id, turn):
             return False
         if entry.max_per_episode is not None and self._counts.get(kind.value, 0) >= entry.max_per_episode:

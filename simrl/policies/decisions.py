@@ -99,6 +99,7 @@ class DecisionCache:
     max_entries: int = MAX_ENTRIES
     _decisions: dict[tuple, Decision] = field(default_factory=dict)
     _turn_keys: dict[int, tuple[Turn, tuple]] = field(default_factory=dict)
+    _prefix_keys: dict[int, tuple[tuple[Turn, ...], tuple]] = field(default_factory=dict)
     _initial_keys: dict[int, tuple[Observation, tuple]] = field(default_factory=dict)
     _texts: dict[tuple[str, tuple[str, ...]], tuple[tuple[int, ...], int]] = field(default_factory=dict)
     hits: int = 0
@@ -108,6 +109,7 @@ class DecisionCache:
         """Forget every decision (and the objects the keys were read from)."""
         self._decisions.clear()
         self._turn_keys.clear()
+        self._prefix_keys.clear()
         self._initial_keys.clear()  # the candidate texts' memo holds no episode object: it stays (bounded in get)
 
     def _turn_key(self, turn: Turn) -> tuple:
@@ -128,10 +130,28 @@ class DecisionCache:
         self._initial_keys[id(initial)] = (initial, key)
         return key
 
+    def _turns_key(self, turns: list[Turn]) -> tuple:
+        """``tuple(self._turn_key(t) for t in turns)``, extended from the key of ``turns[:-1]`` when that was asked
+        (an episode asks turn after turn; the update asks again): remembered by the last turn with the turns it
+        ended (compared by identity, C-level; they are kept alive beside it)."""
+        if not turns:
+            return ()
+        objs = tuple(turns)
+        got = self._prefix_keys.get(id(objs[-1]))
+        if got is not None and got[0] == objs:
+            return got[1]
+        prev = self._prefix_keys.get(id(objs[-2])) if len(objs) > 1 else None
+        if prev is not None and prev[0] == objs[:-1]:
+            key = prev[1] + (self._turn_key(objs[-1]),)
+        else:
+            key = tuple(self._turn_key(t) for t in objs)
+        self._prefix_keys[id(objs[-1])] = (objs, key)
+        return key
+
     def key(self, task_view: dict[str, str], initial: Observation, turns: list[Turn]) -> tuple:
         """The identity of a decision point (the anchor state of GiGPO)."""
         return (task_view.get("type", ""), task_view.get("prompt", ""), self._initial_key(initial),
-                tuple(self._turn_key(t) for t in turns))
+                self._turns_key(turns))
 
     def get(self, task_view: dict[str, str], initial: Observation, turns: list[Turn]) -> Decision:
         """The decision at this state, from the cache or computed (and cached)."""

@@ -100,6 +100,14 @@ def _pack(bags: list) -> tuple[torch.Tensor, torch.Tensor]:
     return _longs(list(itertools.chain.from_iterable(bags))), _longs([0, *itertools.accumulate(lengths)][:-1])
 
 
+def _head(head: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """``head(x)`` for the ``Linear, Tanh, Linear`` heads of :class:`_Scorer`: the same operations on the same
+    tensors as the modules' ``forward`` (``F.linear``, ``torch.tanh``), without three module calls' overhead."""
+    first, _, second = head
+    return nn.functional.linear(torch.tanh(nn.functional.linear(x, first.weight, first.bias)), second.weight,
+                                second.bias)
+
+
 class _Scorer(nn.Module):
     """The two encoders: ``EmbeddingBag(buckets, dim, mean)`` + MLP for states and for actions."""
 
@@ -133,8 +141,8 @@ class _Scorer(nn.Module):
 
     def score_packed(self, packed: Packed) -> torch.Tensor:
         """:meth:`score_indexed` of inputs packed once (:meth:`Packed.of`), e.g. for two policies."""
-        f = self.state_head(self._bag(self.state_bag, *packed.states))                     # [S, dim]
-        g = self.action_head(self._bag(self.action_bag, *packed.bags))                     # [U, dim]
+        f = _head(self.state_head, self._bag(self.state_bag, *packed.states))              # [S, dim]
+        g = _head(self.action_head, self._bag(self.action_bag, *packed.bags))              # [U, dim]
         raw = (f[packed.srow] * g[packed.cols]).sum(-1)                                    # [N]
         out = raw.new_full(packed.shape, float("-inf"))
         return out.index_put((packed.rows, packed.pos), raw)
@@ -303,14 +311,15 @@ class ScorerPolicy:
         if eps == 0:
             return logp
         real = torch.isfinite(scores)
-        finite = logp.masked_fill(~real, _NEG)  # no inf - inf anywhere, so no NaN in the backward pass either
-        member = torch.nn.functional.one_hot(kinds.clamp(min=0), len(KINDS)).bool() & real.unsqueeze(2)  # [B, K, C]
+        padding, kind = ~real, kinds.clamp(min=0)
+        finite = logp.masked_fill(padding, _NEG)  # no inf - inf anywhere, so no NaN in the backward pass either
+        member = torch.nn.functional.one_hot(kind, len(KINDS)).bool() & real.unsqueeze(2)               # [B, K, C]
         per_kind = torch.logsumexp(finite.unsqueeze(2).masked_fill(~member, _NEG), dim=1)                # [B, C]
         present = member.any(1).sum(1, keepdim=True).clamp(min=1)                                        # [B, 1]
-        own = per_kind.gather(1, kinds.clamp(min=0))                                                     # [B, K]
+        own = per_kind.gather(1, kind)                                                                   # [B, K]
         explore = math.log(eps) - torch.log(present.float()) + finite - own
         mixed = torch.logaddexp(math.log1p(-eps) + finite, explore)
-        return mixed.masked_fill(~real, float("-inf"))
+        return mixed.masked_fill(padding, float("-inf"))
 
     def _generator(self, turn: int) -> torch.Generator:
         """The draw's generator: inside an episode (:data:`simrl.rollout.EPISODE_SEED`), one derived from the

@@ -29,6 +29,7 @@ checkpoints load either way.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -91,6 +92,12 @@ class RowSparseAdam(torch.optim.Adam):
         grad.index_copy_(0, rows, values)
         self._pending[table] = rows
         table.grad = grad
+
+    def rows_of(self, table: nn.Parameter) -> torch.Tensor | None:
+        """The rows of ``table.grad`` given by :meth:`set_rows` (every other row is exactly +0), or None when the
+        table's gradient is not the one set by rows."""
+        rows = self._pending.get(table)
+        return rows if rows is not None and table.grad is self._grads.get(table) else None
 
     def _clear(self, table: nn.Parameter) -> None:
         rows = self._pending.pop(table, None)
@@ -186,3 +193,40 @@ def make_adam(params: Iterable[Any], lr: float, tables: Iterable[nn.Parameter] =
     """Adam for the scorer policy (fused where this torch build has the CPU kernel, which is much faster on the
     embedding tables), stepping ``tables`` row by row (:class:`RowSparseAdam`)."""
     return RowSparseAdam(params, lr=lr, tables=tables)
+
+
+@torch.no_grad()
+def clip_grad_norm_(params: Iterable[nn.Parameter], max_norm: float, optimizer: RowSparseAdam | None = None
+                    ) -> torch.Tensor:
+    """``torch.nn.utils.clip_grad_norm_(params, max_norm)`` (2-norm), bitwise, scaling a table's gradient given by
+    rows (:meth:`RowSparseAdam.set_rows` of ``optimizer``) on those rows only.
+
+    The total norm is torch's own (:func:`torch.nn.utils.get_total_norm` of the dense gradients); the scale is
+    ``min(max_norm / (norm + 1e-6), 1)`` as torch computes it. Scaling is one multiplication per element, so the
+    rows scaled alone get the numbers the whole tensor would; every other row of such a gradient is +0, which a
+    finite scale >= 0 leaves +0 (any other scale, a NaN norm's, is applied to every element as torch does). What
+    this saves is the pass over the 32,768 x 64 tables' zeros at every step.
+
+    Returns:
+        The total norm (a 0-dim tensor), as torch returns it.
+    """
+    params = [p for p in params if p.grad is not None]
+    if optimizer is None:
+        return torch.nn.utils.clip_grad_norm_(params, max_norm)
+    total = torch.nn.utils.get_total_norm([p.grad for p in params], 2.0, False, None)
+    if not params:
+        return total
+    coef = torch.clamp(float(max_norm) / (total + 1e-6), max=1.0)
+    if not 0.0 <= float(coef) < math.inf:
+        torch.nn.utils.clip_grads_with_norm_(params, max_norm, total)
+        return total
+    dense = []
+    for p in params:
+        rows = optimizer.rows_of(p)
+        if rows is None:
+            dense.append(p.grad)
+        else:
+            p.grad.index_copy_(0, rows, p.grad.index_select(0, rows).mul_(coef))
+    if dense:
+        torch._foreach_mul_(dense, coef)
+    return total

@@ -86,7 +86,7 @@ def grpo_update(policy: Any, optimizer: Any, trajs: list, advantages: list[list[
     """
     import torch
 
-    from simrl.policies.sparse_rows import RowGrads, RowSparseAdam
+    from simrl.policies.sparse_rows import RowGrads, RowSparseAdam, clip_grad_norm_
 
     out: dict[str, float | None] = {"loss": 0.0, "grad_norm": 0.0, "coverage": None, "entropy": None,
                                     "kl_warm_start": None}
@@ -123,7 +123,7 @@ def grpo_update(policy: Any, optimizer: Any, trajs: list, advantages: list[list[
     loss.backward()
     if rows is not None:
         rows.into()
-    norm = torch.nn.utils.clip_grad_norm_(policy.module.parameters(), grad_clip)
+    norm = clip_grad_norm_(policy.module.parameters(), grad_clip, optimizer if rows is not None else None)
     optimizer.step()
     out["loss"], out["grad_norm"] = float(loss.detach()), float(norm)
     return out

@@ -12,7 +12,7 @@ from torch import nn
 
 from simrl.envs.base import make
 from simrl.policies.scorer import ScorerPolicy
-from simrl.policies.sparse_rows import RowGrads, RowSparseAdam, make_adam
+from simrl.policies.sparse_rows import RowGrads, RowSparseAdam, clip_grad_norm_, make_adam
 from simrl.rollout import rollout
 from simrl.trainers.embedded import grpo_update
 from simrl.world import load_tasks
@@ -62,6 +62,29 @@ def test_row_sparse_adam_is_bitwise_dense_adam_over_many_steps():
         sparse.step()
         _assert_same(dense, sparse, dense_params, sparse_params)
     assert sparse.state_dict()["param_groups"] == dense.state_dict()["param_groups"]
+
+
+@pytest.mark.parametrize("max_norm", [0.05, 1e6, float("nan")])
+def test_clipping_by_rows_is_bitwise_torchs_clipping(max_norm):
+    """Norm and clipped gradients as torch.nn.utils.clip_grad_norm_ gives them, over tables given by rows (after
+    earlier steps, so the persistent gradients held other rows before) and a dense parameter; scaled down,
+    left as they are (scale 1), and a NaN scale (applied everywhere, as torch does)."""
+    dense_params, sparse_params = _params(5), _params(5)
+    sparse = RowSparseAdam(sparse_params, lr=0.01, tables=sparse_params[:-1])
+    rng, gen = random.Random(5), torch.Generator().manual_seed(5)
+    for _ in range(3 if max_norm == max_norm else 1):  # NaN: once (a NaN gradient stays in the persistent one)
+        for table, dense_table, (n, d) in zip(sparse_params, dense_params, SHAPES):
+            rows, values = _sparse_grad(rng, gen, n, d)
+            dense_table.grad = torch.zeros(n, d).index_copy_(0, rows, values)
+            sparse.set_rows(table, rows, values)
+        g = torch.randn(5, 3, generator=gen)
+        dense_params[-1].grad, sparse_params[-1].grad = g.clone(), g.clone()
+        want = torch.nn.utils.clip_grad_norm_(dense_params, max_norm)
+        got = clip_grad_norm_(sparse_params, max_norm, sparse)
+        assert torch.equal(want, got) or (want.isnan() and got.isnan())
+        for a, b in zip(dense_params, sparse_params):
+            assert torch.equal(a.grad, b.grad) or torch.equal(a.grad.isnan(), b.grad.isnan())
+        sparse.step()
 
 
 def test_a_resumed_row_sparse_adam_continues_as_dense_adam():

@@ -22,6 +22,7 @@ cached and freshly computed decisions are equal).
 
 from __future__ import annotations
 
+import array
 import functools
 import json
 from dataclasses import dataclass, field
@@ -64,6 +65,8 @@ class Decision:
         kinds: ``[K]`` index in :data:`KINDS` of each candidate.
         state: token ids of the state text (:func:`~simrl.policies.features.state_text`).
         cands: ``[K]`` token ids of each candidate's text (:func:`~simrl.policies.features.action_text`).
+        cand_bytes: ``[K]`` the same ids as int64 bytes (``array("q", ids).tobytes()``; one shared object per text,
+            its hash computed once), what a batch packs.
     """
 
     key: tuple
@@ -72,18 +75,25 @@ class Decision:
     kinds: tuple[int, ...]
     state: list[int]
     cands: list[tuple[int, ...]]
+    cand_bytes: list[bytes]
 
     def target(self, action: Action) -> int:
         """The position of ``action`` among the candidates, -1 when it is not one of them."""
         return self.index.get(action_key(action), -1)
 
     @functools.cached_property
-    def texts(self) -> tuple[tuple[tuple[int, ...], ...], tuple[int, ...]]:
-        """``(distinct, which)``: the distinct candidate texts' token ids in order of first appearance, and
-        for each candidate the position of its text among them (``[K]``): what a batch packs, each once."""
-        distinct: dict[tuple[int, ...], int] = {}
-        which = tuple([distinct.setdefault(c, len(distinct)) for c in self.cands])
+    def texts(self) -> tuple[tuple[bytes, ...], tuple[int, ...]]:
+        """``(distinct, which)``: the distinct candidate texts' token ids (as :attr:`cand_bytes`) in order of first
+        appearance, and for each candidate the position of its text among them (``[K]``): what a batch packs, each
+        once. Equal bytes are equal ids (int64, one-to-one)."""
+        distinct: dict[bytes, int] = {}
+        which = tuple([distinct.setdefault(c, len(distinct)) for c in self.cand_bytes])
         return tuple(distinct), which
+
+    @functools.cached_property
+    def state_bytes(self) -> bytes:
+        """:attr:`state` as int64 bytes (``array("q", state).tobytes()``)."""
+        return array.array("q", self.state).tobytes()
 
 
 @dataclass
@@ -101,7 +111,7 @@ class DecisionCache:
     _turn_keys: dict[int, tuple[Turn, tuple]] = field(default_factory=dict)
     _prefix_keys: dict[int, tuple[tuple[Turn, ...], tuple]] = field(default_factory=dict)
     _initial_keys: dict[int, tuple[Observation, tuple]] = field(default_factory=dict)
-    _texts: dict[tuple[str, tuple[str, ...]], tuple[tuple[int, ...], int]] = field(default_factory=dict)
+    _texts: dict[tuple[str, tuple[str, ...]], tuple[tuple[int, ...], int, bytes]] = field(default_factory=dict)
     hits: int = 0
     misses: int = 0
 
@@ -179,14 +189,17 @@ def encode_decision(hasher: Hasher, key: tuple, task_view: dict[str, str], initi
     """
     keyed = keyed_candidates(task_view, initial, turns)
     ids, texts = hasher.ids, {} if texts is None else texts
-    cands, kinds = [], []
+    cands, packed, kinds = [], [], []
     for k, a, tags in keyed:
         if (got := texts.get((k, tags))) is None:
-            got = texts[k, tags] = (tuple(ids(action_text(a, tags))), kind_of(tags))
+            token_ids = tuple(ids(action_text(a, tags)))
+            got = texts[k, tags] = (token_ids, kind_of(tags), array.array("q", token_ids).tobytes())
         cands.append(got[0])
         kinds.append(got[1])
+        packed.append(got[2])
     return Decision(key=key, actions=tuple(a for _, a, _ in keyed), index={k: i for i, (k, _, _) in enumerate(keyed)},
-                    kinds=tuple(kinds), state=ids(state_text(task_view, initial, turns)), cands=cands)
+                    kinds=tuple(kinds), state=ids(state_text(task_view, initial, turns)), cands=cands,
+                    cand_bytes=packed)
 
 
 def decision_fields(d: Decision) -> dict[str, Any]:

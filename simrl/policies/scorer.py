@@ -73,6 +73,16 @@ class Packed:
     @staticmethod
     def of(states: list[list[int]], bags: list[tuple[int, ...]], layout: list[tuple[int, list[int]]]) -> Packed:
         """Pack the inputs of :meth:`_Scorer.score_indexed`."""
+        return Packed._of(_pack(states), _pack(bags), layout)
+
+    @staticmethod
+    def of_bytes(states: list[bytes], bags: list[bytes], layout: list[tuple[int, list[int]]]) -> Packed:
+        """:meth:`of` of token ids given as their int64 bytes (``array("q", ids).tobytes()``): the same tensors."""
+        return Packed._of(_pack_bytes(states), _pack_bytes(bags), layout)
+
+    @staticmethod
+    def _of(states: tuple[torch.Tensor, torch.Tensor], bags: tuple[torch.Tensor, torch.Tensor],
+            layout: list[tuple[int, list[int]]]) -> Packed:
         srow: list[int] = []
         cols: list[int] = []
         rows: list[int] = []
@@ -85,8 +95,7 @@ class Packed:
             rows += [b] * n
             pos += _RANGES[n] if n < len(_RANGES) else range(n)
             width = max(width, n)
-        return Packed(_pack(states), _pack(bags), _longs(srow), _longs(cols), _longs(rows), _longs(pos),
-                      (len(layout), width))
+        return Packed(states, bags, _longs(srow), _longs(cols), _longs(rows), _longs(pos), (len(layout), width))
 
 
 _RANGES = [tuple(range(n)) for n in range(128)]
@@ -98,6 +107,13 @@ def _pack(bags: list) -> tuple[torch.Tensor, torch.Tensor]:
     """``(ids, offsets)`` of token-id bags, as ``EmbeddingBag`` takes them."""
     lengths = list(map(len, bags))
     return _longs(list(itertools.chain.from_iterable(bags))), _longs([0, *itertools.accumulate(lengths)][:-1])
+
+
+def _pack_bytes(bags: list[bytes]) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_pack` of bags given as the int64 bytes of their ids (joined, not converted id by id)."""
+    flat = b"".join(bags)
+    ids = torch.frombuffer(bytearray(flat), dtype=torch.long) if flat else torch.zeros(0, dtype=torch.long)
+    return ids, _longs([0, *itertools.accumulate(len(b) >> 3 for b in bags)][:-1])
 
 
 def _head(head: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
@@ -269,14 +285,14 @@ class ScorerPolicy:
         (:class:`Packed`), and the kind of each candidate ``[B, K]`` (-1 padding): what :meth:`decision_log_probs`
         scores, computed once for any number of policies (the update's policy and its reference)."""
         states: dict[int, int] = {}
-        bags: dict[tuple[int, ...], int] = {}
+        bags: dict[bytes, int] = {}
         layout = []
         for d in decisions:  # the candidate texts in order of first appearance, as over every candidate of the batch
-            distinct, which = d.texts
+            distinct, which = d.texts  # (their ids as shared bytes objects: hashed once)
             at = [bags.setdefault(c, len(bags)) for c in distinct]
             layout.append((states.setdefault(id(d), len(states)), [at[j] for j in which]))
         unique = {id(d): d for d in decisions}
-        packed = Packed.of([unique[k].state for k in states], list(bags), layout)
+        packed = Packed.of_bytes([unique[k].state_bytes for k in states], list(bags), layout)
         width = packed.shape[1]
         flat: list[int] = []
         for d in decisions:

@@ -222,7 +222,8 @@ class RecordStore(RecordWrites):
         more = len(rows) > size
         rows = rows[:size]
         next_cursor = encode_cursor(rows[-1]["id"], rows[-1]["_row"], query) if more else None
-        return {RECORDS: [self._record(table, r) for r in rows], NEXT_CURSOR: next_cursor, TOTAL: total}
+        keys = rows[0].keys() if rows else None
+        return {RECORDS: [self._record(table, r, keys) for r in rows], NEXT_CURSOR: next_cursor, TOTAL: total}
 
     def get(self, record_id: str) -> Record:
         """The record ``record_id`` (for a relation id with several rows, the latest one).
@@ -251,9 +252,9 @@ class RecordStore(RecordWrites):
         pattern = name.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         folded = name.strip().casefold()
         hits: list[Record] = []
-        for r in self._conn.execute(_names_query(tuple(tables)), [pattern]).fetchall():
-            hits.append({"id": r["id"], "type": entity_type_of(r["id"]), "name": r["name"],
-                         "match": "exact" if r["name"].casefold() == folded else "prefix"})
+        for found, found_name in self._conn.execute(_names_query(tuple(tables)), [pattern]).fetchall():
+            hits.append({"id": found, "type": entity_type_of(found), "name": found_name,
+                         "match": "exact" if found_name.casefold() == folded else "prefix"})
         hits.sort(key=lambda h: (h["match"] != "exact", h["id"]))  # ids are unique: one order, whatever the query's
         size = min(self.page_size if limit is None else max(1, int(limit)), MAX_PAGE_SIZE)
         return {RECORDS: hits[:size], TOTAL: len(hits)}
@@ -298,8 +299,11 @@ class RecordStore(RecordWrites):
                 args.append(value)
         return where, args
 
-    def _record(self, table: str, row: sqlite3.Row) -> Record:
-        data = {k: row[k] for k in row.keys() if k != "_row"}
+    def _record(self, table: str, row: sqlite3.Row, keys: list[str] | None = None) -> Record:
+        """A row as a record: ``id``, ``type``, then the other columns in table order (``_row`` left out).
+        ``keys``: ``row.keys()``, when known (the same for every row of a query)."""
+        data = dict(zip(row.keys() if keys is None else keys, row))
+        data.pop("_row", None)
         kind = entity_type_of(data["id"]) if table not in LINKS else table
         return {"id": data.pop("id"), "type": kind, **data}
 

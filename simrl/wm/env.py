@@ -197,9 +197,10 @@ class WorldModelEnv(Environment):
         if self.sampling.temperature > 0 and self.sampling.seed is None:
             self._sampling = self.sampling.model_copy(update={"seed": seed})
         await self._truth.open(task, seed)
-        instruction = oracle.instructions_of(self.world).get(task.task_id) if self.world else None
-        self._system = prompts.system_prompt(self._adapter, self.tools, instruction, self.template)
-        self._secrets = episode_secrets(task, instruction, self.tools)
+        if self.backend != "oracle":  # what a world model is prompted with and guarded by (the oracle reads neither)
+            instruction = oracle.instructions_of(self.world).get(task.task_id) if self.world else None
+            self._system = prompts.system_prompt(self._adapter, self.tools, instruction, self.template)
+            self._secrets = episode_secrets(task, instruction, self.tools)
         return Observation(text=task.policy_view()["prompt"], tools=self.tools)
 
     async def step(self, action: Action) -> Step:

@@ -58,7 +58,8 @@ if split:
         return wrapper
     import simrl.policies.decisions as dec, simrl.policies.features as feat, simrl.trainers.embedded as emb
     import simrl.policies.scorer as sc
-    dec.tagged_candidates = timed("candidates", dec.tagged_candidates)
+    gen = "keyed_candidates" if hasattr(dec, "keyed_candidates") else "tagged_candidates"  # what decisions calls
+    setattr(dec, gen, timed("candidates", getattr(dec, gen)))
     dec.state_text = timed("encoding", dec.state_text)
     dec.action_text = timed("encoding", dec.action_text)
     feat.Hasher.ids = timed("encoding", feat.Hasher.ids)

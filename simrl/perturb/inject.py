@@ -136,7 +136,7 @@ class PerturbedEnv(Wrapper):
         self.control_retries = control_retries
         self.compliance: dict[str, dict[str, int]] = {}
         self.schedule, self.seed, self.mode = schedule, seed, mode
-        self._entries = [(kind, entry, schedule.perturbation(kind)) for kind, entry in schedule.perturbations.items()]
+        self._entries = schedule.entries()
         self._rates_at: float | None = None
         self._rates_now: list[float] = []
         self.set_progress(progress)

@@ -224,6 +224,7 @@ class Schedule(BaseModel):
     perturbations: dict[PerturbationType, Entry] = Field(
         default_factory=dict, description="Perturbation type -> how it is applied (see `simrl perturb types`).")
     _built: dict[PerturbationType, Perturbation] = PrivateAttr(default_factory=dict)
+    _entries: dict[int, list[tuple[PerturbationType, Entry, Perturbation]]] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _build(self) -> Schedule:
@@ -244,6 +245,15 @@ class Schedule(BaseModel):
     def perturbation(self, kind: PerturbationType | str) -> Perturbation:
         """The configured perturbation of ``kind`` (built from its ``params``)."""
         return self._built[PerturbationType(kind)]
+
+    def entries(self) -> list[tuple[PerturbationType, Entry, Perturbation]]:
+        """``(type, entry, perturbation)`` of each schedule entry, in schedule order (made once per schedule; do not
+        mutate)."""
+        got = self._entries.get(id(self.perturbations))  # by the mapping read (a copy may share this memo)
+        if got is None:
+            got = self._entries[id(self.perturbations)] = [(kind, entry, self.perturbation(kind))
+                                                           for kind, entry in self.perturbations.items()]
+        return got
 
     def rates(self, progress: float) -> dict[str, float]:
         """Type -> rate at training ``progress``, in the schedule's order."""

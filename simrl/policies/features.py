@@ -161,7 +161,22 @@ def shape(value: Any) -> str:
         return str(value).lower()
     if isinstance(value, int | float):
         return "number"
+    if type(value) is str and (known := _SHAPES.get(value)) is not None:
+        return known
     text = str(value)
+    kind = _text_shape(text)
+    if type(value) is str:
+        if len(_SHAPES) >= 100_000:
+            _SHAPES.clear()
+        _SHAPES[value] = kind
+    return kind
+
+
+_SHAPES: dict[str, str] = {}
+"""Memo of :func:`shape` of strings (values recur turn after turn; emptied at 100,000 entries)."""
+
+
+def _text_shape(text: str) -> str:
     if _ISO_DATE.fullmatch(text):
         return "date"
     if (m := _ID.match(text)) is not None:

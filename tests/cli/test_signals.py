@@ -42,6 +42,13 @@ def test_sigterm_keeps_finished_episodes_and_removes_temporary_files(tiny_world,
     assert not [p.name for p in tmp.iterdir() if p.name.startswith("simrl-")]
 
 
+def _default_sigint() -> None:
+    """In the child before exec: SIGINT at its default, whatever this process inherited. A command started in the
+    background by a shell without job control (``cmd &``) ignores SIGINT, its children inherit that, and `simrl`
+    keeps an inherited ignore on purpose (as ``nohup`` does), so a Ctrl-C test would see no stop at all."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
 def test_a_stop_while_a_worker_thread_prepares_the_evaluation_set_ends_train_at_once(tmp_path, signum):
     """The evaluation set is prepared in a worker thread (asyncio.to_thread), which asyncio.run waits for on the
@@ -53,7 +60,8 @@ def test_a_stop_while_a_worker_thread_prepares_the_evaluation_set_ends_train_at_
     with err.open("wb") as sink:
         proc = subprocess.Popen([sys.executable, "-m", "simrl.cli.main", "train", "quickstart", "--arm", "real",
                                  "--seed", "0", "--out", str(tmp_path / "out"), *(a for s in sets for a in ("--set", s))],
-                                env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL, stderr=sink)
+                                env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL, stderr=sink,
+                                preexec_fn=_default_sigint)
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and proc.poll() is None and b"step 0/1" not in err.read_bytes():
             time.sleep(0.1)

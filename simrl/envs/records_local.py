@@ -35,6 +35,7 @@ from simrl.envs.mcp_env import tool_schema
 from simrl.envs.registry import render_tagged
 from simrl.envs.truth import base_records
 from simrl.errors import SimrlError
+from simrl.memo import resolved
 from simrl.records.store import MAX_PAGE_SIZE, RecordStore
 from simrl.types import Action, Observation, Step, ToolCall, ToolResult
 from simrl.world.schema import Task
@@ -174,7 +175,7 @@ class LocalRecordsEnv(Environment):
             raise SimrlError(f"fault_rate must be in [0, 1], got {fault_rate}")
         if page_size is not None and not 1 <= page_size <= MAX_PAGE_SIZE:
             raise SimrlError(f"page_size must be in [1, {MAX_PAGE_SIZE}], got {page_size}")
-        self.world = Path(world).resolve()
+        self.world = resolved(world)  # once per path and process (resolving stats every part of it)
         load_manifest(self.world)
         self.fault_rate, self.seed, self.page_size = fault_rate, seed, page_size
         self.tools: list[dict[str, Any]] = []

@@ -365,14 +365,34 @@ def check_options(env_id: str, factory: Callable[..., Any], options: dict[str, A
     Raises:
         SimrlError: an option the factory does not take, or a required one missing (the caller's input).
     """
-    try:
-        signature = inspect.signature(factory)
-    except (TypeError, ValueError):  # a callable without a signature (a builtin): the factory checks
+    signature = _signature(factory)
+    if signature is None:  # a callable without a signature (a builtin): the factory checks
         return
     try:
         signature.bind(**options)
     except TypeError as err:
         raise SimrlError(f"environment {env_id!r} cannot be made with options {sorted(options)}: {err}") from None
+
+
+def _signature(factory: Callable[..., Any]) -> inspect.Signature | None:
+    """``inspect.signature(factory)``, once per factory (environments are made at every episode), or None when it
+    has none."""
+    try:
+        key = (factory, getattr(factory, "__signature__", None))
+        got = _SIGNATURES.get(key, _SIGNATURES)
+    except TypeError:  # an unhashable callable: not remembered
+        key, got = None, _SIGNATURES
+    if got is _SIGNATURES:
+        try:
+            got = inspect.signature(factory)
+        except (TypeError, ValueError):
+            got = None
+        if key is not None:
+            _SIGNATURES[key] = got
+    return got  # type: ignore[return-value]
+
+
+_SIGNATURES: dict[Any, Any] = {}
 
 
 def wm_adapter_of(env_spec: EnvSpec) -> WorldModelAdapter | None:

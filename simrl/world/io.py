@@ -21,6 +21,7 @@ import yaml
 
 from simrl import __version__
 from simrl.errors import SimrlError
+from simrl.memo import resolved
 from simrl.world.schema import CheckReport, Document, Manifest, SimulationInstruction, Task
 
 _TASK_COLUMNS = ("task_id", "type", "split", "prompt", "gold", "evidence", "hops", "difficulty", "template")
@@ -156,7 +157,7 @@ def _matches(path: Path, digest: str) -> bool:
         st = path.stat()
     except OSError:
         return False
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, digest)
+    key = (str(resolved(path)), st.st_size, st.st_mtime_ns, digest)  # (resolved once per path: stats every part)
     if key not in _intact:
         _intact[key] = _sha256(path) == digest
     return _intact[key]

@@ -43,6 +43,16 @@ def _assert_same(opt_a: torch.optim.Optimizer, opt_b: torch.optim.Optimizer, pa:
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
+def _set_gradients(rng, gen, dense_params, sparse_params, sparse) -> None:
+    """The same random gradients on both sets: each table's by rows (dense: written into zeros), the last parameter's dense."""
+    for table, dense_table, (n, d) in zip(sparse_params, dense_params, SHAPES):
+        rows, values = _sparse_grad(rng, gen, n, d)
+        dense_table.grad = torch.zeros(n, d).index_copy_(0, rows, values)
+        sparse.set_rows(table, rows, values)
+    g = torch.randn(5, 3, generator=gen)
+    dense_params[-1].grad, sparse_params[-1].grad = g.clone(), g.clone()
+
+
 def test_row_sparse_adam_is_bitwise_dense_adam_over_many_steps():
     dense_params, sparse_params = _params(0), _params(0)
     dense = torch.optim.Adam(dense_params, lr=0.003, fused=True)
@@ -50,12 +60,7 @@ def test_row_sparse_adam_is_bitwise_dense_adam_over_many_steps():
     assert sparse.fused
     rng, gen = random.Random(0), torch.Generator().manual_seed(1)
     for step in range(60):
-        for table, dense_table, (n, d) in zip(sparse_params, dense_params, SHAPES):
-            rows, values = _sparse_grad(rng, gen, n, d)
-            dense_table.grad = torch.zeros(n, d).index_copy_(0, rows, values)
-            sparse.set_rows(table, rows, values)
-        g = torch.randn(5, 3, generator=gen)
-        dense_params[-1].grad, sparse_params[-1].grad = g.clone(), g.clone()
+        _set_gradients(rng, gen, dense_params, sparse_params, sparse)
         if step % 7 == 3:  # a step where one table had no gradient (not in the graph): no step for it
             dense_params[0].grad = sparse_params[0].grad = None
         dense.step()
@@ -73,12 +78,7 @@ def test_clipping_by_rows_is_bitwise_torchs_clipping(max_norm):
     sparse = RowSparseAdam(sparse_params, lr=0.01, tables=sparse_params[:-1])
     rng, gen = random.Random(5), torch.Generator().manual_seed(5)
     for _ in range(3 if max_norm == max_norm else 1):  # NaN: once (a NaN gradient stays in the persistent one)
-        for table, dense_table, (n, d) in zip(sparse_params, dense_params, SHAPES):
-            rows, values = _sparse_grad(rng, gen, n, d)
-            dense_table.grad = torch.zeros(n, d).index_copy_(0, rows, values)
-            sparse.set_rows(table, rows, values)
-        g = torch.randn(5, 3, generator=gen)
-        dense_params[-1].grad, sparse_params[-1].grad = g.clone(), g.clone()
+        _set_gradients(rng, gen, dense_params, sparse_params, sparse)
         want = torch.nn.utils.clip_grad_norm_(dense_params, max_norm)
         got = clip_grad_norm_(sparse_params, max_norm, sparse)
         assert torch.equal(want, got) or (want.isnan() and got.isnan())

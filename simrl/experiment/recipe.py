@@ -104,17 +104,19 @@ class PositiveControl(BaseModel):
 
     model_config = STRICT
     subsets: list[str] = Field(default=["multi_page", "faulted"], min_length=1,
-                               description="Evaluation subsets (simrl.evaluation.results.SUBSETS) of the skills.")
+                               description="Evaluation subsets (simrl.evaluation.results.SUBSETS) of the skills, or "
+                                           "`overall` (every evaluation task: the budget moves the policy at all).")
     baseline: str = Field(default="warmstart", description="The baseline some arm must beat: warmstart, untrained "
                                                           "or candidates.")
 
     @model_validator(mode="after")
     def _known(self) -> PositiveControl:
         from simrl.evaluation.results import SUBSETS
+        from simrl.experiment.report_compare import OVERALL
 
-        bad = [s for s in self.subsets if s not in SUBSETS]
+        bad = [s for s in self.subsets if s not in SUBSETS and s != OVERALL]
         if bad:
-            raise ValueError(f"subsets: unknown {bad}; known: {', '.join(SUBSETS)}")
+            raise ValueError(f"subsets: unknown {bad}; known: {OVERALL}, {', '.join(SUBSETS)}")
         if self.baseline not in BASELINES:
             raise ValueError(f"baseline {self.baseline!r}: use one of {', '.join(BASELINES)}")
         return self

@@ -271,6 +271,28 @@ def test_positive_control_passes_when_some_arm_learned_the_skill():
     assert "could not answer" not in text
 
 
+def test_a_positive_control_on_every_task_asks_whether_the_budget_moved_the_policy_at_all():
+    """``overall`` (every evaluation task) is a positive-control subset: an arm above the warm start overall passes it;
+    arms no better than the warm start fail it, and the report says so first."""
+    arms = {"sim-controlled": {s: _eval(v, s) for s, v in CTL.items()},
+            "sim-uncontrolled": {s: _eval(v, s) for s, v in UNC.items()}}
+
+    def control(base: float) -> dict:
+        return build_report(arms, {"warmstart": {s: _eval(base, s) for s in (0, 1, 2)}}, bootstrap_reps=200,
+                            comparisons=[("sim-controlled", "warmstart")],
+                            primary=PrimaryChoice(a="sim-controlled", b="sim-uncontrolled", declared=True),
+                            positive=PositiveControl(subsets=["overall"], baseline="warmstart"))
+
+    low, high = min(min(CTL.values()), min(UNC.values())), max(max(CTL.values()), max(UNC.values()))
+    moved = control(low - 0.2)
+    assert moved["positive_control"]["passed"] and moved["positive_control"]["subsets"]["overall"]["learned_by"]
+    still = control(high + 0.2)
+    assert not still["positive_control"]["passed"]
+    assert markdown(still).index("no arm learned overall") < markdown(still).index("## Positive control")
+    with pytest.raises(ValueError, match="known: overall, read"):
+        PositiveControl(subsets=["everything"])
+
+
 def test_an_arm_whose_training_never_met_the_situation_does_not_pass_the_positive_control(tmp_path):
     """sim-controlled beats the warm start on multi_page, but its training logged no cursor offered at any step of
     any seed (read from the runs' metrics.jsonl): general competence, not the skill; the control fails, and says

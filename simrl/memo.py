@@ -17,13 +17,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 R = TypeVar("R")
+_STR = {str}
 
 
 def by_repr(fn: Callable[[Any], R], maxsize: int = 256) -> Callable[[Any], R]:
     """``fn`` of one JSON-like argument, memoised by the argument's ``repr`` (at most ``maxsize`` results kept).
 
-    The ``repr`` of a large value costs too (a tool list's: about 0.2 ms), so a value whose items are the very
-    objects seen before (a copy of the same list, or the same object) is looked up by their identities first;
+    The ``repr`` of a large value costs too (a tool list's: about 0.2 ms), so a value made of the very objects
+    seen before is looked up by their identities first (:func:`_identity`: a copy of the same list, or the same
+    object; a list of dicts copied with their items, as an environment copies its tool list at every episode);
     they are kept alive beside the result, so the identities stay theirs.
 
     >>> calls = []
@@ -37,8 +39,7 @@ def by_repr(fn: Callable[[Any], R], maxsize: int = 256) -> Callable[[Any], R]:
 
     @functools.wraps(fn)
     def memoised(value: Any) -> R:
-        parts = tuple(value) if isinstance(value, list) else (value,)
-        ids = tuple(map(id, parts))
+        ids, parts = _identity(value)
         got = by_ids.get(ids)
         if got is not None:
             return got[1]
@@ -59,6 +60,29 @@ def by_repr(fn: Callable[[Any], R], maxsize: int = 256) -> Callable[[Any], R]:
 
     memoised.cache_clear = cache_clear  # type: ignore[attr-defined]
     return memoised
+
+
+def _identity(value: Any) -> tuple[tuple, tuple]:
+    """``(ids, parts)``: identities that give ``value``'s ``repr`` whenever they are those of ``parts`` (kept alive).
+
+    A list by its items'; an item that is a dict (exactly) with string keys by its keys, in order, and its values'
+    identities (equal keys in the same order and the same value objects give the same ``repr``); anything else by
+    its own identity.
+    """
+    if type(value) is not list:
+        return (id(value),), (value,)
+    ids: list = []
+    parts: list = []
+    for item in value:
+        if type(item) is dict:
+            keys = tuple(item)
+            if set(map(type, keys)) <= _STR:  # every key a str (none at all too)
+                ids.append((keys, tuple(map(id, item.values()))))
+                parts += item.values()
+                continue
+        ids.append(id(item))
+        parts.append(item)
+    return tuple(ids), tuple(parts)
 
 
 @functools.lru_cache(maxsize=1024)

@@ -173,7 +173,8 @@ class ForcedPagination(Perturbation):
             if len(items) <= self.page_size:
                 return None
             chunks = [items[i:i + self.page_size] for i in range(0, len(items), self.page_size)]
-            tokens = [f"{ctx.token()}-{i}" for i in range(1, len(chunks))] + [obj.get(fmt.cursor_key(obj))]
+            token = ctx.token()  # a pure function of the call and the kind: once, not once per page
+            tokens = [f"{token}-{i}" for i in range(1, len(chunks))] + [obj.get(fmt.cursor_key(obj))]
             for i in range(1, len(chunks)):
                 ctx.state.continuations[tokens[i - 1]] = Continuation(call.name, _with(obj, key, chunks[i], tokens[i]))
             return replace_content(result, _with(obj, key, chunks[0], tokens[0]))

@@ -28,6 +28,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from simrl.memo import by_repr
 from simrl.policies.candidates import action_key, keyed_candidates
 from simrl.policies.features import Hasher, action_text, state_text
 from simrl.types import Action, Observation, Turn
@@ -40,6 +41,9 @@ last failed call without an optional argument, a final answer. Exploration over 
 _KIND_OF_TAG = {"tag_continue": 1, "tag_repeat_last": 2, "tag_drop_arg": 3, "tag_answer": 4}
 MAX_ENTRIES = 50_000
 """Most decisions kept; the cache is emptied when it is full (and by the trainer after every update)."""
+_tools_json = by_repr(lambda tools: json.dumps(tools, sort_keys=True, default=str))
+"""An initial observation's tools as canonical JSON (part of a state key), once per tool list (:mod:`simrl.memo`: each
+episode's observation holds a copy of the environment's list)."""
 
 
 def kind_of(tags: tuple[str, ...]) -> int:
@@ -136,7 +140,7 @@ class DecisionCache:
         got = self._initial_keys.get(id(initial))
         if got is not None and got[0] is initial:
             return got[1]
-        key = (initial.text, json.dumps(initial.tools, sort_keys=True, default=str))
+        key = (initial.text, _tools_json(initial.tools))
         self._initial_keys[id(initial)] = (initial, key)
         return key
 

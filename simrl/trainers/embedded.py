@@ -55,7 +55,7 @@ from simrl.trainers.lifecycle import (
     measure_step,
     read_history,
 )
-from simrl.trainers.warm_start import training_pool, warm_start
+from simrl.trainers.warm_start import ExpertEpisodes, training_pool, warm_start
 
 
 def grpo_update(policy: Any, optimizer: Any, trajs: list, advantages: list[list[float]], decisions: list[list],
@@ -257,6 +257,7 @@ async def _train(recipe: Recipe, arm_name: str, seed: int, files: runs.RunFiles,
     policy = _policy(recipe, seed)
     optimizer = make_adam(policy.module.parameters(), tc.lr, policy.tables)
     start, wall0, ws_stats = 0, 0.0, None
+    expert = ExpertEpisodes(recipe, world, tasks, seed)  # one expert run for the warm start and the task pool
     ckpt = runs.latest_checkpoint(files) if resume else None
     tracker.start(ckpt[0] + 1 if ckpt is not None else 1)  # fails fast (a tracker that cannot start)
     if ckpt is not None:  # resume: restore, then forget logged steps after the checkpoint
@@ -275,10 +276,10 @@ async def _train(recipe: Recipe, arm_name: str, seed: int, files: runs.RunFiles,
         runs.rewind_logs(files, None)
         (files.root / CURVE).unlink(missing_ok=True)
         report(0, budget.steps, "warm start: expert demonstrations in the real environment")
-        ws_stats = await warm_start(recipe, policy, world, tasks, seed)
+        ws_stats = await warm_start(recipe, policy, world, tasks, seed, expert)
         if ws_stats is not None:
             policy.save(files.warmstart)
-    pool, pool_stats = await training_pool(recipe, world, tasks, seed)  # again on resume: the same pool
+    pool, pool_stats = await training_pool(recipe, world, tasks, seed, expert)  # again on resume: the same pool
     if pool_stats:
         report(start, budget.steps, f"task pool: {len(pool)} entries for {len(tasks)} train tasks ("
                + ", ".join(f"{int(pool_stats['pool/' + k])} {k} x{w}" for k, w in budget.task_weights.items()) + ")")

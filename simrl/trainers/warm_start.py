@@ -21,25 +21,50 @@ from simrl.experiment.recipe import Recipe
 from simrl.rollout import rollout
 
 
-async def warm_start(recipe: Recipe, policy: Any, world: Path, tasks: list, seed: int) -> dict[str, float] | None:
+async def expert_episodes(recipe: Recipe, world: Path, tasks: list, seed: int) -> list:
+    """One scripted-expert episode per train task in the REAL environment, at the warm start's episode seeds
+    (``seed * 1_000_003 + 999_999``): what :func:`warm_start` picks its demonstrations from and
+    :func:`training_pool` reads task properties off. Returns the trajectories (one per task, in task order)."""
+    from simrl.policies import make_policy
+
+    expert = make_policy("expert", recipe.env.id, world, tasks)
+    return await rollout(runs.real_env_factory(recipe, world), expert, tasks, max_turns=recipe.budget.max_turns,
+                         concurrency=recipe.trainer.concurrency, seed=seed * 1_000_003 + 999_999)
+
+
+class ExpertEpisodes:
+    """:func:`expert_episodes` of one run, collected on first use and then shared, so that the warm start and the
+    task pool read the same episodes and the expert runs once (not at all when neither needs it)."""
+
+    def __init__(self, recipe: Recipe, world: Path, tasks: list, seed: int) -> None:
+        self._args = (recipe, world, tasks, seed)
+        self._episodes: list | None = None
+
+    async def get(self) -> list:
+        """The episodes (one per task, in task order)."""
+        if self._episodes is None:
+            self._episodes = await expert_episodes(*self._args)
+        return self._episodes
+
+
+async def warm_start(recipe: Recipe, policy: Any, world: Path, tasks: list, seed: int,
+                     expert: ExpertEpisodes | None = None) -> dict[str, float] | None:
     """Behaviour cloning on ``recipe.warm_start.demos`` scripted-expert episodes in the REAL environment.
 
     The expert runs once on every train task; only successful episodes that met no edge case
     (:func:`simrl.evaluation.edge_cases.edge_cases`: no next page, no fault) may be demonstrations, chosen in turn
     from each task template (a seeded shuffle within each), so the warm start teaches the tools but never
-    paging or recovery. Returns behaviour_cloning's metrics plus what the warm start saw (``demos``,
-    ``expert_episodes``, ``clean_episodes``, ``demo_turns``, ``demos/<template>``), or None without one.
+    paging or recovery. ``expert``: the run's shared :class:`ExpertEpisodes` (a new one when None). Returns
+    behaviour_cloning's metrics plus what the warm start saw (``demos``, ``expert_episodes``, ``clean_episodes``,
+    ``demo_turns``, ``demos/<template>``), or None without one.
     """
     from simrl.evaluation.edge_cases import edge_cases
-    from simrl.policies import make_policy
     from simrl.policies.scorer import behaviour_cloning
 
     ws = recipe.warm_start
     if ws is None or ws.demos == 0:
         return None
-    expert = make_policy("expert", recipe.env.id, world, tasks)
-    trajs = await rollout(runs.real_env_factory(recipe, world), expert, tasks, max_turns=recipe.budget.max_turns,
-                          concurrency=recipe.trainer.concurrency, seed=seed * 1_000_003 + 999_999)
+    trajs = await (expert or ExpertEpisodes(recipe, world, tasks, seed)).get()
     template = {t.task_id: t.template for t in tasks}
     clean = [t for t in trajs if t.status == "success" and not edge_cases(t)]
     demos = stratified(clean, lambda t: template[t.task_id], ws.demos, random.Random(f"simrl-warm-start-{seed}"))
@@ -53,7 +78,8 @@ async def warm_start(recipe: Recipe, policy: Any, world: Path, tasks: list, seed
     return {**{k: float(v) for k, v in stats.items()}, **seen}
 
 
-async def training_pool(recipe: Recipe, world: Path, tasks: list, seed: int) -> tuple[list, dict[str, float]]:
+async def training_pool(recipe: Recipe, world: Path, tasks: list, seed: int, expert: ExpertEpisodes | None = None
+                        ) -> tuple[list, dict[str, float]]:
     """The list each step draws its ``budget.batch`` tasks from, and what it holds (``pool``, ``pool/<property>``).
 
     Without ``budget.task_weights``, ``tasks`` itself. With them, each task appears ``prod(weight)`` times over the
@@ -61,18 +87,16 @@ async def training_pool(recipe: Recipe, world: Path, tasks: list, seed: int) -> 
     task in the REAL environment (:func:`simrl.evaluation.eval_set.properties`: e.g. ``multi_page`` when the expert
     followed a continuation), at the warm start's episode seeds: properties of the task fixed before training,
     the same for every arm, never what the policy met. So a skill that few train tasks need (paging) gets more
-    of the training signal without touching the policy, its candidates or its warm start.
+    of the training signal without touching the policy, its candidates or its warm start. ``expert``: the run's
+    shared :class:`ExpertEpisodes` (a new one when None).
     """
     weights = recipe.budget.task_weights
     if not weights:
         return tasks, {}
     from simrl.evaluation.eval_set import properties
     from simrl.evaluation.results import SUBSETS
-    from simrl.policies import make_policy
 
-    expert = make_policy("expert", recipe.env.id, world, tasks)
-    trajs = await rollout(runs.real_env_factory(recipe, world), expert, tasks, max_turns=recipe.budget.max_turns,
-                          concurrency=recipe.trainer.concurrency, seed=seed * 1_000_003 + 999_999)
+    trajs = await (expert or ExpertEpisodes(recipe, world, tasks, seed)).get()
     by_id = {t.task_id: t for t in trajs}
     pool: list = []
     counts = dict.fromkeys(weights, 0)

@@ -147,3 +147,27 @@ def test_task_weights_name_task_properties_only():
     for weights, message in (({"faulted": 2}, "unknown task property 'faulted'"), ({"multi_page": 0}, "1..100")):
         with pytest.raises(SpecError, match=message):
             parse_recipe({**TINY, "budget": {**TINY["budget"], "task_weights": weights}})
+
+
+def test_the_warm_start_and_the_task_pool_share_one_expert_run(tiny_world, monkeypatch):
+    """A run's ExpertEpisodes runs the scripted expert once for both readers, with the same result as each running
+    it alone; a run that needs neither never runs it."""
+    from simrl.trainers import warm_start as ws
+
+    tasks = load_tasks(tiny_world, type="records")
+    recipe = parse_recipe({**TINY, "warm_start": {"demos": 6, "epochs": 1},
+                           "budget": {**TINY["budget"], "task_weights": {"multi_page": 3}}})
+    calls = []
+    real = ws.expert_episodes
+    monkeypatch.setattr(ws, "expert_episodes", lambda *a: calls.append(a) or real(*a))
+    monkeypatch.setattr("simrl.policies.scorer.behaviour_cloning", lambda policy, demos, views, **kw: {"loss": 0.0})
+    alone = (asyncio.run(ws.warm_start(recipe, ScorerPolicy(seed=0), tiny_world, tasks, 0)),
+             asyncio.run(ws.training_pool(recipe, tiny_world, tasks, 0)))
+    assert len(calls) == 2
+    shared = ws.ExpertEpisodes(recipe, tiny_world, tasks, 0)
+    both = (asyncio.run(ws.warm_start(recipe, ScorerPolicy(seed=0), tiny_world, tasks, 0, shared)),
+            asyncio.run(ws.training_pool(recipe, tiny_world, tasks, 0, shared)))
+    assert len(calls) == 3 and both == alone and alone[1][1]["pool/multi_page"] > 0
+    idle = ws.ExpertEpisodes(parse_recipe({**TINY, "warm_start": None}), tiny_world, tasks, 0)
+    assert asyncio.run(ws.warm_start(parse_recipe({**TINY, "warm_start": None}), ScorerPolicy(), tiny_world, tasks, 0,
+                                     idle)) is None and len(calls) == 3

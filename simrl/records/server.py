@@ -58,6 +58,8 @@ INT_RANGE = (-(2 ** 63), 2 ** 63 - 1)
 """Integers a record tool accepts (SQLite's 64-bit integers)."""
 FAULT_KINDS = ("timeout", "rate_limit", "unavailable")
 """Operational fault kinds drawn when ``fault_rate`` > 0."""
+MAX_READ_CHARS = 20_000_000
+"""Characters of read answers a server remembers (:func:`build_server`) before it forgets them all."""
 
 
 class Faults:
@@ -141,15 +143,31 @@ def build_server(store: RecordStore, *, fault_rate: float = 0.0, seed: int = 0,
                  fault_delay: float = 1.0) -> RecordServer:
     """A :class:`RecordServer` (an ``MCPServer``) named ``simrl-records`` exposing the record tools over ``store``."""
     faults = Faults(fault_rate, seed, fault_delay)
+    reads: dict[tuple, str] = {}  # (store's read state, repr of the read) -> its answer
+    held = [0]  # characters in reads
 
-    async def call(op: Callable[[], Any]) -> str:
+    async def call(op: Callable[[], Any], read: tuple | None = None) -> str:
+        """``op()``'s answer as JSON text. A read (``read``: the tool and its arguments) of records nobody writes
+        (:meth:`RecordStore.read_state`) is answered once per process: the same records and arguments give the
+        same text, and the episodes of a group (and later steps) read the same records again and again."""
         await faults.maybe_fail()
+        state = store.read_state() if read is not None else None
+        key = (state, repr(read)) if state is not None else None
+        if key is not None and (text := reads.get(key)) is not None:
+            return text
         try:
-            return json.dumps(op(), ensure_ascii=False)
+            text = json.dumps(op(), ensure_ascii=False)
         except RecordError as err:
             raise ToolError(str(err)) from None
         except (OverflowError, sqlite3.Error) as err:  # a value the database cannot take: the caller's input
             raise ToolError(f"the arguments cannot be used ({err}); check their values") from None
+        if key is not None:
+            if held[0] + len(text) > MAX_READ_CHARS:
+                reads.clear()
+                held[0] = 0
+            reads[key] = text
+            held[0] += len(text)
+        return text
 
     def tool(fn: Callable[..., Any]) -> Tool:
         @functools.wraps(fn)
@@ -167,25 +185,28 @@ def build_server(store: RecordStore, *, fault_rate: float = 0.0, seed: int = 0,
         relation table: member_of, ceo_of, founded_by, participated_in, acquired). `filters` maps field names to
         values (equality; a list matches any item; null matches empty). Returns {records, next_cursor, total};
         pass next_cursor as `cursor` (same type and filters) for the next page."""
-        return await call(lambda: store.search(type, filters, limit, cursor))
+        return await call(lambda: store.search(type, filters, limit, cursor),
+                          ("search_records", type, filters, limit, cursor))
 
     async def get_record(id: str) -> str:
         """Get one record by id, e.g. 'organization:000012' or 'member_of:person:000001:organization:000002'."""
-        return await call(lambda: store.get(id))
+        return await call(lambda: store.get(id), ("get_record", id))
 
     async def find_by_name(name: str, type: str | None = None) -> str:
         """Find entities by name: exact (any case) matches first, then names starting with `name`."""
-        return await call(lambda: store.find_by_name(name, type))
+        return await call(lambda: store.find_by_name(name, type), ("find_by_name", name, type))
 
     async def list_members(org_id: str, cursor: str | None = None, limit: int | None = None) -> str:
         """List membership records (past and present members) of an organization, one page at a time."""
         return await call(lambda: _require(store, org_id, "organization")
-                          or store.search("member_of", {"org": org_id}, limit, cursor))
+                          or store.search("member_of", {"org": org_id}, limit, cursor),
+                          ("list_members", org_id, cursor, limit))
 
     async def list_products(org_id: str, cursor: str | None = None, limit: int | None = None) -> str:
         """List products made by an organization (with release dates), one page at a time."""
         return await call(lambda: _require(store, org_id, "organization")
-                          or store.search("product", {"produced_by": org_id}, limit, cursor))
+                          or store.search("product", {"produced_by": org_id}, limit, cursor),
+                          ("list_products", org_id, cursor, limit))
 
     async def update_record(id: str, fields: dict[str, Any]) -> str:
         """Set fields of a record, e.g. {"employees": 120} or {"headquartered_in": "city:000004"}; returns the

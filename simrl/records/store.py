@@ -152,6 +152,15 @@ class RecordStore(RecordWrites):
         store.meta, store.fields = dict(shared.meta), shared.fields
         return store
 
+    def read_state(self) -> tuple | None:
+        """What a read's answer depends on besides its arguments while this store reads records that nobody writes
+        (a copy-on-write store before its first write: the shared connection, this class, :attr:`meta`); None for
+        a store with its own connection, whose records may change (:func:`simrl.records.server.build_server`
+        remembers the answers of reads by it)."""
+        if self._fork is None:
+            return None
+        return self._conn, type(self), tuple(self.meta.items())
+
     def _writable(self) -> sqlite3.Connection:
         """The connection writes go to: a copy-on-write store's own copy, taken here at the first write."""
         if self._fork is not None:

@@ -101,6 +101,31 @@ async def test_episodes_are_isolated_and_writes_are_scored(tiny_world):
     await other.close()
 
 
+async def test_reads_are_answered_once_until_an_episode_writes(tiny_world, monkeypatch):
+    """The shared server answers a read of the unwritten records once (the same text for every episode); an
+    episode that wrote reads its own copy every time, sees its write, and leaves the others' answers alone."""
+    from simrl.records.store import RecordStore
+
+    task = _task(tiny_world, "set_employees")
+    check = task.gold.final_state[0]
+    queries: list[str] = []
+    real_get = RecordStore.get
+    monkeypatch.setattr(RecordStore, "get", lambda self, rid: queries.append(rid) or real_get(self, rid))
+    read = Action.call("get_record", id=check.record_id)
+    a, b = LocalRecordsEnv(tiny_world), LocalRecordsEnv(tiny_world)
+    await asyncio.gather(a.reset(task), b.reset(task))
+    first = (await a.step(read)).observation.results[0].content
+    assert (await b.step(read)).observation.results[0].content == first and queries == [check.record_id]  # b: remembered
+    await a.step(Action.call("update_record", id=check.record_id, fields={"employees": check.value}))
+    assert a.store.read_state() is None and b.store.read_state() is not None
+    n = len(queries)
+    written = (await a.step(read)).observation.results[0].content
+    assert json.loads(written)["employees"] == check.value != json.loads(first)["employees"] and len(queries) > n
+    assert (await b.step(read)).observation.results[0].content == first  # the unwritten records' answer, unchanged
+    for env in (a, b):
+        await env.close()
+
+
 def test_expert_solves_every_records_task_in_fresh_environments(tiny_world):
     tasks = load_tasks(tiny_world, type="records")
     expert = RecordsExpert(tiny_world, tasks)

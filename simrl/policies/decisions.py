@@ -41,6 +41,8 @@ last failed call without an optional argument, a final answer. Exploration over 
 _KIND_OF_TAG = {"tag_continue": 1, "tag_repeat_last": 2, "tag_drop_arg": 3, "tag_answer": 4}
 MAX_ENTRIES = 50_000
 """Most decisions kept; the cache is emptied when it is full (and by the trainer after every update)."""
+KEEP_ENTRIES = 4_096
+"""Most decisions kept from one training step to the next (:meth:`DecisionCache.end_step`; about 9 KiB each)."""
 _tools_json = by_repr(lambda tools: json.dumps(tools, sort_keys=True, default=str))
 """An initial observation's tools as canonical JSON (part of a state key), once per tool list (:mod:`simrl.memo`: each
 episode's observation holds a copy of the environment's list)."""
@@ -122,6 +124,14 @@ class DecisionCache:
     def clear(self) -> None:
         """Forget every decision (and the objects the keys were read from)."""
         self._decisions.clear()
+        self.end_step(keep=0)
+
+    def end_step(self, keep: int = KEEP_ENTRIES) -> None:
+        """Forget the objects the keys were read from (the step's episodes, held by the identity memos) and keep the
+        decisions, unless there are more than ``keep``: a decision is a function of its key alone, and a state met
+        again at a later step (a task drawn again: its first turns) need not be encoded again."""
+        if len(self._decisions) > keep:
+            self._decisions.clear()
         self._turn_keys.clear()
         self._prefix_keys.clear()
         self._initial_keys.clear()  # the candidate texts' memo holds no episode object: it stays (bounded in get)

@@ -222,7 +222,7 @@ async def _step(recipe: Recipe, arm_name: str, seed: int, step: int, policy: Any
     advantages = advantages_of(recipe, trajs, decisions)
     update = grpo_update(policy, optimizer, trajs, advantages, decisions, grad_clip=tc.grad_clip,
                          entropy_coef=tc.entropy_coef, reference=reference, kl_coef=tc.kl_coef)
-    policy.decisions.clear()  # decisions are per step: the cache never outgrows one step's episodes
+    policy.decisions.end_step()  # the step's episodes are let go; their decisions kept for later steps (bounded)
     update |= {"rollout_s": t1 - t0, "update_s": time.perf_counter() - t1, "lr": tc.lr}
     return trajs, advantages, update
 

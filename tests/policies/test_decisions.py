@@ -41,6 +41,20 @@ def test_cached_decisions_equal_fresh_ones(states):
     assert cache.hits >= len(states) and cache.misses <= len(states)
 
 
+def test_decisions_outlive_a_step_but_its_episodes_do_not(states):
+    cache = DecisionCache(Hasher(1 << 12))
+    first = [cache.get(v, i, t) for v, i, t, _ in states]
+    cache.end_step()
+    assert not (cache._turn_keys or cache._prefix_keys or cache._initial_keys)  # no episode object held
+    copies = [(dict(v), i.model_copy(deep=True), [t.model_copy(deep=True) for t in ts]) for v, i, ts, _ in states]
+    misses = cache.misses
+    assert [cache.get(*c) for c in copies] == first and cache.misses == misses  # met again: the same objects
+    cache.end_step(keep=len(first) - 1)  # more than kept: all forgotten
+    assert cache.get(*copies[0]) is not first[0] and cache.misses == misses + 1
+    cache.clear()
+    assert not cache._decisions and not cache._turn_keys
+
+
 def test_memoised_candidates_equal_candidates_from_scratch(states):
     # every prefix of the sampled episodes, in episode order (the memos warm as in training), twice
     warm = [candidates.tagged_candidates(v, i, t) for v, i, t, _ in states + states]

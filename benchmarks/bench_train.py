@@ -1,9 +1,9 @@
 """Cost of a training turn of the embedded trainer, against a base commit measured in the same run.
 
-    python benchmarks/bench_train.py                        # this tree vs 46bd47a, sim-controlled, steps 3-42, x3
+    python benchmarks/bench_train.py              # this tree vs 46bd47a: sim-controlled, then real; steps 3-42, x3
     python benchmarks/bench_train.py --arm real --base HEAD~1 --steps 2 20 --repeats 5
 
-Primary measure: CPU inside the training steps. One arm x seed 0 of ``recipes/quickstart.yaml`` (each tree its
+Primary measure: CPU inside the training steps. Each arm x seed 0 of ``recipes/quickstart.yaml`` (each tree its
 own recipe: policy, trainer, budget per step; evaluation and the held-out curve off) is trained for ``LONG``
 steps in a fresh process (``bench_train_child.py``, run with the tree on ``PYTHONPATH``); the trainer's progress
 callback, which every tree since 46bd47a calls once a step is done (its logs and checkpoint written), marks the
@@ -105,6 +105,14 @@ def split(run: dict, short: int, long: int) -> dict[str, float]:
     return {k: round(v, 3) for k, v in parts.items()}
 
 
+def speedups(this: dict, base: dict) -> dict[str, float]:
+    """The base's ms a turn over this tree's: of the in-step medians, of their minima, and of the marginals' medians."""
+    ratio = lambda measure, stat: round(base[measure][stat] / this[measure][stat], 2)  # noqa: E731
+    return {"in_steps_median": ratio("in_steps_ms_per_turn", "median"),
+            "in_steps_min": ratio("in_steps_ms_per_turn", "min"),
+            "marginal_median": ratio("marginal_ms_per_turn", "median")}
+
+
 def _child(tree: Path, steps: int, arm: str, timers: bool = False) -> dict:
     with tempfile.TemporaryDirectory(prefix="simrl-bench-train-") as out:
         env = {**os.environ, "PYTHONPATH": str(tree)}
@@ -138,7 +146,9 @@ def measure(trees: dict[str, Path], arm: str, short: int, long: int, repeats: in
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", default="46bd47a", help="commit to compare with (default: 46bd47a)")
-    parser.add_argument("--arm", default="sim-controlled", help="arm of recipes/quickstart.yaml")
+    parser.add_argument("--arm", nargs="+", default=["sim-controlled", "real"],
+                        help="arms of recipes/quickstart.yaml, measured one after the other (default: sim-controlled "
+                             "real)")
     parser.add_argument("--steps", type=int, nargs=2, default=(2, 42), metavar=("SHORT", "LONG"),
                         help="steps SHORT+1..LONG of a LONG-step run are measured; the marginal also runs SHORT "
                              "steps (default: 2 42)")
@@ -148,27 +158,25 @@ def main() -> None:
     short, long = args.steps
     if not 0 <= short < long or args.repeats < 1:
         parser.error("need 0 <= SHORT < LONG and --repeats >= 1")
-    results = {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "arm": args.arm, "steps_measured": [short + 1, long],
+    results = {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "steps_measured": [short + 1, long],
                "repeats": args.repeats, "load_at_start": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(),
                "this_commit": subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
                                              capture_output=True, text=True, check=False).stdout.strip(),
-               "base": args.base}
+               "base": args.base, "arms": {}}
     with tempfile.TemporaryDirectory(prefix="simrl-bench-base-") as tmp:
         base = Path(tmp) / "base"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base), args.base],
                        check=True, capture_output=True)
         try:
-            results |= measure({"this_tree": ROOT, "base_tree": base}, args.arm, short, long, args.repeats)
+            for arm in args.arm:
+                found = measure({"this_tree": ROOT, "base_tree": base}, arm, short, long, args.repeats)
+                found["speedup"] = speedups(found["this_tree"], found["base_tree"])
+                if not args.no_split:
+                    found["split_ms_per_turn"] = split(_child(ROOT, long, arm, timers=True), short, long)
+                results["arms"][arm] = found
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)], check=False,
                            capture_output=True)
-    this, that = results["this_tree"], results["base_tree"]
-    results["speedup"] = {
-        "in_steps_median": round(that["in_steps_ms_per_turn"]["median"] / this["in_steps_ms_per_turn"]["median"], 2),
-        "in_steps_min": round(that["in_steps_ms_per_turn"]["min"] / this["in_steps_ms_per_turn"]["min"], 2),
-        "marginal_median": round(that["marginal_ms_per_turn"]["median"] / this["marginal_ms_per_turn"]["median"], 2)}
-    if not args.no_split:
-        results["split_ms_per_turn"] = split(_child(ROOT, long, args.arm, timers=True), short, long)
     results["load_at_end"] = round(os.getloadavg()[0], 2)
     print(json.dumps(results, indent=2))
 

@@ -58,6 +58,9 @@ def test_in_steps_and_marginal_refuse_what_they_cannot_measure():
     with pytest.raises(ValueError, match="no more turns"):
         bench.marginal(RUN, short)
     assert bench.spread([3.0, 1.0, 2.0, 10.0]) == {"median": 2.5, "min": 1.0, "runs": [3.0, 1.0, 2.0, 10.0]}
+    this = {"in_steps_ms_per_turn": {"median": 0.5, "min": 0.4}, "marginal_ms_per_turn": {"median": 0.8}}
+    base = {"in_steps_ms_per_turn": {"median": 6.0, "min": 5.0}, "marginal_ms_per_turn": {"median": 6.0}}
+    assert bench.speedups(this, base) == {"in_steps_median": 12.0, "in_steps_min": 12.5, "marginal_median": 7.5}
 
 
 def test_child_timers_count_own_cpu_only(monkeypatch):

@@ -117,7 +117,7 @@ class DecisionCache:
     _turn_keys: dict[int, tuple[Turn, tuple]] = field(default_factory=dict)
     _prefix_keys: dict[int, tuple[tuple[Turn, ...], tuple]] = field(default_factory=dict)
     _initial_keys: dict[int, tuple[Observation, tuple]] = field(default_factory=dict)
-    _texts: dict[tuple[str, tuple[str, ...]], tuple[tuple[int, ...], int, bytes]] = field(default_factory=dict)
+    _texts: dict[tuple[str, tuple[str, ...]] | str, tuple[tuple[int, ...], int, bytes]] = field(default_factory=dict)
     hits: int = 0
     misses: int = 0
 
@@ -199,15 +199,20 @@ def encode_decision(hasher: Hasher, key: tuple, task_view: dict[str, str], initi
     """Compute a :class:`Decision`: candidates, kinds and token ids of the state and of each candidate.
 
     ``texts``: a memo of each candidate's token ids and kind by (action key, tags), shared across decisions (the
-    same call with the same provenance is a candidate at many states); None: none.
+    same call with the same provenance is a candidate at many states), and of token ids by candidate text (calls
+    with other values of the same shapes read the same text: a few hundred texts for thousands of candidates);
+    None: none.
     """
     keyed = keyed_candidates(task_view, initial, turns)
     ids, texts = hasher.ids, {} if texts is None else texts
     cands, packed, kinds = [], [], []
     for k, a, tags in keyed:
         if (got := texts.get((k, tags))) is None:
-            token_ids = tuple(ids(action_text(a, tags)))
-            got = texts[k, tags] = (token_ids, kind_of(tags), array.array("q", token_ids).tobytes())
+            text = action_text(a, tags)
+            if (same := texts.get(text)) is None:
+                token_ids = tuple(ids(text))
+                same = texts[text] = (token_ids, 0, array.array("q", token_ids).tobytes())
+            got = texts[k, tags] = (same[0], kind_of(tags), same[2])
         cands.append(got[0])
         kinds.append(got[1])
         packed.append(got[2])

@@ -4,6 +4,7 @@ a distribution with finite gradients."""
 
 from __future__ import annotations
 
+import array
 import asyncio
 
 import pytest
@@ -39,6 +40,16 @@ def test_cached_decisions_equal_fresh_ones(states):
         fresh = encode_decision(Hasher(1 << 12), got.key, view, initial, list(turns))
         assert decision_fields(got) == decision_fields(fresh)
     assert cache.hits >= len(states) and cache.misses <= len(states)
+
+
+def test_candidates_of_the_same_text_share_its_token_ids(states):
+    texts: dict = {}
+    hasher = Hasher(1 << 12)
+    decisions = [encode_decision(hasher, (), v, i, list(t), texts) for v, i, t, _ in states]
+    cands = [(c, b) for d in decisions for c, b in zip(d.cands, d.cand_bytes)]
+    # calls with other values of the same shapes read the same text: encoded once, one object per text
+    assert len({id(c) for c, _ in cands}) == len({c for c, _ in cands}) < len({id(a) for d in decisions for a in d.actions})
+    assert all(b == array.array("q", c).tobytes() for c, b in cands)
 
 
 def test_decisions_outlive_a_step_but_its_episodes_do_not(states):

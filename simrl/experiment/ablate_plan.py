@@ -8,9 +8,13 @@ baseline evaluations, the evaluation size and an estimated time:
   each), so no world is generated: a world's split is drawn per task and tasks the scripted expert cannot
   solve are dropped at run time, so the count is approximate;
 * time = turns x seconds per turn, training turns spread over ``min(jobs, runs)`` processes and
-  evaluation turns over ``min(jobs, evaluations)``. Turns per episode and seconds per turn come from
-  the runs already under ``OUT`` when there are some (their ``metrics.jsonl``: wall seconds and turns),
-  else from :data:`SECONDS_PER_TURN` and :data:`TURNS_PER_EPISODE`, measured on the quickstart.
+  evaluation turns over ``min(jobs, evaluations)``. Each arm's turns per episode and seconds per turn come
+  from its own runs already under ``OUT`` when there are some (their ``metrics.jsonl``: wall seconds and
+  turns); else, for an arm whose environment is a language world model (a backend of
+  :data:`simrl.wm.factory.LLM_BACKENDS`), they are unknown (a prediction takes seconds on a CPU, depending on
+  the model, its answers and the response cache) and its training is left out of the estimate and named;
+  else from :data:`SECONDS_PER_TURN` and :data:`TURNS_PER_EPISODE`, measured on the quickstart. Evaluation
+  (always in the real environment) uses the rate of the arms without a language model.
 """
 
 from __future__ import annotations
@@ -50,12 +54,14 @@ class Plan:
     evaluations: int  # runs + baseline evaluations still to do
     eval_tasks: int  # per evaluation, from the world spec (0: unknown)
     eval_episodes: int  # per evaluation: tasks x trials
-    turns_per_episode: float
+    turns_per_episode: float  # the arms without a language world model (and evaluation)
     seconds_per_turn: float
     measured_runs: int  # runs under OUT the two rates were measured on (0: the constants)
-    train_s: float
+    train_s: float  # without the training of the arms in ``unmeasured``
     eval_s: float
     jobs: int
+    lm_rates: dict[str, tuple[float, float, int]]  # language-model arm -> its own measured (turns, s/turn, runs)
+    unmeasured: tuple[str, ...]  # language-model arms with unfinished runs and no measured step: not estimated
 
 
 def measured_rates(folders: list[Path]) -> tuple[float, float, int] | None:
@@ -119,17 +125,31 @@ def plan(recipe: Recipe, out: Path, jobs: int) -> Plan:
     baselines = tuple(n for n in recipe.baselines if n != "warmstart" or (recipe.warm_start and recipe.warm_start.demos))
     evaluations = sum(load_run_eval(j.folder) is None for j in todo) + sum(
         load_run_eval(out / "baselines" / n / f"seed-{s}") is None for n in baselines for s in recipe.seeds)
-    measured = measured_rates([j.folder for j in todo])
+    lm = {name for name, arm in recipe.all_arms().items() if _language_model(arm)}
+    measured = measured_rates([j.folder for j in todo if j.arm not in lm])
     turns, per_turn, used = measured if measured else (min(TURNS_PER_EPISODE, b.max_turns), SECONDS_PER_TURN, 0)
+    lm_rates = {arm: r for arm in sorted(lm) if (r := measured_rates([j.folder for j in todo if j.arm == arm]))}
+    unmeasured = tuple(sorted({j.arm for j in steps_done if j.arm in lm and j.arm not in lm_rates}))
+    episode_s = {arm: r[0] * r[1] for arm, r in lm_rates.items()}
+    train_cpu_s = sum((b.steps - n) * b.batch * b.group_size * episode_s.get(j.arm, turns * per_turn)
+                      for j, n in steps_done.items() if j.arm not in unmeasured)
     tasks = eval_tasks(recipe)
     eval_episodes = tasks * recipe.evaluation.trials
     unfinished = len(steps_done)
-    train_s = train_episodes * turns * per_turn / max(1, min(jobs, unfinished))
+    train_s = train_cpu_s / max(1, min(jobs, unfinished))
     eval_s = evaluations * eval_episodes * turns * per_turn / max(1, min(jobs, evaluations))
     return Plan(runs=len(todo), finished=len(done), partial=sum(1 for n in steps_done.values() if n),
                 episodes_per_run=per_run, train_episodes=train_episodes, baselines=baselines,
                 evaluations=evaluations, eval_tasks=tasks, eval_episodes=eval_episodes, turns_per_episode=turns,
-                seconds_per_turn=per_turn, measured_runs=used, train_s=train_s, eval_s=eval_s, jobs=jobs)
+                seconds_per_turn=per_turn, measured_runs=used, train_s=train_s, eval_s=eval_s, jobs=jobs,
+                lm_rates=lm_rates, unmeasured=unmeasured)
+
+
+def _language_model(arm: object) -> bool:
+    """True for an arm whose training environment is a language world model (not the real one, not the oracle)."""
+    from simrl.wm.factory import LLM_BACKENDS
+
+    return getattr(arm, "environment", "") == "world_model" and arm.world_model() in LLM_BACKENDS
 
 
 def _duration(seconds: float) -> str:
@@ -148,6 +168,11 @@ def describe(recipe: Recipe, out: Path, p: Plan) -> list[str]:
     worlds = f"the training world's {ev.split} split" + (
         f" and {len(recipe.world.eval_worlds)} held-out world(s)" if recipe.world.eval_worlds else "")
     tasks = f"about {p.eval_tasks}" if p.eval_tasks else "an unknown number of"
+    lm = [f"{arm} {r[1]:.1f} s per turn and {r[0]:.1f} turns per episode, measured on {r[2]} run(s)"
+          for arm, r in p.lm_rates.items()]
+    left_out = ([f"NOT included: the training of {', '.join(p.unmeasured)} (a language world model: seconds a "
+                 "prediction on a CPU, unknown until one of its runs has logged a step under OUT; start it, stop it "
+                 "after a step or two, and plan again)"] if p.unmeasured else [])
     return [
         f"plan of ablation {recipe.name} -> {out} ({p.jobs} at once)",
         f"runs: {p.runs} ({len(arms)} arm(s): {', '.join(arms)} x {len(recipe.seeds)} seed(s)): {p.finished} finished, "
@@ -157,6 +182,7 @@ def describe(recipe: Recipe, out: Path, p: Plan) -> list[str]:
         f"evaluation: {tasks} tasks ({worlds}; the expert's unsolvable ones are dropped) x {ev.trials} trial(s) per "
         f"run and baseline; {p.evaluations} evaluation(s) to do",
         f"estimated time: about {_duration(p.train_s + p.eval_s)} (training {_duration(p.train_s)}, evaluation "
-        f"{_duration(p.eval_s)}) at {rate}",
+        f"{_duration(p.eval_s)}) at {rate}" + (f"; language-model arms: {'; '.join(lm)}" if lm else ""),
+        *left_out,
         "nothing was run (drop --dry-run to start)",
     ]

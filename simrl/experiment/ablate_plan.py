@@ -88,7 +88,9 @@ def measured_rates(folders: list[Path]) -> tuple[float, float, int] | None:
 
 def eval_tasks(recipe: Recipe) -> int:
     """Evaluation tasks of one run or baseline, about: the split's share of the training world's tasks of the
-    recipe's task types, plus every task of each held-out world, each world capped at ``evaluation.max_tasks``.
+    recipe's task types, plus every task of each held-out world (as :func:`simrl.experiment.heldout.evaluation_sets`
+    takes them, whether or not the spec lists its seed in ``splits.heldout_seeds``), each world capped at
+    ``evaluation.max_tasks``.
     0 when the world is a folder or spec that cannot be read here (the count is then unknown)."""
     from simrl.errors import SimrlError
     from simrl.world import load_spec
@@ -105,8 +107,7 @@ def eval_tasks(recipe: Recipe) -> int:
     cap = recipe.evaluation.max_tasks or per_world
     share = getattr(spec.splits, recipe.evaluation.split)
     worlds = [min(cap, round(per_world * share))]
-    worlds += [min(cap, per_world if s in spec.splits.heldout_seeds else round(per_world * share))
-               for s in recipe.world.eval_worlds]
+    worlds += [min(cap, per_world) for _ in recipe.world.eval_worlds]  # every task of a held-out world
     return sum(worlds)
 
 

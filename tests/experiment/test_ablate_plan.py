@@ -36,3 +36,14 @@ def test_a_language_model_arm_is_named_until_measured_then_planned_at_its_own_ra
     text = "\n".join(describe(recipe, out, measured))
     assert "sim-lm 10.0 s per turn" in text and "NOT included" not in text
     assert measured.seconds_per_turn == SECONDS_PER_TURN  # the real arm's rate is not the language model's
+
+
+def test_a_held_out_world_is_counted_whole_whatever_the_spec_lists():
+    """Held-out worlds are evaluated on every task (simrl.experiment.heldout.evaluation_sets), also a seed the
+    spec's splits.heldout_seeds does not list (lwm-fidelity's 1003 and 1005)."""
+    from simrl.experiment.ablate_plan import eval_tasks
+
+    listed = eval_tasks(parse_recipe({**RECIPE, "world": {**RECIPE["world"], "eval_worlds": [1000]}}))
+    unlisted = eval_tasks(parse_recipe({**RECIPE, "world": {**RECIPE["world"], "eval_worlds": [1003]}}))
+    alone = eval_tasks(parse_recipe(RECIPE))
+    assert unlisted == listed > 2 * alone > 0  # a whole world, several times its test split

@@ -35,6 +35,11 @@ class PolicyConfig(BaseModel):
     explore_kinds: float = Field(default=0.0, ge=0, lt=1, description=(
         "scorer: share of training actions drawn kind first: a candidate kind (call, continue, repeat, drop, "
         "answer) uniformly among those present, then the policy's own choice within it (0: plain softmax)."))
+    init_scale: float = Field(default=1.0, ge=0, le=1, description=(
+        "scorer: standard deviation of the two embedding tables' initial weights (1: torch's N(0, 1)). At 0 a "
+        "token the warm start never saw (a cursor's field, a fault's status, a continuation's tag) starts with no "
+        "direction of its own (it only dilutes the mean of its bag), at every seed, instead of a random one: what "
+        "the policy does on meeting an edge case is then learned, not drawn with its seed."))
     model: str | None = Field(default=None, description="llm: Hugging Face model id or local folder "
                                                         "(e.g. Qwen/Qwen3-4B-Instruct-2507).")
     max_prompt_tokens: int = Field(default=4096, ge=64, description="llm: longest prompt (task + tool schemas).")

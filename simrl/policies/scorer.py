@@ -189,25 +189,34 @@ class ScorerPolicy:
         seed: seeds the weights and the sampling generator.
         temperature: softmax temperature of the scores (> 0).
         greedy: True: argmax (evaluation); False: sample from the softmax (training).
+        explore_kinds: share of training draws made kind first (:meth:`log_mix`).
+        init_scale: the embedding tables' initial weights are torch's N(0, 1) draws times this (in [0, 1]; 0: all
+            zero, so a token no gradient has reached yet adds no direction of its own to a bag's mean, only
+            dilutes it).
 
     Attributes:
         module: all trainable parameters (``torch.nn.Module``).
         greedy: the action-selection mode (may be changed at any time).
 
     Raises:
-        ValueError: ``dim`` or ``buckets`` < 1, ``temperature`` <= 0.
+        ValueError: ``dim`` or ``buckets`` < 1, ``temperature`` <= 0, ``explore_kinds`` or ``init_scale`` out of
+            range.
     """
 
     def __init__(self, *, dim: int = 64, buckets: int = 1 << 15, seed: int = 0, temperature: float = 1.0,
-                 greedy: bool = False, explore_kinds: float = 0.0) -> None:
-        if dim < 1 or buckets < 1 or not temperature > 0 or not 0 <= explore_kinds < 1:
-            raise ValueError(f"need dim >= 1, buckets >= 1, temperature > 0, 0 <= explore_kinds < 1; got {dim}, "
-                             f"{buckets}, {temperature}, {explore_kinds}")
+                 greedy: bool = False, explore_kinds: float = 0.0, init_scale: float = 1.0) -> None:
+        if dim < 1 or buckets < 1 or not temperature > 0 or not 0 <= explore_kinds < 1 or not 0 <= init_scale <= 1:
+            raise ValueError(f"need dim >= 1, buckets >= 1, temperature > 0, 0 <= explore_kinds < 1, 0 <= init_scale "
+                             f"<= 1; got {dim}, {buckets}, {temperature}, {explore_kinds}, {init_scale}")
         self.dim, self.buckets, self.seed, self.temperature, self.greedy = dim, buckets, seed, temperature, greedy
-        self.explore_kinds = explore_kinds
+        self.explore_kinds, self.init_scale = explore_kinds, init_scale
         with _INIT_LOCK, torch.random.fork_rng(devices=[]):  # threads build policies at once (ablate's evals)
             torch.manual_seed(seed)
             self.module = _Scorer(dim, buckets)
+        if init_scale != 1.0:  # the same draws as at 1 (the heads too), scaled
+            with torch.no_grad():
+                for table in self.tables:
+                    table.mul_(init_scale)
         self._gen = torch.Generator().manual_seed(seed)
         self._hasher = Hasher(buckets)
         self.decisions = DecisionCache(self._hasher)
@@ -220,9 +229,11 @@ class ScorerPolicy:
 
     @property
     def config(self) -> dict[str, Any]:
-        """The constructor arguments (what :meth:`load` rebuilds the policy from)."""
+        """The constructor arguments (what :meth:`load` rebuilds the policy from; ``init_scale`` only when not 1, so
+        a default policy's checkpoint is the same file as before the option existed)."""
         return {"dim": self.dim, "buckets": self.buckets, "seed": self.seed, "temperature": self.temperature,
-                "greedy": self.greedy, "explore_kinds": self.explore_kinds}
+                "greedy": self.greedy, "explore_kinds": self.explore_kinds,
+                **({"init_scale": self.init_scale} if self.init_scale != 1.0 else {})}
 
     # -- features -------------------------------------------------------------------------------
     def encode(self, task_view: dict[str, str], initial: Observation, turns: list[Turn],

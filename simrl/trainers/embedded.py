@@ -193,7 +193,8 @@ def load_policy(recipe: Recipe, checkpoint: Path | None, *, seed: int = 0) -> An
     if checkpoint is not None:
         return ScorerPolicy.load(checkpoint)
     p = recipe.policy
-    return ScorerPolicy(dim=p.dim, buckets=p.buckets, seed=seed, temperature=p.temperature, greedy=False)
+    return ScorerPolicy(dim=p.dim, buckets=p.buckets, seed=seed, temperature=p.temperature, greedy=False,
+                        init_scale=p.init_scale)
 
 
 def _policy(recipe: Recipe, seed: int) -> Any:
@@ -201,7 +202,7 @@ def _policy(recipe: Recipe, seed: int) -> Any:
 
     p = recipe.policy
     return ScorerPolicy(dim=p.dim, buckets=p.buckets, seed=seed, temperature=p.temperature, greedy=False,
-                        explore_kinds=p.explore_kinds)
+                        explore_kinds=p.explore_kinds, init_scale=p.init_scale)
 
 
 async def _step(recipe: Recipe, arm_name: str, seed: int, step: int, policy: Any, optimizer: Any, tasks: list,

@@ -42,6 +42,8 @@ SUBSETS: dict[str, Callable[[Properties], bool]] = {
 """The evaluation subsets, by task properties (identical membership in every arm): reads, writes, tasks whose
 gold answer needs more than one result page, tasks with at least one pre-drawn fault on their episodes, and
 tasks with neither (the skill-free rest)."""
+OVERALL = "overall"
+"""Every evaluation task (no subset): a comparison's or the positive control's name for the whole set."""
 TASK_SUBSETS = ("read", "write", "multi_page")
 """The subsets that are properties of a task alone: the pre-drawn faults of ``faulted`` and ``plain`` belong to an
 evaluation's episode seeds. What a recipe's ``budget.task_weights`` may name (training tasks are sampled by them)."""

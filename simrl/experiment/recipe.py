@@ -111,8 +111,7 @@ class PositiveControl(BaseModel):
 
     @model_validator(mode="after")
     def _known(self) -> PositiveControl:
-        from simrl.evaluation.results import SUBSETS
-        from simrl.experiment.report_compare import OVERALL
+        from simrl.evaluation.results import OVERALL, SUBSETS
 
         bad = [s for s in self.subsets if s not in SUBSETS and s != OVERALL]
         if bad:

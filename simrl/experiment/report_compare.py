@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from simrl.evaluation.results import OVERALL  # defined with the subsets; re-exported here
 from simrl.experiment.comparisons import (
     Difference,
     PositiveControlResult,
@@ -34,7 +35,6 @@ from simrl.experiment.recipe import PositiveControl
 from simrl.experiment.skills import SUBSET_SITUATIONS
 from simrl.experiment.stats import holm, paired_test, stratified_bootstrap, welch_test
 
-OVERALL = "overall"
 UNBOUNDED = ("mean_turns", "env_failures")
 """Counts, not rates: their intervals are clipped to [0, inf); every other metric's to [0, 1]."""
 

@@ -256,3 +256,20 @@ def test_no_evaluation_set_means_no_curve_not_a_failed_run(tmp_path):
     run = runs.RunFiles(tmp_path / "r")
     train_arm(recipe, "real", 0, run.root, worlds=tmp_path / "w", run_eval=False)
     assert run.final.is_file() and not (run.root / "curve.jsonl").exists()
+
+
+def test_fewer_collections_sets_and_restores_the_collector():
+    import gc
+
+    from simrl.trainers.embedded import fewer_collections
+
+    before = gc.get_threshold()
+    with fewer_collections():
+        inside = gc.get_threshold()
+        assert gc.get_freeze_count() > 0  # what existed on entry is skipped by collections
+        cycle: list = []
+        cycle.append(cycle)
+        del cycle
+        assert gc.collect() >= 1  # a cycle made inside the block is still collected
+    assert inside == (100_000, *before[1:])
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0

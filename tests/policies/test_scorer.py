@@ -179,3 +179,44 @@ def test_behaviour_cloning_by_rows_is_bitwise_dense_cloning(setup, monkeypatch):
     monkeypatch.setattr(scorer, "make_adam", lambda params, lr, tables=(): RowSparseAdam(params, lr=lr))
     assert behaviour_cloning(dense, demos, views, epochs=3, seed=1) == stats and stats["samples"] > 10
     assert all(torch.equal(a, b) for a, b in zip(by_rows.module.parameters(), dense.module.parameters()))
+
+
+def test_draw_one_is_torch_multinomial_draw_for_draw():
+    """The sampler's one draw: the same index and the same generator state after it as torch.multinomial's."""
+    import torch
+
+    from simrl.policies.scorer import draw_one
+
+    mismatches = 0
+    for s in range(3000):
+        k = 1 + s % 70
+        logits = torch.randn(k, generator=torch.Generator().manual_seed(10_000 + s)) * (1 + s % 7)
+        if s % 5 == 0:
+            logits[::3] = -1e9  # some candidates with probability ~0, as log_mix's masked ones
+        probs = torch.exp(torch.log_softmax(logits, 0))
+        a, b = torch.Generator().manual_seed(s), torch.Generator().manual_seed(s)
+        mismatches += int(torch.multinomial(probs, 1, generator=a)) != draw_one(probs, b)
+        mismatches += not torch.equal(a.get_state(), b.get_state())
+    assert mismatches == 0
+
+
+def test_episode_draws_depend_on_the_episode_seed_and_turn_only():
+    import asyncio
+
+    from simrl.policies.scorer import ScorerPolicy
+    from simrl.rollout import EPISODE_SEED
+
+    policy = ScorerPolicy(seed=3)
+    own = policy._sampler(0)
+    assert own is policy._gen  # outside an episode: the policy's own generator
+
+    async def in_episode(seed: int, turn: int):
+        token = EPISODE_SEED.set(seed)
+        try:
+            return policy._sampler(turn)
+        finally:
+            EPISODE_SEED.reset(token)
+
+    keys = [asyncio.run(in_episode(seed, turn)) for seed in (5, 6) for turn in (0, 1)]
+    assert all(isinstance(k, int) for k in keys) and len(set(keys)) == 4
+    assert keys[0] == asyncio.run(in_episode(5, 0))

@@ -17,6 +17,7 @@ from simrl.types import Action, ToolCall
 MAX_ACTIONS = 50_000
 """Most actions kept by the memo of :func:`call_action` / :func:`final_action` before it is emptied."""
 _SCALARS = (str, int, float, bool, type(None))
+_SCALAR_TYPES = frozenset(_SCALARS)
 _memo: dict[tuple, tuple[str, Action]] = {}
 _key_of: dict[int, tuple[Action, str]] = {}  # id -> (the action, kept alive so the id stays its own; its key)
 
@@ -39,7 +40,7 @@ def ident(value: Any) -> tuple:
 def _args_key(args: dict[str, Any]) -> Any:
     """:func:`freeze` of a call's arguments; flat arguments (scalars only, the common case) by a shortcut that
     gives the same tuple."""
-    if all(type(v) in _SCALARS for v in args.values()):
+    if _SCALAR_TYPES.issuperset(map(type, args.values())):
         return tuple(sorted((str(k), v) for k, v in args.items()))
     return freeze(args)
 

@@ -205,20 +205,19 @@ def encode_decision(hasher: Hasher, key: tuple, task_view: dict[str, str], initi
     """
     keyed = keyed_candidates(task_view, initial, turns)
     ids, texts = hasher.ids, {} if texts is None else texts
-    cands, packed, kinds = [], [], []
-    for k, a, tags in keyed:
-        if (got := texts.get((k, tags))) is None:
+    keys, actions, tags_of = zip(*keyed) if keyed else ((), (), ())
+    found = list(map(texts.get, zip(keys, tags_of)))  # (token ids, kind, their bytes) by (action key, tags)
+    for j, got in enumerate(found):
+        if got is None:
+            a, tags = actions[j], tags_of[j]
             text = action_text(a, tags)
             if (same := texts.get(text)) is None:
                 token_ids = tuple(ids(text))
                 same = texts[text] = (token_ids, 0, array.array("q", token_ids).tobytes())
-            got = texts[k, tags] = (same[0], kind_of(tags), same[2])
-        cands.append(got[0])
-        kinds.append(got[1])
-        packed.append(got[2])
-    return Decision(key=key, actions=tuple(a for _, a, _ in keyed), index={k: i for i, (k, _, _) in enumerate(keyed)},
-                    kinds=tuple(kinds), state=ids(state_text(task_view, initial, turns)), cands=cands,
-                    cand_bytes=packed)
+            found[j] = texts[keys[j], tags] = (same[0], kind_of(tags), same[2])
+    cands, kinds, packed = zip(*found) if found else ((), (), ())
+    return Decision(key=key, actions=actions, index=dict(zip(keys, range(len(keys)))), kinds=kinds,
+                    state=ids(state_text(task_view, initial, turns)), cands=list(cands), cand_bytes=list(packed))
 
 
 def decision_fields(d: Decision) -> dict[str, Any]:

@@ -107,3 +107,20 @@ def test_kind_mixture_is_a_distribution_that_explores_every_kind():
     assert torch.isfinite(scores.grad).all()
     assert [KINDS[kind_of(t)] for t in (("tag_repeat_last", "tag_after_error"), ("tag_answer",), ("x",))] == \
         ["repeat", "answer", "call"]
+
+
+def test_a_decision_holds_each_candidate_its_text_ids_and_kind(states):
+    """encode_decision (memo shared across decisions) against the definition, candidate by candidate."""
+    from simrl.policies.candidates import keyed_candidates
+    from simrl.policies.features import action_text, state_text
+
+    hasher, texts = Hasher(1 << 12), {}
+    for view, initial, turns, _ in states:
+        d = encode_decision(hasher, ("k",), view, initial, list(turns), texts)
+        keyed = keyed_candidates(view, initial, list(turns))
+        assert d.actions == tuple(a for _, a, _ in keyed) and isinstance(d.actions, tuple)
+        assert d.index == {k: i for i, (k, _, _) in enumerate(keyed)} and list(d.index) == [k for k, _, _ in keyed]
+        assert d.kinds == tuple(kind_of(tags) for _, _, tags in keyed)
+        assert d.cands == [tuple(hasher.ids(action_text(a, tags))) for _, a, tags in keyed]
+        assert d.cand_bytes == [array.array("q", c).tobytes() for c in d.cands]
+        assert d.state == hasher.ids(state_text(view, initial, list(turns))) and d.key == ("k",)

@@ -51,6 +51,19 @@ def _with(obj: dict[str, Any], key: str, items: list[Any], cursor: str | None) -
     return fmt.dumps(out)
 
 
+class _HeldPage(Continuation):
+    """A held-back JSON page, its text made when it is served: :func:`_with` of the same objects (a private parse
+    of the result that nothing changes), so the same text as made up front; most pages a forced pagination holds
+    back are never asked for (16 pages a paginated result, in a quickstart run, of which few are followed)."""
+
+    def __init__(self, tool: str, obj: dict[str, Any], key: str, items: list[Any], cursor: str | None) -> None:
+        self.tool, self._page = tool, (obj, key, items, cursor)
+
+    @property
+    def content(self) -> str:  # type: ignore[override]  # the dataclass field, made on demand
+        return _with(*self._page)
+
+
 def _page_items(text: str) -> tuple[list[Any], Any] | None:
     """``(records, next cursor)`` of a JSON page text, else ``None``."""
     obj = fmt.parse_json(text)
@@ -94,7 +107,7 @@ class PartialResponse(Perturbation):
                 return None
             keep, token = _keep(len(items), self.keep_fraction), ctx.token()
             original = obj.get(fmt.cursor_key(obj))
-            ctx.state.continuations[token] = Continuation(call.name, _with(obj, key, items[keep:], original))
+            ctx.state.continuations[token] = _HeldPage(call.name, obj, key, items[keep:], original)
             return replace_content(result, _with(obj, key, items[:keep], token))
         text = self._cut(result.content)
         if text is None:
@@ -176,7 +189,7 @@ class ForcedPagination(Perturbation):
             token = ctx.token()  # a pure function of the call and the kind: once, not once per page
             tokens = [f"{token}-{i}" for i in range(1, len(chunks))] + [obj.get(fmt.cursor_key(obj))]
             for i in range(1, len(chunks)):
-                ctx.state.continuations[tokens[i - 1]] = Continuation(call.name, _with(obj, key, chunks[i], tokens[i]))
+                ctx.state.continuations[tokens[i - 1]] = _HeldPage(call.name, obj, key, chunks[i], tokens[i])
             return replace_content(result, _with(obj, key, chunks[0], tokens[0]))
         parts = self._parts(call.name, result.content)
         if parts is None:

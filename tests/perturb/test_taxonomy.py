@@ -128,3 +128,32 @@ def test_details_are_deterministic_in_the_context_key():
     assert len(texts) > 1
     assert p.apply(LIST, None, _ctx(LIST, "k3")).content == p.apply(LIST, None, _ctx(LIST, "k3")).content
     assert "Retry-After" in p.control_instruction(_ctx(LIST)) or "retry" in p.control_instruction(_ctx(LIST))
+
+
+def test_held_back_pages_are_the_texts_of_their_records_and_cursors():
+    """Pages a forced pagination or a partial response holds back are made when served: each one the JSON of the
+    page's own records and next cursor, the other fields as they were (the original cursor last)."""
+    import json
+
+    from simrl.perturb.content import ForcedPagination, PartialResponse
+    from simrl.perturb.taxonomy import EpisodeState, PerturbContext
+    from simrl.types import ToolCall, ToolResult
+
+    schema = {"function": {"parameters": {"properties": {"cursor": {"type": "string"}}}}}
+    call = ToolCall(name="list_members", arguments={"org_id": "organization:000007"})
+    records = [{"id": i, "name": f"Ann {i}", "city": "Über"} for i in range(7)]
+    page = json.dumps({"records": records, "next_cursor": "orig", "total": 7})
+    for perturbation, sizes in ((ForcedPagination(page_size=2), [2, 2, 2, 1]), (PartialResponse(), [4, 3])):
+        ctx = PerturbContext(call, tool_schema=schema, state=EpisodeState())
+        first = json.loads(perturbation.apply(call, ToolResult(name=call.name, content=page), ctx).content)
+        texts, cursor = [], first["next_cursor"]
+        while cursor in ctx.state.continuations:
+            held = ctx.state.continuations.pop(cursor)
+            assert held.tool == call.name and held.content == held.content  # made again: the same text
+            texts.append(held.content)
+            cursor = json.loads(held.content)["next_cursor"]
+        assert cursor == "orig" and not ctx.state.continuations
+        pages = [first] + [json.loads(t) for t in texts]
+        assert [len(p["records"]) for p in pages] == sizes
+        assert [r for p in pages for r in p["records"]] == records and all(p["total"] == 7 for p in pages)
+        assert all(t == json.dumps(p, ensure_ascii=False) for t, p in zip(texts, pages[1:]))

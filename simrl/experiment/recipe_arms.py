@@ -130,6 +130,15 @@ class Arm(BaseModel):
                                                         "relative to the working directory): a repeated prompt is "
                                                         "answered from it, so a local model is asked once.")
     max_tokens: int = Field(default=4096, ge=1, le=262144, description="World model: most tokens per prediction.")
+    open_within: int | None = Field(
+        default=None, ge=1, le=262144,
+        description="llamacpp arms: a prediction that has not opened its <predicted_observation> block after this "
+                    "many tokens is cut there and shown as unparsed (a weak model's format failures cost this many "
+                    "tokens instead of max_tokens); None: no cut.")
+    parse_retries: int = Field(
+        default=1, ge=0, le=8,
+        description="world_model arms: re-samples (temperature 0.6) of a prediction without a prediction block "
+                    "before it is shown raw and counted unparsed; 0 = the environment `simrl wm eval` measures.")
     schedule: str | None = Field(default=None, description="Perturbation schedule (world_model arms): a shipped "
                                                            "name (gentle, mcpmark, fault-heavy) or a YAML path.")
     mode: PerturbMode = Field(
@@ -144,7 +153,7 @@ class Arm(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> Arm:
         if self.environment == "real":
-            stray = [k for k in ("backend", "model", "base_url", "schedule", "cache", "fidelity")
+            stray = [k for k in ("backend", "model", "base_url", "schedule", "cache", "fidelity", "open_within")
                      if getattr(self, k) is not None]
             if self.options or self.temperature:
                 stray.append("options/temperature")
@@ -158,6 +167,8 @@ class Arm(BaseModel):
                 raise ValueError("the openai backend needs model and base_url")
             if self.mode == "control" and self.schedule is None:
                 raise ValueError("mode control needs a schedule (the perturbations to instruct)")
+            if self.open_within is not None and self.backend != "llamacpp":
+                raise ValueError("open_within needs backend llamacpp (it cuts a local model's reply)")
         return self
 
     def world_model(self) -> str:

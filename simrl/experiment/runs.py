@@ -206,7 +206,8 @@ def env_factory(env_id: str, arm: Arm, world: Path | None, real_options: dict[st
     else:
         options = {"world_model": arm.world_model(), "wm_model": arm.model, "wm_base_url": arm.base_url,
                    "wm_temperature": arm.temperature, "wm_options": dict(arm.options) or None,
-                   "wm_cache": arm.cache, "wm_max_tokens": arm.max_tokens}
+                   "wm_cache": arm.cache, "wm_max_tokens": arm.max_tokens, "wm_open_within": arm.open_within,
+                   "max_parse_retries": arm.parse_retries}
     base = lambda: make(env_id, world=world, **options)  # noqa: E731
     return perturbed_factory(base, arm.schedule, progress=progress, mode=arm.mode, seed=seed)
 

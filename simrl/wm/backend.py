@@ -26,6 +26,16 @@ class Sampling(BaseModel):
     top_p: float = Field(default=1.0, gt=0, le=1, description="Nucleus sampling mass.")
     max_tokens: int = Field(default=1024, ge=1, description="Most tokens to generate.")
     seed: int | None = Field(default=None, description="Sampling seed, where the backend supports one.")
+    open_within: int | None = Field(
+        default=None, ge=1, le=262144,
+        description="llamacpp only: a reply that has not opened its <predicted_observation> block once this many "
+                    "tokens are generated is cut there (it is then unparsed); None: no cut. Output that opens the "
+                    "block in time is unchanged, token for token.")
+
+    def key_fields(self) -> dict:
+        """The fields that key a cached response: all, ``open_within`` only when set (so keys made before the
+        field existed still hold)."""
+        return self.model_dump(exclude={"open_within"} if self.open_within is None else None)
 
 
 class BackendError(Exception):

@@ -35,7 +35,7 @@ FILE_NAME = "responses.sqlite"
 
 def cache_key(backend: str, model: str, messages: list[dict[str, Any]], sampling: Sampling) -> str:
     """sha256 hex digest of the request (backend, model, messages, sampling parameters)."""
-    payload = json.dumps([backend, model, messages, sampling.model_dump()], sort_keys=True,
+    payload = json.dumps([backend, model, messages, sampling.key_fields()], sort_keys=True,
                          ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 

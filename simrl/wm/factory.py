@@ -127,8 +127,8 @@ def shared_cache(path: str | Path | None, replay: bool = False) -> Any:
 def make_wm_env(env_spec: Any, world_model: str | WorldModelBackend, *, world: str | Path | None = None,
                 wm_model: str | None = None, wm_base_url: str | None = None, wm_api_key: str | None = None,
                 wm_cache: str | Path | None = None, wm_replay: bool = False, wm_prompt: str | Path | None = None,
-                wm_temperature: float = 0.0, wm_max_tokens: int = 4096, wm_control: str | None = None,
-                wm_options: dict[str, Any] | None = None, **env_options: Any) -> Any:
+                wm_temperature: float = 0.0, wm_max_tokens: int = 4096, wm_open_within: int | None = None,
+                wm_control: str | None = None, wm_options: dict[str, Any] | None = None, **env_options: Any) -> Any:
     """The world-model version of ``env_spec``'s environment (a :class:`~simrl.wm.env.WorldModelEnv`).
 
     Args:
@@ -138,7 +138,8 @@ def make_wm_env(env_spec: Any, world_model: str | WorldModelBackend, *, world: s
         world: the world folder.
         wm_model, wm_base_url, wm_api_key: backend options (model id or path; endpoint; key).
         wm_cache: response-cache folder (None: no cache); wm_replay: only replay that cache.
-        wm_prompt: a prompt template file; wm_temperature, wm_max_tokens: sampling.
+        wm_prompt: a prompt template file; wm_temperature, wm_max_tokens, wm_open_within: sampling
+            (:class:`~simrl.wm.backend.Sampling`; ``wm_open_within`` needs the ``llamacpp`` backend).
         wm_control: a control instruction for every world-model call.
         wm_options: further backend options (e.g. ``{"timeout": 30, "max_concurrency": 128}``).
         env_options: ``tools``, ``server_command``, ``server_url`` (``mcp``), ``max_parse_retries``, ``max_observation_chars``, ``max_history_chars``
@@ -146,9 +147,14 @@ def make_wm_env(env_spec: Any, world_model: str | WorldModelBackend, *, world: s
             ``call_timeout``, ...) are ignored.
 
     Raises:
-        SimrlError: bad backend name or options, an unsupported env id, a missing world.
+        SimrlError: bad backend name or options, an unsupported env id, a missing world, ``wm_open_within``
+            with a backend other than ``llamacpp``.
     """
     from simrl.wm.env import WorldModelEnv
+
+    if wm_open_within is not None and getattr(world_model, "name", world_model) != "llamacpp":
+        raise SimrlError(f"wm_open_within (open_within) needs the llamacpp backend, not {world_model!r}: "
+                         "it cuts a local model's reply that has not opened its prediction block")
 
     if isinstance(world_model, WorldModelBackend):
         backend: WorldModelBackend | str = world_model
@@ -161,7 +167,8 @@ def make_wm_env(env_spec: Any, world_model: str | WorldModelBackend, *, world: s
     keep = {k: env_options[k] for k in ("tools", "server_command", "server_url", "max_parse_retries",
                                         "max_observation_chars", "max_history_chars") if k in env_options}
     return WorldModelEnv(env_spec, world, backend,
-                         sampling=Sampling(temperature=wm_temperature, max_tokens=wm_max_tokens),
+                         sampling=Sampling(temperature=wm_temperature, max_tokens=wm_max_tokens,
+                                           open_within=wm_open_within),
                          cache=shared_cache(wm_cache, wm_replay), prompt_template=wm_prompt,
                          control=wm_control, **keep)
 

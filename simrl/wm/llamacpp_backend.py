@@ -41,6 +41,8 @@ MESSAGE_OVERHEAD = 8
 """Tokens allowed per message for chat-template markup (ChatML needs about 5)."""
 PROMPT_MARGIN = 32
 """Extra tokens kept free for the template's own text (e.g. a default system prompt)."""
+OPEN_TAG = "<predicted_observation>"
+"""What a reply must contain within ``Sampling.open_within`` tokens (the block of :mod:`simrl.wm.prompts`)."""
 
 
 class LlamaCppBackend(ChildBackend):
@@ -158,7 +160,8 @@ class LlamaCppEngine:
         Returns:
             ``(text, stats)``; stats: ``prompt_tokens`` (the templated prompt), ``prefill_tokens`` (those
             evaluated: the rest came from the prefix cache), ``completion_tokens``, ``prefill_ms``,
-            ``decode_ms`` (wall time of the model's evaluation), ``dropped_messages`` (history dropped to fit).
+            ``decode_ms`` (wall time of the model's evaluation), ``dropped_messages`` (history dropped to fit),
+            ``cut`` (True: cut by ``sampling.open_within`` before it opened its block).
 
         Raises:
             BackendError: (not retryable) the model does not load, the prompt cannot fit, generation fails.
@@ -168,22 +171,53 @@ class LlamaCppEngine:
         if not self.prefix_cache:
             llm.reset()
         self._evals.clear()
+        request = {"messages": fitted, "temperature": sampling.temperature, "top_p": sampling.top_p,
+                   "max_tokens": sampling.max_tokens, "seed": sampling.seed}
+        cut = sampling.open_within is not None and sampling.open_within < sampling.max_tokens
         try:
-            out = llm.create_chat_completion(
-                messages=fitted, temperature=sampling.temperature, top_p=sampling.top_p,
-                max_tokens=sampling.max_tokens, seed=sampling.seed)
+            if cut:
+                text, cut = self._until_open(llm, request, sampling.open_within)
+                generated = max(len(self._evals) - 1, 0)
+                usage = {"completion_tokens": generated, "prompt_tokens": llm.n_tokens - generated}
+            else:
+                out = llm.create_chat_completion(**request)
+                text, usage = out["choices"][0]["message"].get("content") or "", out.get("usage") or {}
         except ValueError as err:  # e.g. "Requested tokens (N) exceed context window of M"
             raise BackendError(f"llama.cpp rejected the prompt: {err}", retryable=False) from err
         except Exception as err:  # noqa: BLE001 - decode failures surface as RuntimeError
             raise BackendError(f"llama.cpp generation failed: {type(err).__name__}: {err}",
                                retryable=False) from err
-        usage = out.get("usage") or {}
         first, rest = (self._evals[0], self._evals[1:]) if self._evals else ((0, 0.0), [])
         stats = {"prompt_tokens": usage.get("prompt_tokens", 0), "prefill_tokens": first[0],
                  "completion_tokens": usage.get("completion_tokens", 0), "prefill_ms": round(first[1] * 1e3, 2),
                  "decode_ms": round(sum(s for _, s in rest) * 1e3, 2),
-                 "dropped_messages": len(messages) - len(fitted)}
-        return out["choices"][0]["message"].get("content") or "", stats
+                 "dropped_messages": len(messages) - len(fitted), "cut": cut}
+        return text, stats
+
+    def _until_open(self, llm: Any, request: dict[str, Any], open_within: int) -> tuple[str, bool]:
+        """Stream the reply; stop once ``open_within`` tokens are generated without :data:`OPEN_TAG` in the text.
+
+        Tokens are counted by the model's evaluations (the prompt's is the first; each generated token is
+        evaluated before the next is sampled), so the cut falls at the same token for the same prompt.
+        A reply that opens the block in time streams to its end: the same tokens as without the cut
+        (llama-cpp-python's streaming and plain completions share one generation loop).
+
+        Returns:
+            ``(text, cut)``: the reply (up to the cut), and whether it was cut.
+        """
+        parts: list[str] = []
+        stream = llm.create_chat_completion(**request, stream=True)
+        opened = False
+        try:
+            for chunk in stream:
+                parts.append(chunk["choices"][0]["delta"].get("content") or "")
+                if not opened and len(self._evals) > open_within:  # open_within tokens evaluated after the prompt
+                    opened = OPEN_TAG in "".join(parts)
+                    if not opened:
+                        return "".join(parts), True
+        finally:
+            stream.close()
+        return "".join(parts), False
 
     def close(self) -> None:
         """Free the model (idempotent)."""

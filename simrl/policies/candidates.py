@@ -211,6 +211,12 @@ def _episode_values(prompt: str, turns: list[Turn]) -> _Values:
     return vals
 
 
+def _values(tools: dict[str, Tool], prompt: str, turns: list[Turn]) -> _Values:
+    vals = _episode_values(prompt, turns)
+    vals.examples = list(dict.fromkeys((k, v) for t in tools.values() for k, v in t.examples))
+    return vals
+
+
 def _options(tool: Tool, param: str, vals: _Values) -> list[tuple[Any, str]]:
     """``(value, source tag)`` for one parameter, best first, at most :data:`MAX_VALUES`."""
     spec, kind = tool.params.get(param, {}), tool.kind(param)
@@ -272,20 +278,30 @@ def _calls(tool: Tool, vals: _Values) -> list[Keyed]:
     return got
 
 
-_ALL_CALLS: dict[tuple, list[list[Keyed]]] = {}
+_ALL_CALLS: dict[tuple, list[Keyed]] = {}
 """Memo of :func:`_all_calls` by the tools, the prompt and the values read (emptied at 20,000 entries)."""
 
 
-def _all_calls(tools: dict[str, Tool], prompt: str, vals: _Values) -> list[list[Keyed]]:
-    """Each tool's :func:`_calls`; memoised by the tools, the prompt and the values read so far, which often
-    recur (a turn that read nothing new: an error, an answer, a repeated read; another episode's same reads)."""
+def _all_calls(tools: dict[str, Tool], prompt: str, vals: _Values) -> list[Keyed]:
+    """Each tool's :func:`_calls`, taken in turn (one call of each tool, then a second of each, ...); memoised by the
+    tools, the prompt and the values read so far, which often recur (a turn that read nothing new: an error, an
+    answer, a repeated read; another episode's same reads)."""
     memo = (tuple(t.ident for t in tools.values()), prompt, repr(vals.seen))
     got = _ALL_CALLS.get(memo)
     if got is None:
         if len(_ALL_CALLS) >= 20_000:
             _ALL_CALLS.clear()
-        got = _ALL_CALLS[memo] = [_calls(tool, vals) for tool in tools.values()]
+        per_tool = [_calls(tool, vals) for tool in tools.values()]
+        got = _ALL_CALLS[memo] = [c for row in itertools.zip_longest(*per_tool) for c in row if c is not None]
     return got
+
+
+_BY_TEXTS: dict[tuple, list[Keyed]] = {}
+"""Memo of :func:`_all_calls` by the tools, the prompt and the successful results' texts, newest turn first (what
+:func:`_episode_values` reads: the same texts, the same values; no walk of them, no ``repr`` of the values read)
+(emptied at 20,000 entries)."""
+_LAZY = _Values([])
+"""Stands for the values of a turn whose calls :data:`_BY_TEXTS` knew (made when something else reads them)."""
 
 
 def _build_calls(tool: Tool, params: list[str], choices: list[list[tuple[Any, str]]],
@@ -332,7 +348,10 @@ def _keyed(action: Action) -> tuple[str, Action]:
 
 
 def _frontier(tools: dict[str, Tool], turns: list[Turn]) -> Iterable[Keyed]:
-    """A one-parameter tool's calls with the values not yet passed to it, from the result its last value was read in."""
+    """A one-parameter tool's calls with the values not yet passed to it, from the result its last value was read in
+    (a text result: none while every successful result is JSON, as in the record tools' episodes)."""
+    if all(is_json(text) for t in turns for text in _ok(t)):
+        return
     for tool in tools.values():
         p = tool.required[0] if len(tool.required) == 1 else None
         if p is None or tool.kind(p) != "string" or "enum" in tool.params.get(p, {}):
@@ -463,39 +482,56 @@ def keyed_candidates(task_view: dict[str, str], initial: Observation, turns: lis
     while they are built: a caller that needs the keys need not compute them again)."""
     tools = {t.name: t for t in _read_tools_once(initial.tools)}
     prompt = task_view.get("prompt", initial.text)
-    vals = _episode_values(prompt, turns)
-    vals.examples = list(dict.fromkeys((k, v) for t in tools.values() for k, v in t.examples))
-    pool: dict[str, Tagged] = {}
+    read = (tuple(t.ident for t in tools.values()), prompt, tuple(x for t in reversed(turns) for x in _ok(t)))
+    calls = _BY_TEXTS.get(read)  # the values read are a function of the results' texts (_episode_values' walk)
+    vals = None if calls is None else _LAZY
+    if calls is None:
+        vals = _values(tools, prompt, turns)
+        calls = _all_calls(tools, prompt, vals)
+        if len(_BY_TEXTS) >= 20_000:
+            _BY_TEXTS.clear()
+        _BY_TEXTS[read] = calls
+    pool: dict[str, Keyed] = {}  # key -> the candidate, in order of first appearance
 
     def add(keyed: Iterable[Keyed], cap: int) -> None:
         n = 0
-        for k, action, tags in keyed:
+        for c in keyed:
             if n >= cap or len(pool) >= MAX_CANDIDATES:
                 return
-            if k not in pool:
-                pool[k] = (action, tags)
+            if c[0] not in pool:
+                pool[c[0]] = c
                 n += 1
 
     add(_recovery(tools, turns), MAX_CANDIDATES)
     add(_answers(tools, turns, prompt), MAX_ANSWERS)
-    per_tool = _all_calls(tools, prompt, vals)
-    add((c for row in itertools.zip_longest(*per_tool) for c in row if c is not None), MAX_CANDIDATES)
+    room = MAX_CANDIDATES - len(pool)  # the tools' calls, taken in turn (add's loop, cap MAX_CANDIDATES: the room)
+    for c in calls if room > 0 else ():
+        if c[0] not in pool:
+            pool[c[0]] = c
+            room -= 1
+            if not room:
+                break
     add(_frontier(tools, turns), MAX_CANDIDATES)
     texts = candidate_pages.last_texts(turns)
     if texts:
+        if vals is _LAZY:
+            vals = _values(tools, prompt, turns)
         add(candidate_pages.listed(tools, turns, texts), MAX_CANDIDATES)
         named = lambda p: bool(vals.matching(p))  # noqa: E731 - an observed key names parameter p
         add(candidate_pages.refined(tools, prompt, texts, named), MAX_CANDIDATES)
         add(candidate_pages.dated(tools, turns, texts, named), MAX_CANDIDATES)
     done = {action_key(t.action) for t in turns}
     last = action_key(turns[-1].action) if turns else None
-    return [(k, a, tags + (("tag_called_before",) if k in done else ()) + (("tag_same_as_last",) if k == last else ()))
-            for k, (a, tags) in pool.items()]
+    if last is None:
+        return list(pool.values())
+    return [c if c[0] not in done else  # (k, a, tags) as it is unless a tag is added (k == last: k is in done)
+            (c[0], c[1], c[2] + ("tag_called_before",) + (("tag_same_as_last",) if c[0] == last else ()))
+            for c in pool.values()]
 
 
 def clear_memos() -> None:
     """Forget every memoised result of candidate generation (the candidates are the same with or without them)."""
-    for memo in (_CALLS, _ALL_CALLS, _SIGNATURES):
+    for memo in (_CALLS, _ALL_CALLS, _BY_TEXTS, _SIGNATURES):
         memo.clear()
     for cached in (_read_tools_once, _keyed_items, _listing_records, _listing_aggregates):
         cached.cache_clear()

@@ -124,3 +124,67 @@ def test_a_decision_holds_each_candidate_its_text_ids_and_kind(states):
         assert d.cands == [tuple(hasher.ids(action_text(a, tags))) for _, a, tags in keyed]
         assert d.cand_bytes == [array.array("q", c).tobytes() for c in d.cands]
         assert d.state == hasher.ids(state_text(view, initial, list(turns))) and d.key == ("k",)
+
+
+def _frontier_scan(tools, turns):
+    """candidates._frontier as written before its shortcut (no text result: nothing), every tool scanned."""
+    from simrl.policies.features import is_json, leaves, shape, tokens
+
+    for tool in tools.values():
+        p = tool.required[0] if len(tool.required) == 1 else None
+        if p is None or tool.kind(p) != "string" or "enum" in tool.params.get(p, {}):
+            continue
+        calls = [(j, t.action.tool_calls[0].arguments.get(p)) for j, t in enumerate(turns)
+                 if t.action.tool_calls and t.action.tool_calls[0].name == tool.name]
+        if not calls:
+            continue
+        j, last = calls[-1]
+        found = next((values for turn in reversed(turns[:j]) for text in candidates._ok(turn) if not is_json(text)
+                      if last in (values := [v for k, v in leaves(text) if isinstance(v, str) and tokens(k) & tokens(p)])),
+                     None)
+        done = {v for _, v in calls}
+        for v in list(dict.fromkeys(v for v in found or () if v not in done and shape(v) == shape(last)))[:6]:
+            yield (*candidates.call_action(tool.name, {p: v}), (f"tag_call_{tool.name}", f"src_{p}_frontier",
+                                                                  "tag_frontier"))
+
+
+def _defined_candidates(view, initial, turns):
+    """keyed_candidates by its rules written out: each source added in turn (recovery, answers, the tools' calls one of
+    each tool at a time, the frontier), at most MAX_CANDIDATES, then the called-before / same-as-last tags."""
+    import itertools
+
+    tools = {t.name: t for t in candidates.read_tools(initial.tools)}
+    prompt = view.get("prompt", initial.text)
+    vals = candidates._values(tools, prompt, turns)
+    pool = {}
+
+    def add(keyed, cap):
+        n = 0
+        for k, action, tags in keyed:
+            if n >= cap or len(pool) >= candidates.MAX_CANDIDATES:
+                return
+            if k not in pool:
+                pool[k] = (action, tags)
+                n += 1
+
+    add(candidates._recovery(tools, turns), candidates.MAX_CANDIDATES)
+    add(candidates._answers(tools, turns, prompt), candidates.MAX_ANSWERS)
+    per_tool = [candidates._calls(tool, vals) for tool in tools.values()]
+    add((c for row in itertools.zip_longest(*per_tool) for c in row if c is not None), candidates.MAX_CANDIDATES)
+    add(_frontier_scan(tools, turns), candidates.MAX_CANDIDATES)
+    assert not candidates.candidate_pages.last_texts(turns)  # records: JSON results only
+    done = {action_key(t.action) for t in turns}
+    last = action_key(turns[-1].action) if turns else None
+    return [(k, a, tags + (("tag_called_before",) if k in done else ()) + (("tag_same_as_last",) if k == last else ()))
+            for k, (a, tags) in pool.items()]
+
+
+def test_candidates_equal_their_definition_candidate_by_candidate(states):
+    # memoised by the results' texts (no walk of the values read), the tools' calls interleaved once per memo entry,
+    # no frontier scan while every result is JSON: the same candidates, tags and order as the rules written out
+    candidates.clear_memos()
+    for view, initial, turns, _ in states + states:  # the second pass from the memos
+        got = candidates.keyed_candidates(view, initial, turns)
+        assert [(k, a.model_dump_json(), tags) for k, a, tags in got] == \
+            [(k, a.model_dump_json(), tags) for k, a, tags in _defined_candidates(view, initial, turns)]
+    assert any("tag_called_before" in tags for v, i, t, _ in states for _, _, tags in candidates.keyed_candidates(v, i, t))

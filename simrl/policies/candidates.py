@@ -168,6 +168,7 @@ class _Values:
     seen: list[tuple[str, Scalar]] = field(default_factory=list)
     examples: list[tuple[str, Any]] = field(default_factory=list)
     _matching: dict[str, list[tuple[str, Scalar]]] = field(default_factory=dict)
+    _keys: set[str] | None = None  # the keys of seen (set when first asked)
 
     def matching(self, param: str) -> list[tuple[str, Scalar]]:
         """Observed ``(key, value)`` whose key shares a word with ``param``; narrowed to id prefixes it names
@@ -178,21 +179,40 @@ class _Values:
         return got
 
     def _match(self, param: str) -> list[tuple[str, Scalar]]:
+        """``typed or hits`` of ``hits = [(k, v) for k, v in seen if tokens(k) & words]`` and ``typed``, the hits that
+        are ids whose prefix ``p`` has ``p.startswith(w) or w.startswith(p)`` for a word ``w`` (of more than 2 letters)
+        of the name: each distinct key's words and each distinct prefix tested once (a result repeats a few keys)."""
         words = tokens(param)
-        hits = [(k, v) for k, v in self.seen if tokens(k) & words]
-        typed = [(k, v) for k, v in hits if (p := id_prefix(v)) is not None
-                 and any(p.startswith(w) or w.startswith(p) for w in words if len(w) > 2)]
+        if self._keys is None:
+            self._keys = {k for k, _ in self.seen}
+        keys = {k for k in self._keys if tokens(k) & words}
+        if not keys:
+            return []
+        hits = [kv for kv in self.seen if kv[0] in keys]
+        long, fits, typed = [w for w in words if len(w) > 2], {}, []
+        for kv in hits:
+            if (p := id_prefix(kv[1])) is not None:
+                ok = fits.get(p)
+                if ok is None:
+                    ok = fits[p] = any(p.startswith(w) or w.startswith(p) for w in long)
+                if ok:
+                    typed.append(kv)
         return typed or hits
 
     def like(self, example: Any) -> list[tuple[str, Scalar]]:
         """Values of the same kind as ``example`` (numbers, dates, ids of the same prefix, else prompt spans)."""
+        return list(self.like_iter(example))
+
+    def like_iter(self, example: Any) -> Iterable[tuple[str, Scalar]]:
+        """:meth:`like`, one value at a time (a caller that takes the first few reads no further)."""
         if isinstance(example, int | float):
-            return [(k, v) for k, v in self.prompt + self.seen if type(v) is type(example)]
+            kind = type(example)
+            return ((k, v) for k, v in itertools.chain(self.prompt, self.seen) if type(v) is kind)
         if is_date(example):
-            return [(k, v) for k, v in self.prompt + self.seen if is_date(v)]
+            return ((k, v) for k, v in itertools.chain(self.prompt, self.seen) if is_date(v))
         if (p := id_prefix(example)) is not None:
-            return [(k, v) for k, v in self.seen if id_prefix(v) == p]
-        return [(k, v) for k, v in self.prompt if k == "prompt_span"]
+            return ((k, v) for k, v in self.seen if id_prefix(v) == p)
+        return ((k, v) for k, v in self.prompt if k == "prompt_span")
 
 
 def _ok(turn: Turn) -> list[str]:
@@ -220,28 +240,32 @@ def _values(tools: dict[str, Tool], prompt: str, turns: list[Turn]) -> _Values:
 def _options(tool: Tool, param: str, vals: _Values) -> list[tuple[Any, str]]:
     """``(value, source tag)`` for one parameter, best first, at most :data:`MAX_VALUES`."""
     spec, kind = tool.params.get(param, {}), tool.kind(param)
-    out: list[tuple[Any, str]] = []
+    out: Iterable[tuple[Any, str]] = ()  # made as it is read: the first MAX_VALUES distinct values are taken
     if isinstance(spec.get("enum"), list):
         out = [(v, "enum") for v in spec["enum"]]
     elif kind == "string":
-        seen = [(v, f"key_{k}") for k, v in vals.matching(param) if isinstance(v, str)]
-        prompt = [(str(v), k) for k, v in vals.prompt if k != "prompt_number"]
-        out = [(v, "literal") for v in tool.literals]
-        out += [x for pair in itertools.zip_longest(seen, prompt) for x in pair if x is not None]
-        if not seen:  # a free-text parameter (no observed key names it, e.g. a query): then the names read so far
-            out += [(v, "key_link") for k, v in vals.seen if k == "link" and isinstance(v, str)]
+        matching = vals.matching(param)
+        seen = ((v, f"key_{k}") for k, v in matching if isinstance(v, str))
+        prompt = ((str(v), k) for k, v in vals.prompt if k != "prompt_number")
+        out = itertools.chain(((v, "literal") for v in tool.literals),
+                              (x for pair in itertools.zip_longest(seen, prompt) for x in pair if x is not None))
+        if not any(isinstance(v, str) for _, v in matching):  # a free-text parameter (no observed key names it,
+            # e.g. a query): then the names read so far
+            out = itertools.chain(out, ((v, "key_link") for k, v in vals.seen if k == "link" and isinstance(v, str)))
     elif kind in ("integer", "number"):
-        out = [(v, k) for k, v in vals.prompt if k == "prompt_number"]
-        out += [(v, f"key_{k}") for k, v in vals.matching(param) if isinstance(v, int | float)]
+        out = itertools.chain(((v, k) for k, v in vals.prompt if k == "prompt_number"),
+                              ((v, f"key_{k}") for k, v in vals.matching(param) if isinstance(v, int | float)))
     elif kind == "object":
-        for key, example in vals.examples:
-            out += [({key: v}, f"example_{key}_{k}") for k, v in vals.like(example)[:3]]
-    seen, unique = set(), []
+        out = (({key: v}, f"example_{key}_{k}") for key, example in vals.examples
+               for k, v in itertools.islice(vals.like_iter(example), 3))
+    seen_, unique = set(), []
     for v, tag in out:
-        if (f := repr(v) if type(v) in _FLAT else repr(_freeze(v))) not in seen:  # _freeze(v) is v for those
-            seen.add(f)
+        if (f := repr(v) if type(v) in _FLAT else repr(_freeze(v))) not in seen_:  # _freeze(v) is v for those
+            seen_.add(f)
             unique.append((v, tag))
-    return unique[:MAX_VALUES]
+            if len(unique) == MAX_VALUES:
+                break
+    return unique
 
 
 _CALLS: dict[tuple, list[Keyed]] = {}

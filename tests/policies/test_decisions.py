@@ -188,3 +188,70 @@ def test_candidates_equal_their_definition_candidate_by_candidate(states):
         assert [(k, a.model_dump_json(), tags) for k, a, tags in got] == \
             [(k, a.model_dump_json(), tags) for k, a, tags in _defined_candidates(view, initial, turns)]
     assert any("tag_called_before" in tags for v, i, t, _ in states for _, _, tags in candidates.keyed_candidates(v, i, t))
+
+
+def _defined_options(tool, param, vals):
+    """candidates._options and _Values.matching / like as first written (every value read scanned, all options
+    listed, then the first MAX_VALUES distinct)."""
+    import itertools
+
+    from simrl.policies.action_keys import freeze
+    from simrl.policies.features import id_prefix, is_date, tokens
+
+    def matching(p):
+        words = tokens(p)
+        hits = [(k, v) for k, v in vals.seen if tokens(k) & words]
+        typed = [(k, v) for k, v in hits if (x := id_prefix(v)) is not None
+                 and any(x.startswith(w) or w.startswith(x) for w in words if len(w) > 2)]
+        return typed or hits
+
+    def like(example):
+        if isinstance(example, int | float):
+            return [(k, v) for k, v in vals.prompt + vals.seen if type(v) is type(example)]
+        if is_date(example):
+            return [(k, v) for k, v in vals.prompt + vals.seen if is_date(v)]
+        if (x := id_prefix(example)) is not None:
+            return [(k, v) for k, v in vals.seen if id_prefix(v) == x]
+        return [(k, v) for k, v in vals.prompt if k == "prompt_span"]
+
+    spec, kind = tool.params.get(param, {}), tool.kind(param)
+    out = []
+    if isinstance(spec.get("enum"), list):
+        out = [(v, "enum") for v in spec["enum"]]
+    elif kind == "string":
+        seen = [(v, f"key_{k}") for k, v in matching(param) if isinstance(v, str)]
+        prompt = [(str(v), k) for k, v in vals.prompt if k != "prompt_number"]
+        out = [(v, "literal") for v in tool.literals]
+        out += [x for pair in itertools.zip_longest(seen, prompt) for x in pair if x is not None]
+        if not seen:
+            out += [(v, "key_link") for k, v in vals.seen if k == "link" and isinstance(v, str)]
+    elif kind in ("integer", "number"):
+        out = [(v, k) for k, v in vals.prompt if k == "prompt_number"]
+        out += [(v, f"key_{k}") for k, v in matching(param) if isinstance(v, int | float)]
+    elif kind == "object":
+        for key, example in vals.examples:
+            out += [({key: v}, f"example_{key}_{k}") for k, v in like(example)[:3]]
+    seen, unique = set(), []
+    for v, tag in out:
+        if (f := repr(freeze(v))) not in seen:
+            seen.add(f)
+            unique.append((v, tag))
+    return unique[:candidates.MAX_VALUES], matching
+
+
+def test_options_equal_their_definition(states):
+    # each distinct key's words and each id prefix tested once, options read only up to MAX_VALUES distinct values,
+    # like() taken lazily: the same options, matches and values of a kind as scanning every value read
+    tried = 0
+    for view, initial, turns, _ in states:
+        tools = {t.name: t for t in candidates.read_tools(initial.tools)}
+        vals = candidates._values(tools, view.get("prompt", initial.text), turns)
+        for tool in tools.values():
+            for param in tool.params:
+                want, matching = _defined_options(tool, param, vals)
+                assert candidates._options(tool, param, vals) == want
+                assert vals.matching(param) == matching(param)
+                tried += bool(vals.matching(param))
+        for _, example in vals.examples:
+            assert vals.like(example) == list(vals.like_iter(example))
+    assert tried > 100

@@ -93,6 +93,10 @@ class RowSparseAdam(torch.optim.Adam):
         self._pending[table] = rows
         table.grad = grad
 
+    def aligned(self, table: nn.Parameter) -> bool:
+        """Whether ``table`` is stepped row by row (its rows a multiple of :data:`ROW_ALIGN` elements)."""
+        return bool(self._tables.get(table))
+
     def rows_of(self, table: nn.Parameter) -> torch.Tensor | None:
         """The rows of ``table.grad`` given by :meth:`set_rows` (every other row is exactly +0), or None when the
         table's gradient is not the one set by rows."""
@@ -201,11 +205,12 @@ def clip_grad_norm_(params: Iterable[nn.Parameter], max_norm: float, optimizer: 
     """``torch.nn.utils.clip_grad_norm_(params, max_norm)`` (2-norm), bitwise, scaling a table's gradient given by
     rows (:meth:`RowSparseAdam.set_rows` of ``optimizer``) on those rows only.
 
-    The total norm is torch's own (:func:`torch.nn.utils.get_total_norm` of the dense gradients); the scale is
+    The total norm is torch's own (:func:`torch.nn.utils.get_total_norm` of the gradients; a table's given by rows
+    as those rows alone where :func:`compact_norms` holds: the same number); the scale is
     ``min(max_norm / (norm + 1e-6), 1)`` as torch computes it. Scaling is one multiplication per element, so the
     rows scaled alone get the numbers the whole tensor would; every other row of such a gradient is +0, which a
     finite scale >= 0 leaves +0 (any other scale, a NaN norm's, is applied to every element as torch does). What
-    this saves is the pass over the 32,768 x 64 tables' zeros at every step.
+    this saves is the passes over the 32,768 x 64 tables' zeros at every step (the scaling, and the norm).
 
     Returns:
         The total norm (a 0-dim tensor), as torch returns it.
@@ -213,7 +218,12 @@ def clip_grad_norm_(params: Iterable[nn.Parameter], max_norm: float, optimizer: 
     params = [p for p in params if p.grad is not None]
     if optimizer is None:
         return torch.nn.utils.clip_grad_norm_(params, max_norm)
-    total = torch.nn.utils.get_total_norm([p.grad for p in params], 2.0, False, None)
+    grads = [p.grad for p in params]
+    if compact_norms():  # a table's norm from its gradient's rows (the others are +0): the same number
+        for i, p in enumerate(params):
+            if (rows := optimizer.rows_of(p)) is not None and optimizer.aligned(p):
+                grads[i] = p.grad.index_select(0, rows)
+    total = torch.nn.utils.get_total_norm(grads, 2.0, False, None)
     if not params:
         return total
     coef = torch.clamp(float(max_norm) / (total + 1e-6), max=1.0)
@@ -230,3 +240,33 @@ def clip_grad_norm_(params: Iterable[nn.Parameter], max_norm: float, optimizer: 
     if dense:
         torch._foreach_mul_(dense, coef)
     return total
+
+
+_COMPACT: list[bool] = []  # compact_norms' probe, once per process
+
+
+def compact_norms() -> bool:
+    """Whether a gradient's 2-norm may be taken over its nonzero rows alone (sorted, rows of :data:`ROW_ALIGN`
+    elements, every other row +0): the same number as over the whole tensor.
+
+    torch's CPU 2-norm of a contiguous float tensor (``linalg.vector_norm``: the vectorised last-dimension reduction
+    of ATen's ``norm_kernel_tensor_iterator_impl``) accumulates ``x * x`` lane by lane (lane = position modulo the
+    SIMD width) in order, then adds the lanes and a scalar tail. A +0 row adds exactly 0 to every lane, and a row of
+    a multiple of the widest SIMD width keeps each element's lane, so the rows alone give the same sums in the same
+    order. That is this kernel's property, with one intra-op thread (several split the work by position); so this
+    holds only with one thread, and only once a probe agreed: sparse gradients of a wide dynamic range (where the
+    order of the additions changes the result), their norm over the rows and over the whole table, bitwise equal
+    (else every norm is taken over the whole tensor, as before).
+    """
+    if torch.get_num_threads() != 1:
+        return False
+    if not _COMPACT:
+        gen = torch.Generator().manual_seed(20261208)
+        ok = True
+        for n in (37, 300, 1000):
+            rows = torch.randperm(32_768, generator=gen)[:n].sort().values
+            values = torch.randn(n, ROW_ALIGN, generator=gen) * torch.exp(torch.randn(n, 1, generator=gen) * 8)
+            whole = torch.zeros(32_768, ROW_ALIGN).index_copy_(0, rows, values)
+            ok = ok and torch.equal(torch.linalg.vector_norm(whole, 2), torch.linalg.vector_norm(values, 2))
+        _COMPACT.append(ok)
+    return _COMPACT[0]

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from simrl.envs.base import make
+from simrl.policies import sparse_rows
 from simrl.policies.scorer import ScorerPolicy
 from simrl.policies.sparse_rows import RowGrads, RowSparseAdam, clip_grad_norm_, make_adam
 from simrl.rollout import rollout
@@ -85,6 +86,44 @@ def test_clipping_by_rows_is_bitwise_torchs_clipping(max_norm):
         for a, b in zip(dense_params, sparse_params):
             assert torch.equal(a.grad, b.grad) or torch.equal(a.grad.isnan(), b.grad.isnan())
         sparse.step()
+
+
+def test_norms_over_rows_are_bitwise_torchs_with_one_thread(one_thread):
+    """With one thread the tables' norms are taken over their rows (compact_norms' probe agrees here), and clipping
+    still gives torch's norm and gradients bitwise: many steps of sparse gradients of several magnitudes (rows of 64
+    and 128 elements; 7 and 33: not aligned, taken whole)."""
+    assert sparse_rows.compact_norms()
+    dense_params, sparse_params = _params(11), _params(11)
+    sparse = RowSparseAdam(sparse_params, lr=0.01, tables=sparse_params[:-1])
+    rng, gen = random.Random(11), torch.Generator().manual_seed(11)
+    for _ in range(40):
+        _set_gradients(rng, gen, dense_params, sparse_params, sparse)
+        for max_norm in (1e6, 0.05):  # left as they are, then scaled down
+            want = torch.nn.utils.get_total_norm([p.grad for p in dense_params])
+            if max_norm == 0.05:
+                want = torch.nn.utils.clip_grad_norm_(dense_params, max_norm)
+            got = clip_grad_norm_(sparse_params, max_norm, sparse)
+            assert torch.equal(want, got)
+        for a, b in zip(dense_params, sparse_params):
+            assert torch.equal(a.grad, b.grad)
+        sparse.step()
+
+
+def test_norms_are_taken_whole_unless_the_probe_agrees(one_thread, monkeypatch):
+    monkeypatch.setattr(sparse_rows, "_COMPACT", [False])
+    assert not sparse_rows.compact_norms()
+    params = _params(2)
+    sparse = RowSparseAdam(params, lr=0.01, tables=params[:-1])
+    rng, gen = random.Random(2), torch.Generator().manual_seed(2)
+    _set_gradients(rng, gen, _params(2), params, sparse)
+    seen = []
+    real = torch.nn.utils.get_total_norm
+    monkeypatch.setattr(torch.nn.utils, "get_total_norm", lambda grads, *a: seen.append(grads) or real(grads, *a))
+    clip_grad_norm_(params, 0.05, sparse)
+    assert [g.shape for g in seen[0]] == [p.shape for p in params]  # every gradient whole
+    torch.set_num_threads(2)
+    monkeypatch.setattr(sparse_rows, "_COMPACT", [True])
+    assert not sparse_rows.compact_norms()  # several threads: whole, whatever the probe
 
 
 def test_a_resumed_row_sparse_adam_continues_as_dense_adam():

@@ -59,6 +59,45 @@ def draw_one(probs: torch.Tensor, generator: torch.Generator) -> int:
     return int(torch.argmax(probs / torch.empty_like(probs).exponential_(1, generator=generator)))
 
 
+def draw_rows(logp: torch.Tensor, rows: list[tuple[int, int | torch.Generator]], seeded: torch.Generator) -> list[int]:
+    """``[draw_one(torch.exp(logp[r, :k]), g) for r, (k, gen) in enumerate(rows)]`` of ``[B, K]`` log-probabilities
+    (``-inf`` past a row's ``k``), ``g`` the generator ``gen`` or, for a seed, ``seeded`` reseeded with it just before
+    its draw (as :meth:`ScorerPolicy._flush` draws), by the same operations on the whole batch: ``exp`` of every row
+    at once (an elementwise function: each element the same number wherever it sits, checked on this build over
+    every row length, -inf and denormals included), each row's ``exponential_`` draws written into its first ``k``
+    places of a ones tensor (the same draws and generator state as into a fresh tensor of ``k``; each generator
+    used in turn, as the loop would), the division (exact) and an ``argmax`` per row, whose padding (``0 / 1``) never
+    beats a candidate (``probs / q >= 0``; a tie goes to the first). Six operations a flush instead of six a row."""
+    probs = torch.exp(logp)
+    q = torch.ones_like(probs)
+    for r, (k, gen) in enumerate(rows):
+        q[r, :k].exponential_(1, generator=seeded.manual_seed(gen) if isinstance(gen, int) else gen)
+    return torch.argmax(probs / q, dim=1).tolist()
+
+
+_BATCH_DRAWS: list[bool] = []
+
+
+def batch_draws() -> bool:
+    """Whether :func:`draw_rows` gives :func:`draw_one`'s draws on this torch build, by a probe made once: ``exp`` of
+    every element the same in a row slice and in the whole matrix, and a row's ``exponential_`` into a slice the
+    same draws and generator state as into a fresh tensor, over every row length up to 64 and log-probabilities
+    from 0 down to -inf (else each row is drawn alone, as before)."""
+    if not _BATCH_DRAWS:
+        gen, ok = torch.Generator().manual_seed(20261208), True
+        logp = -torch.rand(64, 64, generator=gen) * torch.tensor([1.0, 20.0, 110.0, 1e9])[
+            torch.randint(0, 4, (64, 64), generator=gen)]
+        logp[torch.rand(64, 64, generator=gen) < 0.1] = float("-inf")
+        whole, q = torch.exp(logp), torch.ones(64, 64)
+        for r in range(64):
+            ok = ok and torch.equal(torch.exp(logp[r, :r + 1]), whole[r, :r + 1])
+            a, b = torch.Generator().manual_seed(r), torch.Generator().manual_seed(r)
+            ok = ok and torch.equal(torch.empty(r + 1).exponential_(1, generator=a),
+                                    q[r, :r + 1].exponential_(1, generator=b)) and torch.equal(a.get_state(), b.get_state())
+        _BATCH_DRAWS.append(ok)
+    return _BATCH_DRAWS[0]
+
+
 def _episode_seed() -> Any:
     """:data:`simrl.rollout.EPISODE_SEED` (imported on first use: the rollout module imports policies)."""
     global _EPISODE_SEED
@@ -304,12 +343,14 @@ class ScorerPolicy:
                 scores, kinds = self._scores([d for d, _, _ in queue])
                 logp = self.log_mix(scores, kinds) if any(gen is not None for _, gen, _ in queue) else scores
                 seeded = torch.Generator()  # reseeded for each episode's draw: the state a fresh one would have
-                for row, (d, gen, done) in enumerate(queue):
-                    k = len(d.actions)
-                    if gen is None:
-                        i = int(torch.argmax(scores[row, :k]))
-                    else:
-                        i = draw_one(torch.exp(logp[row, :k]), seeded.manual_seed(gen) if isinstance(gen, int) else gen)
+                if all(gen is not None for _, gen, _ in queue) and batch_draws():  # every row drawn at once
+                    picks = draw_rows(logp, [(len(d.actions), gen) for d, gen, _ in queue], seeded)
+                else:
+                    picks = [int(torch.argmax(scores[row, :len(d.actions)])) if gen is None else
+                             draw_one(torch.exp(logp[row, :len(d.actions)]),
+                                      seeded.manual_seed(gen) if isinstance(gen, int) else gen)
+                             for row, (d, gen, _) in enumerate(queue)]
+                for i, (_, _, done) in zip(picks, queue):
                     if not done.cancelled():
                         done.set_result(i)
         except BaseException as err:  # noqa: BLE001 - a failure reaches every waiting episode, not the loop

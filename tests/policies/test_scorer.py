@@ -200,6 +200,36 @@ def test_draw_one_is_torch_multinomial_draw_for_draw():
     assert mismatches == 0
 
 
+def test_a_batch_of_draws_is_each_row_drawn_alone():
+    """draw_rows (a flush's draws at once) against draw_one row by row: the same indices, the same states of the
+    generators after them (a seeded one reseeded per row, and a policy's own one shared by rows), padding never drawn."""
+    import torch
+
+    from simrl.policies.scorer import batch_draws, draw_one, draw_rows
+
+    assert batch_draws()  # the probe agrees on this build
+    gen = torch.Generator().manual_seed(7)
+    mismatches = 0
+    for s in range(600):
+        b, width = 1 + s % 9, 2 + s % 63
+        ks = [int(torch.randint(1, width + 1, (1,), generator=gen)) for _ in range(b)]
+        logits = torch.randn(b, width, generator=gen) * (1 + s % 7)
+        logits[torch.rand(b, width, generator=gen) < 0.2] = -1e9
+        for r, k in enumerate(ks):
+            logits[r, k:] = float("-inf")
+        logp = torch.log_softmax(logits, 1)
+        own_a, own_b = torch.Generator().manual_seed(s), torch.Generator().manual_seed(s)
+        rows_a = [(k, own_a if r % 3 == 2 else 1000 * s + r) for r, k in enumerate(ks)]
+        rows_b = [(k, own_b if r % 3 == 2 else 1000 * s + r) for r, k in enumerate(ks)]
+        seeded = torch.Generator()
+        want = [draw_one(torch.exp(logp[r, :k]), seeded.manual_seed(g) if isinstance(g, int) else g)
+                for r, (k, g) in enumerate(rows_a)]
+        got = draw_rows(logp, rows_b, torch.Generator())
+        mismatches += want != got or not torch.equal(own_a.get_state(), own_b.get_state())
+        assert all(i < k for i, k in zip(got, ks))
+    assert mismatches == 0
+
+
 def test_episode_draws_depend_on_the_episode_seed_and_turn_only():
     import asyncio
 

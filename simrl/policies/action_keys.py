@@ -34,7 +34,7 @@ def freeze(value: Any) -> Any:
 def ident(value: Any) -> tuple:
     """A hashable identity of a JSON-like value that keeps its type and order (``1``, ``1.0`` and ``True``, or
     ``{"a": 1, "b": 2}`` and ``{"b": 2, "a": 1}``, differ): equal identities give equal JSON."""
-    return (type(value), value) if type(value) in _SCALARS else (list, repr(value))
+    return (type(value), value) if type(value) in _SCALAR_TYPES else (list, repr(value))
 
 
 def _args_key(args: dict[str, Any]) -> Any:

@@ -240,6 +240,8 @@ def input_problem(value: Any, depth: int = 0) -> str | None:
     :data:`INT_RANGE`, nesting 4 levels), or None when it is within them."""
     if depth > 4:
         return "nested too deeply (at most 4 levels)"
+    if type(value) is str and len(value) <= MAX_STRING_CHARS:  # the common case, answered first: within limits
+        return None
     if isinstance(value, str) and len(value) > MAX_STRING_CHARS:
         return f"a string of {len(value)} characters; at most {MAX_STRING_CHARS}"
     if isinstance(value, int) and not isinstance(value, bool) and not INT_RANGE[0] <= value <= INT_RANGE[1]:

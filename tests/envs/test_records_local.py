@@ -230,3 +230,20 @@ def test_the_shared_records_are_per_thread_where_sqlite_is_not_serialized(tiny_w
     per_thread = shared_in_threads()
     assert serialized[0][0] is serialized[1][0] and per_thread[0][0] is not per_thread[1][0]
     assert [a for _, a in serialized] == [a for _, a in per_thread]
+
+
+def test_argument_limits_answer_strings_first_the_same():
+    """input_problem's fast path for a plain string within limits: the same verdicts as the general checks (a str
+    subclass, a long string, a string nested too deeply, inside lists and dicts)."""
+    from simrl.records.server import MAX_STRING_CHARS, input_problem
+
+    class Name(str):
+        pass
+
+    assert input_problem("x" * MAX_STRING_CHARS) is None and input_problem(Name("ok")) is None
+    assert "characters" in input_problem("x" * (MAX_STRING_CHARS + 1))
+    assert "characters" in input_problem(Name("x" * (MAX_STRING_CHARS + 1)))
+    assert input_problem([[[["deep"]]]]) is None
+    assert "nested too deeply" in input_problem([[[[["deeper"]]]]])
+    assert "characters" in input_problem({"k": ["x" * (MAX_STRING_CHARS + 1)]})
+    assert "characters" in input_problem({"x" * (MAX_STRING_CHARS + 1): 1})

@@ -200,8 +200,8 @@ def encode_decision(hasher: Hasher, key: tuple, task_view: dict[str, str], initi
 
     ``texts``: a memo of each candidate's token ids and kind by (action key, tags), shared across decisions (the
     same call with the same provenance is a candidate at many states), and of token ids by candidate text (calls
-    with other values of the same shapes read the same text: a few hundred texts for thousands of candidates);
-    None: none.
+    with other values of the same shapes read the same text: a few hundred texts for thousands of candidates), and
+    of the state text's token ids likewise (a text is a text: the same ids whoever reads it); None: none.
     """
     keyed = keyed_candidates(task_view, initial, turns)
     ids, texts = hasher.ids, {} if texts is None else texts
@@ -216,8 +216,12 @@ def encode_decision(hasher: Hasher, key: tuple, task_view: dict[str, str], initi
                 same = texts[text] = (token_ids, 0, array.array("q", token_ids).tobytes())
             found[j] = texts[keys[j], tags] = (same[0], kind_of(tags), same[2])
     cands, kinds, packed = zip(*found) if found else ((), (), ())
+    text = state_text(task_view, initial, turns)  # states of other values read often write the same text
+    if (same := texts.get(text)) is None:
+        token_ids = tuple(ids(text))
+        same = texts[text] = (token_ids, 0, array.array("q", token_ids).tobytes())
     return Decision(key=key, actions=actions, index=dict(zip(keys, range(len(keys)))), kinds=kinds,
-                    state=ids(state_text(task_view, initial, turns)), cands=list(cands), cand_bytes=list(packed))
+                    state=list(same[0]), cands=list(cands), cand_bytes=list(packed))
 
 
 def decision_fields(d: Decision) -> dict[str, Any]:

@@ -374,8 +374,12 @@ def _keyed(action: Action) -> tuple[str, Action]:
 def _frontier(tools: dict[str, Tool], turns: list[Turn]) -> Iterable[Keyed]:
     """A one-parameter tool's calls with the values not yet passed to it, from the result its last value was read in
     (a text result: none while every successful result is JSON, as in the record tools' episodes)."""
-    if all(is_json(text) for t in turns for text in _ok(t)):
-        return
+    if not all(is_json(text) for t in turns for text in _ok(t)):
+        yield from _frontier_scan(tools, turns)
+
+
+def _frontier_scan(tools: dict[str, Tool], turns: list[Turn]) -> Iterable[Keyed]:
+    """:func:`_frontier` without its shortcut: every one-parameter tool scanned."""
     for tool in tools.values():
         p = tool.required[0] if len(tool.required) == 1 else None
         if p is None or tool.kind(p) != "string" or "enum" in tool.params.get(p, {}):

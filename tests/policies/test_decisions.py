@@ -126,28 +126,6 @@ def test_a_decision_holds_each_candidate_its_text_ids_and_kind(states):
         assert d.state == hasher.ids(state_text(view, initial, list(turns))) and d.key == ("k",)
 
 
-def _frontier_scan(tools, turns):
-    """candidates._frontier as written before its shortcut (no text result: nothing), every tool scanned."""
-    from simrl.policies.features import is_json, leaves, shape, tokens
-
-    for tool in tools.values():
-        p = tool.required[0] if len(tool.required) == 1 else None
-        if p is None or tool.kind(p) != "string" or "enum" in tool.params.get(p, {}):
-            continue
-        calls = [(j, t.action.tool_calls[0].arguments.get(p)) for j, t in enumerate(turns)
-                 if t.action.tool_calls and t.action.tool_calls[0].name == tool.name]
-        if not calls:
-            continue
-        j, last = calls[-1]
-        found = next((values for turn in reversed(turns[:j]) for text in candidates._ok(turn) if not is_json(text)
-                      if last in (values := [v for k, v in leaves(text) if isinstance(v, str) and tokens(k) & tokens(p)])),
-                     None)
-        done = {v for _, v in calls}
-        for v in list(dict.fromkeys(v for v in found or () if v not in done and shape(v) == shape(last)))[:6]:
-            yield (*candidates.call_action(tool.name, {p: v}), (f"tag_call_{tool.name}", f"src_{p}_frontier",
-                                                                  "tag_frontier"))
-
-
 def _defined_candidates(view, initial, turns):
     """keyed_candidates by its rules written out: each source added in turn (recovery, answers, the tools' calls one of
     each tool at a time, the frontier), at most MAX_CANDIDATES, then the called-before / same-as-last tags."""
@@ -171,7 +149,7 @@ def _defined_candidates(view, initial, turns):
     add(candidates._answers(tools, turns, prompt), candidates.MAX_ANSWERS)
     per_tool = [candidates._calls(tool, vals) for tool in tools.values()]
     add((c for row in itertools.zip_longest(*per_tool) for c in row if c is not None), candidates.MAX_CANDIDATES)
-    add(_frontier_scan(tools, turns), candidates.MAX_CANDIDATES)
+    add(candidates._frontier_scan(tools, turns), candidates.MAX_CANDIDATES)  # every tool scanned, no shortcut
     assert not candidates.candidate_pages.last_texts(turns)  # records: JSON results only
     done = {action_key(t.action) for t in turns}
     last = action_key(turns[-1].action) if turns else None
